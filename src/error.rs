@@ -1,0 +1,33 @@
+//! The balancer's own answers: every error it produces itself is JSON,
+//! `{"code": 429, "message": "Rate limit exceeded"}`, with `Content-Type: application/json`.
+//! Module error enums implement `ResponseError` through [`json_response`], the one place the
+//! body is shaped.
+
+use actix_web::http::StatusCode;
+use actix_web::HttpResponse;
+use serde::Serialize;
+
+/// The JSON error body.
+#[derive(Debug, Serialize)]
+pub struct ErrorBody<'a> {
+    pub code: u16,
+    pub message: &'a str,
+}
+
+/// A JSON error response with `status` and `message`.
+pub fn json_response(status: StatusCode, message: &str) -> HttpResponse {
+    HttpResponse::build(status).json(ErrorBody {
+        code: status.as_u16(),
+        message,
+    })
+}
+
+/// `404` for routes under `/lb/` that do not exist.
+pub async fn not_found() -> HttpResponse {
+    json_response(StatusCode::NOT_FOUND, "Not found")
+}
+
+/// `405` for a method a `/lb/` route does not take.
+pub async fn method_not_allowed() -> HttpResponse {
+    json_response(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
+}

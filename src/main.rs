@@ -1,0 +1,37 @@
+//! The `loadbalancer` binary: arguments, settings, logger, then [`loadbalancer::server::run`].
+//! Exit codes: 0 after a clean shutdown, 2 for bad arguments or configuration, 1 for a runtime
+//! failure (such as the listen address being in use) or a second signal during the drain.
+
+use std::process::ExitCode;
+
+use loadbalancer::cli::{self, Command};
+use loadbalancer::settings;
+
+fn main() -> ExitCode {
+    let options = match cli::parse(std::env::args_os().skip(1)) {
+        Ok(Command::Run(options)) => options,
+        Ok(Command::Help) => {
+            println!("{}", cli::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Err(err) => {
+            eprintln!("loadbalancer: {err}\n{}", cli::USAGE);
+            return ExitCode::from(2);
+        }
+    };
+    let settings = match settings::load(&options) {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprintln!("loadbalancer: configuration error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    match actix_rt::System::new().block_on(loadbalancer::server::run(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            log::error!("{err}");
+            ExitCode::from(1)
+        }
+    }
+}

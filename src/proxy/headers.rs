@@ -1,0 +1,199 @@
+//! Header rewriting between client and backend. Hop-by-hop headers (RFC 9110 §7.6.1) are
+//! dropped in both directions, together with every header the `Connection` header names;
+//! `X-Forwarded-For` is appended to and `X-Forwarded-Proto` / `-Host` are set (RFC 7239 §1 for
+//! the de-facto headers these stand for). The client's `Host` is kept, so virtual-hosted
+//! backends see the name the client asked for.
+
+use std::net::IpAddr;
+
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+/// `X-Forwarded-For`: the chain of client addresses.
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-Proto`: the scheme the client used (always `http` here).
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `X-Forwarded-Host`: the `Host` the client sent.
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Connection-specific headers that a proxy must not forward (RFC 9110 §7.6.1), plus the
+/// legacy `Proxy-Connection`. `Content-Length` is not here: framing is rebuilt from the body
+/// by the HTTP encoder, which writes its own length or chunking.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "proxy-authorization"
+            | "proxy-authenticate"
+    )
+}
+
+/// Header names listed in `Connection` (e.g. `Connection: close, X-Secret`); `Host` is never
+/// dropped this way.
+fn named_by_connection(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
+        .get_all(header::CONNECTION)
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|list| list.split(','))
+        .filter_map(|token| HeaderName::try_from(token.trim()).ok())
+        .filter(|name| *name != header::HOST)
+        .collect()
+}
+
+/// Copies every end-to-end header of `source`, keeping repeated headers repeated, and skipping
+/// `also_skip` as well as hop-by-hop ones.
+fn copy_end_to_end(source: &HeaderMap, extra: usize, also_skip: &[HeaderName]) -> HeaderMap {
+    let named = named_by_connection(source);
+    let mut out = HeaderMap::with_capacity(source.len() + extra);
+    for (name, value) in source.iter() {
+        if is_hop_by_hop(name) || named.contains(name) || also_skip.contains(name) {
+            continue;
+        }
+        out.append(name.clone(), value.clone());
+    }
+    out
+}
+
+/// The headers sent to the backend for a client request from `peer`.
+pub fn to_backend(client: &HeaderMap, peer: Option<IpAddr>) -> HeaderMap {
+    let skip = [
+        header::CONTENT_LENGTH,
+        X_FORWARDED_FOR,
+        X_FORWARDED_PROTO,
+        X_FORWARDED_HOST,
+    ];
+    let mut out = copy_end_to_end(client, 3, &skip);
+    if let Some(xff) = forwarded_for(client, peer) {
+        out.insert(X_FORWARDED_FOR, xff);
+    }
+    out.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    if let Some(host) = client.get(header::HOST) {
+        out.insert(X_FORWARDED_HOST, host.clone());
+    }
+    out
+}
+
+/// The headers sent to the client for a backend response. `Content-Length` is kept: the encoder
+/// replaces it with the body's own size, except on 304 where it is the representation's.
+pub fn to_client(backend: &HeaderMap) -> HeaderMap {
+    copy_end_to_end(backend, 0, &[])
+}
+
+/// Existing `X-Forwarded-For` values (all of them, in order) followed by the peer's address.
+fn forwarded_for(client: &HeaderMap, peer: Option<IpAddr>) -> Option<HeaderValue> {
+    let mut chain = String::new();
+    for value in client.get_all(X_FORWARDED_FOR) {
+        let Ok(text) = value.to_str() else { continue };
+        let text = text.trim();
+        if text.is_empty() {
+            continue;
+        }
+        if !chain.is_empty() {
+            chain.push_str(", ");
+        }
+        chain.push_str(text);
+    }
+    if let Some(peer) = peer {
+        if !chain.is_empty() {
+            chain.push_str(", ");
+        }
+        chain.push_str(&crate::settings::canonical(peer).to_string());
+    }
+    HeaderValue::try_from(chain).ok().filter(|v| !v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(
+                HeaderName::try_from(*name).expect("name"),
+                HeaderValue::try_from(*value).expect("value"),
+            );
+        }
+        headers
+    }
+
+    fn peer() -> Option<IpAddr> {
+        Some("192.0.2.7".parse().expect("ip"))
+    }
+
+    /// Hop-by-hop headers and those named in Connection stay behind; others pass, repeats kept.
+    #[test]
+    fn drops_hop_by_hop_and_connection_named_headers() {
+        let client = map(&[
+            ("host", "shop.test"),
+            ("connection", "keep-alive, X-Secret, host"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("upgrade", "websocket"),
+            ("proxy-authorization", "Basic eA=="),
+            ("proxy-connection", "keep-alive"),
+            ("x-secret", "1"),
+            ("content-length", "3"),
+            ("accept", "a"),
+            ("accept", "b"),
+        ]);
+        let out = to_backend(&client, peer());
+        for gone in [
+            "connection",
+            "keep-alive",
+            "te",
+            "upgrade",
+            "proxy-authorization",
+            "proxy-connection",
+            "x-secret",
+            "content-length",
+        ] {
+            assert!(!out.contains_key(gone), "{gone} was forwarded");
+        }
+        assert_eq!(out.get_all("accept").count(), 2);
+        assert_eq!(out.get("host").expect("host kept"), "shop.test");
+        assert_eq!(out.get("x-forwarded-host").expect("xfh"), "shop.test");
+        assert_eq!(out.get("x-forwarded-proto").expect("xfp"), "http");
+    }
+
+    /// The peer is appended to every existing X-Forwarded-For value, in order.
+    #[test]
+    fn appends_peer_to_existing_forwarded_for() {
+        let client = map(&[
+            ("x-forwarded-for", "203.0.113.1"),
+            ("x-forwarded-for", "198.51.100.2, 10.0.0.1"),
+        ]);
+        let out = to_backend(&client, peer());
+        assert_eq!(
+            out.get("x-forwarded-for").expect("xff"),
+            "203.0.113.1, 198.51.100.2, 10.0.0.1, 192.0.2.7"
+        );
+        let out = to_backend(
+            &HeaderMap::new(),
+            Some("::ffff:10.1.2.3".parse().expect("ip")),
+        );
+        assert_eq!(out.get("x-forwarded-for").expect("xff"), "10.1.2.3");
+    }
+
+    /// Responses lose hop-by-hop headers but keep Set-Cookie twice and Content-Length.
+    #[test]
+    fn response_keeps_repeats_and_length() {
+        let backend = map(&[
+            ("set-cookie", "a=1"),
+            ("set-cookie", "b=2"),
+            ("transfer-encoding", "chunked"),
+            ("connection", "close"),
+            ("content-length", "10"),
+        ]);
+        let out = to_client(&backend);
+        assert_eq!(out.get_all("set-cookie").count(), 2);
+        assert!(!out.contains_key("transfer-encoding"));
+        assert!(!out.contains_key("connection"));
+        assert_eq!(out.get("content-length").expect("length"), "10");
+    }
+}

@@ -1,0 +1,257 @@
+//! The proxy: every request outside `/clients` and `/lb/` is sent to a backend the
+//! [`Registry`] picks, through this worker's awc `Client`, with bodies streamed both ways.
+//! Failures that are safe to retry move the request to the next healthy backend; the rest
+//! become JSON errors (see [`ProxyError`]). Outcomes go back to the registry by message.
+
+mod body;
+mod error;
+pub mod headers;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Addr;
+use actix_web::body::{self as body_types, BodyStream, BoxBody, MessageBody, SizedStream};
+use actix_web::http::{header, Method, StatusCode};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use awc::error::SendRequestError;
+use awc::{Client, ClientResponse};
+
+use crate::backend::{Backend, BackendId};
+use crate::registry::{FailureKind, Outcome, Pick, Registry, ReportOutcome};
+use body::RequestBody;
+pub use error::ProxyError;
+
+/// What every worker's proxy handler shares.
+pub struct ProxyState {
+    pub registry: Addr<Registry>,
+    /// Other backends tried after a retryable failure (`backends.retries`).
+    pub retries: u32,
+    /// Request bodies up to this size are buffered so they can be retried.
+    pub retry_body_limit_bytes: u64,
+    /// `backends.max_request_body_bytes`.
+    pub max_request_body_bytes: Option<u64>,
+}
+
+/// The backend that answered, put in the response's extensions for the access log.
+#[derive(Clone)]
+pub struct ServedBy(pub Arc<Backend>);
+
+/// Builds the per-worker HTTP client: no redirects followed, no default headers invented, no
+/// decompression (awc is built without it), the connect and response-head timeouts applied.
+pub fn build_client(connect_timeout: Duration, response_timeout: Duration) -> Client {
+    let connector = awc::Connector::new()
+        .timeout(connect_timeout)
+        // The pool is per worker; 0 lifts awc's default cap of 100 connections per worker.
+        .limit(0);
+    Client::builder()
+        .connector(connector)
+        .disable_redirects()
+        .no_default_headers()
+        .timeout(response_timeout)
+        .finish()
+}
+
+/// The default service: forwards the request and streams the answer back.
+pub async fn forward(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<ProxyState>,
+    client: web::Data<Client>,
+) -> Result<HttpResponse, ProxyError> {
+    if req.method() == Method::CONNECT {
+        return Err(ProxyError::MethodNotAllowed);
+    }
+    let peer = req.peer_addr().map(|addr| addr.ip());
+    let upstream_headers = headers::to_backend(req.headers(), peer);
+    let body = RequestBody::prepare(
+        req.headers(),
+        payload,
+        state.retry_body_limit_bytes,
+        state.max_request_body_bytes,
+    )
+    .await?;
+    // Only the path and query go upstream: an absolute-form target never chooses the host.
+    let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+
+    let mut tried: Vec<BackendId> = Vec::with_capacity(1);
+    let mut last_failure: Option<(Arc<Backend>, AttemptError)> = None;
+    loop {
+        let picked = state
+            .registry
+            .send(Pick {
+                exclude: tried.clone(),
+            })
+            .await
+            .map_err(|_| ProxyError::Unavailable("backend registry stopped"))?;
+        let Some(backend) = picked else {
+            return Err(give_up(last_failure));
+        };
+        if let Some((failed, why)) = &last_failure {
+            log::warn!("backend {failed} failed ({why}); retrying on {backend}");
+        }
+        tried.push(backend.id);
+
+        let url = format!("http://{}{}", backend.authority, target);
+        let mut upstream = client.request(req.method().clone(), url);
+        *upstream.headers_mut() = upstream_headers.clone();
+        let result = upstream.send_body(body.for_attempt()).await;
+
+        let failure = match result {
+            Ok(response) => {
+                report(&state.registry, backend.id, Outcome::Responded);
+                return Ok(to_client(req.method(), response, backend));
+            }
+            Err(err) => AttemptError::from(err),
+        };
+        if let Some(kind) = failure.kind() {
+            report(&state.registry, backend.id, Outcome::Failed(kind));
+        } else {
+            // The client's own upload failed: not the backend's fault, nothing to retry.
+            report(&state.registry, backend.id, Outcome::Responded);
+            return Err(failure.client_error());
+        }
+        let may_retry =
+            failure.retryable(req.method(), &body) && tried.len() <= state.retries as usize;
+        if !may_retry {
+            log::error!("backend {backend} failed ({failure}); not retried");
+            return Err(failure.status_error());
+        }
+        last_failure = Some((backend, failure));
+    }
+}
+
+fn report(registry: &Addr<Registry>, backend: BackendId, outcome: Outcome) {
+    registry.do_send(ReportOutcome { backend, outcome });
+}
+
+/// No backend (left) to try: 503 when none was tried, else the last failure's status.
+fn give_up(last_failure: Option<(Arc<Backend>, AttemptError)>) -> ProxyError {
+    match last_failure {
+        None => ProxyError::NoHealthyBackend,
+        Some((backend, failure)) => {
+            log::error!("backend {backend} failed ({failure}); no other healthy backend to try");
+            failure.status_error()
+        }
+    }
+}
+
+/// One failed attempt, classified.
+#[derive(Debug)]
+enum AttemptError {
+    /// Never connected: the request did not reach the backend.
+    Connect(String),
+    /// Connected, but broke before a response head.
+    Reset(String),
+    /// No response head in time.
+    Timeout,
+    /// The client's upload failed, or outgrew `max_request_body_bytes`, while being sent.
+    ClientBody { reason: String, too_large: bool },
+}
+
+impl From<SendRequestError> for AttemptError {
+    fn from(err: SendRequestError) -> Self {
+        match err {
+            SendRequestError::Connect(e) => Self::Connect(e.to_string()),
+            SendRequestError::Timeout => Self::Timeout,
+            SendRequestError::Body(e) => Self::ClientBody {
+                too_large: e.downcast_ref::<body::BodyTooLarge>().is_some(),
+                reason: e.to_string(),
+            },
+            other => Self::Reset(other.to_string()),
+        }
+    }
+}
+
+impl AttemptError {
+    /// The failure as the registry counts it; `None` when the client was at fault.
+    fn kind(&self) -> Option<FailureKind> {
+        match self {
+            Self::Connect(_) => Some(FailureKind::Connect),
+            Self::Reset(_) => Some(FailureKind::Reset),
+            Self::Timeout => Some(FailureKind::Timeout),
+            Self::ClientBody { .. } => None,
+        }
+    }
+
+    /// A refused connect never delivered anything, so any method may move on as long as the body
+    /// is intact. A reset after sending is retried only for idempotent methods (RFC 9110 §9.2.2)
+    /// whose body was held in memory. A timeout is not retried: the backend may still be working,
+    /// and a second wait would double the client's.
+    fn retryable(&self, method: &Method, body: &RequestBody) -> bool {
+        match self {
+            Self::Connect(_) => body.replayable(),
+            Self::Reset(_) => is_idempotent(method) && body.in_memory(),
+            Self::Timeout | Self::ClientBody { .. } => false,
+        }
+    }
+
+    fn status_error(&self) -> ProxyError {
+        match self {
+            Self::Timeout => ProxyError::GatewayTimeout,
+            Self::ClientBody { .. } => self.client_error(),
+            Self::Connect(_) | Self::Reset(_) => ProxyError::BadGateway,
+        }
+    }
+
+    fn client_error(&self) -> ProxyError {
+        match self {
+            Self::ClientBody {
+                too_large: true, ..
+            } => ProxyError::PayloadTooLarge,
+            _ => ProxyError::BodyRead,
+        }
+    }
+}
+
+impl fmt::Display for AttemptError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Connect(reason) => write!(f, "connect: {reason}"),
+            Self::Reset(reason) => write!(f, "broke before responding: {reason}"),
+            Self::Timeout => f.write_str("no response within the response timeout"),
+            Self::ClientBody { reason, .. } => write!(f, "client upload failed: {reason}"),
+        }
+    }
+}
+
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
+
+/// The backend's response for the client: status and end-to-end headers as they came, the body
+/// streamed with the same framing (a Content-Length stays a Content-Length). Statuses that
+/// carry no body get none, so nothing stray is left on a kept-alive connection.
+fn to_client<S>(
+    method: &Method,
+    mut upstream: ClientResponse<S>,
+    backend: Arc<Backend>,
+) -> HttpResponse
+where
+    S: futures_util::Stream<Item = Result<web::Bytes, awc::error::PayloadError>> + Unpin + 'static,
+{
+    let status = upstream.status();
+    let length = upstream
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let no_body = status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let payload = upstream.take_payload();
+    let body: BoxBody = match (no_body, length) {
+        (true, _) => body_types::None::new().boxed(),
+        (false, Some(len)) => SizedStream::new(len, payload).boxed(),
+        (false, None) if method == Method::HEAD => body_types::None::new().boxed(),
+        (false, None) => BodyStream::new(payload).boxed(),
+    };
+    let mut response = HttpResponse::with_body(status, body);
+    *response.headers_mut() = headers::to_client(upstream.headers());
+    response.extensions_mut().insert(ServedBy(backend));
+    response
+}

@@ -1,0 +1,198 @@
+//! Wiring: the actix-web server with its routes, the registry actor, and the handle used to
+//! drain it. [`start`] takes an already-bound listener so tests can bind `127.0.0.1:0`;
+//! [`run`] is what the binary does.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::time::Duration;
+
+use actix::{Actor, Addr};
+use actix_web::dev::{Server, ServerHandle, Service};
+use actix_web::http::KeepAlive;
+use actix_web::{web, App, HttpResponse, HttpServer};
+use futures_util::FutureExt;
+
+use crate::access_log::{self, RequestLine};
+use crate::error::{self, json_response};
+use crate::proxy::{self, ProxyState};
+use crate::registry::Registry;
+use crate::settings::Settings;
+use crate::shutdown::{self, Draining, ShutdownHook};
+
+/// A started balancer: await [`Balancer::run`] to serve until it is shut down.
+pub struct Balancer {
+    /// The address actually bound (useful with port 0).
+    pub local_addr: SocketAddr,
+    server: Server,
+    handle: BalancerHandle,
+    hooks: Vec<ShutdownHook>,
+}
+
+/// Cheap to clone; controls a running balancer.
+#[derive(Clone)]
+pub struct BalancerHandle {
+    server: ServerHandle,
+    draining: Draining,
+    registry: Addr<Registry>,
+    shutdown_timeout: Duration,
+}
+
+impl BalancerHandle {
+    /// Stops accepting and waits for in-flight requests (at most the shutdown timeout).
+    pub async fn shutdown(&self) {
+        self.draining.begin();
+        self.server.stop(true).await;
+    }
+
+    /// The registry actor (for the health checker, the status API and tests).
+    pub fn registry(&self) -> Addr<Registry> {
+        self.registry.clone()
+    }
+
+    pub fn shutdown_timeout(&self) -> Duration {
+        self.shutdown_timeout
+    }
+}
+
+impl Balancer {
+    pub fn handle(&self) -> BalancerHandle {
+        self.handle.clone()
+    }
+
+    /// Adds work to do after the server stopped, in the order added.
+    pub fn on_shutdown(&mut self, hook: ShutdownHook) {
+        self.hooks.push(hook);
+    }
+
+    /// Serves until shut down, then runs the shutdown hooks.
+    pub async fn run(self) -> io::Result<()> {
+        let served = self.server.await;
+        for hook in self.hooks {
+            hook().await;
+        }
+        served
+    }
+}
+
+/// Starts the actors and the HTTP server on `listener`. Must be called inside an actix system.
+pub fn start(settings: &Settings, listener: TcpListener) -> io::Result<Balancer> {
+    let local_addr = listener.local_addr()?;
+    let registry = Registry::new(settings.backends.pool.clone()).start();
+    let draining = Draining::default();
+    let state = web::Data::new(ProxyState {
+        registry: registry.clone(),
+        retries: settings.backends.retries,
+        retry_body_limit_bytes: settings.backends.retry_body_limit_bytes,
+        max_request_body_bytes: settings.backends.max_request_body_bytes,
+    });
+    let (connect_timeout, response_timeout) = (
+        settings.backends.connect_timeout,
+        settings.backends.response_timeout,
+    );
+    let app_draining = draining.clone();
+    let server = HttpServer::new(move || {
+        let draining = app_draining.clone();
+        App::new()
+            .app_data(state.clone())
+            // Built here, so once per worker thread: an awc Client is not Send.
+            .app_data(web::Data::new(proxy::build_client(
+                connect_timeout,
+                response_timeout,
+            )))
+            .app_data(web::Data::new(draining.clone()))
+            .wrap_fn(move |req, service| {
+                let line = RequestLine::capture(&req);
+                let draining = draining.clone();
+                service.call(req).map(move |result| {
+                    result.map(|mut res| {
+                        access_log::close_if_draining(&mut res, &draining);
+                        if let Some(line) = line {
+                            line.write(&res);
+                        }
+                        res
+                    })
+                })
+            })
+            .service(
+                web::scope("/lb")
+                    .service(
+                        web::resource("/health")
+                            .route(web::get().to(health))
+                            .route(web::head().to(health))
+                            .default_service(web::to(error::method_not_allowed)),
+                    )
+                    .default_service(web::to(error::not_found)),
+            )
+            .default_service(web::to(proxy::forward))
+    })
+    .workers(settings.server.workers)
+    .shutdown_timeout(settings.server.shutdown_timeout.as_secs())
+    .client_request_timeout(settings.server.client_request_timeout)
+    .keep_alive(
+        settings
+            .server
+            .keep_alive
+            .map_or(KeepAlive::Disabled, KeepAlive::Timeout),
+    )
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    let handle = BalancerHandle {
+        server: server.handle(),
+        draining,
+        registry,
+        shutdown_timeout: settings.server.shutdown_timeout,
+    };
+    Ok(Balancer {
+        local_addr,
+        server,
+        handle,
+        hooks: Vec::new(),
+    })
+}
+
+/// `/lb/health`: the balancer's own liveness, 503 while draining.
+async fn health(draining: web::Data<Draining>) -> HttpResponse {
+    match draining.is_draining() {
+        false => HttpResponse::Ok().json(serde_json::json!({"status": "ok"})),
+        true => json_response(
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            "Service is shutting down",
+        ),
+    }
+}
+
+/// What the binary runs: bind `server.listen`, serve, drain on SIGINT/SIGTERM, run the hooks.
+pub async fn run(settings: Settings) -> io::Result<()> {
+    let listener = TcpListener::bind(settings.server.listen).map_err(|err| {
+        io::Error::new(
+            err.kind(),
+            format!("cannot listen on {}: {err}", settings.server.listen),
+        )
+    })?;
+    let balancer = start(&settings, listener)?;
+    let pool: Vec<&str> = settings
+        .backends
+        .pool
+        .iter()
+        .map(|b| b.url.as_str())
+        .collect();
+    log::info!(
+        "listening on {} with {} workers; backends: {}",
+        balancer.local_addr,
+        settings.server.workers,
+        pool.join(", ")
+    );
+    if settings.simulation.enabled {
+        log::warn!("simulation.enabled is set, but this build has no simulator yet: the backends in {} are used as they are", settings.backends.file.display());
+    }
+    let handle = balancer.handle();
+    actix_rt::spawn(async move {
+        if let Err(err) = shutdown::drain_on_signal(handle).await {
+            log::error!("cannot install signal handlers: {err}");
+        }
+    });
+    balancer.run().await?;
+    log::info!("shut down cleanly");
+    Ok(())
+}

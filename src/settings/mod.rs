@@ -1,0 +1,404 @@
+//! Settings: `Settings.toml` (via the `config` crate) overlaid with `LB__SECTION__KEY`
+//! environment variables, validated once into typed values so that an invalid value cannot be
+//! represented past start-up. The pool itself comes from `config.json` (see [`crate::backend`]).
+//! Every failure is a [`ConfigError`] naming the file (or variable), the key and the problem.
+
+mod cidr;
+mod raw;
+
+use std::env;
+use std::fmt::Display;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use actix_web::http::header::HeaderName;
+
+use crate::backend::{self, Backend};
+pub use cidr::{canonical, Cidr};
+pub use raw::RawSettings;
+
+/// Name of the settings file looked for in the working directory when none is given.
+pub const DEFAULT_SETTINGS_FILE: &str = "Settings.toml";
+/// Prefix of environment overrides: `LB__SERVER__LISTEN` sets `server.listen`.
+pub const ENV_PREFIX: &str = "LB";
+
+/// Anything wrong with the configuration; each renders as one line.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A file that must exist cannot be read.
+    #[error("{}: cannot read: {reason}", file.display())]
+    Unreadable { file: PathBuf, reason: String },
+    /// A file (or the environment) is not well-formed, or a key is unknown or of the wrong type.
+    #[error("{origin}: {reason}")]
+    Malformed { origin: String, reason: String },
+    /// A key parsed but its value is not acceptable.
+    #[error("{origin}: {key}: {problem}")]
+    Invalid {
+        origin: String,
+        key: String,
+        problem: String,
+    },
+}
+
+/// Where to read from: the CLI's `--settings` and `--backends`.
+#[derive(Debug, Default, Clone)]
+pub struct LoadOptions {
+    /// `--settings PATH`; when absent `./Settings.toml` is used if it exists, else the defaults.
+    pub settings_path: Option<PathBuf>,
+    /// `--backends PATH`; overrides `backends.file`.
+    pub backends_path: Option<PathBuf>,
+}
+
+/// The validated configuration of one balancer.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub backends: BackendSettings,
+    pub health: HealthSettings,
+    pub rate_limit: RateLimitSettings,
+    pub persistence: PersistenceSettings,
+    pub admin: AdminSettings,
+    pub simulation: SimulationSettings,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Address the listener binds.
+    pub listen: SocketAddr,
+    /// Worker threads; already resolved from 0 to the number of cores.
+    pub workers: usize,
+    /// Grace for in-flight requests after SIGINT/SIGTERM.
+    pub shutdown_timeout: Duration,
+    /// The whole request head must arrive within this (slowloris guard).
+    pub client_request_timeout: Duration,
+    /// Idle keep-alive connections are closed after this; `None` disables keep-alive.
+    pub keep_alive: Option<Duration>,
+}
+
+/// `[backends]` and the pool from `config.json`.
+#[derive(Debug, Clone)]
+pub struct BackendSettings {
+    /// The file the pool was read from.
+    pub file: PathBuf,
+    /// The pool, in file order; never empty.
+    pub pool: Vec<Backend>,
+    /// TCP connect timeout per attempt.
+    pub connect_timeout: Duration,
+    /// Until the backend's response head arrives (the upload is included).
+    pub response_timeout: Duration,
+    /// Other backends tried after a failure that is safe to retry.
+    pub retries: u32,
+    /// Request bodies with a Content-Length up to this are held in memory so they can be retried.
+    pub retry_body_limit_bytes: u64,
+    /// Larger request bodies are refused with 413; `None` = unlimited.
+    pub max_request_body_bytes: Option<u64>,
+}
+
+/// `[health]` (used by the health checker).
+#[derive(Debug, Clone)]
+pub struct HealthSettings {
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Path probed on each backend; starts with `/`.
+    pub path: String,
+    pub healthy_threshold: NonZeroU32,
+    pub unhealthy_threshold: NonZeroU32,
+    pub passive_failures: NonZeroU32,
+}
+
+/// `[rate_limit]` (used by the bucket store).
+#[derive(Debug, Clone)]
+pub struct RateLimitSettings {
+    pub enabled: bool,
+    /// Bucket size for clients without their own limits; at least 1.
+    pub default_capacity: u64,
+    /// Refill rate for them, tokens per second; finite and > 0.
+    pub default_rate_per_sec: f64,
+    pub api_key_header: HeaderName,
+    pub trusted_proxies: Vec<Cidr>,
+    pub max_tracked_clients: u64,
+}
+
+/// `[persistence]` (used by the store).
+#[derive(Debug, Clone)]
+pub struct PersistenceSettings {
+    /// SQLite file; relative paths were resolved against the settings file's folder.
+    pub path: PathBuf,
+    pub flush_interval: Duration,
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    /// Bearer token for `/clients` and `/lb/api`; `None` = loopback peers only.
+    pub token: Option<String>,
+}
+
+/// `[simulation]`.
+#[derive(Debug, Clone)]
+pub struct SimulationSettings {
+    pub enabled: bool,
+}
+
+/// Reads, overlays and validates everything; the caller turns an error into exit code 2.
+pub fn load(options: &LoadOptions) -> Result<Settings, ConfigError> {
+    let (raw, settings_file) = read_raw(options.settings_path.as_deref())?;
+    let base_dir = settings_file
+        .as_deref()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let origin = settings_file
+        .as_deref()
+        .map_or_else(|| "defaults".to_owned(), |p| p.display().to_string());
+    let backends_file = match &options.backends_path {
+        Some(path) => path.clone(),
+        None => base_dir.join(&raw.backends.file),
+    };
+    let pool = backend::load_pool(&backends_file)?;
+    Settings::from_raw(raw, &origin, &base_dir, backends_file, pool)
+}
+
+/// Layers the settings file (if any) and the environment into a [`RawSettings`].
+fn read_raw(explicit: Option<&Path>) -> Result<(RawSettings, Option<PathBuf>), ConfigError> {
+    let file = match explicit {
+        Some(path) if !path.is_file() => {
+            return Err(ConfigError::Unreadable {
+                file: path.to_path_buf(),
+                reason: "no such file".to_owned(),
+            })
+        }
+        Some(path) => Some(path.to_path_buf()),
+        None => Some(PathBuf::from(DEFAULT_SETTINGS_FILE)).filter(|p| p.is_file()),
+    };
+    let mut builder = config::Config::builder();
+    if let Some(path) = &file {
+        builder = builder.add_source(
+            config::File::from(path.as_path())
+                .format(config::FileFormat::Toml)
+                .required(true),
+        );
+    }
+    let environment = config::Environment::with_prefix(ENV_PREFIX)
+        .prefix_separator("__")
+        .separator("__")
+        .try_parsing(true)
+        .list_separator(",")
+        .with_list_parse_key("rate_limit.trusted_proxies");
+    let origin = file.as_deref().map_or_else(
+        || format!("{ENV_PREFIX}__* environment"),
+        |p| format!("{} (or {ENV_PREFIX}__* environment)", p.display()),
+    );
+    let malformed = |err: config::ConfigError| ConfigError::Malformed {
+        origin: origin.clone(),
+        reason: err.to_string(),
+    };
+    let raw = builder
+        .add_source(environment)
+        .build()
+        .map_err(malformed)?
+        .try_deserialize::<RawSettings>()
+        .map_err(malformed)?;
+    Ok((raw, file))
+}
+
+impl Settings {
+    /// Validates `raw`; `origin` names the settings file in messages, `base_dir` anchors its
+    /// relative paths, and `pool` is the already-loaded `config.json`.
+    pub fn from_raw(
+        raw: RawSettings,
+        origin: &str,
+        base_dir: &Path,
+        backends_file: PathBuf,
+        pool: Vec<Backend>,
+    ) -> Result<Self, ConfigError> {
+        let check = Checker { origin };
+        let server = &raw.server;
+        let backends = &raw.backends;
+        let health = &raw.health;
+        let limits = &raw.rate_limit;
+        Ok(Self {
+            server: ServerSettings {
+                listen: check.socket_addr("server.listen", &server.listen)?,
+                workers: match server.workers {
+                    0 => std::thread::available_parallelism().map_or(1, usize::from),
+                    n => check.at_most("server.workers", n, 1024)? as usize,
+                },
+                shutdown_timeout: Duration::from_secs(server.shutdown_timeout_secs),
+                client_request_timeout: check.nonzero_ms(
+                    "server.client_request_timeout_ms",
+                    server.client_request_timeout_ms,
+                )?,
+                keep_alive: (server.keep_alive_secs > 0)
+                    .then(|| Duration::from_secs(server.keep_alive_secs)),
+            },
+            backends: BackendSettings {
+                file: backends_file,
+                pool,
+                connect_timeout: check
+                    .nonzero_ms("backends.connect_timeout_ms", backends.connect_timeout_ms)?,
+                response_timeout: check
+                    .nonzero_ms("backends.response_timeout_ms", backends.response_timeout_ms)?,
+                retries: check.at_most("backends.retries", backends.retries.into(), 100)? as u32,
+                retry_body_limit_bytes: check.at_most(
+                    "backends.retry_body_limit_bytes",
+                    backends.retry_body_limit_bytes,
+                    16 * 1024 * 1024,
+                )?,
+                max_request_body_bytes: (backends.max_request_body_bytes > 0)
+                    .then_some(backends.max_request_body_bytes),
+            },
+            health: HealthSettings {
+                interval: check.nonzero_ms("health.interval_ms", health.interval_ms)?,
+                timeout: check.nonzero_ms("health.timeout_ms", health.timeout_ms)?,
+                path: check.path("health.path", &health.path)?,
+                healthy_threshold: check
+                    .nonzero("health.healthy_threshold", health.healthy_threshold)?,
+                unhealthy_threshold: check
+                    .nonzero("health.unhealthy_threshold", health.unhealthy_threshold)?,
+                passive_failures: check
+                    .nonzero("health.passive_failures", health.passive_failures)?,
+            },
+            rate_limit: RateLimitSettings {
+                enabled: limits.enabled,
+                default_capacity: check
+                    .capacity("rate_limit.default_capacity", limits.default_capacity)?,
+                default_rate_per_sec: check.rate(
+                    "rate_limit.default_rate_per_sec",
+                    limits.default_rate_per_sec,
+                )?,
+                api_key_header: HeaderName::try_from(limits.api_key_header.as_str()).map_err(
+                    |_| {
+                        check.invalid(
+                            "rate_limit.api_key_header",
+                            format!("{:?} is not a valid header name", limits.api_key_header),
+                        )
+                    },
+                )?,
+                trusted_proxies: limits
+                    .trusted_proxies
+                    .iter()
+                    .map(|text| {
+                        text.parse()
+                            .map_err(|e| check.invalid("rate_limit.trusted_proxies", e))
+                    })
+                    .collect::<Result<_, _>>()?,
+                max_tracked_clients: (limits.max_tracked_clients > 0)
+                    .then_some(limits.max_tracked_clients)
+                    .ok_or_else(|| {
+                        check.invalid("rate_limit.max_tracked_clients", "must be at least 1")
+                    })?,
+            },
+            persistence: PersistenceSettings {
+                path: check.file_path("persistence.path", &raw.persistence.path, base_dir)?,
+                flush_interval: check.nonzero_ms(
+                    "persistence.flush_interval_ms",
+                    raw.persistence.flush_interval_ms,
+                )?,
+            },
+            admin: AdminSettings {
+                token: Some(raw.admin.token.trim().to_owned()).filter(|t| !t.is_empty()),
+            },
+            simulation: SimulationSettings {
+                enabled: raw.simulation.enabled,
+            },
+        })
+    }
+
+    /// The shipped defaults around a given pool: the starting point for tests and embedders.
+    pub fn with_pool(pool: Vec<Backend>) -> Self {
+        Self::from_raw(
+            RawSettings::default(),
+            "defaults",
+            Path::new(""),
+            PathBuf::from("config.json"),
+            pool,
+        )
+        .expect("the shipped defaults are valid")
+    }
+}
+
+/// Builds [`ConfigError::Invalid`] values that name where a key came from.
+struct Checker<'a> {
+    /// The settings file's name, used unless the key was set from the environment.
+    origin: &'a str,
+}
+
+impl Checker<'_> {
+    fn invalid(&self, key: &str, problem: impl Display) -> ConfigError {
+        let var = format!("{ENV_PREFIX}__{}", key.replace('.', "__").to_uppercase());
+        let origin = if env::var_os(&var).is_some() {
+            format!("environment variable {var}")
+        } else {
+            self.origin.to_owned()
+        };
+        ConfigError::Invalid {
+            origin,
+            key: key.to_owned(),
+            problem: problem.to_string(),
+        }
+    }
+
+    fn socket_addr(&self, key: &str, text: &str) -> Result<SocketAddr, ConfigError> {
+        text.to_socket_addrs()
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .ok_or_else(|| self.invalid(key, format!("{text:?} is not a host:port address")))
+    }
+
+    fn nonzero_ms(&self, key: &str, ms: u64) -> Result<Duration, ConfigError> {
+        match ms {
+            0 => Err(self.invalid(key, "must be greater than 0")),
+            ms => Ok(Duration::from_millis(ms)),
+        }
+    }
+
+    fn nonzero(&self, key: &str, n: u32) -> Result<NonZeroU32, ConfigError> {
+        NonZeroU32::new(n).ok_or_else(|| self.invalid(key, "must be at least 1"))
+    }
+
+    fn at_most(&self, key: &str, n: u64, max: u64) -> Result<u64, ConfigError> {
+        match n <= max {
+            true => Ok(n),
+            false => Err(self.invalid(key, format!("{n} is more than the maximum {max}"))),
+        }
+    }
+
+    fn capacity(&self, key: &str, n: u64) -> Result<u64, ConfigError> {
+        match n {
+            0 => Err(self.invalid(key, "must be at least 1")),
+            n => self.at_most(key, n, 1_000_000_000),
+        }
+    }
+
+    fn rate(&self, key: &str, rate: f64) -> Result<f64, ConfigError> {
+        match rate.is_finite() && rate > 0.0 && rate <= 1e9 {
+            true => Ok(rate),
+            false => Err(self.invalid(key, format!("{rate} must be a number > 0 and <= 1e9"))),
+        }
+    }
+
+    fn path(&self, key: &str, text: &str) -> Result<String, ConfigError> {
+        let ok = text.starts_with('/') && text.bytes().all(|b| b.is_ascii_graphic());
+        match ok {
+            true => Ok(text.to_owned()),
+            false => Err(self.invalid(
+                key,
+                format!("{text:?} must be an absolute path like \"/health\""),
+            )),
+        }
+    }
+
+    fn file_path(&self, key: &str, text: &str, base_dir: &Path) -> Result<PathBuf, ConfigError> {
+        match text.trim().is_empty() {
+            true => Err(self.invalid(key, "must not be empty")),
+            false => Ok(base_dir.join(text)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

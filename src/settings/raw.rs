@@ -1,0 +1,175 @@
+//! The settings exactly as they are written in `Settings.toml` (or `LB__SECTION__KEY`
+//! environment variables), before validation. Every field has its shipped default, so a file may
+//! leave out any key or section; unknown keys and sections are rejected by serde.
+//! `super::validate` turns these into the typed [`super::Settings`].
+
+use serde::Deserialize;
+
+/// `[server]` default: listen address.
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+/// `[server]` default: grace for in-flight requests on SIGINT/SIGTERM, in seconds.
+pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 30;
+/// `[server]` default: the request head must arrive within this many milliseconds.
+pub const DEFAULT_CLIENT_REQUEST_TIMEOUT_MS: u64 = 5000;
+/// `[server]` default: idle keep-alive connections are closed after this many seconds.
+pub const DEFAULT_KEEP_ALIVE_SECS: u64 = 5;
+/// `[backends]` default: TCP connect timeout, in milliseconds.
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 1000;
+/// `[backends]` default: time until the backend's response head arrives, in milliseconds.
+pub const DEFAULT_RESPONSE_TIMEOUT_MS: u64 = 30_000;
+/// `[backends]` default: other backends tried when one cannot be reached.
+pub const DEFAULT_RETRIES: u32 = 2;
+/// `[backends]` default: request bodies up to this many bytes are held so they can be retried.
+pub const DEFAULT_RETRY_BODY_LIMIT_BYTES: u64 = 64 * 1024;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawSettings {
+    pub server: RawServer,
+    pub backends: RawBackends,
+    pub health: RawHealth,
+    pub rate_limit: RawRateLimit,
+    pub persistence: RawPersistence,
+    pub admin: RawAdmin,
+    pub simulation: RawSimulation,
+}
+
+/// `[server]`: the listener and its connection limits.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawServer {
+    pub listen: String,
+    /// 0 = one worker per CPU core.
+    pub workers: u64,
+    pub shutdown_timeout_secs: u64,
+    pub client_request_timeout_ms: u64,
+    /// 0 disables keep-alive.
+    pub keep_alive_secs: u64,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.to_owned(),
+            workers: 0,
+            shutdown_timeout_secs: DEFAULT_SHUTDOWN_TIMEOUT_SECS,
+            client_request_timeout_ms: DEFAULT_CLIENT_REQUEST_TIMEOUT_MS,
+            keep_alive_secs: DEFAULT_KEEP_ALIVE_SECS,
+        }
+    }
+}
+
+/// `[backends]`: where the pool is listed and how it is reached.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawBackends {
+    pub file: String,
+    pub connect_timeout_ms: u64,
+    pub response_timeout_ms: u64,
+    pub retries: u32,
+    pub retry_body_limit_bytes: u64,
+    /// 0 = no limit on proxied request bodies.
+    pub max_request_body_bytes: u64,
+}
+
+impl Default for RawBackends {
+    fn default() -> Self {
+        Self {
+            file: "config.json".to_owned(),
+            connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
+            response_timeout_ms: DEFAULT_RESPONSE_TIMEOUT_MS,
+            retries: DEFAULT_RETRIES,
+            retry_body_limit_bytes: DEFAULT_RETRY_BODY_LIMIT_BYTES,
+            max_request_body_bytes: 0,
+        }
+    }
+}
+
+/// `[health]`: active probes and passive ejection.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawHealth {
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub path: String,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+    pub passive_failures: u32,
+}
+
+impl Default for RawHealth {
+    fn default() -> Self {
+        Self {
+            interval_ms: 2000,
+            timeout_ms: 1000,
+            path: "/".to_owned(),
+            healthy_threshold: 2,
+            unhealthy_threshold: 3,
+            passive_failures: 3,
+        }
+    }
+}
+
+/// `[rate_limit]`: per-client token buckets.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawRateLimit {
+    pub enabled: bool,
+    pub default_capacity: u64,
+    pub default_rate_per_sec: f64,
+    pub api_key_header: String,
+    pub trusted_proxies: Vec<String>,
+    pub max_tracked_clients: u64,
+}
+
+impl Default for RawRateLimit {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            default_capacity: 100,
+            default_rate_per_sec: 10.0,
+            api_key_header: "X-API-Key".to_owned(),
+            trusted_proxies: Vec::new(),
+            max_tracked_clients: 1_000_000,
+        }
+    }
+}
+
+/// `[persistence]`: the SQLite file.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawPersistence {
+    pub path: String,
+    pub flush_interval_ms: u64,
+}
+
+impl Default for RawPersistence {
+    fn default() -> Self {
+        Self {
+            path: "data/loadbalancer.sqlite3".to_owned(),
+            flush_interval_ms: 1000,
+        }
+    }
+}
+
+/// `[admin]`: access to `/clients` and `/lb/api`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawAdmin {
+    pub token: String,
+}
+
+/// `[simulation]`: in-process simulated backends.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawSimulation {
+    pub enabled: bool,
+}
+
+impl Default for RawSimulation {
+    /// On, as DESIGN.md ships it: `cargo run` demonstrates failover with nothing else running.
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}

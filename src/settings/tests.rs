@@ -1,0 +1,134 @@
+//! Validation of raw settings into typed ones.
+
+use super::*;
+
+/// One bad-value case: the key, how to break it, and words the message must contain.
+type Case = (
+    &'static str,
+    Box<dyn FnOnce(&mut RawSettings)>,
+    &'static str,
+);
+
+fn validate(edit: impl FnOnce(&mut RawSettings)) -> Result<Settings, ConfigError> {
+    let mut raw = RawSettings::default();
+    edit(&mut raw);
+    let pool = vec![Backend::parse(0, "http://127.0.0.1:9001").expect("valid")];
+    Settings::from_raw(
+        raw,
+        "Settings.toml",
+        Path::new("/etc/lb"),
+        PathBuf::from("config.json"),
+        pool,
+    )
+}
+
+/// The defaults are those of DESIGN.md.
+#[test]
+fn defaults_match_the_contract() {
+    let s = validate(|_| {}).expect("defaults are valid");
+    assert_eq!(s.server.listen, "0.0.0.0:8080".parse().expect("addr"));
+    assert_eq!(s.server.shutdown_timeout, Duration::from_secs(30));
+    assert_eq!(s.server.client_request_timeout, Duration::from_millis(5000));
+    assert_eq!(s.server.keep_alive, Some(Duration::from_secs(5)));
+    assert_eq!(s.backends.connect_timeout, Duration::from_millis(1000));
+    assert_eq!(s.backends.response_timeout, Duration::from_millis(30_000));
+    assert_eq!(s.backends.retries, 2);
+    assert_eq!(s.health.path, "/");
+    assert_eq!(s.rate_limit.default_capacity, 100);
+    assert_eq!(s.rate_limit.api_key_header, "x-api-key");
+    assert_eq!(
+        s.persistence.path,
+        Path::new("/etc/lb/data/loadbalancer.sqlite3")
+    );
+    assert!(s.admin.token.is_none());
+    assert!(s.simulation.enabled);
+}
+
+/// Each bad value names its key and says what is wrong.
+#[test]
+fn bad_values_name_their_key() {
+    let cases: Vec<Case> = vec![
+        (
+            "server.listen",
+            Box::new(|r| r.server.listen = "nowhere".into()),
+            "host:port",
+        ),
+        (
+            "server.client_request_timeout_ms",
+            Box::new(|r| r.server.client_request_timeout_ms = 0),
+            "greater than 0",
+        ),
+        (
+            "backends.connect_timeout_ms",
+            Box::new(|r| r.backends.connect_timeout_ms = 0),
+            "greater than 0",
+        ),
+        (
+            "backends.response_timeout_ms",
+            Box::new(|r| r.backends.response_timeout_ms = 0),
+            "greater than 0",
+        ),
+        (
+            "health.unhealthy_threshold",
+            Box::new(|r| r.health.unhealthy_threshold = 0),
+            "at least 1",
+        ),
+        (
+            "health.path",
+            Box::new(|r| r.health.path = "health".into()),
+            "absolute path",
+        ),
+        (
+            "rate_limit.default_capacity",
+            Box::new(|r| r.rate_limit.default_capacity = 0),
+            "at least 1",
+        ),
+        (
+            "rate_limit.default_rate_per_sec",
+            Box::new(|r| r.rate_limit.default_rate_per_sec = f64::NAN),
+            "> 0",
+        ),
+        (
+            "rate_limit.api_key_header",
+            Box::new(|r| r.rate_limit.api_key_header = "bad header".into()),
+            "header name",
+        ),
+        (
+            "rate_limit.trusted_proxies",
+            Box::new(|r| r.rate_limit.trusted_proxies = vec!["10.0.0.0/99".into()]),
+            "prefix length",
+        ),
+        (
+            "persistence.flush_interval_ms",
+            Box::new(|r| r.persistence.flush_interval_ms = 0),
+            "greater than 0",
+        ),
+    ];
+    for (key, edit, problem) in cases {
+        match validate(edit) {
+            Err(ConfigError::Invalid {
+                origin,
+                key: got,
+                problem: said,
+            }) => {
+                assert_eq!(got, key);
+                assert_eq!(origin, "Settings.toml");
+                assert!(said.contains(problem), "{key}: {said}");
+            }
+            other => panic!("{key}: expected Invalid, got {other:?}"),
+        }
+    }
+}
+
+/// Zero workers means one per core; zero keep-alive disables it; an empty token is no token.
+#[test]
+fn zero_means_automatic_or_off() {
+    let s = validate(|r| {
+        r.server.keep_alive_secs = 0;
+        r.admin.token = "  ".into();
+    })
+    .expect("valid");
+    assert!(s.server.workers >= 1);
+    assert!(s.server.keep_alive.is_none());
+    assert!(s.admin.token.is_none());
+}
