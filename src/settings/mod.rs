@@ -194,7 +194,7 @@ fn read_raw(explicit: Option<&Path>) -> Result<(RawSettings, Option<PathBuf>), C
     );
     let malformed = |err: config::ConfigError| ConfigError::Malformed {
         origin: origin.clone(),
-        reason: err.to_string(),
+        reason: one_line(&err.to_string()),
     };
     let raw = builder
         .add_source(environment)
@@ -203,6 +203,22 @@ fn read_raw(explicit: Option<&Path>) -> Result<(RawSettings, Option<PathBuf>), C
         .try_deserialize::<RawSettings>()
         .map_err(malformed)?;
     Ok((raw, file))
+}
+
+/// Folds a multi-line parser message (TOML errors draw a source excerpt) into one line,
+/// leaving out the excerpt.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('|'))
+        .filter(|line| {
+            !line
+                .split_once(" | ")
+                .is_some_and(|(n, _)| n.trim().parse::<u32>().is_ok())
+        })
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 impl Settings {

@@ -1,0 +1,162 @@
+//! A real HTTP backend for tests: actix-web on `127.0.0.1:0` that records what it received
+//! and answers by path (`/bytes/N`, `/chunked/N`, `/status/N`, `/cookies`, `/redirect`,
+//! `/gzip`, `/slow/MS`, `/echo`, anything else: a JSON line naming itself). Every answer
+//! carries `X-Backend: <name>`.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use actix_web::http::header::HeaderMap;
+use actix_web::http::{Method, StatusCode};
+use actix_web::web::{self, Bytes};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer};
+use futures_util::StreamExt;
+
+/// One request as the backend saw it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub method: Method,
+    pub target: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// A running test backend.
+pub struct TestBackend {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub received: Arc<Mutex<Vec<Received>>>,
+    handle: ServerHandle,
+}
+
+impl TestBackend {
+    /// Starts a backend named `name` (inside the current actix system).
+    pub fn start(name: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        Self::start_on(name, listener)
+    }
+
+    /// Starts a backend on a given listener (to restart one on its old port).
+    pub fn start_on(name: &str, listener: TcpListener) -> Self {
+        let addr = listener.local_addr().expect("addr");
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let state = web::Data::new(State {
+            name: name.to_owned(),
+            received: Arc::clone(&received),
+        });
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .default_service(web::to(answer))
+        })
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(1)
+        .listen(listener)
+        .expect("listen")
+        .run();
+        let handle = server.handle();
+        actix_rt::spawn(server);
+        Self {
+            name: name.to_owned(),
+            addr,
+            received,
+            handle,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Everything received so far.
+    pub fn requests(&self) -> Vec<Received> {
+        self.received.lock().expect("lock").clone()
+    }
+
+    pub async fn stop(&self) {
+        self.handle.stop(false).await;
+    }
+}
+
+struct State {
+    name: String,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+/// Deterministic content for `/bytes/N` and `/chunked/N`.
+pub fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+async fn answer(
+    req: HttpRequest,
+    mut payload: web::Payload,
+    state: web::Data<State>,
+) -> HttpResponse {
+    let mut body = web::BytesMut::new();
+    while let Some(Ok(chunk)) = payload.next().await {
+        body.extend_from_slice(&chunk);
+    }
+    let body = body.freeze();
+    state.received.lock().expect("lock").push(Received {
+        method: req.method().clone(),
+        target: req
+            .uri()
+            .path_and_query()
+            .map_or("/".into(), |pq| pq.as_str().to_owned()),
+        headers: req.headers().clone(),
+        body: body.clone(),
+    });
+    let mut parts = req.path().trim_start_matches('/').splitn(2, '/');
+    let (first, arg) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let number = arg.parse::<u64>().unwrap_or(0);
+    let mut res = match first {
+        "bytes" => HttpResponse::Ok().body(pattern(number as usize)),
+        "chunked" => {
+            let data = pattern(number as usize);
+            let chunks: Vec<Result<Bytes, actix_web::Error>> = data
+                .chunks(8192)
+                .map(|c| Ok(Bytes::copy_from_slice(c)))
+                .collect();
+            HttpResponse::Ok().streaming(futures_util::stream::iter(chunks))
+        }
+        "status" => {
+            HttpResponse::new(StatusCode::from_u16(number as u16).unwrap_or(StatusCode::OK))
+        }
+        "cookies" => HttpResponse::Ok()
+            .append_header(("Set-Cookie", "a=1; Path=/"))
+            .append_header(("Set-Cookie", "b=2; Path=/"))
+            .body("cookies"),
+        "redirect" => HttpResponse::Found()
+            .append_header(("Location", "/elsewhere"))
+            .finish(),
+        "gzip" => HttpResponse::Ok()
+            .append_header(("Content-Encoding", "gzip"))
+            .append_header(("Content-Type", "text/plain"))
+            .body(GZIP_HELLO.to_vec()),
+        "slow" => {
+            actix_rt::time::sleep(Duration::from_millis(number)).await;
+            HttpResponse::Ok().body("slow")
+        }
+        "echo" => HttpResponse::Ok().body(body.clone()),
+        _ => HttpResponse::Ok().json(serde_json::json!({
+            "backend": state.name,
+            "method": req.method().as_str(),
+            "len": body.len(),
+        })),
+    };
+    res.headers_mut().insert(
+        actix_web::http::header::HeaderName::from_static("x-backend"),
+        state.name.parse().expect("header value"),
+    );
+    res
+}
+
+/// "hello" compressed with gzip: a body the proxy must pass through untouched.
+pub const GZIP_HELLO: [u8; 25] = [
+    0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0xcb, 0x48, 0xcd, 0xc9, 0xc9, 0x07,
+    0x00, 0x86, 0xa6, 0x10, 0x36, 0x05, 0x00, 0x00, 0x00,
+];

@@ -1,0 +1,213 @@
+//! Shared test fixtures: real backends on `127.0.0.1:0`, a balancer in front of them, raw
+//! HTTP over TCP, a log capture, and polling with a deadline instead of sleeps.
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+pub mod backend;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use loadbalancer::backend::Backend;
+use loadbalancer::{Balancer, BalancerHandle, Settings};
+
+/// A balancer serving on a random loopback port.
+pub struct TestBalancer {
+    pub addr: SocketAddr,
+    pub handle: BalancerHandle,
+}
+
+impl TestBalancer {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+}
+
+/// Settings for a balancer in front of `urls`, with simulation off.
+pub fn settings_for(urls: &[String]) -> Settings {
+    let pool = urls
+        .iter()
+        .enumerate()
+        .map(|(i, url)| Backend::parse(i, url).expect("test backend URL"))
+        .collect();
+    let mut settings = Settings::with_pool(pool);
+    settings.simulation.enabled = false;
+    settings.server.workers = 2;
+    settings
+}
+
+/// Starts a balancer (inside the current actix system) and lets it serve in the background.
+pub fn start_balancer(settings: &Settings) -> TestBalancer {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let balancer: Balancer = loadbalancer::start(settings, listener).expect("balancer starts");
+    let addr = balancer.local_addr;
+    let handle = balancer.handle();
+    actix_rt::spawn(async move {
+        let _ = balancer.run().await;
+    });
+    TestBalancer { addr, handle }
+}
+
+/// An address on which nothing listens: bound, then released.
+pub fn refused_addr() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr")
+}
+
+/// A listener that accepts connections and never answers; they stay open while it lives.
+pub fn silent_backend() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    addr
+}
+
+/// Sends raw bytes and reads until the peer closes or `timeout` passes.
+pub fn raw_exchange(addr: SocketAddr, request: &[u8], timeout: Duration) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(timeout)).expect("timeout");
+    stream.write_all(request).expect("write");
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+    out
+}
+
+/// One client connection spoken to in raw HTTP/1.1, a request at a time (no pipelining).
+pub struct RawConnection {
+    stream: TcpStream,
+    /// Bytes read past the end of the last response.
+    pending: Vec<u8>,
+}
+
+impl RawConnection {
+    pub fn open(addr: SocketAddr) -> Self {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        Self {
+            stream,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Sends `request` and reads one response: its head, then a body framed by Content-Length
+    /// unless `bodiless` (answers to HEAD, 204, 304). Returns (head, body).
+    pub fn exchange(&mut self, request: &[u8], bodiless: bool) -> (String, Vec<u8>) {
+        self.stream.write_all(request).expect("write");
+        let head_end = loop {
+            if let Some(i) = self.pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            self.fill();
+        };
+        let head = String::from_utf8_lossy(&self.pending[..head_end]).to_string();
+        self.pending.drain(..head_end);
+        let length = match bodiless {
+            true => 0,
+            false => {
+                header_value(&head, "content-length").map_or(0, |v| v.parse().expect("length"))
+            }
+        };
+        while self.pending.len() < length {
+            self.fill();
+        }
+        let body = self.pending.drain(..length).collect();
+        (head, body)
+    }
+
+    /// Whatever else arrives before the peer closes or goes quiet.
+    pub fn rest(&mut self) -> Vec<u8> {
+        self.stream
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .expect("timeout");
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = self.stream.read(&mut buf) {
+            self.pending.extend_from_slice(&buf[..n]);
+        }
+        std::mem::take(&mut self.pending)
+    }
+
+    fn fill(&mut self) {
+        let mut buf = [0u8; 65536];
+        let n = self.stream.read(&mut buf).expect("read");
+        assert!(
+            n > 0,
+            "connection closed early; have {:?}",
+            String::from_utf8_lossy(&self.pending)
+        );
+        self.pending.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// The value of header `name` (lower-case) in a raw response head.
+pub fn header_value<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().skip(1).find_map(|line| {
+        let (n, v) = line.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// Polls `check` until it returns `Some`, or panics after `deadline` naming `what`.
+pub async fn eventually<T>(
+    what: &str,
+    deadline: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
+    let until = Instant::now() + deadline;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Log lines captured in this test process (each test binary is its own process).
+static LOGS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Installs a logger that keeps every info-or-worse line; returns the shared buffer.
+pub fn capture_logs() -> &'static Mutex<Vec<String>> {
+    static INSTALL: OnceLock<()> = OnceLock::new();
+    INSTALL.get_or_init(|| {
+        log::set_boxed_logger(Box::new(Capture)).expect("only this logger");
+        log::set_max_level(log::LevelFilter::Info);
+    });
+    &LOGS
+}
+
+/// Whether a captured line contains every one of `parts`.
+pub fn logged(parts: &[&str]) -> bool {
+    LOGS.lock()
+        .expect("log lock")
+        .iter()
+        .any(|line| parts.iter().all(|p| line.contains(p)))
+}
+
+struct Capture;
+
+impl log::Log for Capture {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::Level::Info
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        let line = format!("{} {}", record.level(), record.args());
+        LOGS.lock().expect("log lock").push(line);
+    }
+
+    fn flush(&self) {}
+}
