@@ -39,9 +39,16 @@ pub struct BalancerHandle {
 
 impl BalancerHandle {
     /// Stops accepting and waits for in-flight requests (at most the shutdown timeout).
+    /// actix-server closes idle kept-alive connections at once.
     pub async fn shutdown(&self) {
-        self.draining.begin();
+        self.begin_drain();
         self.server.stop(true).await;
+    }
+
+    /// Marks the balancer as draining without stopping it yet: `/lb/health` answers 503 and
+    /// every response closes its connection. [`Self::shutdown`] starts with this.
+    pub fn begin_drain(&self) {
+        self.draining.begin();
     }
 
     /// The registry actor (for the health checker, the status API and tests).

@@ -212,13 +212,15 @@ fn one_line(message: &str) -> String {
         .lines()
         .map(str::trim)
         .filter(|line| !line.is_empty() && !line.starts_with('|'))
-        .filter(|line| {
-            !line
-                .split_once(" | ")
-                .is_some_and(|(n, _)| n.trim().parse::<u32>().is_ok())
-        })
+        .filter(|line| !is_excerpt_line(line))
         .collect::<Vec<_>>()
         .join(": ")
+}
+
+/// `12 | key = value`: a numbered source line of a parser's excerpt.
+fn is_excerpt_line(line: &str) -> bool {
+    line.split_once(" | ")
+        .is_some_and(|(n, _)| n.trim().parse::<u32>().is_ok())
 }
 
 impl Settings {

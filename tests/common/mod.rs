@@ -140,6 +140,24 @@ impl RawConnection {
         std::mem::take(&mut self.pending)
     }
 
+    /// Whether the peer closes the connection within `deadline` (sending nothing more).
+    pub fn closed_within(&mut self, deadline: Duration) -> bool {
+        let until = Instant::now() + deadline;
+        self.stream
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .expect("timeout");
+        let mut buf = [0u8; 1024];
+        while Instant::now() < until {
+            match self.stream.read(&mut buf) {
+                Ok(0) => return self.pending.is_empty(),
+                Ok(n) => self.pending.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+                Err(_) => continue,
+            }
+        }
+        false
+    }
+
     fn fill(&mut self) {
         let mut buf = [0u8; 65536];
         let n = self.stream.read(&mut buf).expect("read");

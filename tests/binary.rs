@@ -1,0 +1,263 @@
+//! The real `loadbalancer` binary: exit codes for bad configuration, and graceful shutdown on
+//! SIGTERM and SIGINT with a request in flight.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_loadbalancer");
+
+/// Runs the binary to completion (it must exit by itself) and returns (exit code, stderr).
+fn run_to_exit(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let status = wait_with_deadline(&mut child, Duration::from_secs(10));
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("read");
+    (status.code(), stderr)
+}
+
+fn wait_with_deadline(child: &mut Child, deadline: Duration) -> ExitStatus {
+    let until = Instant::now() + deadline;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if Instant::now() > until {
+            let _ = child.kill();
+            panic!("the balancer did not exit within {deadline:?}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn write(dir: &Path, name: &str, text: &str) {
+    std::fs::write(dir.join(name), text).expect("write file");
+}
+
+/// Every kind of bad configuration ends with exit code 2 and one line naming file, key, problem.
+#[test]
+fn bad_configuration_exits_2_with_a_clear_message() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    write(d, "good.json", r#"{"backends": ["http://127.0.0.1:9"]}"#);
+    write(d, "empty.json", r#"{"backends": []}"#);
+    write(d, "badurl.json", r#"{"backends": ["ftp://127.0.0.1:9"]}"#);
+    write(d, "malformed.json", r#"{"backends": ["#);
+    write(d, "broken.toml", "[server\nlisten = 1");
+    write(
+        d,
+        "unknown.toml",
+        "[server]\nlisten = \"127.0.0.1:0\"\ncolour = \"blue\"\n",
+    );
+    write(d, "zero.toml", "[backends]\nconnect_timeout_ms = 0\n");
+    let cases: &[(&[&str], &[(&str, &str)], &[&str])] = &[
+        (
+            &["--settings", "missing.toml"],
+            &[],
+            &["missing.toml", "cannot read"],
+        ),
+        (
+            &["--settings", "broken.toml", "--backends", "good.json"],
+            &[],
+            &["broken.toml", "TOML parse error"],
+        ),
+        (
+            &["--settings", "unknown.toml", "--backends", "good.json"],
+            &[],
+            &["unknown.toml", "colour", "server"],
+        ),
+        (
+            &["--settings", "zero.toml", "--backends", "good.json"],
+            &[],
+            &["zero.toml", "backends.connect_timeout_ms", "greater than 0"],
+        ),
+        (
+            &["--backends", "empty.json"],
+            &[],
+            &["empty.json", "backends", "empty"],
+        ),
+        (
+            &["--backends", "badurl.json"],
+            &[],
+            &["badurl.json", "backends[0]", "only http://"],
+        ),
+        (
+            &["--backends", "malformed.json"],
+            &[],
+            &["malformed.json", "not a valid pool file"],
+        ),
+        (
+            &["--backends", "nope.json"],
+            &[],
+            &["nope.json", "cannot read"],
+        ),
+        (
+            &["--backends", "good.json"],
+            &[("LB__SERVER__LISTEN", "nowhere")],
+            &["LB__SERVER__LISTEN", "server.listen", "host:port"],
+        ),
+        (
+            &["--backends", "good.json"],
+            &[("LB__HEALTH__NOPE", "1")],
+            &["nope", "health"],
+        ),
+        (&["--frobnicate"], &[], &["--frobnicate", "usage"]),
+    ];
+    for (args, env, expected) in cases {
+        let (code, stderr) = run_to_exit(d, args, env);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        for word in *expected {
+            assert!(
+                stderr.contains(word),
+                "{args:?}: {word:?} not in {stderr:?}"
+            );
+        }
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        if !args.contains(&"--frobnicate") {
+            assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr:?}");
+        }
+    }
+}
+
+/// A backend that answers every request after `delay`, and reports each request it starts.
+fn slow_backend(delay: Duration) -> (SocketAddr, mpsc::Receiver<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (started, notices) = mpsc::channel();
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let started = started.clone();
+            thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                    if line == "\r\n" {
+                        let _ = started.send(());
+                        thread::sleep(delay);
+                        let mut out = &stream;
+                        let _ = out.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow");
+                    }
+                    line.clear();
+                }
+            });
+        }
+    });
+    (addr, notices)
+}
+
+/// Starts the binary on 127.0.0.1:0 and returns it with the address it logged.
+fn start_binary(dir: &Path, backend: SocketAddr) -> (Child, SocketAddr) {
+    write(
+        dir,
+        "pool.json",
+        &format!(r#"{{"backends": ["http://{backend}"]}}"#),
+    );
+    write(
+        dir,
+        "Settings.toml",
+        "[server]\nlisten = \"127.0.0.1:0\"\nworkers = 1\nshutdown_timeout_secs = 10\n\
+         [backends]\nfile = \"pool.json\"\n[simulation]\nenabled = false\n",
+    );
+    let mut child = Command::new(BIN)
+        .args(["--settings", "Settings.toml"])
+        .current_dir(dir)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                let addr = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                let _ = tx.send(addr);
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the balancer logged its address")
+        .parse()
+        .expect("socket address");
+    (child, addr)
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+/// A signal during a 2-second request: the request completes with 200, new connections are
+/// refused meanwhile, and the process exits 0.
+fn drains_on(signal_name: &str) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (backend, started) = slow_backend(Duration::from_secs(2));
+    let (mut child, addr) = start_binary(dir.path(), backend);
+    let in_flight = thread::spawn(move || {
+        common::raw_exchange(
+            addr,
+            b"GET /slow HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            Duration::from_secs(15),
+        )
+    });
+    started
+        .recv_timeout(Duration::from_secs(10))
+        .expect("request reached the backend");
+    signal(&child, signal_name);
+    let until = Instant::now() + Duration::from_secs(5);
+    while TcpStream::connect(addr).is_ok() {
+        assert!(
+            Instant::now() < until,
+            "still accepting connections after {signal_name}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    let reply = in_flight.join().expect("client thread");
+    let text = String::from_utf8_lossy(&reply);
+    assert!(
+        text.starts_with("HTTP/1.1 200"),
+        "in-flight request after {signal_name}: {text:?}"
+    );
+    assert!(text.ends_with("slow"), "{text:?}");
+    let status = wait_with_deadline(&mut child, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "exit after {signal_name}");
+}
+
+/// SIGTERM drains gracefully.
+#[test]
+fn sigterm_lets_the_in_flight_request_finish_and_exits_0() {
+    drains_on("TERM");
+}
+
+/// SIGINT drains gracefully too (actix would otherwise stop at once).
+#[test]
+fn sigint_lets_the_in_flight_request_finish_and_exits_0() {
+    drains_on("INT");
+}
