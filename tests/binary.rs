@@ -52,6 +52,13 @@ fn write(dir: &Path, name: &str, text: &str) {
     std::fs::write(dir.join(name), text).expect("write file");
 }
 
+/// A bad-configuration case: arguments, environment, words the message must contain.
+type Case = (
+    &'static [&'static str],
+    &'static [(&'static str, &'static str)],
+    &'static [&'static str],
+);
+
 /// Every kind of bad configuration ends with exit code 2 and one line naming file, key, problem.
 #[test]
 fn bad_configuration_exits_2_with_a_clear_message() {
@@ -68,7 +75,7 @@ fn bad_configuration_exits_2_with_a_clear_message() {
         "[server]\nlisten = \"127.0.0.1:0\"\ncolour = \"blue\"\n",
     );
     write(d, "zero.toml", "[backends]\nconnect_timeout_ms = 0\n");
-    let cases: &[(&[&str], &[(&str, &str)], &[&str])] = &[
+    let cases: &[Case] = &[
         (
             &["--settings", "missing.toml"],
             &[],
