@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# Throughput and latency of this balancer next to nginx and HAProxy, on this machine, in one run.
+#
+#   bench/compare.sh [ROUNDS] [SECONDS]      (defaults: 5 rounds of 10 s per measurement)
+#
+# Starts three nginx backends that `return 200` on 127.0.0.1:19001-19003, then in every round,
+# interleaved: the backend directly, this balancer (:18080), nginx as a proxy (:18081) and
+# HAProxy (:18082) in front of the same three, each under wrk at 64 connections and at 1
+# connection. Prints the median requests/s, p50 and p99 per target and the ratios to nginx and
+# HAProxy. None of the proxies write an access log (RUST_LOG=warn here, access_log off in nginx,
+# no log in HAProxy). Extra environment for the balancer can be passed as LB__* variables.
+# Installs wrk, nginx and haproxy from Debian if they are missing. Traffic stays on 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${1:-5}
+SECONDS_PER_RUN=${2:-10}
+
+missing=()
+for tool in wrk nginx haproxy; do
+  command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || missing+=("$tool")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+export PATH="$PATH:/usr/sbin"
+
+cargo build --release --quiet
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+mkdir -p "$work/nginx-backends" "$work/nginx-proxy"
+cat > "$work/nginx-backends/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $work/nginx-backends/nginx.pid;
+error_log $work/nginx-backends/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server { listen 127.0.0.1:19001; location / { return 200 "ok\n"; } }
+  server { listen 127.0.0.1:19002; location / { return 200 "ok\n"; } }
+  server { listen 127.0.0.1:19003; location / { return 200 "ok\n"; } }
+}
+CONF
+cat > "$work/nginx-proxy/nginx.conf" <<CONF
+worker_processes auto;
+daemon off;
+pid $work/nginx-proxy/nginx.pid;
+error_log $work/nginx-proxy/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  upstream pool {
+    server 127.0.0.1:19001; server 127.0.0.1:19002; server 127.0.0.1:19003;
+    keepalive 128;
+  }
+  server {
+    listen 127.0.0.1:18081;
+    location / {
+      proxy_pass http://pool;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+CONF
+cat > "$work/haproxy.cfg" <<CONF
+global
+  nbthread 2
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 1s
+  timeout client 30s
+  timeout server 30s
+  http-reuse always
+frontend lb
+  bind 127.0.0.1:18082
+  default_backend pool
+backend pool
+  balance roundrobin
+  server b1 127.0.0.1:19001
+  server b2 127.0.0.1:19002
+  server b3 127.0.0.1:19003
+CONF
+cat > "$work/config.json" <<CONF
+{ "backends": ["http://127.0.0.1:19001", "http://127.0.0.1:19002", "http://127.0.0.1:19003"] }
+CONF
+cat > "$work/Settings.toml" <<CONF
+[server]
+listen = "127.0.0.1:18080"
+[simulation]
+enabled = false
+CONF
+
+nginx -c "$work/nginx-backends/nginx.conf" & pids+=($!)
+nginx -c "$work/nginx-proxy/nginx.conf" & pids+=($!)
+haproxy -f "$work/haproxy.cfg" -q & pids+=($!)
+RUST_LOG=warn ./target/release/loadbalancer --settings "$work/Settings.toml" --backends "$work/config.json" \
+  2> "$work/loadbalancer.log" & pids+=($!)
+
+wait_port() {
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "nothing listens on port $1" >&2
+  exit 1
+}
+for port in 19001 19002 19003 18080 18081 18082; do wait_port "$port"; done
+
+declare -A ports=([direct]=19001 [loadbalancer]=18080 [nginx]=18081 [haproxy]=18082)
+results="$work/results.tsv"
+: > "$results"
+for round in $(seq 1 "$ROUNDS"); do
+  for conns in 64 1; do
+    threads=$(( conns > 1 ? 2 : 1 ))
+    for target in direct loadbalancer nginx haproxy; do
+      out=$(wrk -t"$threads" -c"$conns" -d"${SECONDS_PER_RUN}s" --latency "http://127.0.0.1:${ports[$target]}/")
+      rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+      p50=$(awk '$1=="50%" {print $2}' <<<"$out")
+      p99=$(awk '$1=="99%" {print $2}' <<<"$out")
+      errors=$(awk '/Non-2xx|Socket errors/ {print}' <<<"$out" | tr '\n' ' ')
+      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$conns" "$target" "$rps" "$p50" "$p99" "$errors" >> "$results"
+      echo "round $round  c=$conns  $target: $rps req/s  p50 $p50  p99 $p99 $errors" >&2
+    done
+  done
+done
+
+python3 - "$results" <<'PY'
+import statistics, sys
+from collections import defaultdict
+
+def ms(text):
+    for unit, factor in (("us", 0.001), ("ms", 1.0), ("s", 1000.0)):
+        if text.endswith(unit):
+            return float(text[: -len(unit)]) * factor
+    return float(text)
+
+rows = defaultdict(list)
+errors = defaultdict(int)
+for line in open(sys.argv[1]):
+    rnd, conns, target, rps, p50, p99, err = (line.rstrip("\n").split("\t") + [""])[:7]
+    rows[(conns, target)].append((float(rps), ms(p50), ms(p99)))
+    errors[(conns, target)] += bool(err.strip())
+
+for conns in ("64", "1"):
+    print(f"\n{conns} connection(s), medians over {len(rows[(conns, 'nginx')])} rounds")
+    print(f"{'target':<14}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'÷ nginx':>9}{'÷ haproxy':>11}")
+    med = {}
+    for target in ("direct", "loadbalancer", "nginx", "haproxy"):
+        runs = rows[(conns, target)]
+        med[target] = tuple(statistics.median(r[i] for r in runs) for i in range(3))
+    for target, (rps, p50, p99) in med.items():
+        flag = "  (runs with errors: %d)" % errors[(conns, target)] if errors[(conns, target)] else ""
+        print(f"{target:<14}{rps:>10.0f}{p50:>9.3f}{p99:>9.3f}{rps / med['nginx'][0]:>9.2f}{rps / med['haproxy'][0]:>11.2f}{flag}")
+    if conns == "1":
+        base = med["direct"][1]
+        print("added p50 latency vs direct: " + ", ".join(
+            f"{t} {med[t][1] - base:+.3f} ms" for t in ("loadbalancer", "nginx", "haproxy")))
+PY
