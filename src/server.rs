@@ -84,9 +84,12 @@ impl Balancer {
 /// Starts the actors and the HTTP server on `listener`. Must be called inside an actix system.
 pub fn start(settings: &Settings, listener: TcpListener) -> io::Result<Balancer> {
     let local_addr = listener.local_addr()?;
-    let registry = Registry::new(settings.backends.pool.clone()).start();
+    let registry = Registry::new(settings.backends.pool.clone());
+    let rotation = registry.rotation();
+    let registry = registry.start();
     let draining = Draining::default();
     let state = web::Data::new(ProxyState {
+        rotation,
         registry: registry.clone(),
         retries: settings.backends.retries,
         retry_body_limit_bytes: settings.backends.retry_body_limit_bytes,

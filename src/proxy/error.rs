@@ -23,9 +23,6 @@ pub enum ProxyError {
     /// Every backend is out of rotation.
     #[error("No healthy backend available")]
     NoHealthyBackend,
-    /// The balancer is shutting down.
-    #[error("Service is shutting down")]
-    Draining,
     /// The last backend tried failed before a response and nothing is left to try. Backend
     /// addresses are logged, never told to the client.
     #[error("Bad gateway: the backend failed before responding")]
@@ -33,9 +30,6 @@ pub enum ProxyError {
     /// No response head within `backends.response_timeout_ms`.
     #[error("Gateway timeout: the backend did not respond in time")]
     GatewayTimeout,
-    /// The registry actor is gone (only while the system stops).
-    #[error("Service unavailable: {0}")]
-    Unavailable(&'static str),
 }
 
 impl ResponseError for ProxyError {
@@ -44,9 +38,7 @@ impl ResponseError for ProxyError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::BadRequest(_) | Self::BodyRead => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::NoHealthyBackend | Self::Draining | Self::Unavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::NoHealthyBackend => StatusCode::SERVICE_UNAVAILABLE,
             Self::BadGateway => StatusCode::BAD_GATEWAY,
             Self::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
         }

@@ -1,7 +1,7 @@
-//! The proxy: every request outside `/clients` and `/lb/` is sent to a backend the
-//! [`Registry`] picks, through this worker's awc `Client`, with bodies streamed both ways.
+//! The proxy: every request outside `/clients` and `/lb/` is sent to the next backend of the
+//! shared [`Rotation`], through this worker's awc `Client`, with bodies streamed both ways.
 //! Failures that are safe to retry move the request to the next healthy backend; the rest
-//! become JSON errors (see [`ProxyError`]). Outcomes go back to the registry by message.
+//! become JSON errors (see [`ProxyError`]). Failures are reported to the [`Registry`] actor.
 
 mod body;
 mod error;
@@ -19,12 +19,15 @@ use awc::error::SendRequestError;
 use awc::{Client, ClientResponse};
 
 use crate::backend::{Backend, BackendId};
-use crate::registry::{FailureKind, Outcome, Pick, Registry, ReportOutcome};
+use crate::registry::{FailureKind, Outcome, Registry, ReportFailure, Rotation};
 use body::RequestBody;
 pub use error::ProxyError;
 
 /// What every worker's proxy handler shares.
 pub struct ProxyState {
+    /// Where backends are picked and counted.
+    pub rotation: Arc<Rotation>,
+    /// Told about failures.
     pub registry: Addr<Registry>,
     /// Other backends tried after a retryable failure (`backends.retries`).
     pub retries: u32,
@@ -78,14 +81,7 @@ pub async fn forward(
     let mut tried: Vec<BackendId> = Vec::with_capacity(1);
     let mut last_failure: Option<(Arc<Backend>, AttemptError)> = None;
     loop {
-        let picked = state
-            .registry
-            .send(Pick {
-                exclude: tried.clone(),
-            })
-            .await
-            .map_err(|_| ProxyError::Unavailable("backend registry stopped"))?;
-        let Some(backend) = picked else {
+        let Some(backend) = state.rotation.pick(&tried) else {
             return Err(give_up(last_failure));
         };
         if let Some((failed, why)) = &last_failure {
@@ -100,16 +96,21 @@ pub async fn forward(
 
         let failure = match result {
             Ok(response) => {
-                report(&state.registry, backend.id, Outcome::Responded);
+                state.rotation.finish(backend.id, Outcome::Responded);
                 return Ok(to_client(req.method(), response, backend));
             }
             Err(err) => AttemptError::from(err),
         };
         if let Some(kind) = failure.kind() {
-            report(&state.registry, backend.id, Outcome::Failed(kind));
+            let consecutive = state.rotation.finish(backend.id, Outcome::Failed(kind));
+            state.registry.do_send(ReportFailure {
+                backend: backend.id,
+                kind,
+                consecutive,
+            });
         } else {
             // The client's own upload failed: not the backend's fault, nothing to retry.
-            report(&state.registry, backend.id, Outcome::Responded);
+            state.rotation.finish(backend.id, Outcome::Responded);
             return Err(failure.client_error());
         }
         let may_retry =
@@ -120,10 +121,6 @@ pub async fn forward(
         }
         last_failure = Some((backend, failure));
     }
-}
-
-fn report(registry: &Addr<Registry>, backend: BackendId, outcome: Outcome) {
-    registry.do_send(ReportOutcome { backend, outcome });
 }
 
 /// No backend (left) to try: 503 when none was tried, else the last failure's status.

@@ -1,26 +1,19 @@
 //! Messages the [`super::Registry`] answers.
 
-use std::sync::Arc;
-
 use actix::Message;
 
-use super::pool::{Member, Outcome};
-use crate::backend::{Backend, BackendId};
+use super::rotation::{FailureKind, MemberStatus};
+use crate::backend::BackendId;
 
-/// From the proxy: the next healthy backend, not one of `exclude`; `None` when none is left.
-#[derive(Debug, Message)]
-#[rtype(result = "Option<Arc<Backend>>")]
-pub struct Pick {
-    /// Backends this request has already tried.
-    pub exclude: Vec<BackendId>,
-}
-
-/// From the proxy: how an attempt on a picked backend ended.
+/// From the proxy, fire-and-forget: an attempt on `backend` failed (it was already counted in
+/// the rotation; `consecutive` is its run of failures so far). The registry logs it; passive
+/// ejection after `health.passive_failures` of them arrives with the health checker.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct ReportOutcome {
+pub struct ReportFailure {
     pub backend: BackendId,
-    pub outcome: Outcome,
+    pub kind: FailureKind,
+    pub consecutive: u32,
 }
 
 /// From the health checker (and tests): put a backend in or out of rotation.
@@ -35,5 +28,5 @@ pub struct SetHealth {
 
 /// From the status API: every member with its health and counters.
 #[derive(Debug, Message)]
-#[rtype(result = "Vec<Member>")]
+#[rtype(result = "Vec<MemberStatus>")]
 pub struct Snapshot;

@@ -1,28 +1,34 @@
-//! The `Registry` actor owns the backend pool: membership, health flags, counters and the
-//! round-robin cursor. The proxy sends it [`Pick`] and [`ReportOutcome`]; the health checker
-//! sends [`SetHealth`]; the status API sends [`Snapshot`]. The rules live in [`pool::Pool`].
+//! The `Registry` actor owns the backend pool's membership: it alone puts backends in and out
+//! of rotation ([`SetHealth`] from the health checker, [`ReportFailure`] from the proxy) and
+//! logs each transition once. Workers pick backends and count requests directly in the shared
+//! [`Rotation`] it publishes, so the request path makes no actor round trip.
 
 mod messages;
-pub mod pool;
+pub mod rotation;
 
 use std::sync::Arc;
 
 use actix::{Actor, Context, Handler, MessageResult};
 
 use crate::backend::Backend;
-pub use messages::{Pick, ReportOutcome, SetHealth, Snapshot};
-pub use pool::{BackendStats, FailureKind, Member, Outcome, Pool};
+pub use messages::{ReportFailure, SetHealth, Snapshot};
+pub use rotation::{FailureKind, MemberStatus, Outcome, Rotation};
 
-/// Actor shell around [`Pool`].
+/// Actor that owns the health of the members of a [`Rotation`].
 pub struct Registry {
-    pool: Pool,
+    rotation: Arc<Rotation>,
 }
 
 impl Registry {
     pub fn new(backends: Vec<Backend>) -> Self {
         Self {
-            pool: Pool::new(backends),
+            rotation: Arc::new(Rotation::new(backends)),
         }
+    }
+
+    /// The shared rotation, for the proxy's picks.
+    pub fn rotation(&self) -> Arc<Rotation> {
+        Arc::clone(&self.rotation)
     }
 }
 
@@ -30,19 +36,17 @@ impl Actor for Registry {
     type Context = Context<Self>;
 }
 
-impl Handler<Pick> for Registry {
-    type Result = Option<Arc<Backend>>;
-
-    fn handle(&mut self, msg: Pick, _: &mut Context<Self>) -> Self::Result {
-        self.pool.pick(&msg.exclude)
-    }
-}
-
-impl Handler<ReportOutcome> for Registry {
+impl Handler<ReportFailure> for Registry {
     type Result = ();
 
-    fn handle(&mut self, msg: ReportOutcome, _: &mut Context<Self>) {
-        self.pool.report(msg.backend, msg.outcome);
+    fn handle(&mut self, msg: ReportFailure, _: &mut Context<Self>) {
+        if let Some(backend) = self.rotation.backend(msg.backend) {
+            log::debug!(
+                "backend {backend}: {} failure, {} in a row",
+                msg.kind.as_str(),
+                msg.consecutive
+            );
+        }
     }
 }
 
@@ -51,23 +55,19 @@ impl Handler<SetHealth> for Registry {
 
     /// Only the transition is logged, once; repeating the current state is silent.
     fn handle(&mut self, msg: SetHealth, _: &mut Context<Self>) -> bool {
-        let changed = self.pool.set_health(msg.backend, msg.healthy);
-        if changed {
-            if let Some(member) = self.pool.members().get(msg.backend) {
-                let healthy = self.pool.healthy_count();
-                let total = self.pool.members().len();
-                match msg.healthy {
-                    true => log::info!(
-                        "backend {} is UP again ({}); {healthy}/{total} backends in rotation",
-                        member.backend,
-                        msg.reason
-                    ),
-                    false => log::warn!(
-                        "backend {} is DOWN ({}); traffic goes to the other {healthy}/{total}",
-                        member.backend,
-                        msg.reason
-                    ),
-                }
+        let changed = self.rotation.set_health(msg.backend, msg.healthy);
+        if let (true, Some(backend)) = (changed, self.rotation.backend(msg.backend)) {
+            let healthy = self.rotation.healthy_count();
+            let total = self.rotation.len();
+            match msg.healthy {
+                true => log::info!(
+                    "backend {backend} is UP again ({}); {healthy}/{total} backends in rotation",
+                    msg.reason
+                ),
+                false => log::warn!(
+                    "backend {backend} is DOWN ({}); traffic goes to the other {healthy}/{total}",
+                    msg.reason
+                ),
             }
         }
         changed
@@ -78,6 +78,6 @@ impl Handler<Snapshot> for Registry {
     type Result = MessageResult<Snapshot>;
 
     fn handle(&mut self, _: Snapshot, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.pool.members().to_vec())
+        MessageResult(self.rotation.snapshot())
     }
 }
