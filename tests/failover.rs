@@ -202,3 +202,43 @@ async fn body_over_the_configured_limit_gets_json_413() {
     assert_eq!(json_error(&mut res).await["code"], 413);
     assert!(live.requests().is_empty());
 }
+
+/// A backend that promises 1000 bytes, sends 10 and closes: the client sees its connection
+/// closed after those bytes, not a hang and not a second status line.
+#[actix_web::test]
+async fn backend_failing_mid_response_closes_the_client_connection() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let backend = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789");
+            // Let those bytes reach the client before the connection breaks.
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    });
+    let lb = start_balancer(&settings_for(&[format!("http://{backend}")]));
+    let addr = lb.addr;
+    let reply = actix_web::rt::task::spawn_blocking(move || {
+        let started = Instant::now();
+        let reply = common::raw_exchange(
+            addr,
+            b"GET /cut HTTP/1.1\r\nHost: t\r\n\r\n",
+            Duration::from_secs(10),
+        );
+        (reply, started.elapsed())
+    })
+    .await
+    .expect("raw exchange");
+    let (bytes, took) = reply;
+    let text = String::from_utf8_lossy(&bytes).to_string();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.ends_with("0123456789"), "{text}");
+    assert_eq!(text.matches("HTTP/1.1").count(), 1, "{text}");
+    assert!(
+        took < Duration::from_secs(5),
+        "the connection hung for {took:?}"
+    );
+}
