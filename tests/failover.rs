@@ -6,15 +6,10 @@ use std::time::{Duration, Instant};
 
 use actix_web::web::Bytes;
 use common::backend::{pattern, TestBackend};
-use common::{capture_logs, logged, refused_addr, settings_for, silent_backend, start_balancer};
+use common::{
+    capture_logs, client, logged, refused_addr, settings_for, silent_backend, start_balancer,
+};
 use loadbalancer::registry::{SetHealth, Snapshot};
-
-fn client() -> awc::Client {
-    awc::Client::builder()
-        .disable_redirects()
-        .timeout(Duration::from_secs(30))
-        .finish()
-}
 
 async fn json_error(
     res: &mut awc::ClientResponse<

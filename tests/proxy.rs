@@ -8,16 +8,9 @@ use actix_web::http::Method;
 use actix_web::web::Bytes;
 use common::backend::{pattern, TestBackend, GZIP_HELLO};
 use common::{
-    header_value, raw_exchange, settings_for, start_balancer, RawConnection, TestBalancer,
+    client, header_value, raw_exchange, settings_for, start_balancer, RawConnection, TestBalancer,
 };
-use loadbalancer::registry::SetHealth;
-
-fn client() -> awc::Client {
-    awc::Client::builder()
-        .disable_redirects()
-        .timeout(Duration::from_secs(30))
-        .finish()
-}
+use loadbalancer::registry::{SetHealth, Snapshot};
 
 fn three_backends() -> (Vec<TestBackend>, TestBalancer) {
     let backends: Vec<TestBackend> = ["b1", "b2", "b3"]
@@ -51,6 +44,16 @@ async fn rotates_strictly_over_three_backends_for_thirty_requests() {
     }
     let expected: Vec<String> = (0..30).map(|i| format!("b{}", i % 3 + 1)).collect();
     assert_eq!(order, expected);
+    let registry = lb.handle.registry();
+    let members = registry.send(Snapshot).await.expect("snapshot");
+    assert!(
+        members.iter().all(|m| m.requests == 10 && m.failures == 0),
+        "{members:?}"
+    );
+    assert!(
+        members.iter().all(|m| m.in_flight == 0),
+        "leases left behind: {members:?}"
+    );
 }
 
 /// With b2 out of rotation the other two alternate strictly, and b2 gets nothing.

@@ -8,7 +8,9 @@ mod error;
 pub mod headers;
 
 use std::fmt;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use actix::Addr;
@@ -17,9 +19,10 @@ use actix_web::http::{header, Method, StatusCode};
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use awc::error::SendRequestError;
 use awc::{Client, ClientResponse};
+use futures_util::Stream;
 
 use crate::backend::{Backend, BackendId};
-use crate::registry::{FailureKind, Outcome, Registry, ReportFailure, Rotation};
+use crate::registry::{FailureKind, Lease, Outcome, Registry, ReportFailure, Rotation};
 use body::RequestBody;
 pub use error::ProxyError;
 
@@ -81,9 +84,10 @@ pub async fn forward(
     let mut tried: Vec<BackendId> = Vec::with_capacity(1);
     let mut last_failure: Option<(Arc<Backend>, AttemptError)> = None;
     loop {
-        let Some(backend) = state.rotation.pick(&tried) else {
+        let Some(lease) = state.rotation.pick(&tried) else {
             return Err(give_up(last_failure));
         };
+        let backend = Arc::clone(&lease.backend);
         if let Some((failed, why)) = &last_failure {
             log::warn!("backend {failed} failed ({why}); retrying on {backend}");
         }
@@ -92,30 +96,26 @@ pub async fn forward(
         let url = format!("http://{}{}", backend.authority, target);
         let mut upstream = client.request(req.method().clone(), url);
         *upstream.headers_mut() = upstream_headers.clone();
-        let result = upstream.send_body(body.for_attempt()).await;
-
-        let failure = match result {
+        let failure = match upstream.send_body(body.for_attempt()).await {
             Ok(response) => {
-                state.rotation.finish(backend.id, Outcome::Responded);
-                return Ok(to_client(req.method(), response, backend));
+                lease.record(Outcome::Responded);
+                return Ok(to_client(req.method(), response, lease));
             }
             Err(err) => AttemptError::from(err),
         };
-        if let Some(kind) = failure.kind() {
-            let consecutive = state.rotation.finish(backend.id, Outcome::Failed(kind));
-            state.registry.do_send(ReportFailure {
-                backend: backend.id,
-                kind,
-                consecutive,
-            });
-        } else {
+        let Some(kind) = failure.kind() else {
             // The client's own upload failed: not the backend's fault, nothing to retry.
-            state.rotation.finish(backend.id, Outcome::Responded);
+            lease.record(Outcome::Responded);
             return Err(failure.client_error());
-        }
-        let may_retry =
-            failure.retryable(req.method(), &body) && tried.len() <= state.retries as usize;
-        if !may_retry {
+        };
+        let consecutive = lease.record(Outcome::Failed(kind));
+        state.registry.do_send(ReportFailure {
+            backend: backend.id,
+            kind,
+            consecutive,
+        });
+        let retries_left = tried.len() <= state.retries as usize;
+        if !(retries_left && failure.retryable(req.method(), &body)) {
             log::error!("backend {backend} failed ({failure}); not retried");
             return Err(failure.status_error());
         }
@@ -223,13 +223,10 @@ fn is_idempotent(method: &Method) -> bool {
 /// The backend's response for the client: status and end-to-end headers as they came, the body
 /// streamed with the same framing (a Content-Length stays a Content-Length). Statuses that
 /// carry no body get none, so nothing stray is left on a kept-alive connection.
-fn to_client<S>(
-    method: &Method,
-    mut upstream: ClientResponse<S>,
-    backend: Arc<Backend>,
-) -> HttpResponse
+/// The lease travels with the body, so the attempt stays in flight until the body is sent.
+fn to_client<S>(method: &Method, mut upstream: ClientResponse<S>, lease: Lease) -> HttpResponse
 where
-    S: futures_util::Stream<Item = Result<web::Bytes, awc::error::PayloadError>> + Unpin + 'static,
+    S: Stream<Item = Result<web::Bytes, awc::error::PayloadError>> + Unpin + 'static,
 {
     let status = upstream.status();
     let length = upstream
@@ -240,7 +237,11 @@ where
     let no_body = status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
-    let payload = upstream.take_payload();
+    let served_by = ServedBy(Arc::clone(&lease.backend));
+    let payload = Leased {
+        inner: upstream.take_payload(),
+        _lease: lease,
+    };
     let body: BoxBody = match (no_body, length) {
         (true, _) => body_types::None::new().boxed(),
         (false, Some(len)) => SizedStream::new(len, payload).boxed(),
@@ -249,6 +250,20 @@ where
     };
     let mut response = HttpResponse::with_body(status, body);
     *response.headers_mut() = headers::to_client(upstream.headers());
-    response.extensions_mut().insert(ServedBy(backend));
+    response.extensions_mut().insert(served_by);
     response
+}
+
+/// A response body stream that holds its attempt's [`Lease`].
+struct Leased<S> {
+    inner: S,
+    _lease: Lease,
+}
+
+impl<S: Stream + Unpin> Stream for Leased<S> {
+    type Item = S::Item;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
+        Pin::new(&mut self.inner).poll_next(cx)
+    }
 }

@@ -12,7 +12,7 @@ use actix::{Actor, Context, Handler, MessageResult};
 
 use crate::backend::Backend;
 pub use messages::{ReportFailure, SetHealth, Snapshot};
-pub use rotation::{FailureKind, MemberStatus, Outcome, Rotation};
+pub use rotation::{FailureKind, Lease, MemberStatus, Outcome, Rotation};
 
 /// Actor that owns the health of the members of a [`Rotation`].
 pub struct Registry {

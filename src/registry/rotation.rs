@@ -48,7 +48,7 @@ struct Slot {
     requests: AtomicU64,
     /// Attempts that failed before a response head.
     failures: AtomicU64,
-    /// Attempts picked and not yet finished.
+    /// Attempts picked whose [`Lease`] is still alive (until the response body is sent).
     in_flight: AtomicU64,
     /// Failures since the last response.
     consecutive_failures: AtomicU32,
@@ -97,9 +97,9 @@ impl Rotation {
     /// (backends this request already tried). Members that are down are passed over without
     /// moving the others' turn, so A, B, C stays A, C, A, C while B is down and resumes
     /// A, B, C when it returns. Concurrent picks are ordered by a compare-and-swap on the
-    /// cursor, so the rotation is strict across workers too. Counts the attempt as in flight;
-    /// `None` when no healthy backend is left.
-    pub fn pick(&self, exclude: &[BackendId]) -> Option<Arc<Backend>> {
+    /// cursor, so the rotation is strict across workers too. The returned [`Lease`] counts the
+    /// attempt as in flight until it is dropped; `None` when no healthy backend is left.
+    pub fn pick(self: &Arc<Self>, exclude: &[BackendId]) -> Option<Lease> {
         let len = self.slots.len();
         let mut start = self.cursor.load(Ordering::Relaxed);
         loop {
@@ -116,19 +116,21 @@ impl Rotation {
                     let slot = &self.slots[index];
                     slot.requests.fetch_add(1, Ordering::Relaxed);
                     slot.in_flight.fetch_add(1, Ordering::Relaxed);
-                    return Some(Arc::clone(&slot.backend));
+                    return Some(Lease {
+                        backend: Arc::clone(&slot.backend),
+                        rotation: Arc::clone(self),
+                    });
                 }
                 Err(now) => start = now,
             }
         }
     }
 
-    /// Records how an attempt picked earlier ended; returns the backend's consecutive failures.
-    pub fn finish(&self, id: BackendId, outcome: Outcome) -> u32 {
+    /// Records how an attempt ended; returns the backend's consecutive failures.
+    fn record(&self, id: BackendId, outcome: Outcome) -> u32 {
         let Some(slot) = self.slots.get(id) else {
             return 0;
         };
-        slot.in_flight.fetch_sub(1, Ordering::Relaxed);
         match outcome {
             Outcome::Responded => {
                 // Skip the write in the common case: keeps the cache line shared across cores.
@@ -141,6 +143,12 @@ impl Rotation {
                 slot.failures.fetch_add(1, Ordering::Relaxed);
                 slot.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1
             }
+        }
+    }
+
+    fn release(&self, id: BackendId) {
+        if let Some(slot) = self.slots.get(id) {
+            slot.in_flight.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -191,23 +199,45 @@ impl Rotation {
     }
 }
 
+/// One attempt on a picked backend; it counts as in flight until the lease is dropped, which
+/// the proxy does once the response body has been sent (or the attempt failed).
+#[derive(Debug)]
+pub struct Lease {
+    pub backend: Arc<Backend>,
+    rotation: Arc<Rotation>,
+}
+
+impl Lease {
+    /// Records how the attempt ended (once its response head arrived or it failed); returns the
+    /// backend's run of consecutive failures.
+    pub fn record(&self, outcome: Outcome) -> u32 {
+        self.rotation.record(self.backend.id, outcome)
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.rotation.release(self.backend.id);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn rotation(n: usize) -> Rotation {
+    fn rotation(n: usize) -> Arc<Rotation> {
         let backends = (0..n)
             .map(|i| Backend::parse(i, &format!("http://127.0.0.1:{}", 9001 + i)).expect("valid"))
             .collect();
-        Rotation::new(backends)
+        Arc::new(Rotation::new(backends))
     }
 
-    fn picks(rotation: &Rotation, n: usize) -> Vec<BackendId> {
+    fn picks(rotation: &Arc<Rotation>, n: usize) -> Vec<BackendId> {
         (0..n)
             .map(|_| {
-                let backend = rotation.pick(&[]).expect("a healthy backend");
-                rotation.finish(backend.id, Outcome::Responded);
-                backend.id
+                let lease = rotation.pick(&[]).expect("a healthy backend");
+                lease.record(Outcome::Responded);
+                lease.backend.id
             })
             .collect()
     }
@@ -245,29 +275,36 @@ mod tests {
     #[test]
     fn excludes_backends_already_tried() {
         let rotation = rotation(3);
-        let first = rotation.pick(&[]).expect("first");
-        let second = rotation.pick(&[first.id]).expect("second");
-        let third = rotation.pick(&[first.id, second.id]).expect("third");
-        assert_eq!([first.id, second.id, third.id], [0, 1, 2]);
+        let first = rotation.pick(&[]).expect("first").backend.id;
+        let second = rotation.pick(&[first]).expect("second").backend.id;
+        let third = rotation.pick(&[first, second]).expect("third").backend.id;
+        assert_eq!([first, second, third], [0, 1, 2]);
         assert!(rotation.pick(&[0, 1, 2]).is_none());
     }
 
-    /// Counters follow picks and outcomes; setting the same health twice is no change.
+    /// Counters follow picks and outcomes; a lease is in flight until dropped; setting the same
+    /// health twice is no change.
     #[test]
     fn counts_requests_failures_and_in_flight() {
         let rotation = rotation(1);
-        rotation.pick(&[]).expect("pick");
-        rotation.pick(&[]).expect("pick");
+        let first = rotation.pick(&[]).expect("pick");
+        let second = rotation.pick(&[]).expect("pick");
         assert_eq!(rotation.snapshot()[0].in_flight, 2);
-        assert_eq!(rotation.finish(0, Outcome::Failed(FailureKind::Connect)), 1);
-        assert_eq!(rotation.finish(0, Outcome::Failed(FailureKind::Timeout)), 2);
+        assert_eq!(first.record(Outcome::Failed(FailureKind::Connect)), 1);
+        assert_eq!(second.record(Outcome::Failed(FailureKind::Timeout)), 2);
+        assert_eq!(
+            rotation.snapshot()[0].in_flight,
+            2,
+            "recording does not end the attempt"
+        );
+        drop((first, second));
         let status = &rotation.snapshot()[0];
         assert_eq!(
             (status.requests, status.failures, status.in_flight),
             (2, 2, 0)
         );
-        rotation.pick(&[]).expect("pick");
-        assert_eq!(rotation.finish(0, Outcome::Responded), 0);
+        let third = rotation.pick(&[]).expect("pick");
+        assert_eq!(third.record(Outcome::Responded), 0);
         assert_eq!(rotation.snapshot()[0].consecutive_failures, 0);
         assert!(!rotation.set_health(0, true));
         assert!(!rotation.set_health(7, false));
@@ -276,14 +313,14 @@ mod tests {
     /// Picks from several threads at once still share the load exactly evenly.
     #[test]
     fn concurrent_picks_stay_exactly_fair() {
-        let rotation = Arc::new(rotation(3));
+        let rotation = rotation(3);
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let rotation = Arc::clone(&rotation);
                 std::thread::spawn(move || {
                     for _ in 0..3000 {
-                        let backend = rotation.pick(&[]).expect("pick");
-                        rotation.finish(backend.id, Outcome::Responded);
+                        let lease = rotation.pick(&[]).expect("pick");
+                        lease.record(Outcome::Responded);
                     }
                 })
             })

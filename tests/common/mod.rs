@@ -24,6 +24,14 @@ impl TestBalancer {
     }
 }
 
+/// A test client: redirects are the client's business, so they are not followed.
+pub fn client() -> awc::Client {
+    awc::Client::builder()
+        .disable_redirects()
+        .timeout(Duration::from_secs(30))
+        .finish()
+}
+
 /// Settings for a balancer in front of `urls`, with simulation off.
 pub fn settings_for(urls: &[String]) -> Settings {
     let pool = urls
