@@ -1,4 +1,4 @@
-//! Command-line arguments: `loadbalancer [--settings PATH] [--backends PATH]`.
+//! Command-line arguments: `loadbalancer [--settings PATH] [--backends PATH] [--simulate]`.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -6,10 +6,11 @@ use std::path::PathBuf;
 use crate::settings::LoadOptions;
 
 /// Shown by `--help` and after an argument error.
-pub const USAGE: &str = "usage: loadbalancer [--settings PATH] [--backends PATH]
+pub const USAGE: &str = "usage: loadbalancer [--settings PATH] [--backends PATH] [--simulate]
 
   --settings PATH   settings file (default: ./Settings.toml if present, else built-in defaults)
   --backends PATH   backend pool file (default: backends.file from the settings)
+  --simulate        serve the pool's (loopback) backends in-process and make them fail and recover
   --help            show this text
 
 Every setting can be overridden as LB__SECTION__KEY, e.g. LB__SERVER__LISTEN=127.0.0.1:18080.";
@@ -33,6 +34,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String
         };
         let slot = match flag.as_str() {
             "--help" | "-h" => return Ok(Command::Help),
+            "--simulate" if inline.is_none() => {
+                options.simulate = true;
+                continue;
+            }
             "--settings" => &mut options.settings_path,
             "--backends" => &mut options.backends_path,
             _ => return Err(format!("unknown argument {flag:?}")),

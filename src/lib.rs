@@ -3,14 +3,19 @@
 //! else lives here so integration tests can start a balancer on `127.0.0.1:0`.
 
 pub mod access_log;
+pub mod admin;
+pub mod api;
 pub mod backend;
 pub mod cli;
 pub mod error;
+pub mod events;
+pub mod health;
 pub mod proxy;
 pub mod registry;
 pub mod server;
 pub mod settings;
 pub mod shutdown;
+pub mod simulation;
 
 pub use server::{start, Balancer, BalancerHandle};
 pub use settings::Settings;

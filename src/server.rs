@@ -13,11 +13,15 @@ use actix_web::{web, App, HttpResponse, HttpServer};
 use futures_util::FutureExt;
 
 use crate::access_log::{self, RequestLine};
+use crate::api::{self, ApiState};
 use crate::error::{self, json_response};
+use crate::events::EventBus;
+use crate::health::HealthChecker;
 use crate::proxy::{self, ProxyState};
 use crate::registry::Registry;
 use crate::settings::Settings;
 use crate::shutdown::{self, Draining, ShutdownHook};
+use crate::simulation::{Simulator, StopAll};
 
 /// A started balancer: await [`Balancer::run`] to serve until it is shut down.
 pub struct Balancer {
@@ -34,6 +38,7 @@ pub struct BalancerHandle {
     server: ServerHandle,
     draining: Draining,
     registry: Addr<Registry>,
+    events: Addr<EventBus>,
     shutdown_timeout: Duration,
 }
 
@@ -54,6 +59,11 @@ impl BalancerHandle {
     /// The registry actor (for the health checker, the status API and tests).
     pub fn registry(&self) -> Addr<Registry> {
         self.registry.clone()
+    }
+
+    /// The event bus (subscribe to see backends go down and up).
+    pub fn events(&self) -> Addr<EventBus> {
+        self.events.clone()
     }
 
     pub fn shutdown_timeout(&self) -> Duration {
@@ -81,13 +91,45 @@ impl Balancer {
     }
 }
 
-/// Starts the actors and the HTTP server on `listener`. Must be called inside an actix system.
+/// Starts the actors (and the simulated backends, if enabled) and the HTTP server on
+/// `listener`. Must be called inside an actix system.
 pub fn start(settings: &Settings, listener: TcpListener) -> io::Result<Balancer> {
     let local_addr = listener.local_addr()?;
-    let registry = Registry::new(settings.backends.pool.clone());
+    let events = EventBus::default().start();
+    let simulation = match settings.simulation.enabled {
+        true => {
+            let simulator = Simulator::start_backends(
+                &settings.backends.pool,
+                &settings.simulation,
+                events.clone(),
+            )?;
+            let view = simulator.view();
+            Some((simulator.start(), view))
+        }
+        false => None,
+    };
+    let registry = Registry::new(
+        settings.backends.pool.clone(),
+        events.clone(),
+        settings.health.passive_failures,
+    );
     let rotation = registry.rotation();
     let registry = registry.start();
+    HealthChecker::new(
+        rotation.clone(),
+        registry.clone(),
+        settings.health.clone(),
+        settings.backends.connect_timeout,
+    )
+    .start();
     let draining = Draining::default();
+    let api_state = web::Data::new(ApiState {
+        rotation: rotation.clone(),
+        admin: settings.admin.clone(),
+        draining: draining.clone(),
+        started: std::time::Instant::now(),
+        simulation: simulation.clone(),
+    });
     let state = web::Data::new(ProxyState {
         rotation,
         registry: registry.clone(),
@@ -104,6 +146,7 @@ pub fn start(settings: &Settings, listener: TcpListener) -> io::Result<Balancer>
         let draining = app_draining.clone();
         App::new()
             .app_data(state.clone())
+            .app_data(api_state.clone())
             // Built here, so once per worker thread: an awc Client is not Send.
             .app_data(web::Data::new(proxy::build_client(
                 connect_timeout,
@@ -125,6 +168,7 @@ pub fn start(settings: &Settings, listener: TcpListener) -> io::Result<Balancer>
             })
             .service(
                 web::scope("/lb")
+                    .service(web::scope("/api").configure(api::configure))
                     .service(
                         web::resource("/health")
                             .route(web::get().to(health))
@@ -151,14 +195,23 @@ pub fn start(settings: &Settings, listener: TcpListener) -> io::Result<Balancer>
         server: server.handle(),
         draining,
         registry,
+        events,
         shutdown_timeout: settings.server.shutdown_timeout,
     };
-    Ok(Balancer {
+    let mut balancer = Balancer {
         local_addr,
         server,
         handle,
         hooks: Vec::new(),
-    })
+    };
+    if let Some((simulator, _)) = simulation {
+        balancer.on_shutdown(Box::new(move || {
+            Box::pin(async move {
+                let _ = simulator.send(StopAll).await;
+            })
+        }));
+    }
+    Ok(balancer)
 }
 
 /// `/lb/health`: the balancer's own liveness, 503 while draining.
@@ -193,9 +246,6 @@ pub async fn run(settings: Settings) -> io::Result<()> {
         settings.server.workers,
         pool.join(", ")
     );
-    if settings.simulation.enabled {
-        log::warn!("simulation.enabled is set, but this build has no simulator yet: the backends in {} are used as they are", settings.backends.file.display());
-    }
     let handle = balancer.handle();
     actix_rt::spawn(async move {
         if let Err(err) = shutdown::drain_on_signal(handle).await {

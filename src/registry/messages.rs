@@ -6,8 +6,7 @@ use super::rotation::{FailureKind, MemberStatus};
 use crate::backend::BackendId;
 
 /// From the proxy, fire-and-forget: an attempt on `backend` failed (it was already counted in
-/// the rotation; `consecutive` is its run of failures so far). The registry logs it; passive
-/// ejection after `health.passive_failures` of them arrives with the health checker.
+/// the rotation; `consecutive` is its run of failures so far). Drives passive ejection.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct ReportFailure {

@@ -180,6 +180,13 @@ impl Rotation {
         self.slots.get(id).map(|slot| &slot.backend)
     }
 
+    /// Whether a backend is in rotation.
+    pub fn is_healthy(&self, id: BackendId) -> bool {
+        self.slots
+            .get(id)
+            .is_some_and(|slot| slot.healthy.load(Ordering::Relaxed))
+    }
+
     /// Members in the pool, healthy or not.
     pub fn len(&self) -> usize {
         self.slots.len()

@@ -16,6 +16,7 @@ use std::time::Duration;
 use actix_web::http::header::HeaderName;
 
 use crate::backend::{self, Backend};
+use crate::simulation::schedule::{FaultMode, Plan};
 pub use cidr::{canonical, Cidr};
 pub use raw::RawSettings;
 
@@ -49,6 +50,8 @@ pub struct LoadOptions {
     pub settings_path: Option<PathBuf>,
     /// `--backends PATH`; overrides `backends.file`.
     pub backends_path: Option<PathBuf>,
+    /// `--simulate`: turns `simulation.enabled` on.
+    pub simulate: bool,
 }
 
 /// The validated configuration of one balancer.
@@ -140,12 +143,18 @@ pub struct AdminSettings {
 /// `[simulation]`.
 #[derive(Debug, Clone)]
 pub struct SimulationSettings {
+    /// Serve the pool in-process (every backend is on loopback then).
     pub enabled: bool,
+    /// Means, modes and whether total outages may happen.
+    pub plan: Plan,
+    /// `None` = draw one at start.
+    pub seed: Option<u64>,
 }
 
 /// Reads, overlays and validates everything; the caller turns an error into exit code 2.
 pub fn load(options: &LoadOptions) -> Result<Settings, ConfigError> {
-    let (raw, settings_file) = read_raw(options.settings_path.as_deref())?;
+    let (mut raw, settings_file) = read_raw(options.settings_path.as_deref())?;
+    raw.simulation.enabled |= options.simulate;
     let base_dir = settings_file
         .as_deref()
         .and_then(Path::parent)
@@ -238,6 +247,7 @@ impl Settings {
         let backends = &raw.backends;
         let health = &raw.health;
         let limits = &raw.rate_limit;
+        let simulation = check.simulation(&raw.simulation, &pool)?;
         Ok(Self {
             server: ServerSettings {
                 listen: check.socket_addr("server.listen", &server.listen)?,
@@ -320,16 +330,17 @@ impl Settings {
             admin: AdminSettings {
                 token: Some(raw.admin.token.trim().to_owned()).filter(|t| !t.is_empty()),
             },
-            simulation: SimulationSettings {
-                enabled: raw.simulation.enabled,
-            },
+            simulation,
         })
     }
 
-    /// The shipped defaults around a given pool: the starting point for tests and embedders.
+    /// The shipped defaults around a given pool, with simulation off (the pool may be anywhere):
+    /// the starting point for tests and embedders.
     pub fn with_pool(pool: Vec<Backend>) -> Self {
+        let mut raw = RawSettings::default();
+        raw.simulation.enabled = false;
         Self::from_raw(
-            RawSettings::default(),
+            raw,
             "defaults",
             Path::new(""),
             PathBuf::from("config.json"),
@@ -410,12 +421,73 @@ impl Checker<'_> {
         }
     }
 
+    /// The simulation's plan; with simulation on, every backend must be on this machine.
+    fn simulation(
+        &self,
+        raw: &raw::RawSimulation,
+        pool: &[Backend],
+    ) -> Result<SimulationSettings, ConfigError> {
+        let mean = |key: &str, secs: f64| match secs.is_finite() && secs > 0.0 && secs <= 86_400.0 {
+            true => Ok(Duration::from_secs_f64(secs)),
+            false => Err(self.invalid(
+                key,
+                format!("{secs} must be a number of seconds > 0 and <= 86400"),
+            )),
+        };
+        let modes = raw
+            .modes
+            .iter()
+            .map(|m| {
+                m.parse::<FaultMode>()
+                    .map_err(|e| self.invalid("simulation.modes", e))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if modes.is_empty() {
+            return Err(self.invalid(
+                "simulation.modes",
+                "list at least one of refuse, error, hang",
+            ));
+        }
+        if raw.enabled {
+            if let Some(remote) = pool.iter().find(|b| !is_loopback(&b.authority)) {
+                let problem = format!(
+                    "backends[{}] {} is not a loopback address, and simulated backends run on this machine; \
+                     set simulation.enabled = false to use real backends",
+                    remote.id, remote.url
+                );
+                return Err(self.invalid("simulation.enabled", problem));
+            }
+        }
+        Ok(SimulationSettings {
+            enabled: raw.enabled,
+            plan: Plan {
+                mean_up: mean("simulation.mean_up_secs", raw.mean_up_secs)?,
+                mean_down: mean("simulation.mean_down_secs", raw.mean_down_secs)?,
+                modes,
+                allow_total_outage: raw.allow_total_outage,
+            },
+            seed: (raw.seed != 0).then_some(raw.seed),
+        })
+    }
+
     fn file_path(&self, key: &str, text: &str, base_dir: &Path) -> Result<PathBuf, ConfigError> {
         match text.trim().is_empty() {
             true => Err(self.invalid(key, "must not be empty")),
             false => Ok(base_dir.join(text)),
         }
     }
+}
+
+/// `localhost`, `127.x.y.z` or `[::1]`, with a port.
+fn is_loopback(authority: &str) -> bool {
+    let host = authority
+        .rsplit_once(':')
+        .map_or(authority, |(host, _)| host);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| canonical(ip).is_loopback())
 }
 
 #[cfg(test)]

@@ -165,11 +165,30 @@ pub struct RawAdmin {
 #[serde(default, deny_unknown_fields)]
 pub struct RawSimulation {
     pub enabled: bool,
+    /// Mean time a simulated backend stays up, seconds.
+    pub mean_up_secs: f64,
+    /// Mean time it stays failing, seconds.
+    pub mean_down_secs: f64,
+    /// 0 = a random seed (logged at start, so a run can be replayed).
+    pub seed: u64,
+    /// Failure modes drawn from: "refuse", "error", "hang".
+    pub modes: Vec<String>,
+    /// Whether every backend may be failing at once.
+    pub allow_total_outage: bool,
 }
 
 impl Default for RawSimulation {
     /// On, as DESIGN.md ships it: `cargo run` demonstrates failover with nothing else running.
+    /// The modes leave out `hang` by default: it shows only as 504s after the response
+    /// timeout, which makes a slow demo; it is one API call away.
     fn default() -> Self {
-        Self { enabled: true }
+        Self {
+            enabled: true,
+            mean_up_secs: 20.0,
+            mean_down_secs: 8.0,
+            seed: 0,
+            modes: vec!["refuse".to_owned(), "error".to_owned()],
+            allow_total_outage: false,
+        }
     }
 }

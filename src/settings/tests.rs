@@ -42,6 +42,12 @@ fn defaults_match_the_contract() {
     );
     assert!(s.admin.token.is_none());
     assert!(s.simulation.enabled);
+    assert_eq!(s.simulation.plan.mean_up, Duration::from_secs(20));
+    assert_eq!(
+        s.simulation.plan.modes,
+        [FaultMode::Refuse, FaultMode::Error]
+    );
+    assert!(s.simulation.seed.is_none());
 }
 
 /// Each bad value names its key and says what is wrong.
@@ -118,6 +124,50 @@ fn bad_values_name_their_key() {
             other => panic!("{key}: expected Invalid, got {other:?}"),
         }
     }
+}
+
+/// With simulation on, a backend off this machine is refused, naming it; off, it is fine.
+#[test]
+fn simulation_requires_loopback_backends() {
+    let pool = vec![
+        Backend::parse(0, "http://127.0.0.1:9001").expect("valid"),
+        Backend::parse(1, "http://10.0.0.5:80").expect("valid"),
+    ];
+    let err = Settings::from_raw(
+        RawSettings::default(),
+        "Settings.toml",
+        Path::new(""),
+        PathBuf::new(),
+        pool.clone(),
+    )
+    .expect_err("non-loopback with simulation");
+    let text = err.to_string();
+    assert!(
+        text.contains("simulation.enabled")
+            && text.contains("backends[1]")
+            && text.contains("10.0.0.5"),
+        "{text}"
+    );
+    let mut raw = RawSettings::default();
+    raw.simulation.enabled = false;
+    assert!(Settings::from_raw(raw, "Settings.toml", Path::new(""), PathBuf::new(), pool).is_ok());
+    for host in ["localhost:1", "127.0.0.2:80", "[::1]:80"] {
+        assert!(is_loopback(host), "{host}");
+    }
+    assert!(!is_loopback("example.test:80"));
+}
+
+/// Simulation means must be positive and modes known.
+#[test]
+fn simulation_values_are_checked() {
+    let err = validate(|r| r.simulation.modes = vec!["explode".into()]).expect_err("bad mode");
+    assert!(err.to_string().contains("simulation.modes"), "{err}");
+    let err = validate(|r| r.simulation.modes.clear()).expect_err("no modes");
+    assert!(err.to_string().contains("at least one"), "{err}");
+    let err = validate(|r| r.simulation.mean_up_secs = 0.0).expect_err("zero mean");
+    assert!(err.to_string().contains("simulation.mean_up_secs"), "{err}");
+    let s = validate(|r| r.simulation.seed = 7).expect("valid");
+    assert_eq!(s.simulation.seed, Some(7));
 }
 
 /// Zero workers means one per core; zero keep-alive disables it; an empty token is no token.

@@ -4,6 +4,7 @@
 //! carries `X-Backend: <name>`.
 
 use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,7 +28,10 @@ pub struct Received {
 pub struct TestBackend {
     pub name: String,
     pub addr: SocketAddr,
+    /// Requests received, health probes excepted.
     pub received: Arc<Mutex<Vec<Received>>>,
+    /// Health probes received.
+    pub probes: Arc<AtomicUsize>,
     handle: ServerHandle,
 }
 
@@ -42,9 +46,11 @@ impl TestBackend {
     pub fn start_on(name: &str, listener: TcpListener) -> Self {
         let addr = listener.local_addr().expect("addr");
         let received = Arc::new(Mutex::new(Vec::new()));
+        let probes = Arc::new(AtomicUsize::new(0));
         let state = web::Data::new(State {
             name: name.to_owned(),
             received: Arc::clone(&received),
+            probes: Arc::clone(&probes),
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -63,6 +69,7 @@ impl TestBackend {
             name: name.to_owned(),
             addr,
             received,
+            probes,
             handle,
         }
     }
@@ -84,6 +91,7 @@ impl TestBackend {
 struct State {
     name: String,
     received: Arc<Mutex<Vec<Received>>>,
+    probes: Arc<AtomicUsize>,
 }
 
 /// Deterministic content for `/bytes/N` and `/chunked/N`.
@@ -101,6 +109,14 @@ async fn answer(
         body.extend_from_slice(&chunk);
     }
     let body = body.freeze();
+    let user_agent = req
+        .headers()
+        .get("user-agent")
+        .and_then(|v| v.to_str().ok());
+    if user_agent == Some(loadbalancer::health::PROBE_USER_AGENT) {
+        state.probes.fetch_add(1, Ordering::Relaxed);
+        return HttpResponse::Ok().body("healthy");
+    }
     state.received.lock().expect("lock").push(Received {
         method: req.method().clone(),
         target: req

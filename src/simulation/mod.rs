@@ -1,0 +1,233 @@
+//! The failure simulation: with `simulation.enabled`, every backend in `config.json` (all on
+//! loopback) is served in-process by a [`server::SimulatedBackend`], and the `Simulator` actor
+//! moves them between up and failing on the seeded [`schedule::FaultSchedule`], or when an
+//! operator says so ([`Fail`], [`Recover`] from `/lb/api/simulation/...`). Each change is
+//! logged and published as an event; health checks then see it like any real outage.
+
+pub mod schedule;
+pub mod server;
+
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message, WrapFuture};
+use serde::Serialize;
+
+use crate::backend::Backend;
+use crate::events::{EventBus, LbEvent, Publish};
+use crate::settings::SimulationSettings;
+use schedule::{Change, FaultMode, FaultSchedule};
+use server::{SimState, SimulatedBackend};
+
+/// How often the schedule is consulted.
+const TICK: Duration = Duration::from_millis(100);
+
+/// Why a simulation command was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("No simulated backend {0:?} (use its name, e.g. backend-1, or its index in config.json from 0)")]
+    UnknownBackend(String),
+}
+
+/// A simulated backend's state, as the API reports it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SimStatus {
+    pub backend: String,
+    pub url: String,
+    /// `up`, `refuse`, `error` or `hang`.
+    pub state: &'static str,
+    /// Under manual control (the random schedule is paused for it).
+    pub manual: bool,
+}
+
+/// From the API: make a backend fail in `mode` until [`Recover`].
+#[derive(Debug, Message)]
+#[rtype(result = "Result<SimStatus, SimError>")]
+pub struct Fail {
+    /// Name (`backend-1`) or index in config.json (`0`).
+    pub target: String,
+    pub mode: FaultMode,
+}
+
+/// From the API: bring a backend back up and return it to the random schedule.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<SimStatus, SimError>")]
+pub struct Recover {
+    pub target: String,
+}
+
+/// From the shutdown hook: stop every simulated server.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct StopAll;
+
+/// The shared, read-only view of each simulated backend's state, by backend id.
+#[derive(Debug, Clone, Default)]
+pub struct SimulationView(pub Vec<SimState>);
+
+/// Owns the simulated backends and their schedule.
+pub struct Simulator {
+    backends: Vec<SimulatedBackend>,
+    schedule: FaultSchedule,
+    started: Instant,
+    events: Addr<EventBus>,
+}
+
+impl Simulator {
+    /// Binds every backend's address and starts serving. Must run inside an actix system;
+    /// an address in use is an error naming the backend and the address.
+    pub fn start_backends(
+        pool: &[Backend],
+        settings: &SimulationSettings,
+        events: Addr<EventBus>,
+    ) -> io::Result<Self> {
+        let mut backends = Vec::with_capacity(pool.len());
+        for backend in pool {
+            let addr = resolve(&backend.authority)?;
+            backends.push(SimulatedBackend::start(Arc::new(backend.clone()), addr)?);
+        }
+        let seed = settings.seed.unwrap_or_else(|| fastrand::u64(1..));
+        log::info!(
+            "simulation: serving {} backends in-process (seed {seed}; set simulation.seed = {seed} to replay this schedule)",
+            backends.len()
+        );
+        Ok(Self {
+            schedule: FaultSchedule::new(
+                backends.len(),
+                settings.plan.clone(),
+                seed,
+                Duration::ZERO,
+            ),
+            backends,
+            started: Instant::now(),
+            events,
+        })
+    }
+
+    /// The view for the status API.
+    pub fn view(&self) -> SimulationView {
+        SimulationView(self.backends.iter().map(|b| b.state.clone()).collect())
+    }
+
+    fn find(&self, target: &str) -> Result<usize, SimError> {
+        let by_index = target
+            .parse::<usize>()
+            .ok()
+            .filter(|i| *i < self.backends.len());
+        by_index
+            .or_else(|| self.backends.iter().position(|b| b.backend.name == target))
+            .ok_or_else(|| SimError::UnknownBackend(target.to_owned()))
+    }
+
+    fn status(&self, index: usize) -> SimStatus {
+        let simulated = &self.backends[index];
+        SimStatus {
+            backend: simulated.backend.name.clone(),
+            url: simulated.backend.url.clone(),
+            state: simulated.state.label(),
+            manual: self.schedule.is_paused(index),
+        }
+    }
+
+    /// Puts backend `index` in `state`, logs and publishes it.
+    fn apply(
+        &mut self,
+        index: usize,
+        state: Option<FaultMode>,
+        manual: bool,
+        ctx: &mut Context<Self>,
+    ) {
+        let simulated = &mut self.backends[index];
+        if simulated.state.get() == state {
+            return;
+        }
+        let how = if manual { "by request" } else { "scheduled" };
+        match state {
+            Some(mode) => log::info!(
+                "simulation: {} ({}) starts failing: {mode} ({how})",
+                simulated.backend.name,
+                simulated.backend.url
+            ),
+            None => log::info!(
+                "simulation: {} ({}) recovers ({how})",
+                simulated.backend.name,
+                simulated.backend.url
+            ),
+        }
+        match simulated.switch(state) {
+            // Wait for the listener to close before anything else happens here, so a quick
+            // recovery cannot race the close and find the port still taken.
+            Ok(Some(server)) => {
+                ctx.wait(async move { server.stop(false).await }.into_actor(self));
+            }
+            Ok(None) => {}
+            Err(err) => log::error!("simulation: {err}"),
+        }
+        let simulated = &self.backends[index];
+        self.events.do_send(Publish(LbEvent::Simulation {
+            backend: simulated.backend.name.clone(),
+            url: simulated.backend.url.clone(),
+            state: simulated.state.label().to_owned(),
+            manual,
+        }));
+    }
+}
+
+fn resolve(authority: &str) -> io::Result<SocketAddr> {
+    authority.to_socket_addrs()?.next().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{authority} has no address"),
+        )
+    })
+}
+
+impl Actor for Simulator {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(TICK, |simulator, ctx| {
+            let now = simulator.started.elapsed();
+            for Change { backend, to } in simulator.schedule.due(now) {
+                simulator.apply(backend, to, false, ctx);
+            }
+        });
+    }
+}
+
+impl Handler<Fail> for Simulator {
+    type Result = Result<SimStatus, SimError>;
+
+    fn handle(&mut self, msg: Fail, ctx: &mut Context<Self>) -> Self::Result {
+        let index = self.find(&msg.target)?;
+        self.schedule.hold_failing(index, msg.mode);
+        self.apply(index, Some(msg.mode), true, ctx);
+        Ok(self.status(index))
+    }
+}
+
+impl Handler<Recover> for Simulator {
+    type Result = Result<SimStatus, SimError>;
+
+    fn handle(&mut self, msg: Recover, ctx: &mut Context<Self>) -> Self::Result {
+        let index = self.find(&msg.target)?;
+        self.schedule.resume(index, self.started.elapsed());
+        self.apply(index, None, true, ctx);
+        Ok(self.status(index))
+    }
+}
+
+impl Handler<StopAll> for Simulator {
+    type Result = ();
+
+    fn handle(&mut self, _: StopAll, ctx: &mut Context<Self>) {
+        ctx.stop();
+        for simulated in &mut self.backends {
+            if let Some(server) = simulated.stop() {
+                actix_rt::spawn(async move { server.stop(false).await });
+            }
+        }
+    }
+}
