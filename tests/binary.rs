@@ -65,6 +65,16 @@ fn bad_configuration_exits_2_with_a_clear_message() {
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     write(d, "good.json", r#"{"backends": ["http://127.0.0.1:9"]}"#);
+    write(
+        d,
+        "remote.json",
+        r#"{"backends": ["http://127.0.0.1:9", "http://10.0.0.5:80"]}"#,
+    );
+    write(
+        d,
+        "nosim.toml",
+        "[simulation]\nenabled = false\nmodes = [\"explode\"]\n",
+    );
     write(d, "empty.json", r#"{"backends": []}"#);
     write(d, "badurl.json", r#"{"backends": ["ftp://127.0.0.1:9"]}"#);
     write(d, "malformed.json", r#"{"backends": ["#);
@@ -126,6 +136,16 @@ fn bad_configuration_exits_2_with_a_clear_message() {
             &[("LB__HEALTH__NOPE", "1")],
             &["nope", "health"],
         ),
+        (
+            &["--backends", "remote.json", "--simulate"],
+            &[],
+            &["simulation.enabled", "backends[1]", "10.0.0.5", "loopback"],
+        ),
+        (
+            &["--settings", "nosim.toml", "--backends", "good.json"],
+            &[],
+            &["nosim.toml", "simulation.modes", "explode"],
+        ),
         (&["--frobnicate"], &[], &["--frobnicate", "usage"]),
     ];
     for (args, env, expected) in cases {
@@ -142,6 +162,31 @@ fn bad_configuration_exits_2_with_a_clear_message() {
             assert_eq!(stderr.trim_end().lines().count(), 1, "{args:?}: {stderr:?}");
         }
     }
+}
+
+/// With simulation on, a backend port that is already taken is a clear start-up error (exit 1).
+#[test]
+fn simulated_backend_on_a_taken_port_is_a_clear_startup_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr");
+    write(
+        dir.path(),
+        "pool.json",
+        &format!(r#"{{"backends": ["http://{addr}"]}}"#),
+    );
+    let (code, stderr) = run_to_exit(
+        dir.path(),
+        &["--backends", "pool.json", "--simulate"],
+        &[("LB__SERVER__LISTEN", "127.0.0.1:0")],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("simulated backend-1 cannot listen on {addr}")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    drop(taken);
 }
 
 /// A backend that answers every request after `delay`, and reports each request it starts.
