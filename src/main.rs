@@ -1,10 +1,12 @@
 //! The `loadbalancer` binary: arguments, settings, logger, then [`loadbalancer::server::run`].
-//! Exit codes: 0 after a clean shutdown, 2 for bad arguments or configuration, 1 for a runtime
-//! failure (such as the listen address being in use) or a second signal during the drain.
+//! Exit codes: 0 after a clean shutdown, 2 for bad arguments, configuration or an unusable
+//! database file, 1 for a runtime failure (such as the listen address being in use) or a
+//! second signal during the drain.
 
 use std::process::ExitCode;
 
 use loadbalancer::cli::{self, Command};
+use loadbalancer::server::StartError;
 use loadbalancer::settings;
 
 fn main() -> ExitCode {
@@ -29,7 +31,11 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     match actix_rt::System::new().block_on(loadbalancer::server::run(settings)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
+        Err(StartError::Database(err)) => {
+            log::error!("cannot use the database: {err}");
+            ExitCode::from(2)
+        }
+        Err(StartError::Io(err)) => {
             log::error!("{err}");
             ExitCode::from(1)
         }

@@ -4,6 +4,7 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Actor, Addr};
@@ -14,14 +15,28 @@ use futures_util::FutureExt;
 
 use crate::access_log::{self, RequestLine};
 use crate::api::{self, ApiState};
+use crate::clients_api::{self, ClientsState};
 use crate::error::{self, json_response};
 use crate::events::EventBus;
 use crate::health::HealthChecker;
+use crate::limiter::Limiter;
+use crate::persistence::{Database, DbError, Store};
 use crate::proxy::{self, ProxyState};
 use crate::registry::Registry;
 use crate::settings::Settings;
 use crate::shutdown::{self, Draining, ShutdownHook};
 use crate::simulation::{Simulator, StopAll};
+
+/// Why the balancer could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The database file is unusable (not SQLite, newer schema, cannot be created): exit 2.
+    #[error("{0}")]
+    Database(#[from] DbError),
+    /// Listening or spawning failed (an address in use, ...).
+    #[error("{0}")]
+    Io(#[from] io::Error),
+}
 
 /// A started balancer: await [`Balancer::run`] to serve until it is shut down.
 pub struct Balancer {
@@ -39,6 +54,7 @@ pub struct BalancerHandle {
     draining: Draining,
     registry: Addr<Registry>,
     events: Addr<EventBus>,
+    limiter: Arc<Limiter>,
     shutdown_timeout: Duration,
 }
 
@@ -59,6 +75,11 @@ impl BalancerHandle {
     /// The registry actor (for the health checker, the status API and tests).
     pub fn registry(&self) -> Addr<Registry> {
         self.registry.clone()
+    }
+
+    /// The rate limiter (for tests and the status API).
+    pub fn limiter(&self) -> Arc<Limiter> {
+        Arc::clone(&self.limiter)
     }
 
     /// The event bus (subscribe to see backends go down and up).
@@ -93,8 +114,24 @@ impl Balancer {
 
 /// Starts the actors (and the simulated backends, if enabled) and the HTTP server on
 /// `listener`. Must be called inside an actix system.
-pub fn start(settings: &Settings, listener: TcpListener) -> io::Result<Balancer> {
+pub fn start(settings: &Settings, listener: TcpListener) -> Result<Balancer, StartError> {
     let local_addr = listener.local_addr()?;
+    // Read once at start-up, before serving; afterwards only the Store's thread touches SQLite.
+    let database = Database::open(&settings.persistence.path)?;
+    let saved = database.load_all()?;
+    log::info!(
+        "{} registered clients loaded from {}",
+        saved.len(),
+        settings.persistence.path.display()
+    );
+    let store = Store::start(database);
+    let limiter = Arc::new(Limiter::start(
+        &settings.rate_limit,
+        settings.persistence.flush_interval,
+        store,
+        saved,
+        settings.server.workers,
+    ));
     let events = EventBus::default().start();
     let simulation = match settings.simulation.enabled {
         true => {
@@ -130,7 +167,13 @@ pub fn start(settings: &Settings, listener: TcpListener) -> io::Result<Balancer>
         started: std::time::Instant::now(),
         simulation: simulation.clone(),
     });
+    let clients_state = web::Data::new(ClientsState {
+        limiter: Arc::clone(&limiter),
+        admin: settings.admin.clone(),
+        default_rate_per_sec: settings.rate_limit.default_rate_per_sec,
+    });
     let state = web::Data::new(ProxyState {
+        limiter: settings.rate_limit.enabled.then(|| Arc::clone(&limiter)),
         rotation,
         registry: registry.clone(),
         retries: settings.backends.retries,
@@ -147,6 +190,7 @@ pub fn start(settings: &Settings, listener: TcpListener) -> io::Result<Balancer>
         App::new()
             .app_data(state.clone())
             .app_data(api_state.clone())
+            .app_data(clients_state.clone())
             // Built here, so once per worker thread: an awc Client is not Send.
             .app_data(web::Data::new(proxy::build_client(
                 connect_timeout,
@@ -166,6 +210,7 @@ pub fn start(settings: &Settings, listener: TcpListener) -> io::Result<Balancer>
                     })
                 })
             })
+            .service(web::scope("/clients").configure(clients_api::configure))
             .service(
                 web::scope("/lb")
                     .service(web::scope("/api").configure(api::configure))
@@ -196,6 +241,7 @@ pub fn start(settings: &Settings, listener: TcpListener) -> io::Result<Balancer>
         draining,
         registry,
         events,
+        limiter: Arc::clone(&limiter),
         shutdown_timeout: settings.server.shutdown_timeout,
     };
     let mut balancer = Balancer {
@@ -204,6 +250,12 @@ pub fn start(settings: &Settings, listener: TcpListener) -> io::Result<Balancer>
         handle,
         hooks: Vec::new(),
     };
+    balancer.on_shutdown(Box::new(move || {
+        Box::pin(async move {
+            limiter.flush().await;
+            log::info!("token levels saved");
+        })
+    }));
     if let Some((simulator, _)) = simulation {
         balancer.on_shutdown(Box::new(move || {
             Box::pin(async move {
@@ -226,7 +278,7 @@ async fn health(draining: web::Data<Draining>) -> HttpResponse {
 }
 
 /// What the binary runs: bind `server.listen`, serve, drain on SIGINT/SIGTERM, run the hooks.
-pub async fn run(settings: Settings) -> io::Result<()> {
+pub async fn run(settings: Settings) -> Result<(), StartError> {
     let listener = TcpListener::bind(settings.server.listen).map_err(|err| {
         io::Error::new(
             err.kind(),

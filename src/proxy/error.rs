@@ -1,13 +1,23 @@
 //! Why the proxy could not produce a backend's response, and the status each reason maps to.
 
+use actix_web::http::header::{HeaderName, HeaderValue, RETRY_AFTER};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
 use crate::error::json_response;
+use crate::limiter::Admission;
+
+/// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers): the quota and its window.
+pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
+/// `RateLimit`: what is left and when the next unit comes.
+pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 
 /// Failures the proxy answers itself.
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
+    /// The client's bucket is empty.
+    #[error("Rate limit exceeded")]
+    RateLimited(Admission),
     /// `CONNECT` (tunnels are not offered: this is not a forward proxy).
     #[error("Method not allowed")]
     MethodNotAllowed,
@@ -35,6 +45,7 @@ pub enum ProxyError {
 impl ResponseError for ProxyError {
     fn status_code(&self) -> StatusCode {
         match self {
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::BadRequest(_) | Self::BodyRead => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -45,6 +56,28 @@ impl ResponseError for ProxyError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        json_response(self.status_code(), &self.to_string())
+        let mut response = json_response(self.status_code(), &self.to_string());
+        if let Self::RateLimited(admission) = self {
+            let wait = admission.decision.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            let headers = response.headers_mut();
+            headers.insert(RETRY_AFTER, HeaderValue::from(wait));
+            headers.insert(RATELIMIT_POLICY, policy_header(admission));
+            headers.insert(RATELIMIT, ratelimit_header(admission));
+        }
+        response
     }
+}
+
+/// `"default";q=<capacity>;w=<seconds to fill>`.
+pub fn policy_header(admission: &Admission) -> HeaderValue {
+    let window = admission.limits.window_secs().ceil().max(1.0) as u64;
+    let text = format!("\"default\";q={};w={window}", admission.limits.capacity);
+    HeaderValue::try_from(text).expect("digits and quotes make a valid header value")
+}
+
+/// `"default";r=<remaining>;t=<seconds to the next token>`.
+pub fn ratelimit_header(admission: &Admission) -> HeaderValue {
+    let next = admission.decision.retry_after.as_secs_f64().ceil() as u64;
+    let text = format!("\"default\";r={};t={next}", admission.decision.remaining);
+    HeaderValue::try_from(text).expect("digits and quotes make a valid header value")
 }

@@ -22,12 +22,15 @@ use awc::{Client, ClientResponse};
 use futures_util::Stream;
 
 use crate::backend::{Backend, BackendId};
+use crate::limiter::{Admission, Limiter};
 use crate::registry::{FailureKind, Lease, Outcome, Registry, ReportFailure, Rotation};
 use body::RequestBody;
 pub use error::ProxyError;
 
 /// What every worker's proxy handler shares.
 pub struct ProxyState {
+    /// Admission per client; `None` when `rate_limit.enabled` is off.
+    pub limiter: Option<Arc<Limiter>>,
     /// Where backends are picked and counted.
     pub rotation: Arc<Rotation>,
     /// Told about failures.
@@ -69,6 +72,46 @@ pub async fn forward(
     if req.method() == Method::CONNECT {
         return Err(ProxyError::MethodNotAllowed);
     }
+    let admission = match &state.limiter {
+        Some(limiter) => Some(admit(limiter, &req).await?),
+        None => None,
+    };
+    let mut response = forward_admitted(&req, payload, &state, &client).await?;
+    if let Some(admission) = admission {
+        response
+            .headers_mut()
+            .insert(error::RATELIMIT, error::ratelimit_header(&admission));
+    }
+    Ok(response)
+}
+
+/// Takes a token for the request's client; a refusal is the 429 answer.
+async fn admit(limiter: &Limiter, req: &HttpRequest) -> Result<Admission, ProxyError> {
+    let key = limiter.identify(req);
+    let admission = limiter
+        .admit(key.clone())
+        .await
+        .map_err(|_| ProxyError::NoHealthyBackend)?;
+    if admission.decision.allowed {
+        return Ok(admission);
+    }
+    if admission.report {
+        log::warn!(
+            "client {key:?} is rate limited (capacity {}, {}/s); further rejections within a second are not logged",
+            admission.limits.capacity,
+            admission.limits.rate_per_sec
+        );
+    }
+    Err(ProxyError::RateLimited(admission))
+}
+
+/// Picks backends until one answers or nothing safe is left to try.
+async fn forward_admitted(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &ProxyState,
+    client: &Client,
+) -> Result<HttpResponse, ProxyError> {
     let peer = req.peer_addr().map(|addr| addr.ip());
     let upstream_headers = headers::to_backend(req.headers(), peer);
     let body = RequestBody::prepare(

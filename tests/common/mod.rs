@@ -42,7 +42,13 @@ pub fn settings_for(urls: &[String]) -> Settings {
     let mut settings = Settings::with_pool(pool);
     settings.simulation.enabled = false;
     settings.server.workers = 2;
+    settings.persistence.path = fresh_dir().join("lb.sqlite3");
     settings
+}
+
+/// A new temporary folder that outlives the test (the balancer's database lives there).
+pub fn fresh_dir() -> std::path::PathBuf {
+    tempfile::tempdir().expect("tempdir").keep()
 }
 
 /// Starts a balancer (inside the current actix system) and lets it serve in the background.

@@ -1,0 +1,387 @@
+//! The client admin API, `/clients`: register, list, read, change and remove clients with their
+//! own limits. Bodies are JSON objects of `client_id` (or `id`), `name` (optional), `capacity`
+//! (or `rate_limit`; an integer 1..=10^9) and `rate_per_sec` (a number in (0, 10^9]; when
+//! creating, it defaults to `rate_limit.default_rate_per_sec`). Each invalid field is a 400
+//! naming it; a body over 64 KiB is 413 and a non-JSON content type 415. Writes are committed to
+//! SQLite before the answer; if that fails the answer is 503 and nothing changed.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use futures_util::StreamExt;
+use serde_json::Value;
+
+use crate::admin::{self, AdminError};
+use crate::error::json_response;
+use crate::limiter::{ClientError, ClientRecord, Limiter, Limits};
+use crate::settings::AdminSettings;
+
+/// Largest admin body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Longest client id, in bytes.
+pub const MAX_ID_BYTES: usize = 128;
+/// Upper bound of `capacity` and `rate_per_sec`.
+pub const MAX_LIMIT: f64 = 1e9;
+/// Path segments taken by the seed's routes, so they cannot be client ids.
+const RESERVED_IDS: [&str; 2] = ["register", "update"];
+
+/// What the client handlers share.
+pub struct ClientsState {
+    pub limiter: std::sync::Arc<Limiter>,
+    pub admin: AdminSettings,
+    /// `rate_limit.default_rate_per_sec`, for clients created without a rate.
+    pub default_rate_per_sec: f64,
+}
+
+/// Everything `/clients` can answer besides success.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("Request body too large (limit {MAX_BODY_BYTES} bytes)")]
+    TooLarge,
+    #[error("Content-Type must be application/json")]
+    UnsupportedMediaType,
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error(transparent)]
+    Admin(#[from] AdminError),
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Client(ClientError::NotFound(_)) => StatusCode::NOT_FOUND,
+            Self::Client(ClientError::Exists(_)) => StatusCode::CONFLICT,
+            Self::Client(ClientError::Storage(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Admin(err) => err.status_code(),
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            Self::Admin(err) => err.error_response(),
+            other => json_response(other.status_code(), &other.to_string()),
+        }
+    }
+}
+
+/// Registers the routes under `/clients`.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    let not_allowed = || web::to(crate::error::method_not_allowed);
+    cfg.service(
+        web::resource("")
+            .route(web::post().to(create))
+            .route(web::get().to(list))
+            .default_service(not_allowed()),
+    )
+    .service(
+        web::resource("/register")
+            .route(web::post().to(create))
+            .default_service(not_allowed()),
+    )
+    .service(
+        web::resource("/update")
+            .route(web::put().to(update_from_body))
+            .default_service(not_allowed()),
+    )
+    .service(
+        web::resource("/{id}")
+            .route(web::get().to(get))
+            .route(web::put().to(update))
+            .route(web::delete().to(remove))
+            .default_service(not_allowed()),
+    );
+}
+
+/// A parsed body; absent fields are `None`.
+#[derive(Debug, Default, PartialEq)]
+struct ClientInput {
+    client_id: Option<String>,
+    /// `Some(None)`: `"name": null`.
+    name: Option<Option<String>>,
+    capacity: Option<u64>,
+    rate_per_sec: Option<f64>,
+}
+
+fn client_json(record: &ClientRecord) -> Value {
+    serde_json::json!({
+        "client_id": record.client_id,
+        "name": record.name,
+        "capacity": record.limits.capacity,
+        "rate_per_sec": record.limits.rate_per_sec,
+        "tokens": record.tokens,
+    })
+}
+
+async fn create(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<ClientsState>,
+) -> Result<HttpResponse, ApiError> {
+    admin::authorize(&req, &state.admin)?;
+    let input = parse_body(&req, payload).await?;
+    let client_id = input.client_id.ok_or_else(|| missing("client_id"))?;
+    let capacity = input.capacity.ok_or_else(|| missing("capacity"))?;
+    let limits = Limits {
+        capacity,
+        rate_per_sec: input.rate_per_sec.unwrap_or(state.default_rate_per_sec),
+    };
+    let record = state
+        .limiter
+        .create(client_id, input.name.flatten(), limits)
+        .await?;
+    log::info!(
+        "client {} registered (capacity {}, {}/s)",
+        record.client_id,
+        capacity,
+        limits.rate_per_sec
+    );
+    Ok(HttpResponse::Created().json(client_json(&record)))
+}
+
+async fn list(req: HttpRequest, state: web::Data<ClientsState>) -> Result<HttpResponse, ApiError> {
+    admin::authorize(&req, &state.admin)?;
+    let clients = state.limiter.list().await?;
+    Ok(HttpResponse::Ok().json(clients.iter().map(client_json).collect::<Vec<_>>()))
+}
+
+async fn get(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<ClientsState>,
+) -> Result<HttpResponse, ApiError> {
+    admin::authorize(&req, &state.admin)?;
+    let record = state.limiter.get(path.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(client_json(&record)))
+}
+
+async fn update(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<ClientsState>,
+) -> Result<HttpResponse, ApiError> {
+    admin::authorize(&req, &state.admin)?;
+    let input = parse_body(&req, payload).await?;
+    let id = path.into_inner();
+    if input
+        .client_id
+        .as_ref()
+        .is_some_and(|body_id| *body_id != id)
+    {
+        return Err(ApiError::BadRequest(
+            "client_id: does not match the path".into(),
+        ));
+    }
+    apply_update(id, input, &state).await
+}
+
+async fn update_from_body(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<ClientsState>,
+) -> Result<HttpResponse, ApiError> {
+    admin::authorize(&req, &state.admin)?;
+    let mut input = parse_body(&req, payload).await?;
+    let id = input.client_id.take().ok_or_else(|| missing("client_id"))?;
+    apply_update(id, input, &state).await
+}
+
+async fn apply_update(
+    id: String,
+    input: ClientInput,
+    state: &ClientsState,
+) -> Result<HttpResponse, ApiError> {
+    let record = state
+        .limiter
+        .update(id, input.name, input.capacity, input.rate_per_sec)
+        .await?;
+    log::info!("client {} updated", record.client_id);
+    Ok(HttpResponse::Ok().json(client_json(&record)))
+}
+
+async fn remove(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<ClientsState>,
+) -> Result<HttpResponse, ApiError> {
+    admin::authorize(&req, &state.admin)?;
+    let id = path.into_inner();
+    state.limiter.remove(id.clone()).await?;
+    log::info!("client {id} deleted");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+fn missing(field: &str) -> ApiError {
+    ApiError::BadRequest(format!("{field}: missing"))
+}
+
+/// Checks the content type, reads at most [`MAX_BODY_BYTES`], and validates every field.
+async fn parse_body(req: &HttpRequest, mut payload: web::Payload) -> Result<ClientInput, ApiError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if !essence.eq_ignore_ascii_case("application/json") {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::BadRequest(format!("body: could not be read ({e})")))?;
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(ApiError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    parse_input(&body).map_err(ApiError::BadRequest)
+}
+
+/// Validates a client body; the error names the field.
+fn parse_input(body: &[u8]) -> Result<ClientInput, String> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| format!("body: malformed JSON ({e})"))?;
+    let Value::Object(fields) = value else {
+        return Err("body: must be a JSON object".into());
+    };
+    let mut input = ClientInput::default();
+    for (key, value) in &fields {
+        match key.as_str() {
+            "client_id" | "id" => {
+                if input.client_id.is_some() {
+                    return Err(format!("{key}: give client_id or id, not both"));
+                }
+                input.client_id = Some(client_id(key, value)?);
+            }
+            "name" => input.name = Some(name(value)?),
+            "capacity" | "rate_limit" => {
+                if input.capacity.is_some() {
+                    return Err(format!("{key}: give capacity or rate_limit, not both"));
+                }
+                input.capacity = Some(capacity(key, value)?);
+            }
+            "rate_per_sec" => input.rate_per_sec = Some(rate(value)?),
+            other => return Err(format!("{}: unknown field", truncate(other))),
+        }
+    }
+    match fields.is_empty() {
+        true => Err("body: empty object".into()),
+        false => Ok(input),
+    }
+}
+
+fn client_id(key: &str, value: &Value) -> Result<String, String> {
+    let id = value
+        .as_str()
+        .ok_or_else(|| format!("{key}: must be a string"))?;
+    let valid_chars = id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'@' | b'-'));
+    match () {
+        _ if id.is_empty() => Err(format!("{key}: must not be empty")),
+        _ if id.len() > MAX_ID_BYTES => Err(format!("{key}: longer than {MAX_ID_BYTES} bytes")),
+        _ if !valid_chars => Err(format!(
+            "{key}: only letters, digits and . _ : @ - are allowed"
+        )),
+        _ if RESERVED_IDS.contains(&id) => {
+            Err(format!("{key}: {id:?} is reserved by the API's routes"))
+        }
+        _ => Ok(id.to_owned()),
+    }
+}
+
+fn name(value: &Value) -> Result<Option<String>, String> {
+    match value {
+        Value::Null => Ok(None),
+        Value::String(text) if text.len() <= 256 => Ok(Some(text.clone())),
+        Value::String(_) => Err("name: longer than 256 bytes".into()),
+        _ => Err("name: must be a string or null".into()),
+    }
+}
+
+fn capacity(key: &str, value: &Value) -> Result<u64, String> {
+    let number = value
+        .as_f64()
+        .ok_or_else(|| format!("{key}: must be an integer"))?;
+    match value.as_u64() {
+        Some(n) if n >= 1 && n as f64 <= MAX_LIMIT => Ok(n),
+        Some(_) => Err(format!("{key}: must be between 1 and 1000000000")),
+        None if number.fract() != 0.0 => Err(format!("{key}: must be an integer")),
+        None => Err(format!("{key}: must be between 1 and 1000000000")),
+    }
+}
+
+fn rate(value: &Value) -> Result<f64, String> {
+    let rate = value.as_f64().ok_or("rate_per_sec: must be a number")?;
+    match rate.is_finite() && rate > 0.0 && rate <= MAX_LIMIT {
+        true => Ok(rate),
+        false => Err("rate_per_sec: must be greater than 0 and at most 1000000000".into()),
+    }
+}
+
+fn truncate(text: &str) -> String {
+    text.chars().take(64).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(body: &str) -> String {
+        parse_input(body.as_bytes()).expect_err(body)
+    }
+
+    /// Both shapes give the same input.
+    #[test]
+    fn accepts_both_shapes() {
+        let a = parse_input(
+            br#"{"client_id": "a-1", "capacity": 5, "rate_per_sec": 2.5, "name": "A"}"#,
+        )
+        .expect("valid");
+        let b = parse_input(br#"{"id": "a-1", "rate_limit": 5, "rate_per_sec": 2.5, "name": "A"}"#)
+            .expect("valid");
+        assert_eq!(a, b);
+        assert_eq!(a.capacity, Some(5));
+    }
+
+    /// Every invalid field is refused with its name in the message.
+    #[test]
+    fn names_the_bad_field() {
+        let cases = [
+            ("{", "malformed JSON"),
+            ("[]", "JSON object"),
+            ("{}", "empty"),
+            (r#"{"client_id": 5}"#, "client_id: must be a string"),
+            (r#"{"client_id": ""}"#, "client_id: must not be empty"),
+            (r#"{"client_id": "a b"}"#, "client_id: only"),
+            (r#"{"client_id": "register"}"#, "reserved"),
+            (r#"{"client_id": "a", "id": "b"}"#, "not both"),
+            (r#"{"capacity": 0}"#, "capacity: must be between"),
+            (r#"{"capacity": -3}"#, "capacity: must be between"),
+            (r#"{"capacity": 1.5}"#, "capacity: must be an integer"),
+            (r#"{"capacity": "5"}"#, "capacity: must be an integer"),
+            (r#"{"rate_limit": 1e12}"#, "rate_limit: must be between"),
+            (r#"{"rate_per_sec": 0}"#, "rate_per_sec: must be greater"),
+            (r#"{"rate_per_sec": -1}"#, "rate_per_sec: must be greater"),
+            (r#"{"rate_per_sec": 2e9}"#, "rate_per_sec: must be greater"),
+            (
+                r#"{"rate_per_sec": "fast"}"#,
+                "rate_per_sec: must be a number",
+            ),
+            (r#"{"name": 7}"#, "name: must be a string"),
+            (r#"{"colour": "red"}"#, "colour: unknown field"),
+        ];
+        for (body, expected) in cases {
+            let message = err(body);
+            assert!(message.contains(expected), "{body}: {message}");
+        }
+        assert!(
+            err(&format!(r#"{{"client_id": "{}"}}"#, "x".repeat(129))).contains("longer than 128")
+        );
+    }
+}

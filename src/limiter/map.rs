@@ -1,0 +1,337 @@
+//! One shard's buckets as plain data: registered clients (their limits, name and bucket; never
+//! evicted) and unregistered peers by IP (default limits). A full, idle IP bucket carries no
+//! information and is swept; past `max_tracked` IP buckets the least recently seen go first.
+//! Registered clients whose level changed are marked dirty until the next flush.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::IpAddr;
+use std::time::Instant;
+
+use super::bucket::{Limits, TokenBucket};
+use super::shard::Admission;
+
+/// Who a request is counted against.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ClientKey {
+    /// A registered client, by `client_id` (from the API key header).
+    Registered(String),
+    /// Anyone else, by address.
+    Ip(IpAddr),
+}
+
+/// A registered client as the admin API sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientRecord {
+    pub client_id: String,
+    pub name: Option<String>,
+    pub limits: Limits,
+    pub tokens: f64,
+}
+
+#[derive(Debug)]
+struct Registered {
+    name: Option<String>,
+    bucket: TokenBucket,
+    /// Level changed since the last flush.
+    dirty: bool,
+    /// When a rejection of this client was last reported for the log.
+    reported: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct Anonymous {
+    bucket: TokenBucket,
+    last_seen: Instant,
+    reported: Option<Instant>,
+}
+
+/// Rejections of one client are reported to the log at most this often.
+const REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Whether a rejection at `now` should be logged, given the last one logged.
+fn report_due(reported: &mut Option<Instant>, allowed: bool, now: Instant) -> bool {
+    let due =
+        !allowed && reported.is_none_or(|at| now.saturating_duration_since(at) >= REPORT_EVERY);
+    if due {
+        *reported = Some(now);
+    }
+    due
+}
+
+/// A shard's buckets.
+#[derive(Debug)]
+pub struct BucketMap {
+    defaults: Limits,
+    max_tracked: usize,
+    registered: HashMap<String, Registered>,
+    anonymous: HashMap<IpAddr, Anonymous>,
+}
+
+impl BucketMap {
+    pub fn new(defaults: Limits, max_tracked: usize) -> Self {
+        Self {
+            defaults,
+            max_tracked: max_tracked.max(1),
+            registered: HashMap::new(),
+            anonymous: HashMap::new(),
+        }
+    }
+
+    /// Takes a token for `key`. A registered key that is not (or no longer) here falls back to
+    /// nothing: the caller resolves keys, so this only happens in a race with a delete, and
+    /// then the request is admitted rather than charged to a stranger.
+    pub fn admit(&mut self, key: &ClientKey, now: Instant) -> Admission {
+        match key {
+            ClientKey::Registered(id) => match self.registered.get_mut(id) {
+                Some(client) => {
+                    client.dirty = true;
+                    let decision = client.bucket.try_take(now);
+                    Admission {
+                        decision,
+                        limits: client.bucket.limits,
+                        report: report_due(&mut client.reported, decision.allowed, now),
+                    }
+                }
+                None => Admission {
+                    decision: TokenBucket::new(self.defaults, now).try_take(now),
+                    limits: self.defaults,
+                    report: false,
+                },
+            },
+            ClientKey::Ip(ip) => {
+                let defaults = self.defaults;
+                let entry = self.anonymous.entry(*ip).or_insert_with(|| Anonymous {
+                    bucket: TokenBucket::new(defaults, now),
+                    last_seen: now,
+                    reported: None,
+                });
+                entry.last_seen = now;
+                let decision = entry.bucket.try_take(now);
+                let report = report_due(&mut entry.reported, decision.allowed, now);
+                if self.anonymous.len() > self.max_tracked {
+                    self.evict_to(self.max_tracked, now);
+                }
+                Admission {
+                    decision,
+                    limits: defaults,
+                    report,
+                }
+            }
+        }
+    }
+
+    /// Adds a client with a full bucket, or applies new limits to an existing one (a lowered
+    /// capacity clamps its tokens, a raised one does not refill). Returns the record.
+    pub fn upsert(
+        &mut self,
+        id: &str,
+        name: Option<String>,
+        limits: Limits,
+        now: Instant,
+    ) -> ClientRecord {
+        let client = self
+            .registered
+            .entry(id.to_owned())
+            .and_modify(|c| c.bucket.set_limits(limits, now))
+            .or_insert_with(|| Registered {
+                name: None,
+                bucket: TokenBucket::new(limits, now),
+                dirty: true,
+                reported: None,
+            });
+        client.name = name;
+        client.dirty = true;
+        record(id, client, now)
+    }
+
+    /// Restores a client at a saved level (start-up).
+    pub fn restore(&mut self, record: ClientRecord, now: Instant) {
+        let bucket = TokenBucket::with_tokens(record.limits, record.tokens, now);
+        self.registered.insert(
+            record.client_id,
+            Registered {
+                name: record.name,
+                bucket,
+                dirty: false,
+                reported: None,
+            },
+        );
+    }
+
+    pub fn remove(&mut self, id: &str) -> bool {
+        self.registered.remove(id).is_some()
+    }
+
+    pub fn get(&mut self, id: &str, now: Instant) -> Option<ClientRecord> {
+        self.registered
+            .get_mut(id)
+            .map(|client| record(id, client, now))
+    }
+
+    pub fn list(&mut self, now: Instant) -> Vec<ClientRecord> {
+        self.registered
+            .iter_mut()
+            .map(|(id, client)| record(id, client, now))
+            .collect()
+    }
+
+    /// Levels of registered clients changed since the last call; clears the marks.
+    pub fn take_dirty(&mut self, now: Instant) -> Vec<(String, f64)> {
+        self.registered
+            .iter_mut()
+            .filter(|(_, client)| client.dirty)
+            .map(|(id, client)| {
+                client.dirty = false;
+                (id.clone(), client.bucket.tokens(now))
+            })
+            .collect()
+    }
+
+    /// Marks levels as unsaved again (a flush failed).
+    pub fn mark_dirty(&mut self, ids: &[String]) {
+        for id in ids {
+            if let Some(client) = self.registered.get_mut(id) {
+                client.dirty = true;
+            }
+        }
+    }
+
+    /// Drops full IP buckets (they carry no information); returns how many went.
+    pub fn sweep(&mut self, now: Instant) -> usize {
+        let before = self.anonymous.len();
+        self.anonymous.retain(|_, entry| !entry.bucket.is_full(now));
+        before - self.anonymous.len()
+    }
+
+    /// Tracked buckets: registered clients and IPs.
+    pub fn tracked(&self) -> (usize, usize) {
+        (self.registered.len(), self.anonymous.len())
+    }
+
+    /// Drops full buckets, then the least recently seen, until `target` IP buckets remain.
+    fn evict_to(&mut self, target: usize, now: Instant) {
+        self.sweep(now);
+        let excess = self.anonymous.len().saturating_sub(target);
+        if excess == 0 {
+            return;
+        }
+        // Evict a tenth more than needed so this O(n) pass does not run on every request.
+        let evict = (excess + target / 10).min(self.anonymous.len());
+        let mut by_age: Vec<(Instant, IpAddr)> = self
+            .anonymous
+            .iter()
+            .map(|(ip, e)| (e.last_seen, *ip))
+            .collect();
+        by_age.select_nth_unstable(evict - 1);
+        for (_, ip) in &by_age[..evict] {
+            self.anonymous.remove(ip);
+        }
+    }
+}
+
+fn record(id: &str, client: &mut Registered, now: Instant) -> ClientRecord {
+    ClientRecord {
+        client_id: id.to_owned(),
+        name: client.name.clone(),
+        limits: client.bucket.limits,
+        tokens: client.bucket.tokens(now),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn limits(capacity: u64, rate_per_sec: f64) -> Limits {
+        Limits {
+            capacity,
+            rate_per_sec,
+        }
+    }
+
+    fn ip(n: u32) -> ClientKey {
+        ClientKey::Ip(IpAddr::from(n.to_be_bytes()))
+    }
+
+    /// IPs get the default limits; registered clients their own, independently.
+    #[test]
+    fn limits_each_client_on_its_own() {
+        let now = Instant::now();
+        let mut map = BucketMap::new(limits(2, 1.0), 100);
+        map.upsert("gold", None, limits(5, 1.0), now);
+        let gold = ClientKey::Registered("gold".into());
+        let admitted_gold = (0..10)
+            .filter(|_| map.admit(&gold, now).decision.allowed)
+            .count();
+        let admitted_ip = (0..10)
+            .filter(|_| map.admit(&ip(1), now).decision.allowed)
+            .count();
+        assert_eq!((admitted_gold, admitted_ip), (5, 2));
+        assert!(
+            map.admit(&ip(2), now).decision.allowed,
+            "another IP has its own bucket"
+        );
+    }
+
+    /// Full idle IP buckets are swept; partly used ones stay; registered ones always stay.
+    #[test]
+    fn sweep_drops_only_full_anonymous_buckets() {
+        let now = Instant::now();
+        let mut map = BucketMap::new(limits(10, 1.0), 100);
+        map.upsert("keep", None, limits(1, 1.0), now);
+        map.admit(&ip(1), now);
+        map.admit(&ip(2), now);
+        assert_eq!(map.sweep(now), 0);
+        assert_eq!(map.sweep(now + Duration::from_secs(2)), 2);
+        assert_eq!(map.tracked(), (1, 0));
+    }
+
+    /// Past the cap the least recently seen IPs are evicted first.
+    #[test]
+    fn evicts_least_recently_seen_past_the_cap() {
+        let start = Instant::now();
+        let mut map = BucketMap::new(limits(10, 0.001), 100);
+        for n in 0..150u32 {
+            map.admit(&ip(n), start + Duration::from_millis(u64::from(n)));
+        }
+        let (_, tracked) = map.tracked();
+        assert!(tracked <= 100, "{tracked} tracked");
+        assert!(map
+            .anonymous
+            .contains_key(&IpAddr::from(149u32.to_be_bytes())));
+        assert!(!map
+            .anonymous
+            .contains_key(&IpAddr::from(0u32.to_be_bytes())));
+    }
+
+    /// A client hammering at a refused bucket is reported once a second, not per request.
+    #[test]
+    fn rejections_are_reported_at_most_once_a_second() {
+        let now = Instant::now();
+        let mut map = BucketMap::new(limits(1, 0.001), 100);
+        map.admit(&ip(1), now);
+        let reports = (0..100).filter(|_| map.admit(&ip(1), now).report).count();
+        assert_eq!(reports, 1);
+        assert!(map.admit(&ip(1), now + Duration::from_secs(1)).report);
+    }
+
+    /// Upserting new limits clamps; only touched clients are dirty, once.
+    #[test]
+    fn updates_and_dirty_tracking() {
+        let now = Instant::now();
+        let mut map = BucketMap::new(limits(10, 1.0), 100);
+        map.upsert("a", Some("A".into()), limits(10, 1.0), now);
+        map.upsert("b", None, limits(10, 1.0), now);
+        assert_eq!(map.take_dirty(now).len(), 2);
+        assert!(map.take_dirty(now).is_empty());
+        map.admit(&ClientKey::Registered("a".into()), now);
+        let dirty = map.take_dirty(now);
+        assert_eq!(dirty, [("a".to_owned(), 9.0)]);
+        let updated = map.upsert("a", None, limits(3, 1.0), now);
+        assert_eq!((updated.tokens, updated.name), (3.0, None));
+        assert!(map.remove("a"));
+        assert!(!map.remove("a"));
+    }
+}

@@ -1,0 +1,239 @@
+//! Per-client rate limiting: token buckets ([`bucket`]) kept per shard ([`map`]) by
+//! `BucketStore` actors ([`shard`]), one per core on arbiters of their own; a client's key is
+//! hashed to exactly one shard. [`Limiter`] is what handlers hold: it identifies the client of
+//! a request and sends the message to the right shard.
+//!
+//! A request is counted against its API key (`rate_limit.api_key_header`) when that key is a
+//! registered `client_id`, else against its address: the peer's IP, or — when the peer is one of
+//! `rate_limit.trusted_proxies` — the right-most `X-Forwarded-For` address that is not a trusted
+//! proxy (RFC 7239 §5.2's reasoning). An unregistered key gets no bucket of its own, so rotating
+//! keys does not escape the limit.
+
+pub mod bucket;
+pub mod map;
+pub mod shard;
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use actix::{Actor, Addr, Arbiter, MailboxError};
+use actix_web::http::header::HeaderName;
+use actix_web::HttpRequest;
+
+use crate::persistence::{SavedClient, Store};
+use crate::proxy::headers::X_FORWARDED_FOR;
+use crate::settings::{canonical, Cidr, RateLimitSettings};
+pub use bucket::{Decision, Limits};
+pub use map::{ClientKey, ClientRecord};
+pub use shard::{Admission, BucketStore, ClientError};
+use shard::{
+    Admit, CountBuckets, CreateClient, FlushTokens, GetClient, ListClients, RemoveClient, SweepNow,
+    UpdateClient,
+};
+
+/// The handlers' way to the bucket shards.
+pub struct Limiter {
+    shards: Vec<Addr<BucketStore>>,
+    /// Registered client ids, so an API key is resolved before choosing a shard.
+    registered: Arc<RwLock<HashSet<String>>>,
+    api_key_header: HeaderName,
+    trusted_proxies: Vec<Cidr>,
+}
+
+impl Limiter {
+    /// Starts `shard_count` shards, each on its own arbiter, holding the `saved` clients.
+    pub fn start(
+        settings: &RateLimitSettings,
+        flush_interval: Duration,
+        store: Addr<Store>,
+        saved: Vec<SavedClient>,
+        shard_count: usize,
+    ) -> Self {
+        let shard_count = shard_count.max(1);
+        let defaults = Limits {
+            capacity: settings.default_capacity,
+            rate_per_sec: settings.default_rate_per_sec,
+        };
+        let per_shard_cap = (settings.max_tracked_clients as usize).div_ceil(shard_count);
+        let registered: HashSet<String> =
+            saved.iter().map(|c| c.record.client_id.clone()).collect();
+        let registered = Arc::new(RwLock::new(registered));
+        let mut by_shard: Vec<Vec<SavedClient>> = (0..shard_count).map(|_| Vec::new()).collect();
+        for client in saved {
+            let key = ClientKey::Registered(client.record.client_id.clone());
+            by_shard[shard_index(&key, shard_count)].push(client);
+        }
+        let shards = by_shard
+            .into_iter()
+            .map(|saved| {
+                let (store, registered) = (store.clone(), Arc::clone(&registered));
+                BucketStore::start_in_arbiter(&Arbiter::new().handle(), move |_| {
+                    BucketStore::new(
+                        defaults,
+                        per_shard_cap,
+                        store,
+                        flush_interval,
+                        registered,
+                        saved,
+                    )
+                })
+            })
+            .collect();
+        Self {
+            shards,
+            registered,
+            api_key_header: settings.api_key_header.clone(),
+            trusted_proxies: settings.trusted_proxies.clone(),
+        }
+    }
+
+    /// Who the request counts against.
+    pub fn identify(&self, req: &HttpRequest) -> ClientKey {
+        let api_key = req
+            .headers()
+            .get(&self.api_key_header)
+            .and_then(|v| v.to_str().ok());
+        if let Some(key) = api_key {
+            let known = self.registered.read().is_ok_and(|ids| ids.contains(key));
+            if known {
+                return ClientKey::Registered(key.to_owned());
+            }
+        }
+        ClientKey::Ip(self.client_ip(req))
+    }
+
+    fn client_ip(&self, req: &HttpRequest) -> IpAddr {
+        let peer = req
+            .peer_addr()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| canonical(a.ip()));
+        if !self.is_trusted(peer) {
+            return peer;
+        }
+        let chain: Vec<IpAddr> = req
+            .headers()
+            .get_all(X_FORWARDED_FOR)
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|hop| hop.trim().parse::<IpAddr>().ok().map(canonical))
+            .collect();
+        chain
+            .iter()
+            .rev()
+            .find(|ip| !self.is_trusted(**ip))
+            .or(chain.first())
+            .copied()
+            .unwrap_or(peer)
+    }
+
+    fn is_trusted(&self, ip: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(ip))
+    }
+
+    fn shard(&self, key: &ClientKey) -> &Addr<BucketStore> {
+        &self.shards[shard_index(key, self.shards.len())]
+    }
+
+    pub async fn admit(&self, key: ClientKey) -> Result<Admission, MailboxError> {
+        self.shard(&key).send(Admit(key)).await
+    }
+
+    pub async fn create(
+        &self,
+        client_id: String,
+        name: Option<String>,
+        limits: Limits,
+    ) -> Result<ClientRecord, ClientError> {
+        let key = ClientKey::Registered(client_id.clone());
+        let msg = CreateClient {
+            client_id,
+            name,
+            limits,
+        };
+        self.shard(&key).send(msg).await.unwrap_or_else(stopped)
+    }
+
+    pub async fn update(
+        &self,
+        client_id: String,
+        name: Option<Option<String>>,
+        capacity: Option<u64>,
+        rate_per_sec: Option<f64>,
+    ) -> Result<ClientRecord, ClientError> {
+        let key = ClientKey::Registered(client_id.clone());
+        let msg = UpdateClient {
+            client_id,
+            name,
+            capacity,
+            rate_per_sec,
+        };
+        self.shard(&key).send(msg).await.unwrap_or_else(stopped)
+    }
+
+    pub async fn remove(&self, client_id: String) -> Result<(), ClientError> {
+        let key = ClientKey::Registered(client_id.clone());
+        self.shard(&key)
+            .send(RemoveClient(client_id))
+            .await
+            .unwrap_or_else(stopped)
+    }
+
+    pub async fn get(&self, client_id: String) -> Result<ClientRecord, ClientError> {
+        let key = ClientKey::Registered(client_id.clone());
+        match self.shard(&key).send(GetClient(client_id.clone())).await {
+            Ok(Some(record)) => Ok(record),
+            Ok(None) => Err(ClientError::NotFound(client_id)),
+            Err(err) => stopped(err),
+        }
+    }
+
+    /// Every registered client, sorted by id.
+    pub async fn list(&self) -> Result<Vec<ClientRecord>, ClientError> {
+        let mut all = Vec::new();
+        for shard in &self.shards {
+            all.extend(shard.send(ListClients).await.or_else(stopped)?);
+        }
+        all.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+        Ok(all)
+    }
+
+    /// Writes every shard's dirty token levels now (the shutdown hook).
+    pub async fn flush(&self) {
+        for shard in &self.shards {
+            let _ = shard.send(FlushTokens).await;
+        }
+    }
+
+    /// (registered clients, tracked IP buckets) over all shards.
+    pub async fn tracked(&self) -> (usize, usize) {
+        let mut total = (0, 0);
+        for shard in &self.shards {
+            if let Ok((registered, ips)) = shard.send(CountBuckets).await {
+                total = (total.0 + registered, total.1 + ips);
+            }
+        }
+        total
+    }
+
+    /// Drops idle full buckets on every shard now; how many went.
+    pub async fn sweep(&self) -> usize {
+        let mut swept = 0;
+        for shard in &self.shards {
+            swept += shard.send(SweepNow).await.unwrap_or(0);
+        }
+        swept
+    }
+}
+
+fn stopped<T>(_: MailboxError) -> Result<T, ClientError> {
+    Err(ClientError::Storage("the rate limiter has stopped".into()))
+}
+
+fn shard_index(key: &ClientKey, count: usize) -> usize {
+    let mut hasher = DefaultHasher::new();
+    key.hash(&mut hasher);
+    (hasher.finish() % count as u64) as usize
+}

@@ -1,0 +1,260 @@
+//! The SQLite file: registered clients with their limits and last token level. WAL mode, a
+//! schema version in `PRAGMA user_version` with forward migrations; a file that is not a
+//! SQLite database, or has a newer schema, is refused and left exactly as it was.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, OpenFlags};
+
+use crate::limiter::{ClientRecord, Limits};
+
+/// The schema this build writes.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Migrations, in order: `MIGRATIONS[n]` takes the schema from version n to n + 1.
+const MIGRATIONS: &[&str] = &["CREATE TABLE clients (
+        client_id TEXT PRIMARY KEY NOT NULL,
+        name TEXT,
+        capacity INTEGER NOT NULL,
+        rate_per_sec REAL NOT NULL,
+        tokens REAL NOT NULL,
+        tokens_at_ms INTEGER NOT NULL
+    )"];
+
+/// Why the database cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// Refuse to start: the file is not ours to touch.
+    #[error("{}: {reason}", path.display())]
+    Unusable { path: PathBuf, reason: String },
+    /// A read or write failed (locked, read-only, disk full, ...).
+    #[error("database {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+}
+
+/// A registered client as saved, with when its level was recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SavedClient {
+    pub record: ClientRecord,
+    /// Wall-clock time of `record.tokens`; the bucket is credited the refill since.
+    pub saved_at: SystemTime,
+}
+
+/// An open database.
+pub struct Database {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Database {
+    /// Opens (creating the file and its folder if needed), checks and migrates.
+    pub fn open(path: &Path) -> Result<Self, DbError> {
+        let unusable = |reason: String| DbError::Unusable {
+            path: path.to_path_buf(),
+            reason,
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| unusable(format!("cannot create folder {}: {e}", parent.display())))?;
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE;
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| unusable(e.to_string()))?;
+        // Read before writing anything: a foreign file fails here and stays untouched.
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(|e| unusable(format!("not a usable SQLite database ({e})")))?;
+        if version > SCHEMA_VERSION {
+            return Err(unusable(format!(
+                "schema version {version} is newer than this build's {SCHEMA_VERSION}; refusing to touch it"
+            )));
+        }
+        conn.busy_timeout(Duration::from_millis(500))
+            .and_then(|()| conn.pragma_update(None, "journal_mode", "WAL"))
+            .map_err(|e| unusable(format!("cannot enable WAL: {e}")))?;
+        let mut db = Self {
+            conn,
+            path: path.to_path_buf(),
+        };
+        db.migrate(version)?;
+        Ok(db)
+    }
+
+    fn migrate(&mut self, from: i64) -> Result<(), DbError> {
+        let conn = &mut self.conn;
+        let result = (|| {
+            for (version, sql) in MIGRATIONS.iter().enumerate().skip(from as usize) {
+                let tx = conn.transaction()?;
+                tx.execute_batch(sql)?;
+                tx.pragma_update(None, "user_version", version as i64 + 1)?;
+                tx.commit()?;
+            }
+            Ok(())
+        })();
+        result.map_err(|e| self.io(e))
+    }
+
+    fn io(&self, source: rusqlite::Error) -> DbError {
+        DbError::Io {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Every saved client.
+    pub fn load_all(&self) -> Result<Vec<SavedClient>, DbError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT client_id, name, capacity, rate_per_sec, tokens, tokens_at_ms FROM clients",
+            )
+            .map_err(|e| self.io(e))?;
+        let rows = stmt
+            .query_map([], |row| {
+                let capacity: i64 = row.get(2)?;
+                let at_ms: i64 = row.get(5)?;
+                Ok(SavedClient {
+                    record: ClientRecord {
+                        client_id: row.get(0)?,
+                        name: row.get(1)?,
+                        limits: Limits {
+                            capacity: capacity.max(1) as u64,
+                            rate_per_sec: row.get(3)?,
+                        },
+                        tokens: row.get(4)?,
+                    },
+                    saved_at: UNIX_EPOCH + Duration::from_millis(at_ms.max(0) as u64),
+                })
+            })
+            .map_err(|e| self.io(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.io(e))
+    }
+
+    /// Inserts or replaces a client (committed when this returns).
+    pub fn save_client(&mut self, record: &ClientRecord, at: SystemTime) -> Result<(), DbError> {
+        self.conn
+            .execute(
+                "INSERT INTO clients (client_id, name, capacity, rate_per_sec, tokens, tokens_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT(client_id) DO UPDATE SET name = ?2, capacity = ?3, rate_per_sec = ?4,
+                   tokens = ?5, tokens_at_ms = ?6",
+                params![
+                    record.client_id,
+                    record.name,
+                    record.limits.capacity as i64,
+                    record.limits.rate_per_sec,
+                    record.tokens,
+                    unix_ms(at)
+                ],
+            )
+            .map(|_| ())
+            .map_err(|e| self.io(e))
+    }
+
+    /// Deletes a client; whether it existed.
+    pub fn delete_client(&mut self, client_id: &str) -> Result<bool, DbError> {
+        self.conn
+            .execute(
+                "DELETE FROM clients WHERE client_id = ?1",
+                params![client_id],
+            )
+            .map(|n| n > 0)
+            .map_err(|e| self.io(e))
+    }
+
+    /// Writes many token levels in one transaction.
+    pub fn save_tokens(&mut self, levels: &[(String, f64)], at: SystemTime) -> Result<(), DbError> {
+        let conn = &mut self.conn;
+        let result = (|| {
+            let tx = conn.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached(
+                    "UPDATE clients SET tokens = ?2, tokens_at_ms = ?3 WHERE client_id = ?1",
+                )?;
+                for (id, tokens) in levels {
+                    stmt.execute(params![id, tokens, unix_ms(at)])?;
+                }
+            }
+            tx.commit()
+        })();
+        result.map_err(|e| self.io(e))
+    }
+}
+
+fn unix_ms(at: SystemTime) -> i64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, tokens: f64) -> ClientRecord {
+        ClientRecord {
+            client_id: id.into(),
+            name: Some("N".into()),
+            limits: Limits {
+                capacity: 10,
+                rate_per_sec: 2.0,
+            },
+            tokens,
+        }
+    }
+
+    /// Clients and token levels survive closing and reopening the file.
+    #[test]
+    fn round_trips_clients_and_levels() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("nested/lb.sqlite3");
+        let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        {
+            let mut db = Database::open(&path).expect("open");
+            db.save_client(&record("a", 10.0), at).expect("save");
+            db.save_client(&record("b", 10.0), at).expect("save");
+            db.save_tokens(&[("a".into(), 3.5)], at).expect("tokens");
+            assert!(db.delete_client("b").expect("delete"));
+            assert!(!db.delete_client("b").expect("delete"));
+        }
+        let db = Database::open(&path).expect("reopen");
+        let saved = db.load_all().expect("load");
+        assert_eq!(
+            saved,
+            [SavedClient {
+                record: record("a", 3.5),
+                saved_at: at
+            }]
+        );
+    }
+
+    /// A file that is not SQLite, or has a newer schema, is refused and left byte for byte.
+    #[test]
+    fn refuses_foreign_and_newer_files_untouched() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let junk = dir.path().join("junk.sqlite3");
+        std::fs::write(
+            &junk,
+            b"this is not a database, it is a shopping list\n".repeat(100),
+        )
+        .expect("write");
+        let before = std::fs::read(&junk).expect("read");
+        let err = Database::open(&junk).err().expect("refused");
+        assert!(
+            err.to_string().contains("not a usable SQLite database"),
+            "{err}"
+        );
+        assert_eq!(std::fs::read(&junk).expect("read"), before);
+
+        let newer = dir.path().join("newer.sqlite3");
+        let conn = Connection::open(&newer).expect("create");
+        conn.pragma_update(None, "user_version", 99)
+            .expect("version");
+        drop(conn);
+        let err = Database::open(&newer).err().expect("refused");
+        assert!(err.to_string().contains("schema version 99"), "{err}");
+    }
+}
