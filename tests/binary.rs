@@ -3,54 +3,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use common::process::{run_to_exit, signal, start_binary, wait_with_deadline, write};
+
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_loadbalancer");
-
-/// Runs the binary to completion (it must exit by itself) and returns (exit code, stderr).
-fn run_to_exit(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .current_dir(dir)
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let status = wait_with_deadline(&mut child, Duration::from_secs(10));
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .expect("stderr")
-        .read_to_string(&mut stderr)
-        .expect("read");
-    (status.code(), stderr)
-}
-
-fn wait_with_deadline(child: &mut Child, deadline: Duration) -> ExitStatus {
-    let until = Instant::now() + deadline;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status;
-        }
-        if Instant::now() > until {
-            let _ = child.kill();
-            panic!("the balancer did not exit within {deadline:?}");
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn write(dir: &Path, name: &str, text: &str) {
-    std::fs::write(dir.join(name), text).expect("write file");
-}
 
 /// A bad-configuration case: arguments, environment, words the message must contain.
 type Case = (
@@ -213,58 +172,6 @@ fn slow_backend(delay: Duration) -> (SocketAddr, mpsc::Receiver<()>) {
         }
     });
     (addr, notices)
-}
-
-/// Starts the binary on 127.0.0.1:0 and returns it with the address it logged.
-fn start_binary(dir: &Path, backend: SocketAddr) -> (Child, SocketAddr) {
-    write(
-        dir,
-        "pool.json",
-        &format!(r#"{{"backends": ["http://{backend}"]}}"#),
-    );
-    write(
-        dir,
-        "Settings.toml",
-        "[server]\nlisten = \"127.0.0.1:0\"\nworkers = 1\nshutdown_timeout_secs = 10\n\
-         [backends]\nfile = \"pool.json\"\n[simulation]\nenabled = false\n",
-    );
-    let mut child = Command::new(BIN)
-        .args(["--settings", "Settings.toml"])
-        .current_dir(dir)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                let addr = rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_owned();
-                let _ = tx.send(addr);
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("the balancer logged its address")
-        .parse()
-        .expect("socket address");
-    (child, addr)
-}
-
-/// Sends SIGname through the shell's built-in `kill` (no extra package needed).
-fn signal(child: &Child, name: &str) {
-    let status = Command::new("sh")
-        .args(["-c", &format!("kill -{name} {}", child.id())])
-        .status()
-        .expect("kill");
-    assert!(status.success());
 }
 
 /// A signal during a 2-second request: the request completes with 200, new connections are
