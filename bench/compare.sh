@@ -4,9 +4,9 @@
 #   bench/compare.sh [ROUNDS] [SECONDS]      (defaults: 5 rounds of 10 s per measurement)
 #
 # Starts three nginx backends that `return 200` on 127.0.0.1:19001-19003, then in every round,
-# interleaved: the backend directly, this balancer (:18080), nginx as a proxy (:18081) and
-# HAProxy (:18082) in front of the same three, each under wrk at 64 connections and at 1
-# connection. Prints the median requests/s, p50 and p99 per target and the ratios to nginx and
+# interleaved: the backend directly, this balancer with rate limiting on (:18080, limits so high
+# that nothing is refused) and off (:18083), nginx as a proxy (:18081) and HAProxy (:18082) in
+# front of the same three, each under wrk at 64 connections and at 1 connection. Prints the median requests/s, p50 and p99 per target and the ratios to nginx and
 # HAProxy. None of the proxies write an access log (RUST_LOG=warn here, access_log off in nginx,
 # no log in HAProxy). Extra environment for the balancer can be passed as LB__* variables.
 # Installs wrk, nginx and haproxy from Debian if they are missing. Traffic stays on 127.0.0.1.
@@ -95,18 +95,31 @@ CONF
 cat > "$work/config.json" <<CONF
 { "backends": ["http://127.0.0.1:19001", "http://127.0.0.1:19002", "http://127.0.0.1:19003"] }
 CONF
-cat > "$work/Settings.toml" <<CONF
+mkdir -p "$work/limited" "$work/unlimited"
+for variant in limited unlimited; do
+  port=18080; enabled=true
+  [ "$variant" = unlimited ] && port=18083 && enabled=false
+  cat > "$work/$variant/Settings.toml" <<CONF
 [server]
-listen = "127.0.0.1:18080"
+listen = "127.0.0.1:$port"
+[rate_limit]
+enabled = $enabled
+default_capacity = 1000000000
+default_rate_per_sec = 1000000000
+[persistence]
+path = "lb.sqlite3"
 [simulation]
 enabled = false
 CONF
+done
 
 nginx -c "$work/nginx-backends/nginx.conf" & pids+=($!)
 nginx -c "$work/nginx-proxy/nginx.conf" & pids+=($!)
 haproxy -f "$work/haproxy.cfg" -q & pids+=($!)
-RUST_LOG=warn ./target/release/loadbalancer --settings "$work/Settings.toml" --backends "$work/config.json" \
-  2> "$work/loadbalancer.log" & pids+=($!)
+for variant in limited unlimited; do
+  RUST_LOG=warn ./target/release/loadbalancer --settings "$work/$variant/Settings.toml" \
+    --backends "$work/config.json" 2> "$work/$variant/loadbalancer.log" & pids+=($!)
+done
 
 wait_port() {
   for _ in $(seq 1 100); do
@@ -116,15 +129,15 @@ wait_port() {
   echo "nothing listens on port $1" >&2
   exit 1
 }
-for port in 19001 19002 19003 18080 18081 18082; do wait_port "$port"; done
+for port in 19001 19002 19003 18080 18081 18082 18083; do wait_port "$port"; done
 
-declare -A ports=([direct]=19001 [loadbalancer]=18080 [nginx]=18081 [haproxy]=18082)
+declare -A ports=([direct]=19001 [loadbalancer]=18080 [lb-nolimit]=18083 [nginx]=18081 [haproxy]=18082)
 results="$work/results.tsv"
 : > "$results"
 for round in $(seq 1 "$ROUNDS"); do
   for conns in 64 1; do
     threads=$(( conns > 1 ? 2 : 1 ))
-    for target in direct loadbalancer nginx haproxy; do
+    for target in direct loadbalancer lb-nolimit nginx haproxy; do
       out=$(wrk -t"$threads" -c"$conns" -d"${SECONDS_PER_RUN}s" --latency "http://127.0.0.1:${ports[$target]}/")
       rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
       p50=$(awk '$1=="50%" {print $2}' <<<"$out")
@@ -157,12 +170,13 @@ for conns in ("64", "1"):
     print(f"\n{conns} connection(s), medians over {len(rows[(conns, 'nginx')])} rounds")
     print(f"{'target':<14}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'÷ nginx':>9}{'÷ haproxy':>11}")
     med = {}
-    for target in ("direct", "loadbalancer", "nginx", "haproxy"):
+    for target in ("direct", "loadbalancer", "lb-nolimit", "nginx", "haproxy"):
         runs = rows[(conns, target)]
         med[target] = tuple(statistics.median(r[i] for r in runs) for i in range(3))
     for target, (rps, p50, p99) in med.items():
         flag = "  (runs with errors: %d)" % errors[(conns, target)] if errors[(conns, target)] else ""
         print(f"{target:<14}{rps:>10.0f}{p50:>9.3f}{p99:>9.3f}{rps / med['nginx'][0]:>9.2f}{rps / med['haproxy'][0]:>11.2f}{flag}")
+    print(f"rate limiter on vs off: {med['loadbalancer'][0] / med['lb-nolimit'][0]:.2f}x requests/s")
     if conns == "1":
         base = med["direct"][1]
         print("added p50 latency vs direct: " + ", ".join(

@@ -288,6 +288,24 @@ mod tests {
         assert_eq!(map.tracked(), (1, 0));
     }
 
+    /// 100 000 one-off clients, then quiet: once their buckets are full again nothing is left.
+    #[test]
+    fn a_hundred_thousand_idle_clients_are_all_swept() {
+        let start = Instant::now();
+        let mut map = BucketMap::new(limits(5, 10.0), 1_000_000);
+        for n in 0..100_000u32 {
+            map.admit(&ip(n), start);
+        }
+        assert_eq!(map.tracked(), (0, 100_000));
+        assert_eq!(
+            map.sweep(start + Duration::from_millis(50)),
+            0,
+            "not yet refilled"
+        );
+        assert_eq!(map.sweep(start + Duration::from_millis(100)), 100_000);
+        assert_eq!(map.tracked(), (0, 0));
+    }
+
     /// Past the cap the least recently seen IPs are evicted first.
     #[test]
     fn evicts_least_recently_seen_past_the_cap() {
