@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use actix::{Actor, Context, Handler};
 use common::backend::TestBackend;
 use common::{
-    capture_logs, client, logged, refused_addr, settings_for, silent_backend, start_balancer,
-    TestBalancer,
+    capture_logs, client, get_status, logged, refused_addr, settings_for, silent_backend,
+    start_balancer, TestBalancer,
 };
 use loadbalancer::events::{LbEvent, Subscribe};
 use loadbalancer::registry::{MemberStatus, Snapshot};
@@ -117,15 +117,7 @@ async fn stopped_backend_leaves_and_rejoins_without_client_errors() {
     let b2_again = TestBackend::start_on("b2", listener);
     wait_for_health(&lb, 1, true, Duration::from_secs(3)).await;
     for _ in 0..10 {
-        assert_eq!(
-            client
-                .get(lb.url("/back"))
-                .send()
-                .await
-                .expect("response")
-                .status(),
-            200
-        );
+        assert_eq!(get_status(&lb, "/back").await, 200);
     }
     assert_eq!(
         b2_again.requests().len(),
@@ -180,17 +172,8 @@ async fn passive_failures_eject_a_backend_at_once() {
     let mut settings = settings_for(&[dead.clone(), live.url()]);
     settings.health.interval = Duration::from_secs(600);
     let lb = start_balancer(&settings);
-    let client = client();
     for _ in 0..3 {
-        assert_eq!(
-            client
-                .get(lb.url("/p"))
-                .send()
-                .await
-                .expect("response")
-                .status(),
-            200
-        );
+        assert_eq!(get_status(&lb, "/p").await, 200);
     }
     wait_for_health(&lb, 0, false, Duration::from_secs(2)).await;
     assert!(logged(&[&format!(
@@ -198,15 +181,7 @@ async fn passive_failures_eject_a_backend_at_once() {
     )]));
     let failures = members(&lb).await[0].failures;
     for _ in 0..5 {
-        assert_eq!(
-            client
-                .get(lb.url("/p"))
-                .send()
-                .await
-                .expect("response")
-                .status(),
-            200
-        );
+        assert_eq!(get_status(&lb, "/p").await, 200);
     }
     assert_eq!(
         members(&lb).await[0].failures,

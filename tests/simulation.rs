@@ -37,6 +37,16 @@ async fn command(lb: &TestBalancer, path: &str, body: Option<&str>) -> (u16, Val
     (res.status().as_u16(), json)
 }
 
+/// The balancer's `/lb/api/status` document.
+async fn status_json(lb: &TestBalancer) -> Value {
+    let mut res = client()
+        .get(lb.url("/lb/api/status"))
+        .send()
+        .await
+        .expect("status");
+    res.json().await.expect("json")
+}
+
 /// A direct GET to a simulated backend: its status, or `None` if it could not be had in 500 ms.
 async fn direct(addr: SocketAddr) -> Option<u16> {
     let quick = awc::Client::builder()
@@ -125,14 +135,7 @@ async fn the_balancer_routes_around_a_simulated_failure() {
         |status: &Value, i: usize| status["backends"][i]["state"].as_str().map(str::to_owned);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let status: Value = client()
-            .get(lb.url("/lb/api/status"))
-            .send()
-            .await
-            .expect("status")
-            .json()
-            .await
-            .expect("json");
+        let status = status_json(&lb).await;
         assert_eq!(status["backends"][1]["simulated"], json!(true));
         if backend_state(&status, 1).as_deref() == Some("down") {
             assert_eq!(status["backends"][1]["simulation"], json!("error"));
@@ -153,14 +156,7 @@ async fn the_balancer_routes_around_a_simulated_failure() {
     command(&lb, "/lb/api/simulation/backend-2/recover", None).await;
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let status: Value = client()
-            .get(lb.url("/lb/api/status"))
-            .send()
-            .await
-            .expect("status")
-            .json()
-            .await
-            .expect("json");
+        let status = status_json(&lb).await;
         if backend_state(&status, 1).as_deref() == Some("up") {
             break;
         }

@@ -30,6 +30,9 @@ pub enum ProxyError {
     /// Larger than `backends.max_request_body_bytes`.
     #[error("Request body too large")]
     PayloadTooLarge,
+    /// The rate limiter's shard is gone (only while the process stops).
+    #[error("Service unavailable: shutting down")]
+    LimiterStopped,
     /// Every backend is out of rotation.
     #[error("No healthy backend available")]
     NoHealthyBackend,
@@ -49,7 +52,7 @@ impl ResponseError for ProxyError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::BadRequest(_) | Self::BodyRead => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::NoHealthyBackend => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NoHealthyBackend | Self::LimiterStopped => StatusCode::SERVICE_UNAVAILABLE,
             Self::BadGateway => StatusCode::BAD_GATEWAY,
             Self::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
         }

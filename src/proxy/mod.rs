@@ -91,7 +91,7 @@ async fn admit(limiter: &Limiter, req: &HttpRequest) -> Result<Admission, ProxyE
     let admission = limiter
         .admit(key.clone())
         .await
-        .map_err(|_| ProxyError::NoHealthyBackend)?;
+        .map_err(|_| ProxyError::LimiterStopped)?;
     if admission.decision.allowed {
         return Ok(admission);
     }

@@ -33,6 +33,17 @@ pub fn client() -> awc::Client {
         .finish()
 }
 
+/// Status of a GET of `path` through the balancer.
+pub async fn get_status(lb: &TestBalancer, path: &str) -> u16 {
+    client()
+        .get(lb.url(path))
+        .send()
+        .await
+        .expect("response")
+        .status()
+        .as_u16()
+}
+
 /// Settings for a balancer in front of `urls`, with simulation off.
 pub fn settings_for(urls: &[String]) -> Settings {
     let pool = urls
