@@ -48,7 +48,7 @@ pub fn authorize(req: &HttpRequest, admin: &AdminSettings) -> Result<(), AdminEr
                 .and_then(|v| v.strip_prefix("Bearer "))
                 .map(str::trim);
             match presented {
-                Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => Ok(()),
+                Some(given) if token_matches(given, token) => Ok(()),
                 _ => Err(AdminError::Unauthorized),
             }
         }
@@ -57,6 +57,11 @@ pub fn authorize(req: &HttpRequest, admin: &AdminSettings) -> Result<(), AdminEr
             _ => Err(AdminError::Forbidden),
         },
     }
+}
+
+/// Whether `given` is the admin token (constant time).
+pub fn token_matches(given: &str, token: &str) -> bool {
+    constant_time_eq(given.as_bytes(), token.as_bytes())
 }
 
 /// Compares without stopping at the first difference, so timing does not reveal the prefix

@@ -1,21 +1,32 @@
-//! The balancer's own JSON API under `/lb/api/`: `status` (a snapshot of the pool) and the
-//! simulation controls. Every route goes through [`crate::admin::authorize`] first.
+//! The balancer's own API under `/lb/api/`: `status` (a snapshot of everything), `events`
+//! (server-sent events) and the simulation controls. Every route goes through
+//! [`crate::admin::authorize`] first (`events` also takes the token as `?access_token=`, since
+//! a browser's EventSource cannot send headers).
 
-use std::sync::Arc;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use actix::Addr;
-use actix_web::http::StatusCode;
+use actix_web::http::{header, StatusCode};
+use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
 use serde::Deserialize;
+use tokio::sync::mpsc;
 
 use crate::admin::{self, AdminError};
 use crate::error::json_response;
+use crate::events::{EventBus, SubscribeChannel};
+use crate::health::ProbeView;
+use crate::limiter::{ClientKey, Limiter};
+use crate::metrics::Metrics;
 use crate::registry::Rotation;
 use crate::settings::AdminSettings;
 use crate::shutdown::Draining;
 use crate::simulation::schedule::FaultMode;
 use crate::simulation::{Fail, Recover, SimulationView, Simulator};
+use crate::stats::StatsWindow;
 
 /// What the API handlers share.
 pub struct ApiState {
@@ -25,6 +36,14 @@ pub struct ApiState {
     pub started: Instant,
     /// Present when the simulation runs.
     pub simulation: Option<(Addr<Simulator>, SimulationView)>,
+    pub listen: std::net::SocketAddr,
+    pub metrics: Arc<Metrics>,
+    /// Request rates over the last ten seconds.
+    pub window: Arc<Mutex<StatsWindow>>,
+    /// Last probe per backend.
+    pub probes: ProbeView,
+    pub limiter: Arc<Limiter>,
+    pub events: Addr<EventBus>,
 }
 
 /// Registers the routes under `/lb/api`.
@@ -32,6 +51,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/status")
             .route(web::get().to(status))
+            .default_service(web::to(crate::error::method_not_allowed)),
+    )
+    .service(
+        web::resource("/events")
+            .route(web::get().to(events))
             .default_service(web::to(crate::error::method_not_allowed)),
     )
     .service(
@@ -51,6 +75,10 @@ async fn status(req: HttpRequest, state: web::Data<ApiState>) -> Result<HttpResp
         .into_iter()
         .map(|m| {
             let simulated = sim_states.and_then(|states| states.get(m.backend.id));
+            let probe = state
+                .probes
+                .get(m.backend.id)
+                .and_then(|slot| slot.lock().ok().and_then(|p| p.clone()));
             serde_json::json!({
                 "name": m.backend.name,
                 "url": m.backend.url,
@@ -60,15 +88,105 @@ async fn status(req: HttpRequest, state: web::Data<ApiState>) -> Result<HttpResp
                 "requests": m.requests,
                 "failures": m.failures,
                 "in_flight": m.in_flight,
+                "last_probe": probe,
+                "last_change_ms": (m.changed_at_ms > 0).then_some(m.changed_at_ms),
             })
         })
+        .collect();
+    let totals = state.metrics.totals();
+    let rate = state.window.lock().map_or(0.0, |w| w.requests_per_sec());
+    let (registered, tracked) = state.limiter.tracked().await;
+    let top: Vec<_> = state
+        .limiter
+        .top_rejected(5)
+        .await
+        .into_iter()
+        .map(|(key, rejected)| serde_json::json!({"client": describe(&key), "rejected": rejected}))
         .collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_secs": state.started.elapsed().as_secs_f64(),
+        "listen": state.listen.to_string(),
         "draining": state.draining.is_draining(),
+        "totals": {
+            "requests": totals.requests,
+            "requests_per_sec": rate,
+            "rate_limited": totals.rate_limited,
+            "errors": totals.own_errors,
+        },
         "backends": backends,
+        "clients": {
+            "registered": registered,
+            "tracked_buckets": registered + tracked,
+            "top_rejected": top,
+        },
     })))
+}
+
+/// `GET /lb/metrics`: Prometheus text exposition (open, like `/lb/health`, for scrapers).
+pub async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
+    let (registered, tracked) = state.limiter.tracked().await;
+    let text = state
+        .metrics
+        .render(&state.rotation.snapshot(), registered, registered + tracked);
+    HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(text)
+}
+
+fn describe(key: &ClientKey) -> String {
+    match key {
+        ClientKey::Registered(id) => id.clone(),
+        ClientKey::Ip(ip) => ip.to_string(),
+    }
+}
+
+/// Events a browser has not read yet before it counts as too slow and is dropped.
+const SUBSCRIBER_BUFFER: usize = 256;
+
+/// `GET /lb/api/events`: server-sent events, one `data:` JSON line per event. The stream ends
+/// when the balancer drains, so open status pages never hold up a shutdown.
+async fn events(req: HttpRequest, state: web::Data<ApiState>) -> Result<HttpResponse, AdminError> {
+    admin::authorize(&req, &state.admin).or_else(|err| {
+        let token = web::Query::<TokenQuery>::from_query(req.query_string()).ok();
+        match (token, &state.admin.token) {
+            (Some(query), Some(expected))
+                if admin::token_matches(&query.access_token, expected) =>
+            {
+                Ok(())
+            }
+            _ => Err(err),
+        }
+    })?;
+    let (sender, receiver) = mpsc::channel(SUBSCRIBER_BUFFER);
+    state.events.do_send(SubscribeChannel(sender));
+    let draining = state.draining.clone();
+    let hello = futures_util::stream::once(async {
+        Ok::<_, Infallible>(Bytes::from_static(b"retry: 2000\n: connected\n\n"))
+    });
+    let updates = futures_util::stream::unfold(receiver, move |mut receiver| {
+        let draining = draining.clone();
+        async move {
+            let event = receiver.recv().await?;
+            if draining.is_draining() {
+                return None;
+            }
+            let json = serde_json::to_string(&event).unwrap_or_default();
+            Some((
+                Ok::<_, Infallible>(Bytes::from(format!("data: {json}\n\n"))),
+                receiver,
+            ))
+        }
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .streaming(hello.chain(updates)))
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    access_token: String,
 }
 
 /// Optional body of `.../fail`.

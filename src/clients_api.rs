@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::admin::{self, AdminError};
 use crate::error::json_response;
+use crate::events::{EventBus, LbEvent, Publish};
 use crate::limiter::{ClientError, ClientRecord, Limiter, Limits};
 use crate::settings::AdminSettings;
 
@@ -27,6 +28,8 @@ const RESERVED_IDS: [&str; 2] = ["register", "update"];
 /// What the client handlers share.
 pub struct ClientsState {
     pub limiter: std::sync::Arc<Limiter>,
+    /// Where client changes are published.
+    pub events: actix::Addr<EventBus>,
     pub admin: AdminSettings,
     /// `rate_limit.default_rate_per_sec`, for clients created without a rate.
     pub default_rate_per_sec: f64,
@@ -139,6 +142,7 @@ async fn create(
         capacity,
         limits.rate_per_sec
     );
+    announce(&state, "created", &record.client_id);
     Ok(HttpResponse::Created().json(client_json(&record)))
 }
 
@@ -200,6 +204,7 @@ async fn apply_update(
         .update(id, input.name, input.capacity, input.rate_per_sec)
         .await?;
     log::info!("client {} updated", record.client_id);
+    announce(state, "updated", &record.client_id);
     Ok(HttpResponse::Ok().json(client_json(&record)))
 }
 
@@ -212,7 +217,15 @@ async fn remove(
     let id = path.into_inner();
     state.limiter.remove(id.clone()).await?;
     log::info!("client {id} deleted");
+    announce(&state, "deleted", &id);
     Ok(HttpResponse::NoContent().finish())
+}
+
+fn announce(state: &ClientsState, action: &'static str, client_id: &str) {
+    state.events.do_send(Publish(LbEvent::Client {
+        action,
+        client_id: client_id.to_owned(),
+    }));
 }
 
 fn missing(field: &str) -> ApiError {

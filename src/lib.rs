@@ -12,6 +12,8 @@ pub mod error;
 pub mod events;
 pub mod health;
 pub mod limiter;
+pub mod metrics;
+pub mod page;
 pub mod persistence;
 pub mod proxy;
 pub mod registry;
@@ -19,6 +21,7 @@ pub mod server;
 pub mod settings;
 pub mod shutdown;
 pub mod simulation;
+pub mod stats;
 
 pub use server::{start, Balancer, BalancerHandle};
 pub use settings::Settings;

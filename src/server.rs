@@ -4,7 +4,8 @@
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
-use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::{Actor, Addr};
@@ -18,14 +19,18 @@ use crate::api::{self, ApiState};
 use crate::clients_api::{self, ClientsState};
 use crate::error::{self, json_response};
 use crate::events::EventBus;
-use crate::health::HealthChecker;
+use crate::health::{probe_view, HealthChecker};
 use crate::limiter::Limiter;
+use crate::metrics::Metrics;
+use crate::page;
 use crate::persistence::{Database, DbError, Store};
 use crate::proxy::{self, ProxyState};
 use crate::registry::Registry;
+use crate::registry::Rotation;
 use crate::settings::Settings;
 use crate::shutdown::{self, Draining, ShutdownHook};
 use crate::simulation::{Simulator, StopAll};
+use crate::stats::StatsWindow;
 
 /// Why the balancer could not start.
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +129,15 @@ pub fn start(settings: &Settings, listener: TcpListener) -> Result<Balancer, Sta
         saved.len(),
         settings.persistence.path.display()
     );
+    // Everything that can fail (the database above, the simulated ports here) happens before
+    // the first actor starts, so a failed start leaves nothing running.
+    let simulator = match settings.simulation.enabled {
+        true => Some(Simulator::start_backends(
+            &settings.backends.pool,
+            &settings.simulation,
+        )?),
+        false => None,
+    };
     let store = Store::start(database);
     let limiter = Arc::new(Limiter::start(
         &settings.rate_limit,
@@ -132,31 +146,32 @@ pub fn start(settings: &Settings, listener: TcpListener) -> Result<Balancer, Sta
         saved,
         settings.server.workers,
     ));
-    let events = EventBus::default().start();
-    let simulation = match settings.simulation.enabled {
-        true => {
-            let simulator = Simulator::start_backends(
-                &settings.backends.pool,
-                &settings.simulation,
-                events.clone(),
-            )?;
-            let view = simulator.view();
-            Some((simulator.start(), view))
-        }
-        false => None,
-    };
+    let rotation = Arc::new(Rotation::new(settings.backends.pool.clone()));
+    let metrics = Arc::new(Metrics::default());
+    let window = Arc::new(Mutex::new(StatsWindow::default()));
+    let events = EventBus::new(
+        Arc::clone(&rotation),
+        Arc::clone(&metrics),
+        Arc::clone(&window),
+    )
+    .start();
+    let simulation = simulator.map(|simulator| {
+        let view = simulator.view();
+        (simulator.publish_to(events.clone()).start(), view)
+    });
     let registry = Registry::new(
-        settings.backends.pool.clone(),
+        Arc::clone(&rotation),
         events.clone(),
         settings.health.passive_failures,
-    );
-    let rotation = registry.rotation();
-    let registry = registry.start();
+    )
+    .start();
+    let probes = probe_view(rotation.len());
     HealthChecker::new(
         rotation.clone(),
         registry.clone(),
         settings.health.clone(),
         settings.backends.connect_timeout,
+        Arc::clone(&probes),
     )
     .start();
     let draining = Draining::default();
@@ -166,14 +181,24 @@ pub fn start(settings: &Settings, listener: TcpListener) -> Result<Balancer, Sta
         draining: draining.clone(),
         started: std::time::Instant::now(),
         simulation: simulation.clone(),
+        listen: local_addr,
+        metrics: Arc::clone(&metrics),
+        window,
+        probes,
+        limiter: Arc::clone(&limiter),
+        events: events.clone(),
     });
     let clients_state = web::Data::new(ClientsState {
+        events: events.clone(),
         limiter: Arc::clone(&limiter),
         admin: settings.admin.clone(),
         default_rate_per_sec: settings.rate_limit.default_rate_per_sec,
     });
     let state = web::Data::new(ProxyState {
         limiter: settings.rate_limit.enabled.then(|| Arc::clone(&limiter)),
+        metrics: Arc::clone(&metrics),
+        events: events.clone(),
+        last_failover_event_ms: AtomicU64::new(0),
         rotation,
         registry: registry.clone(),
         retries: settings.backends.retries,
@@ -214,6 +239,12 @@ pub fn start(settings: &Settings, listener: TcpListener) -> Result<Balancer, Sta
             .service(
                 web::scope("/lb")
                     .service(web::scope("/api").configure(api::configure))
+                    .service(
+                        web::resource("/metrics")
+                            .route(web::get().to(api::metrics))
+                            .default_service(web::to(error::method_not_allowed)),
+                    )
+                    .configure(page::configure)
                     .service(
                         web::resource("/health")
                             .route(web::get().to(health))

@@ -7,8 +7,10 @@
 
 pub mod state;
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
 
 use actix::{Actor, ActorFutureExt, Addr, AsyncContext, Context, WrapFuture};
 use actix_web::http::header;
@@ -23,6 +25,23 @@ use state::{HealthState, Transition};
 /// `User-Agent` of probes, so backends can tell them from traffic.
 pub const PROBE_USER_AGENT: &str = "loadbalancer-health-check";
 
+/// The last probe of one backend, for the status API.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProbeReport {
+    pub ok: bool,
+    pub latency_ms: f64,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// Last probe per backend id, shared with the status API.
+pub type ProbeView = Arc<Vec<Mutex<Option<ProbeReport>>>>;
+
+/// An empty view for `count` backends.
+pub fn probe_view(count: usize) -> ProbeView {
+    Arc::new((0..count).map(|_| Mutex::new(None)).collect())
+}
+
 /// Probes the pool and reports flips to the registry.
 pub struct HealthChecker {
     rotation: Arc<Rotation>,
@@ -36,6 +55,8 @@ pub struct HealthChecker {
     probing: Vec<bool>,
     /// Per backend: the last failure, for the DOWN line.
     last_error: Vec<String>,
+    /// Per backend: the last probe, published for the status API.
+    view: ProbeView,
 }
 
 impl HealthChecker {
@@ -45,6 +66,7 @@ impl HealthChecker {
         registry: Addr<Registry>,
         settings: HealthSettings,
         connect_timeout: Duration,
+        view: ProbeView,
     ) -> Self {
         let count = rotation.len();
         let client = Client::builder()
@@ -62,6 +84,7 @@ impl HealthChecker {
             probing: vec![false; count],
             last_error: vec![String::new(); count],
             settings,
+            view,
         }
     }
 
@@ -73,11 +96,21 @@ impl HealthChecker {
             return;
         }
         let request = probe_once(self.client.clone(), backend, self.settings.clone());
-        ctx.spawn(
-            request
-                .into_actor(self)
-                .map(move |result, checker, _| checker.observe(index, result)),
-        );
+        let started = Instant::now();
+        ctx.spawn(request.into_actor(self).map(move |result, checker, _| {
+            checker.publish(index, &result, started.elapsed());
+            checker.observe(index, result)
+        }));
+    }
+
+    fn publish(&self, index: usize, result: &Result<(), String>, took: Duration) {
+        if let Some(Ok(mut slot)) = self.view.get(index).map(|m| m.lock()) {
+            *slot = Some(ProbeReport {
+                ok: result.is_ok(),
+                latency_ms: took.as_secs_f64() * 1000.0,
+                error: result.as_ref().err().cloned(),
+            });
+        }
     }
 
     /// Counts one probe result and reports a flip.

@@ -59,6 +59,9 @@ fn report_due(reported: &mut Option<Instant>, allowed: bool, now: Instant) -> bo
     due
 }
 
+/// Clients whose rejections are counted between resets (bounded under attack).
+const MAX_REJECTION_ENTRIES: usize = 1024;
+
 /// A shard's buckets.
 #[derive(Debug)]
 pub struct BucketMap {
@@ -66,6 +69,8 @@ pub struct BucketMap {
     max_tracked: usize,
     registered: HashMap<String, Registered>,
     anonymous: HashMap<IpAddr, Anonymous>,
+    /// Rejections per client since the last [`BucketMap::reset_rejections`].
+    rejections: HashMap<ClientKey, u64>,
 }
 
 impl BucketMap {
@@ -75,6 +80,7 @@ impl BucketMap {
             max_tracked: max_tracked.max(1),
             registered: HashMap::new(),
             anonymous: HashMap::new(),
+            rejections: HashMap::new(),
         }
     }
 
@@ -82,6 +88,35 @@ impl BucketMap {
     /// nothing: the caller resolves keys, so this only happens in a race with a delete, and
     /// then the request is admitted rather than charged to a stranger.
     pub fn admit(&mut self, key: &ClientKey, now: Instant) -> Admission {
+        let admission = self.take(key, now);
+        if !admission.decision.allowed {
+            if let Some(count) = self.rejections.get_mut(key) {
+                *count += 1;
+            } else if self.rejections.len() < MAX_REJECTION_ENTRIES {
+                self.rejections.insert(key.clone(), 1);
+            }
+        }
+        admission
+    }
+
+    /// The `n` clients with the most rejections since the last reset, most first.
+    pub fn top_rejected(&self, n: usize) -> Vec<(ClientKey, u64)> {
+        let mut all: Vec<(ClientKey, u64)> = self
+            .rejections
+            .iter()
+            .map(|(k, c)| (k.clone(), *c))
+            .collect();
+        all.sort_by_key(|entry| std::cmp::Reverse(entry.1));
+        all.truncate(n);
+        all
+    }
+
+    /// Starts a new period for [`Self::top_rejected`].
+    pub fn reset_rejections(&mut self) {
+        self.rejections.clear();
+    }
+
+    fn take(&mut self, key: &ClientKey, now: Instant) -> Admission {
         match key {
             ClientKey::Registered(id) => match self.registered.get_mut(id) {
                 Some(client) => {
@@ -322,6 +357,21 @@ mod tests {
         assert!(!map
             .anonymous
             .contains_key(&IpAddr::from(0u32.to_be_bytes())));
+    }
+
+    /// Rejections are counted per client and ranked.
+    #[test]
+    fn ranks_clients_by_rejections() {
+        let now = Instant::now();
+        let mut map = BucketMap::new(limits(1, 0.001), 100);
+        for (n, tries) in [(1u32, 3), (2, 6), (3, 1)] {
+            for _ in 0..tries {
+                map.admit(&ip(n), now);
+            }
+        }
+        assert_eq!(map.top_rejected(2), [(ip(2), 5), (ip(1), 2)]);
+        map.reset_rejections();
+        assert!(map.top_rejected(2).is_empty());
     }
 
     /// A client hammering at a refused bucket is reported once a second, not per request.

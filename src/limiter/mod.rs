@@ -32,7 +32,7 @@ pub use map::{ClientKey, ClientRecord};
 pub use shard::{Admission, BucketStore, ClientError};
 use shard::{
     Admit, CountBuckets, CreateClient, FlushTokens, GetClient, ListClients, RemoveClient, SweepNow,
-    UpdateClient,
+    TopRejected, UpdateClient,
 };
 
 /// The handlers' way to the bucket shards.
@@ -216,6 +216,17 @@ impl Limiter {
             }
         }
         total
+    }
+
+    /// The `n` clients refused most in the current minute, across shards, most first.
+    pub async fn top_rejected(&self, n: usize) -> Vec<(ClientKey, u64)> {
+        let mut all = Vec::new();
+        for shard in &self.shards {
+            all.extend(shard.send(TopRejected(n)).await.unwrap_or_default());
+        }
+        all.sort_by_key(|entry| std::cmp::Reverse(entry.1));
+        all.truncate(n);
+        all
     }
 
     /// Drops idle full buckets on every shard now; how many went.

@@ -18,6 +18,9 @@ use super::bucket::{Decision, Limits, TokenBucket};
 use super::map::{BucketMap, ClientKey, ClientRecord};
 use crate::persistence::{DeleteClient, SaveClient, SaveTokens, SavedClient, Store};
 
+/// "Recent" rejections, for the status page: counted per period of this length.
+const REJECTION_PERIOD: Duration = Duration::from_secs(60);
+
 /// How often full, idle buckets of unregistered clients are dropped.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
@@ -90,6 +93,11 @@ pub struct FlushTokens;
 #[derive(Debug, Message)]
 #[rtype(result = "(usize, usize)")]
 pub struct CountBuckets;
+
+/// From the status API: the clients with most rejections in the current minute.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<(ClientKey, u64)>")]
+pub struct TopRejected(pub usize);
 
 /// From tests: drop idle full buckets now.
 #[derive(Debug, Message)]
@@ -176,6 +184,7 @@ impl Actor for BucketStore {
         ctx.run_interval(SWEEP_EVERY, |shard, _| {
             shard.map.sweep(Instant::now());
         });
+        ctx.run_interval(REJECTION_PERIOD, |shard, _| shard.map.reset_rejections());
     }
 }
 
@@ -318,5 +327,13 @@ impl Handler<SweepNow> for BucketStore {
 
     fn handle(&mut self, _: SweepNow, _: &mut Context<Self>) -> usize {
         self.map.sweep(Instant::now())
+    }
+}
+
+impl Handler<TopRejected> for BucketStore {
+    type Result = MessageResult<TopRejected>;
+
+    fn handle(&mut self, msg: TopRejected, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.map.top_rejected(msg.0))
     }
 }

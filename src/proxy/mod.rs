@@ -9,20 +9,23 @@ pub mod headers;
 
 use std::fmt;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix::Addr;
 use actix_web::body::{self as body_types, BodyStream, BoxBody, MessageBody, SizedStream};
 use actix_web::http::{header, Method, StatusCode};
-use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use awc::error::SendRequestError;
 use awc::{Client, ClientResponse};
 use futures_util::Stream;
 
 use crate::backend::{Backend, BackendId};
+use crate::events::{EventBus, LbEvent, Publish};
 use crate::limiter::{Admission, Limiter};
+use crate::metrics::Metrics;
 use crate::registry::{FailureKind, Lease, Outcome, Registry, ReportFailure, Rotation};
 use body::RequestBody;
 pub use error::ProxyError;
@@ -31,6 +34,12 @@ pub use error::ProxyError;
 pub struct ProxyState {
     /// Admission per client; `None` when `rate_limit.enabled` is off.
     pub limiter: Option<Arc<Limiter>>,
+    /// Counted on every request.
+    pub metrics: Arc<Metrics>,
+    /// Where failovers are published.
+    pub events: Addr<EventBus>,
+    /// When the last failover event went out (ms since `UNIX_EPOCH`); one a second at most.
+    pub last_failover_event_ms: AtomicU64,
     /// Where backends are picked and counted.
     pub rotation: Arc<Rotation>,
     /// Told about failures.
@@ -41,6 +50,28 @@ pub struct ProxyState {
     pub retry_body_limit_bytes: u64,
     /// `backends.max_request_body_bytes`.
     pub max_request_body_bytes: Option<u64>,
+}
+
+impl ProxyState {
+    /// Publishes a failover event unless one went out less than a second ago.
+    fn publish_failover(&self, from: &Backend, to: &Backend, why: &AttemptError) {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let last = self.last_failover_event_ms.load(Ordering::Relaxed);
+        let due = now_ms.saturating_sub(last) >= 1000
+            && self
+                .last_failover_event_ms
+                .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok();
+        if due {
+            self.events.do_send(Publish(LbEvent::Failover {
+                from: from.name.clone(),
+                to: to.name.clone(),
+                reason: why.to_string(),
+            }));
+        }
+    }
 }
 
 /// The backend that answered, put in the response's extensions for the access log.
@@ -62,21 +93,48 @@ pub fn build_client(connect_timeout: Duration, response_timeout: Duration) -> Cl
         .finish()
 }
 
-/// The default service: forwards the request and streams the answer back.
+/// The default service: forwards the request and streams the answer back, and counts it.
 pub async fn forward(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<ProxyState>,
     client: web::Data<Client>,
 ) -> Result<HttpResponse, ProxyError> {
+    let started = Instant::now();
+    let result = admit_and_forward(req, payload, &state, &client).await;
+    match &result {
+        Ok(response) => {
+            let served_by = response
+                .extensions()
+                .get::<ServedBy>()
+                .map(|s| Arc::clone(&s.0));
+            let name = served_by.as_ref().map(|b| b.name.as_str());
+            state
+                .metrics
+                .record_request(name, response.status().as_u16(), started.elapsed());
+        }
+        Err(err) => {
+            let code = err.status_code().as_u16();
+            state.metrics.record_request(None, code, started.elapsed());
+        }
+    }
+    result
+}
+
+async fn admit_and_forward(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: &ProxyState,
+    client: &Client,
+) -> Result<HttpResponse, ProxyError> {
     if req.method() == Method::CONNECT {
         return Err(ProxyError::MethodNotAllowed);
     }
     let admission = match &state.limiter {
-        Some(limiter) => Some(admit(limiter, &req).await?),
+        Some(limiter) => Some(admit(limiter, &req, &state.metrics).await?),
         None => None,
     };
-    let mut response = forward_admitted(&req, payload, &state, &client).await?;
+    let mut response = forward_admitted(&req, payload, state, client).await?;
     if let Some(admission) = admission {
         response
             .headers_mut()
@@ -86,7 +144,11 @@ pub async fn forward(
 }
 
 /// Takes a token for the request's client; a refusal is the 429 answer.
-async fn admit(limiter: &Limiter, req: &HttpRequest) -> Result<Admission, ProxyError> {
+async fn admit(
+    limiter: &Limiter,
+    req: &HttpRequest,
+    metrics: &Metrics,
+) -> Result<Admission, ProxyError> {
     let key = limiter.identify(req);
     let admission = limiter
         .admit(key.clone())
@@ -95,6 +157,7 @@ async fn admit(limiter: &Limiter, req: &HttpRequest) -> Result<Admission, ProxyE
     if admission.decision.allowed {
         return Ok(admission);
     }
+    metrics.record_rate_limited();
     if admission.report {
         log::warn!(
             "client {key:?} is rate limited (capacity {}, {}/s); further rejections within a second are not logged",
@@ -133,6 +196,7 @@ async fn forward_admitted(
         let backend = Arc::clone(&lease.backend);
         if let Some((failed, why)) = &last_failure {
             log::warn!("backend {failed} failed ({why}); retrying on {backend}");
+            state.publish_failover(failed, &backend, why);
         }
         tried.push(backend.id);
 
@@ -152,6 +216,9 @@ async fn forward_admitted(
             return Err(failure.client_error());
         };
         let consecutive = lease.record(Outcome::Failed(kind));
+        state
+            .metrics
+            .record_upstream_failure(&backend.name, kind.as_str());
         state.registry.do_send(ReportFailure {
             backend: backend.id,
             kind,

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use actix::{Actor, Addr, Context, Handler, MessageResult};
 
-use crate::backend::{Backend, BackendId};
+use crate::backend::BackendId;
 use crate::events::{EventBus, LbEvent, Publish};
 pub use messages::{ReportFailure, SetHealth, Snapshot};
 pub use rotation::{FailureKind, Lease, MemberStatus, Outcome, Rotation};
@@ -28,12 +28,12 @@ pub struct Registry {
 
 impl Registry {
     pub fn new(
-        backends: Vec<Backend>,
+        rotation: Arc<Rotation>,
         events: Addr<EventBus>,
         passive_failures: NonZeroU32,
     ) -> Self {
         Self {
-            rotation: Arc::new(Rotation::new(backends)),
+            rotation,
             events,
             passive_failures,
         }

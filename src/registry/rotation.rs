@@ -52,6 +52,8 @@ struct Slot {
     in_flight: AtomicU64,
     /// Failures since the last response.
     consecutive_failures: AtomicU32,
+    /// Unix time (ms) of the last health change; 0 = never changed since start.
+    changed_at_ms: AtomicU64,
 }
 
 /// A copy of one backend's state, for the status API and tests.
@@ -63,6 +65,8 @@ pub struct MemberStatus {
     pub failures: u64,
     pub in_flight: u64,
     pub consecutive_failures: u32,
+    /// Unix time (ms) of the last health change; 0 = none since start.
+    pub changed_at_ms: u64,
 }
 
 /// The shared pool with strict round-robin selection over its healthy members.
@@ -85,6 +89,7 @@ impl Rotation {
                 failures: AtomicU64::new(0),
                 in_flight: AtomicU64::new(0),
                 consecutive_failures: AtomicU32::new(0),
+                changed_at_ms: AtomicU64::new(0),
             })
             .collect();
         Self {
@@ -155,9 +160,17 @@ impl Rotation {
     /// Puts a backend in or out of rotation; returns whether its state changed.
     /// Called only by the Registry actor.
     pub(super) fn set_health(&self, id: BackendId, healthy: bool) -> bool {
-        self.slots
-            .get(id)
-            .is_some_and(|slot| slot.healthy.swap(healthy, Ordering::Relaxed) != healthy)
+        let Some(slot) = self.slots.get(id) else {
+            return false;
+        };
+        let changed = slot.healthy.swap(healthy, Ordering::Relaxed) != healthy;
+        if changed {
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            slot.changed_at_ms.store(now_ms, Ordering::Relaxed);
+        }
+        changed
     }
 
     /// Every member's state, in pool order.
@@ -171,6 +184,7 @@ impl Rotation {
                 failures: slot.failures.load(Ordering::Relaxed),
                 in_flight: slot.in_flight.load(Ordering::Relaxed),
                 consecutive_failures: slot.consecutive_failures.load(Ordering::Relaxed),
+                changed_at_ms: slot.changed_at_ms.load(Ordering::Relaxed),
             })
             .collect()
     }

@@ -72,17 +72,14 @@ pub struct Simulator {
     backends: Vec<SimulatedBackend>,
     schedule: FaultSchedule,
     started: Instant,
-    events: Addr<EventBus>,
+    /// Set by [`Simulator::publish_to`] before the actor starts.
+    events: Option<Addr<EventBus>>,
 }
 
 impl Simulator {
     /// Binds every backend's address and starts serving. Must run inside an actix system;
     /// an address in use is an error naming the backend and the address.
-    pub fn start_backends(
-        pool: &[Backend],
-        settings: &SimulationSettings,
-        events: Addr<EventBus>,
-    ) -> io::Result<Self> {
+    pub fn start_backends(pool: &[Backend], settings: &SimulationSettings) -> io::Result<Self> {
         let mut backends = Vec::with_capacity(pool.len());
         for backend in pool {
             let addr = resolve(&backend.authority)?;
@@ -102,8 +99,14 @@ impl Simulator {
             ),
             backends,
             started: Instant::now(),
-            events,
+            events: None,
         })
+    }
+
+    /// Where changes are published.
+    pub fn publish_to(mut self, events: Addr<EventBus>) -> Self {
+        self.events = Some(events);
+        self
     }
 
     /// The view for the status API.
@@ -166,7 +169,10 @@ impl Simulator {
             Err(err) => log::error!("simulation: {err}"),
         }
         let simulated = &self.backends[index];
-        self.events.do_send(Publish(LbEvent::Simulation {
+        let Some(events) = &self.events else {
+            return;
+        };
+        events.do_send(Publish(LbEvent::Simulation {
             backend: simulated.backend.name.clone(),
             url: simulated.backend.url.clone(),
             state: simulated.state.label().to_owned(),

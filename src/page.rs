@@ -1,0 +1,42 @@
+//! The status page: `static/` (plain HTML, CSS and JavaScript, no build step) embedded in the
+//! binary, so the release binary serves it from any working directory, at `/lb/`.
+
+use actix_web::http::header;
+use actix_web::{web, HttpResponse};
+
+const INDEX_HTML: &str = include_str!("../static/index.html");
+const APP_JS: &str = include_str!("../static/app.js");
+const STYLE_CSS: &str = include_str!("../static/style.css");
+
+/// Registers `/lb` (redirect), `/lb/`, `/lb/app.js` and `/lb/style.css` inside the `/lb` scope.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(web::resource("").route(web::get().to(to_slash)))
+        .service(web::resource("/").route(web::get().to(index)))
+        .service(web::resource("/app.js").route(web::get().to(app_js)))
+        .service(web::resource("/style.css").route(web::get().to(style_css)));
+}
+
+fn asset(content_type: &str, body: &'static str) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .body(body)
+}
+
+async fn to_slash() -> HttpResponse {
+    HttpResponse::PermanentRedirect()
+        .insert_header((header::LOCATION, "/lb/"))
+        .finish()
+}
+
+async fn index() -> HttpResponse {
+    asset("text/html; charset=utf-8", INDEX_HTML)
+}
+
+async fn app_js() -> HttpResponse {
+    asset("text/javascript; charset=utf-8", APP_JS)
+}
+
+async fn style_css() -> HttpResponse {
+    asset("text/css; charset=utf-8", STYLE_CSS)
+}

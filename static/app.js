@@ -1,0 +1,261 @@
+// Status page for loadbalancer: live updates from /lb/api/events (server-sent events), with
+// /lb/api/status polling as the fallback; client management through /clients.
+"use strict";
+
+const HISTORY = 300; // seconds of chart
+const COLORS = ["#3867d6", "#20bf6b", "#8854d0", "#fa8231", "#0fb9b1", "#eb3b5a", "#4b6584"];
+const state = { backends: [], history: [], last: null, editing: null, polling: null, source: null };
+
+const $ = (id) => document.getElementById(id);
+const token = () => sessionStorage.getItem("lb-token") || "";
+const fmt = (n) => (n >= 1000 ? n.toLocaleString("en") : String(Math.round(n * 10) / 10));
+const clock = (d = new Date()) => d.toTimeString().slice(0, 8);
+const esc = (s) => String(s ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+async function api(path, options = {}) {
+  const headers = Object.assign({}, options.headers);
+  if (token()) headers.Authorization = `Bearer ${token()}`;
+  if (options.body) headers["Content-Type"] = "application/json";
+  const res = await fetch(path, Object.assign({}, options, { headers }));
+  const text = await res.text();
+  let body = null;
+  try { body = text ? JSON.parse(text) : null; } catch (_) { body = { message: text }; }
+  if (res.status === 401 || res.status === 403) {
+    showAuth(res.status === 401
+      ? "The admin API needs a token: paste it in the field above."
+      : "The admin API only answers this machine when no admin token is set.");
+  }
+  if (!res.ok) throw Object.assign(new Error(body?.message || res.statusText), { status: res.status });
+  hideAuth();
+  return body;
+}
+
+function showAuth(text) { const b = $("auth-banner"); b.textContent = text; b.hidden = false; }
+function hideAuth() { $("auth-banner").hidden = true; }
+
+function log(text, kind = "") {
+  const li = document.createElement("li");
+  li.innerHTML = `<time>${clock()}</time><span class="${kind}">${esc(text)}</span>`;
+  const list = $("log");
+  list.prepend(li);
+  while (list.children.length > 200) list.lastChild.remove();
+}
+
+function renderTotals(status) {
+  const t = status.totals;
+  const items = [
+    ["requests", fmt(t.requests)], ["req/s (10 s)", fmt(t.requests_per_sec)],
+    ["rate limited", fmt(t.rate_limited)], ["balancer errors", fmt(t.errors)],
+    ["clients", fmt(status.clients.registered)], ["buckets", fmt(status.clients.tracked_buckets)],
+  ];
+  $("totals").innerHTML = items.map(([k, v]) => `<div class="stat"><b>${v}</b><span>${k}</span></div>`).join("");
+  const up = Math.round(status.uptime_secs);
+  $("meta").textContent = `v${status.version} · ${status.listen} · up ${Math.floor(up / 60)} min ${up % 60} s` +
+    (status.draining ? " · draining" : "");
+}
+
+function renderBackends(backends) {
+  state.backends = backends;
+  $("backends").innerHTML = backends.map((b, i) => {
+    const probe = b.last_probe
+      ? (b.last_probe.ok ? `probe ok in ${b.last_probe.latency_ms.toFixed(1)} ms`
+        : `probe failed: ${esc(b.last_probe.error)}`)
+      : "no probe yet";
+    const sim = b.simulated ? `
+      <div class="sim">
+        <span class="mode">simulated: <b data-testid="sim-state">${esc(b.simulation)}</b></span>
+        <select aria-label="failure mode" data-testid="mode">
+          <option>refuse</option><option>error</option><option>hang</option>
+        </select>
+        <button class="danger" data-testid="fail" data-action="fail" data-name="${esc(b.name)}">Fail</button>
+        <button class="ok" data-testid="recover" data-action="recover" data-name="${esc(b.name)}">Recover</button>
+      </div>` : "";
+    return `<article class="card ${b.state}" data-testid="backend-card" data-name="${esc(b.name)}"
+        style="border-top-color:${b.state === "up" ? COLORS[i % COLORS.length] : ""}">
+      <div class="card-head"><strong>${esc(b.name)}</strong><span class="state" data-testid="state">${b.state}</span></div>
+      <div class="url">${esc(b.url)}</div>
+      <div class="numbers">
+        <div><span>requests</span>${fmt(b.requests)}</div>
+        <div><span>failures</span>${fmt(b.failures)}</div>
+        <div><span>in flight</span>${fmt(b.in_flight)}</div>
+      </div>
+      <div class="probe">${probe}</div>${sim}
+    </article>`;
+  }).join("");
+  $("legend").innerHTML = backends.map((b, i) => `<span><i style="background:${COLORS[i % COLORS.length]}"></i>${esc(b.name)}</span>`).join("") +
+    `<span><i style="background:#c27c0e"></i>429/s</span><span><i style="background:#d64545"></i>errors/s</span>`;
+}
+
+async function refreshStatus() {
+  try {
+    const status = await api("/lb/api/status");
+    renderTotals(status);
+    renderBackends(status.backends);
+  } catch (err) { if (!err.status) log(`status unavailable: ${err.message}`, "down"); }
+}
+
+async function refreshClients() {
+  try {
+    const clients = await api("/clients");
+    $("clients").innerHTML = clients.map((c) => `<tr data-testid="client-row" data-id="${esc(c.client_id)}">
+      <td>${esc(c.client_id)}</td><td>${esc(c.name)}</td><td>${fmt(c.capacity)}</td>
+      <td>${fmt(c.rate_per_sec)}</td><td>${fmt(c.tokens)}</td>
+      <td class="actions"><button class="ghost" data-edit="${esc(c.client_id)}">Edit</button><button class="danger" data-delete="${esc(c.client_id)}">Delete</button></td>
+    </tr>`).join("") || `<tr><td colspan="6" class="probe">No registered clients.</td></tr>`;
+    state.clients = clients;
+  } catch (_) { /* shown by api() */ }
+}
+
+// Per-second points from successive stats events: backend request deltas, 429s and errors.
+function onStats(s) {
+  const prev = state.last;
+  state.last = s;
+  if (!prev) return;
+  const point = {
+    backends: s.backends.map((b, i) => Math.max(0, b.requests - (prev.backends[i]?.requests ?? b.requests))),
+    limited: Math.max(0, s.rate_limited - prev.rate_limited),
+    errors: Math.max(0, s.errors - prev.errors),
+  };
+  state.history.push(point);
+  if (state.history.length > HISTORY) state.history.shift();
+  drawChart();
+  document.querySelectorAll('[data-testid="backend-card"]').forEach((card) => {
+    const b = s.backends.find((x) => x.backend === card.dataset.name);
+    if (!b) return;
+    const nums = card.querySelectorAll(".numbers div");
+    nums[0].lastChild.textContent = fmt(b.requests);
+    nums[1].lastChild.textContent = fmt(b.failures);
+    nums[2].lastChild.textContent = fmt(b.in_flight);
+  });
+}
+
+function drawChart() {
+  const canvas = $("chart");
+  const ratio = window.devicePixelRatio || 1;
+  const width = canvas.clientWidth, height = canvas.clientHeight;
+  canvas.width = width * ratio; canvas.height = height * ratio;
+  const g = canvas.getContext("2d");
+  g.scale(ratio, ratio);
+  g.clearRect(0, 0, width, height);
+  const series = [];
+  state.backends.forEach((_, i) => series.push({ color: COLORS[i % COLORS.length], values: state.history.map((p) => p.backends[i] || 0) }));
+  series.push({ color: "#c27c0e", values: state.history.map((p) => p.limited) });
+  series.push({ color: "#d64545", values: state.history.map((p) => p.errors) });
+  const max = Math.max(1, ...series.flatMap((s) => s.values));
+  const left = 44, bottom = height - 20, top = 8;
+  g.strokeStyle = "#e3e7ee"; g.fillStyle = "#6b7585"; g.font = "11px system-ui"; g.lineWidth = 1;
+  for (let k = 0; k <= 4; k++) {
+    const y = bottom - ((bottom - top) * k) / 4;
+    g.beginPath(); g.moveTo(left, y); g.lineTo(width, y); g.stroke();
+    g.fillText(fmt((max * k) / 4), 4, y + 4);
+  }
+  g.fillText(`${HISTORY / 60} min ago`, left, height - 4);
+  g.fillText("now", width - 24, height - 4);
+  const step = (width - left) / (HISTORY - 1);
+  const offset = HISTORY - state.history.length;
+  for (const s of series) {
+    g.strokeStyle = s.color; g.lineWidth = 2; g.beginPath();
+    s.values.forEach((v, i) => {
+      const x = left + (offset + i) * step, y = bottom - ((bottom - top) * v) / max;
+      i ? g.lineTo(x, y) : g.moveTo(x, y);
+    });
+    g.stroke();
+  }
+}
+
+function describe(e) {
+  switch (e.type) {
+    case "backend_down": return [`${e.backend} is DOWN (${e.reason})`, "down"];
+    case "backend_up": return [`${e.backend} is UP again (${e.reason})`, "up"];
+    case "failover": return [`failover: ${e.from} → ${e.to} (${e.reason})`, "warn"];
+    case "simulation": return [`simulation: ${e.backend} ${e.state === "up" ? "recovers" : "fails: " + e.state}${e.manual ? " (by request)" : ""}`, e.state === "up" ? "up" : "warn"];
+    case "client": return [`client ${e.client_id} ${e.action}`, ""];
+    default: return null;
+  }
+}
+
+function connect() {
+  if (state.source) state.source.close();
+  const url = "/lb/api/events" + (token() ? `?access_token=${encodeURIComponent(token())}` : "");
+  const source = new EventSource(url);
+  state.source = source;
+  source.onopen = () => {
+    $("live").textContent = "live"; $("live").className = "pill pill-live";
+    if (state.polling) { clearInterval(state.polling); state.polling = null; }
+    refreshStatus(); refreshClients();
+  };
+  source.onmessage = (msg) => {
+    const event = JSON.parse(msg.data);
+    if (event.type === "stats") { onStats(event); return; }
+    const line = describe(event);
+    if (line) log(...line);
+    if (event.type === "client") refreshClients(); else refreshStatus();
+  };
+  source.onerror = () => {
+    $("live").textContent = "reconnecting…"; $("live").className = "pill pill-wait";
+    if (!state.polling) state.polling = setInterval(refreshStatus, 2000);
+  };
+}
+
+document.addEventListener("click", async (ev) => {
+  const button = ev.target.closest("button");
+  if (!button) return;
+  if (button.dataset.action) {
+    const card = button.closest(".card");
+    const name = button.dataset.name;
+    const body = button.dataset.action === "fail" ? JSON.stringify({ mode: card.querySelector("select").value }) : undefined;
+    button.disabled = true;
+    try {
+      await api(`/lb/api/simulation/${encodeURIComponent(name)}/${button.dataset.action}`, { method: "POST", body });
+      await refreshStatus();
+    } catch (err) { log(`${name}: ${err.message}`, "down"); } finally { button.disabled = false; }
+  } else if (button.dataset.edit) {
+    const c = state.clients.find((x) => x.client_id === button.dataset.edit);
+    const form = $("client-form");
+    form.client_id.value = c.client_id; form.client_id.readOnly = true;
+    form.name.value = c.name || ""; form.capacity.value = c.capacity; form.rate_per_sec.value = c.rate_per_sec;
+    state.editing = c.client_id; $("client-submit").textContent = "Save"; $("client-cancel").hidden = false;
+  } else if (button.dataset.delete) {
+    try { await api(`/clients/${encodeURIComponent(button.dataset.delete)}`, { method: "DELETE" }); await refreshClients(); }
+    catch (err) { $("form-error").textContent = err.message; }
+  }
+});
+
+function resetForm() {
+  const form = $("client-form");
+  form.reset(); form.client_id.readOnly = false; state.editing = null;
+  $("client-submit").textContent = "Create"; $("client-cancel").hidden = true;
+}
+
+$("client-cancel").addEventListener("click", () => { resetForm(); $("form-error").textContent = ""; });
+
+$("client-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const form = ev.target;
+  const body = {};
+  if (!state.editing) body.client_id = form.client_id.value.trim();
+  body.name = form.name.value.trim() || null;
+  const number = (text) => (text.trim() === "" ? undefined : Number(text));
+  const capacity = number(form.capacity.value), rate = number(form.rate_per_sec.value);
+  if (capacity !== undefined) body.capacity = Number.isFinite(capacity) ? capacity : form.capacity.value;
+  if (rate !== undefined) body.rate_per_sec = Number.isFinite(rate) ? rate : form.rate_per_sec.value;
+  try {
+    if (state.editing) await api(`/clients/${encodeURIComponent(state.editing)}`, { method: "PUT", body: JSON.stringify(body) });
+    else await api("/clients", { method: "POST", body: JSON.stringify(body) });
+    $("form-error").textContent = "";
+    resetForm();
+    await refreshClients();
+  } catch (err) { $("form-error").textContent = err.message; }
+});
+
+$("token-form").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  sessionStorage.setItem("lb-token", $("token").value.trim());
+  $("token").value = "";
+  connect();
+});
+
+window.addEventListener("resize", drawChart);
+refreshStatus();
+refreshClients();
+connect();
