@@ -42,6 +42,7 @@ function log(text, kind = "") {
 }
 
 function renderTotals(status) {
+  state.status = status;
   const t = status.totals;
   const items = [
     ["requests", fmt(t.requests)], ["req/s (10 s)", fmt(t.requests_per_sec)],
@@ -119,6 +120,12 @@ function onStats(s) {
   state.history.push(point);
   if (state.history.length > HISTORY) state.history.shift();
   drawChart();
+  if (state.status) {
+    const recent = state.history.slice(-10);
+    const perSec = recent.reduce((sum, p) => sum + p.backends.reduce((a, b) => a + b, 0) + p.limited + p.errors, 0) / recent.length;
+    Object.assign(state.status.totals, { requests: s.requests, rate_limited: s.rate_limited, errors: s.errors, requests_per_sec: perSec });
+    renderTotals(state.status);
+  }
   document.querySelectorAll('[data-testid="backend-card"]').forEach((card) => {
     const b = s.backends.find((x) => x.backend === card.dataset.name);
     if (!b) return;

@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod process;
+pub mod webdriver;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

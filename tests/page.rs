@@ -1,0 +1,170 @@
+//! The status page in a real headless Chromium (driven over WebDriver by chromedriver): it
+//! shows every backend, Fail and Recover act on a simulated backend and the page follows,
+//! the event log records it, and the clients form creates a client and shows API errors.
+//! Needs `chromium` and `chromium-driver` (.ci/run installs them). On failure a screenshot
+//! is left in target/browser-artifacts/. Run alone: `cargo test --test page`.
+//! With `LB_PAGE_SCREENSHOT=path.png` set, a screenshot of the final page is saved there.
+
+mod common;
+
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::Duration;
+
+use common::webdriver::Browser;
+use common::{refused_addr, settings_for, start_balancer};
+use serde_json::json;
+
+const SOON: Duration = Duration::from_secs(10);
+
+/// The whole operator story on one page.
+#[actix_web::test]
+async fn operator_fails_and_recovers_a_backend_and_manages_clients() {
+    let urls: Vec<String> = (0..3)
+        .map(|_| format!("http://{}", refused_addr()))
+        .collect();
+    let mut settings = settings_for(&urls);
+    settings.simulation.enabled = true;
+    settings.simulation.seed = Some(5);
+    settings.simulation.plan.mean_up = Duration::from_secs(86_400);
+    settings.health.interval = Duration::from_millis(200);
+    settings.health.timeout = Duration::from_millis(300);
+    let lb = start_balancer(&settings);
+    let page = lb.url("/lb/");
+
+    let browser = Rc::new(Browser::start().await);
+    let steps = actix_rt::spawn(story(Rc::clone(&browser), page));
+    let outcome = steps.await;
+    if let Err(failure) = outcome {
+        let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join("../browser-artifacts/page-failure.png");
+        browser.screenshot(&shot).await;
+        panic!(
+            "browser story failed (screenshot: {}): {failure:?}",
+            shot.display()
+        );
+    }
+    if let Ok(path) = std::env::var("LB_PAGE_SCREENSHOT") {
+        // For the README's picture: some traffic for the chart, and one backend down.
+        let client = common::client();
+        client
+            .post(lb.url("/lb/api/simulation/backend-3/fail"))
+            .send()
+            .await
+            .expect("fail");
+        for _ in 0..60 {
+            for _ in 0..8 {
+                let _ = client.get(lb.url("/demo")).send().await;
+            }
+            actix_rt::time::sleep(Duration::from_millis(100)).await;
+        }
+        browser.screenshot(&PathBuf::from(path)).await;
+    }
+    if let Ok(browser) = Rc::try_unwrap(browser) {
+        browser.quit().await;
+    }
+}
+
+/// A script that is true when backend `name`'s card shows `state`.
+fn card_shows(name: &str, state: &str) -> String {
+    format!(
+        "const c = document.querySelector('[data-testid=backend-card][data-name=\"{name}\"] [data-testid=state]');\
+         return !!c && c.textContent === '{state}';"
+    )
+}
+
+async fn story(browser: Rc<Browser>, page: String) {
+    browser.open(&page).await;
+    browser
+        .wait_until(
+            "three backend cards",
+            SOON,
+            "return document.querySelectorAll('[data-testid=backend-card]').length === 3",
+        )
+        .await;
+    browser
+        .wait_until(
+            "the live event stream",
+            SOON,
+            "return document.getElementById('live').textContent === 'live'",
+        )
+        .await;
+
+    browser
+        .click("[data-testid=backend-card][data-name=\"backend-2\"] [data-testid=fail]")
+        .await;
+    browser
+        .wait_until(
+            "backend-2 to turn down",
+            SOON,
+            &card_shows("backend-2", "down"),
+        )
+        .await;
+    browser
+        .wait_until(
+            "the DOWN event in the log",
+            SOON,
+            "return document.getElementById('log').textContent.includes('backend-2 is DOWN')",
+        )
+        .await;
+    let mode = browser
+        .script("return document.querySelector('[data-name=\"backend-2\"] [data-testid=sim-state]').textContent", json!([]))
+        .await;
+    assert_eq!(mode, json!("refuse"));
+
+    browser
+        .click("[data-testid=backend-card][data-name=\"backend-2\"] [data-testid=recover]")
+        .await;
+    browser
+        .wait_until(
+            "backend-2 to come back",
+            SOON,
+            &card_shows("backend-2", "up"),
+        )
+        .await;
+    browser
+        .wait_until(
+            "the UP event in the log",
+            SOON,
+            "return document.getElementById('log').textContent.includes('backend-2 is UP again')",
+        )
+        .await;
+
+    browser
+        .type_into("#client-form [name=client_id]", "web-ui")
+        .await;
+    browser
+        .type_into("#client-form [name=name]", "From the page")
+        .await;
+    browser
+        .type_into("#client-form [name=capacity]", "25")
+        .await;
+    browser
+        .type_into("#client-form [name=rate_per_sec]", "2")
+        .await;
+    browser.click("#client-submit").await;
+    browser
+        .wait_until(
+            "the new client's row",
+            SOON,
+            "return !!document.querySelector('[data-testid=client-row][data-id=\"web-ui\"]')",
+        )
+        .await;
+    let row = browser
+        .script("return document.querySelector('[data-testid=client-row][data-id=\"web-ui\"]').textContent", json!([]))
+        .await;
+    assert!(
+        row.as_str()
+            .is_some_and(|r| r.contains("From the page") && r.contains("25")),
+        "{row}"
+    );
+
+    browser
+        .type_into("#client-form [name=client_id]", "second")
+        .await;
+    browser.type_into("#client-form [name=capacity]", "0").await;
+    browser.click("#client-submit").await;
+    browser
+        .wait_until("the validation message", SOON, "return document.getElementById('form-error').textContent.includes('capacity: must be between')")
+        .await;
+}
