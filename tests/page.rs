@@ -58,7 +58,12 @@ async fn operator_fails_and_recovers_a_backend_and_manages_clients() {
             }
             actix_rt::time::sleep(Duration::from_millis(100)).await;
         }
-        browser.screenshot(&PathBuf::from(path)).await;
+        browser.screenshot(&PathBuf::from(&path)).await;
+        browser.resize(390, 1600).await;
+        actix_rt::time::sleep(Duration::from_millis(300)).await;
+        browser
+            .screenshot(&PathBuf::from(path.replace(".png", "-phone.png")))
+            .await;
     }
     if let Ok(browser) = Rc::try_unwrap(browser) {
         browser.quit().await;

@@ -179,6 +179,16 @@ impl Browser {
         }
     }
 
+    /// Resizes the browser window (CSS pixels).
+    pub async fn resize(&self, width: u32, height: u32) {
+        self.call(
+            "POST",
+            "/window/rect",
+            Some(json!({"width": width, "height": height})),
+        )
+        .await;
+    }
+
     /// Saves a PNG of the window.
     pub async fn screenshot(&self, path: &Path) {
         let data = self.call("GET", "/screenshot", None).await;
