@@ -3,32 +3,11 @@
 
 mod common;
 
-use common::{client, refused_addr, settings_for, start_balancer, TestBalancer};
+use common::{call, client, refused_addr, settings_for, start_balancer, TestBalancer};
 use serde_json::{json, Value};
 
 fn balancer() -> TestBalancer {
     start_balancer(&settings_for(&[format!("http://{}", refused_addr())]))
-}
-
-/// Sends a JSON request; returns status and parsed body (Null for an empty body).
-async fn call(lb: &TestBalancer, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
-    let method = actix_web::http::Method::from_bytes(method.as_bytes()).expect("method");
-    let req = client().request(method, lb.url(path));
-    let mut res = match body {
-        Some(body) => req
-            .insert_header(("Content-Type", "application/json"))
-            .send_body(body.to_owned()),
-        None => req.send(),
-    }
-    .await
-    .expect("response");
-    let bytes = res.body().await.expect("body");
-    let value = if bytes.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&bytes).expect("JSON")
-    };
-    (res.status().as_u16(), value)
 }
 
 /// Create, read, list, update (both routes), delete, with both body shapes.

@@ -6,7 +6,7 @@ mod common;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{client, eventually, refused_addr, settings_for, start_balancer, TestBalancer};
+use common::{call, client, eventually, refused_addr, settings_for, start_balancer, TestBalancer};
 use serde_json::{json, Value};
 
 /// A balancer simulating two backends on free loopback ports; the random schedule is
@@ -24,17 +24,7 @@ fn simulated_pair() -> (TestBalancer, Vec<SocketAddr>) {
 }
 
 async fn command(lb: &TestBalancer, path: &str, body: Option<&str>) -> (u16, Value) {
-    let req = client().post(lb.url(path));
-    let mut res = match body {
-        Some(body) => req
-            .insert_header(("Content-Type", "application/json"))
-            .send_body(body.to_owned()),
-        None => req.send(),
-    }
-    .await
-    .expect("response");
-    let json = res.json::<Value>().await.expect("JSON body");
-    (res.status().as_u16(), json)
+    call(lb, "POST", path, body).await
 }
 
 /// The balancer's `/lb/api/status` document.

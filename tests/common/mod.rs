@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use loadbalancer::backend::Backend;
 use loadbalancer::{Balancer, BalancerHandle, Settings};
+use serde_json::Value;
 
 /// A balancer serving on a random loopback port.
 pub struct TestBalancer {
@@ -32,6 +33,27 @@ pub fn client() -> awc::Client {
         .disable_redirects()
         .timeout(Duration::from_secs(30))
         .finish()
+}
+
+/// Sends a JSON request; returns status and parsed body (Null for an empty body).
+pub async fn call(lb: &TestBalancer, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
+    let method = actix_web::http::Method::from_bytes(method.as_bytes()).expect("method");
+    let req = client().request(method, lb.url(path));
+    let mut res = match body {
+        Some(body) => req
+            .insert_header(("Content-Type", "application/json"))
+            .send_body(body.to_owned()),
+        None => req.send(),
+    }
+    .await
+    .expect("response");
+    let bytes = res.body().await.expect("body");
+    let value = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).expect("JSON")
+    };
+    (res.status().as_u16(), value)
 }
 
 /// Status of a GET of `path` through the balancer.
