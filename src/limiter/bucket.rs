@@ -11,6 +11,13 @@ pub struct Limits {
 }
 
 impl Limits {
+    pub const fn new(capacity: u64, rate_per_sec: f64) -> Self {
+        Self {
+            capacity,
+            rate_per_sec,
+        }
+    }
+
     /// Seconds for an empty bucket to fill (the `w` of `RateLimit-Policy`).
     pub fn window_secs(&self) -> f64 {
         self.capacity as f64 / self.rate_per_sec
@@ -120,10 +127,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn limits(capacity: u64, rate_per_sec: f64) -> Limits {
-        Limits {
-            capacity,
-            rate_per_sec,
-        }
+        Limits::new(capacity, rate_per_sec)
     }
 
     /// A fresh bucket admits exactly its capacity at once, then says how long to wait.

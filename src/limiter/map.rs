@@ -280,10 +280,7 @@ mod tests {
     use std::time::Duration;
 
     fn limits(capacity: u64, rate_per_sec: f64) -> Limits {
-        Limits {
-            capacity,
-            rate_per_sec,
-        }
+        Limits::new(capacity, rate_per_sec)
     }
 
     fn ip(n: u32) -> ClientKey {
