@@ -73,11 +73,6 @@ impl Registry {
         self.events.do_send(Publish(event));
         true
     }
-
-    /// The shared rotation, for the proxy's picks.
-    pub fn rotation(&self) -> Arc<Rotation> {
-        Arc::clone(&self.rotation)
-    }
 }
 
 impl Actor for Registry {
