@@ -204,6 +204,7 @@ pub fn start(settings: &Settings, listener: TcpListener) -> Result<Balancer, Sta
         retries: settings.backends.retries,
         retry_body_limit_bytes: settings.backends.retry_body_limit_bytes,
         max_request_body_bytes: settings.backends.max_request_body_bytes,
+        send_timeout: settings.server.send_timeout,
     });
     let (connect_timeout, response_timeout) = (
         settings.backends.connect_timeout,

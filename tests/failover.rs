@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use actix_web::web::Bytes;
 use common::backend::{pattern, TestBackend};
 use common::{
-    capture_logs, client, logged, refused_addr, settings_for, silent_backend, start_balancer,
+    capture_logs, client, eventually, logged, refused_addr, settings_for, silent_backend,
+    start_balancer,
 };
 use loadbalancer::registry::{SetHealth, Snapshot};
 
@@ -199,9 +200,10 @@ async fn body_over_the_configured_limit_gets_json_413() {
 }
 
 /// A backend that promises 1000 bytes, sends 10 and closes: the client sees its connection
-/// closed after those bytes, not a hang and not a second status line.
+/// closed after those bytes, not a hang and not a second status line; the balancer logs it.
 #[actix_web::test]
 async fn backend_failing_mid_response_closes_the_client_connection() {
+    capture_logs();
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let backend = listener.local_addr().expect("addr");
@@ -236,4 +238,8 @@ async fn backend_failing_mid_response_closes_the_client_connection() {
         took < Duration::from_secs(5),
         "the connection hung for {took:?}"
     );
+    eventually("the broken response logged", Duration::from_secs(5), || {
+        logged(&["WARN", "broke off its response"]).then_some(())
+    })
+    .await;
 }

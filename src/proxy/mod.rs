@@ -6,12 +6,12 @@
 mod body;
 mod error;
 pub mod headers;
+mod stall;
 
 use std::fmt;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix::Addr;
@@ -50,6 +50,8 @@ pub struct ProxyState {
     pub retry_body_limit_bytes: u64,
     /// `backends.max_request_body_bytes`.
     pub max_request_body_bytes: Option<u64>,
+    /// `server.send_timeout_ms`: a stalled reader is cut off after this.
+    pub send_timeout: Duration,
 }
 
 impl ProxyState {
@@ -206,7 +208,7 @@ async fn forward_admitted(
         let failure = match upstream.send_body(body.for_attempt()).await {
             Ok(response) => {
                 lease.record(Outcome::Responded);
-                return Ok(to_client(req.method(), response, lease));
+                return Ok(to_client(req.method(), response, lease, state.send_timeout));
             }
             Err(err) => AttemptError::from(err),
         };
@@ -333,8 +335,14 @@ fn is_idempotent(method: &Method) -> bool {
 /// The backend's response for the client: status and end-to-end headers as they came, the body
 /// streamed with the same framing (a Content-Length stays a Content-Length). Statuses that
 /// carry no body get none, so nothing stray is left on a kept-alive connection.
-/// The lease travels with the body, so the attempt stays in flight until the body is sent.
-fn to_client<S>(method: &Method, mut upstream: ClientResponse<S>, lease: Lease) -> HttpResponse
+/// The lease travels with the body, so the attempt stays in flight until the body is sent; the
+/// body is watched for a client that stops reading ([`stall`]).
+fn to_client<S>(
+    method: &Method,
+    mut upstream: ClientResponse<S>,
+    lease: Lease,
+    send_timeout: Duration,
+) -> HttpResponse
 where
     S: Stream<Item = Result<web::Bytes, awc::error::PayloadError>> + Unpin + 'static,
 {
@@ -348,10 +356,12 @@ where
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
     let served_by = ServedBy(Arc::clone(&lease.backend));
-    let payload = Leased {
-        inner: upstream.take_payload(),
-        _lease: lease,
-    };
+    let payload = stall::Watched::new(
+        upstream.take_payload(),
+        lease,
+        length.filter(|_| method != Method::HEAD),
+        send_timeout,
+    );
     let body: BoxBody = match (no_body, length) {
         (true, _) => body_types::None::new().boxed(),
         (false, Some(len)) => SizedStream::new(len, payload).boxed(),
@@ -362,18 +372,4 @@ where
     *response.headers_mut() = headers::to_client(upstream.headers());
     response.extensions_mut().insert(served_by);
     response
-}
-
-/// A response body stream that holds its attempt's [`Lease`].
-struct Leased<S> {
-    inner: S,
-    _lease: Lease,
-}
-
-impl<S: Stream + Unpin> Stream for Leased<S> {
-    type Item = S::Item;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<S::Item>> {
-        Pin::new(&mut self.inner).poll_next(cx)
-    }
 }

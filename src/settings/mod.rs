@@ -79,6 +79,8 @@ pub struct ServerSettings {
     pub client_request_timeout: Duration,
     /// Idle keep-alive connections are closed after this; `None` disables keep-alive.
     pub keep_alive: Option<Duration>,
+    /// A client that takes no byte of a response for this long is cut off (stalled reader).
+    pub send_timeout: Duration,
 }
 
 /// `[backends]` and the pool from `config.json`.
@@ -262,6 +264,7 @@ impl Settings {
                 )?,
                 keep_alive: (server.keep_alive_secs > 0)
                     .then(|| Duration::from_secs(server.keep_alive_secs)),
+                send_timeout: check.nonzero_ms("server.send_timeout_ms", server.send_timeout_ms)?,
             },
             backends: BackendSettings {
                 file: backends_file,

@@ -13,6 +13,9 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 30;
 pub const DEFAULT_CLIENT_REQUEST_TIMEOUT_MS: u64 = 5000;
 /// `[server]` default: idle keep-alive connections are closed after this many seconds.
 pub const DEFAULT_KEEP_ALIVE_SECS: u64 = 5;
+/// `[server]` default: a client that takes no byte of a response for this many milliseconds is
+/// cut off, and the backend connection feeding it is closed.
+pub const DEFAULT_SEND_TIMEOUT_MS: u64 = 60_000;
 /// `[backends]` default: TCP connect timeout, in milliseconds.
 pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 1000;
 /// `[backends]` default: time until the backend's response head arrives, in milliseconds.
@@ -46,6 +49,7 @@ pub struct RawServer {
     pub client_request_timeout_ms: u64,
     /// 0 disables keep-alive.
     pub keep_alive_secs: u64,
+    pub send_timeout_ms: u64,
 }
 
 impl Default for RawServer {
@@ -56,6 +60,7 @@ impl Default for RawServer {
             shutdown_timeout_secs: DEFAULT_SHUTDOWN_TIMEOUT_SECS,
             client_request_timeout_ms: DEFAULT_CLIENT_REQUEST_TIMEOUT_MS,
             keep_alive_secs: DEFAULT_KEEP_ALIVE_SECS,
+            send_timeout_ms: DEFAULT_SEND_TIMEOUT_MS,
         }
     }
 }

@@ -30,6 +30,7 @@ fn defaults_match_the_contract() {
     assert_eq!(s.server.shutdown_timeout, Duration::from_secs(30));
     assert_eq!(s.server.client_request_timeout, Duration::from_millis(5000));
     assert_eq!(s.server.keep_alive, Some(Duration::from_secs(5)));
+    assert_eq!(s.server.send_timeout, Duration::from_millis(60_000));
     assert_eq!(s.backends.connect_timeout, Duration::from_millis(1000));
     assert_eq!(s.backends.response_timeout, Duration::from_millis(30_000));
     assert_eq!(s.backends.retries, 2);
@@ -62,6 +63,11 @@ fn bad_values_name_their_key() {
         (
             "server.client_request_timeout_ms",
             Box::new(|r| r.server.client_request_timeout_ms = 0),
+            "greater than 0",
+        ),
+        (
+            "server.send_timeout_ms",
+            Box::new(|r| r.server.send_timeout_ms = 0),
             "greater than 0",
         ),
         (
