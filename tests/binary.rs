@@ -3,11 +3,9 @@
 
 mod common;
 
-use common::process::{run_to_exit, signal, start_binary, wait_with_deadline, write};
+use common::process::{run_to_exit, signal, slow_backend, start_binary, wait_with_deadline, write};
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::mpsc;
+use std::net::{TcpListener, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -146,32 +144,6 @@ fn simulated_backend_on_a_taken_port_is_a_clear_startup_error() {
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
     drop(taken);
-}
-
-/// A backend that answers every request after `delay`, and reports each request it starts.
-fn slow_backend(delay: Duration) -> (SocketAddr, mpsc::Receiver<()>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (started, notices) = mpsc::channel();
-    thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let started = started.clone();
-            thread::spawn(move || {
-                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-                let mut line = String::new();
-                while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
-                    if line == "\r\n" {
-                        let _ = started.send(());
-                        thread::sleep(delay);
-                        let mut out = &stream;
-                        let _ = out.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow");
-                    }
-                    line.clear();
-                }
-            });
-        }
-    });
-    (addr, notices)
 }
 
 /// A signal during a 2-second request: the request completes with 200, new connections are

@@ -22,6 +22,8 @@ pub struct Received {
     pub target: String,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// Whether the body arrived in full (false when its framing broke off or was malformed).
+    pub complete: bool,
 }
 
 /// A running test backend.
@@ -105,8 +107,15 @@ async fn answer(
     state: web::Data<State>,
 ) -> HttpResponse {
     let mut body = web::BytesMut::new();
-    while let Some(Ok(chunk)) = payload.next().await {
-        body.extend_from_slice(&chunk);
+    let mut complete = true;
+    while let Some(chunk) = payload.next().await {
+        match chunk {
+            Ok(chunk) => body.extend_from_slice(&chunk),
+            Err(_) => {
+                complete = false;
+                break;
+            }
+        }
     }
     let body = body.freeze();
     let user_agent = req
@@ -125,6 +134,7 @@ async fn answer(
             .map_or("/".into(), |pq| pq.as_str().to_owned()),
         headers: req.headers().clone(),
         body: body.clone(),
+        complete,
     });
     let mut parts = req.path().trim_start_matches('/').splitn(2, '/');
     let (first, arg) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));

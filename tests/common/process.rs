@@ -1,8 +1,8 @@
 //! Running the real binary: to completion, or in the background with its address read from
 //! its log, and sending it signals.
 
-use std::io::{BufRead, BufReader, Read};
-use std::net::SocketAddr;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -52,6 +52,11 @@ pub fn write(dir: &Path, name: &str, text: &str) {
 
 /// Starts the binary on 127.0.0.1:0 and returns it with the address it logged.
 pub fn start_binary(dir: &Path, backend: SocketAddr) -> (Child, SocketAddr) {
+    start_binary_with(dir, backend, "")
+}
+
+/// As [`start_binary`], with more `[server]` keys (one `key = value` per line).
+pub fn start_binary_with(dir: &Path, backend: SocketAddr, server: &str) -> (Child, SocketAddr) {
     write(
         dir,
         "pool.json",
@@ -60,8 +65,10 @@ pub fn start_binary(dir: &Path, backend: SocketAddr) -> (Child, SocketAddr) {
     write(
         dir,
         "Settings.toml",
-        "[server]\nlisten = \"127.0.0.1:0\"\nworkers = 1\nshutdown_timeout_secs = 10\n\
-         [backends]\nfile = \"pool.json\"\n[simulation]\nenabled = false\n",
+        &format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\nworkers = 1\nshutdown_timeout_secs = 10\n{server}\n\
+             [backends]\nfile = \"pool.json\"\n[simulation]\nenabled = false\n"
+        ),
     );
     let mut child = Command::new(BIN)
         .args(["--settings", "Settings.toml"])
@@ -152,4 +159,30 @@ pub fn http(
         .split_once("\r\n\r\n")
         .map_or(String::new(), |(_, b)| b.to_owned());
     (status, body)
+}
+
+/// A backend that answers every request after `delay`, and reports each request it starts.
+pub fn slow_backend(delay: Duration) -> (SocketAddr, mpsc::Receiver<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (started, notices) = mpsc::channel();
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let started = started.clone();
+            thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+                    if line == "\r\n" {
+                        let _ = started.send(());
+                        thread::sleep(delay);
+                        let mut out = &stream;
+                        let _ = out.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow");
+                    }
+                    line.clear();
+                }
+            });
+        }
+    });
+    (addr, notices)
 }
