@@ -52,11 +52,17 @@ pub fn write(dir: &Path, name: &str, text: &str) {
 
 /// Starts the binary on 127.0.0.1:0 and returns it with the address it logged.
 pub fn start_binary(dir: &Path, backend: SocketAddr) -> (Child, SocketAddr) {
-    start_binary_with(dir, backend, "")
+    start_binary_with(dir, backend, "", "")
 }
 
-/// As [`start_binary`], with more `[server]` keys (one `key = value` per line).
-pub fn start_binary_with(dir: &Path, backend: SocketAddr, server: &str) -> (Child, SocketAddr) {
+/// As [`start_binary`], with more `[server]` keys (one `key = value` per line) and more
+/// sections after the shipped ones.
+pub fn start_binary_with(
+    dir: &Path,
+    backend: SocketAddr,
+    server: &str,
+    sections: &str,
+) -> (Child, SocketAddr) {
     write(
         dir,
         "pool.json",
@@ -67,7 +73,7 @@ pub fn start_binary_with(dir: &Path, backend: SocketAddr, server: &str) -> (Chil
         "Settings.toml",
         &format!(
             "[server]\nlisten = \"127.0.0.1:0\"\nworkers = 1\nshutdown_timeout_secs = 10\n{server}\n\
-             [backends]\nfile = \"pool.json\"\n[simulation]\nenabled = false\n"
+             [backends]\nfile = \"pool.json\"\n[simulation]\nenabled = false\n{sections}\n"
         ),
     );
     let mut child = Command::new(BIN)
@@ -161,8 +167,9 @@ pub fn http(
     (status, body)
 }
 
-/// A backend that answers every request after `delay`, and reports each request it starts.
-pub fn slow_backend(delay: Duration) -> (SocketAddr, mpsc::Receiver<()>) {
+/// A backend that answers every request after `delay`, and reports the request line of each
+/// request it starts.
+pub fn slow_backend(delay: Duration) -> (SocketAddr, mpsc::Receiver<String>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (started, notices) = mpsc::channel();
@@ -172,12 +179,15 @@ pub fn slow_backend(delay: Duration) -> (SocketAddr, mpsc::Receiver<()>) {
             thread::spawn(move || {
                 let mut reader = BufReader::new(stream.try_clone().expect("clone"));
                 let mut line = String::new();
+                let mut request_line = None;
                 while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
                     if line == "\r\n" {
-                        let _ = started.send(());
+                        let _ = started.send(request_line.take().unwrap_or_default());
                         thread::sleep(delay);
                         let mut out = &stream;
                         let _ = out.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow");
+                    } else if request_line.is_none() {
+                        request_line = Some(line.trim_end().to_owned());
                     }
                     line.clear();
                 }
