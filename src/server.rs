@@ -236,7 +236,13 @@ pub fn start(settings: &Settings, listener: TcpListener) -> Result<Balancer, Sta
                     })
                 })
             })
-            .service(web::scope("/clients").configure(clients_api::configure))
+            // Everything under /clients is the admin API's, never proxied: unknown paths there
+            // (`/clients/`, `/clients/a/b`) are 404s.
+            .service(
+                web::scope("/clients")
+                    .configure(clients_api::configure)
+                    .default_service(web::to(error::not_found)),
+            )
             .service(
                 web::scope("/lb")
                     .service(web::scope("/api").configure(api::configure))

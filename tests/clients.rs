@@ -117,6 +117,9 @@ async fn errors_have_their_statuses_and_name_the_field() {
             "ghost",
         ),
         ("DELETE", "/clients/ghost", None, 404, "ghost"),
+        // The whole /clients tree is the API's: nothing under it is proxied.
+        ("DELETE", "/clients/", None, 404, "Not found"),
+        ("GET", "/clients/a/b", None, 404, "Not found"),
         (
             "POST",
             "/clients",
