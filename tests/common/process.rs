@@ -63,6 +63,12 @@ pub fn start_binary_with(
     server: &str,
     sections: &str,
 ) -> (Child, SocketAddr) {
+    write_config(dir, backend, server, sections);
+    launch(dir, &[])
+}
+
+/// Writes `pool.json` and `Settings.toml` for [`start_binary_with`].
+pub fn write_config(dir: &Path, backend: SocketAddr, server: &str, sections: &str) {
     write(
         dir,
         "pool.json",
@@ -76,7 +82,20 @@ pub fn start_binary_with(
              [backends]\nfile = \"pool.json\"\n[simulation]\nenabled = false\n{sections}\n"
         ),
     );
-    let mut child = Command::new(BIN)
+}
+
+/// Starts the binary in `dir` on its `Settings.toml`, through `runner` (a command and its
+/// arguments that runs the binary, e.g. to drop privileges) unless that is empty.
+pub fn launch(dir: &Path, runner: &[&str]) -> (Child, SocketAddr) {
+    let mut command = match runner {
+        [] => Command::new(BIN),
+        [program, args @ ..] => {
+            let mut command = Command::new(program);
+            command.args(args).arg(BIN);
+            command
+        }
+    };
+    let mut child = command
         .args(["--settings", "Settings.toml"])
         .current_dir(dir)
         .env("RUST_LOG", "info")
