@@ -11,7 +11,9 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::process::{http, ok_backend, signal, start_binary, wait_with_deadline};
+use common::process::{
+    http, ok_backend, signal, start_binary, status_and_body, wait_with_deadline,
+};
 use common::raw_exchange;
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -187,13 +189,7 @@ fn send(addr: SocketAddr, call: &Call) -> (u16, String) {
     )
     .into_bytes();
     request.extend_from_slice(&call.body);
-    let reply = raw_exchange(addr, &request, Duration::from_secs(10));
-    let text = String::from_utf8_lossy(&reply).to_string();
-    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or(String::new(), |(_, b)| b.to_owned());
-    (status, body)
+    status_and_body(&raw_exchange(addr, &request, Duration::from_secs(10)))
 }
 
 /// The ids the balancer lists, each checked to be a whole client.

@@ -108,11 +108,7 @@ async fn malformed_heads_are_refused_and_reach_no_backend() {
     let fine = exchange_each(lb.addr, vec![head_of_size(40 * 1024)]).await;
     assert!(fine[0].starts_with("HTTP/1.1 200"), "{}", fine[0]);
     canary(&lb, &backend).await;
-    let seen: Vec<String> = backend
-        .requests()
-        .iter()
-        .map(|r| r.target.clone())
-        .collect();
+    let seen = backend.targets();
     assert_eq!(
         seen,
         ["/big", "/canary"],
@@ -244,11 +240,7 @@ async fn requests_naming_other_hosts_only_ever_reach_the_pool() {
         replies[5]
     );
     assert!(!replies[6].is_empty(), "OPTIONS * got no answer");
-    let targets: Vec<String> = backend
-        .requests()
-        .iter()
-        .map(|r| r.target.clone())
-        .collect();
+    let targets = backend.targets();
     assert_eq!(
         &targets[..5],
         [

@@ -85,6 +85,11 @@ impl TestBackend {
         self.received.lock().expect("lock").clone()
     }
 
+    /// The request targets received so far, in order.
+    pub fn targets(&self) -> Vec<String> {
+        self.requests().into_iter().map(|r| r.target).collect()
+    }
+
     pub async fn stop(&self) {
         self.handle.stop(false).await;
     }

@@ -178,7 +178,12 @@ pub fn http(
     request.push_str("\r\n");
     request.push_str(body.unwrap_or(""));
     let reply = super::raw_exchange(addr, request.as_bytes(), Duration::from_secs(10));
-    let text = String::from_utf8_lossy(&reply).to_string();
+    status_and_body(&reply)
+}
+
+/// The status (0 when there was no answer) and body text of a raw `Connection: close` reply.
+pub fn status_and_body(reply: &[u8]) -> (u16, String) {
+    let text = String::from_utf8_lossy(reply).to_string();
     let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
     let body = text
         .split_once("\r\n\r\n")
