@@ -15,15 +15,8 @@ cd "$(dirname "$0")/.."
 ROUNDS=${1:-5}
 SECONDS_PER_RUN=${2:-10}
 
-missing=()
-for tool in wrk nginx haproxy; do
-  command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || missing+=("$tool")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
-export PATH="$PATH:/usr/sbin"
+source bench/common.sh
+need_tools wrk nginx haproxy
 
 cargo build --release --quiet
 work=$(mktemp -d)
@@ -121,14 +114,6 @@ for variant in limited unlimited; do
     --backends "$work/config.json" 2> "$work/$variant/loadbalancer.log" & pids+=($!)
 done
 
-wait_port() {
-  for _ in $(seq 1 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "nothing listens on port $1" >&2
-  exit 1
-}
 for port in 19001 19002 19003 18080 18081 18082 18083; do wait_port "$port"; done
 
 declare -A ports=([direct]=19001 [loadbalancer]=18080 [lb-nolimit]=18083 [nginx]=18081 [haproxy]=18082)
