@@ -219,3 +219,19 @@ async fn idle_buckets_of_one_off_clients_are_swept() {
     assert_eq!(limiter.sweep().await, 2000);
     assert_eq!(limiter.tracked().await, (1, 0));
 }
+
+/// 120 requests from one client in flight at once over many connections and both workers
+/// (admissions travel to the shard in batches): exactly the capacity of 40 pass.
+#[actix_web::test]
+async fn concurrent_requests_share_one_bucket_exactly() {
+    let (backend, lb) = limited(40, 0.001, |_| {});
+    let client = client();
+    let sends = (0..120).map(|_| {
+        let req = client.get(lb.url("/r"));
+        async move { req.send().await.expect("response").status().as_u16() }
+    });
+    let statuses = futures_util::future::join_all(sends).await;
+    assert_eq!(count(&statuses, 200), 40, "{statuses:?}");
+    assert_eq!(count(&statuses, 429), 80, "{statuses:?}");
+    assert_eq!(backend.requests().len(), 40);
+}

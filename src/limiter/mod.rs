@@ -9,6 +9,7 @@
 //! proxy (RFC 7239 §5.2's reasoning). An unregistered key gets no bucket of its own, so rotating
 //! keys does not escape the limit.
 
+mod batch;
 pub mod bucket;
 pub mod map;
 pub mod shard;
@@ -31,7 +32,7 @@ pub use bucket::{Decision, Limits};
 pub use map::{ClientKey, ClientRecord};
 pub use shard::{Admission, BucketStore, ClientError};
 use shard::{
-    Admit, CountBuckets, CreateClient, FlushTokens, GetClient, ListClients, RemoveClient, SweepNow,
+    CountBuckets, CreateClient, FlushTokens, GetClient, ListClients, RemoveClient, SweepNow,
     TopRejected, UpdateClient,
 };
 
@@ -137,8 +138,9 @@ impl Limiter {
         &self.shards[shard_index(key, self.shards.len())]
     }
 
+    /// Takes a token for `key`; admissions from one worker turn travel together ([`batch`]).
     pub async fn admit(&self, key: ClientKey) -> Result<Admission, MailboxError> {
-        self.shard(&key).send(Admit(key)).await
+        batch::admit(self.shard(&key), key).await
     }
 
     pub async fn create(

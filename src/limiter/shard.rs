@@ -44,10 +44,10 @@ pub struct Admission {
     pub report: bool,
 }
 
-/// From the proxy: take a token for this client.
+/// From the proxy: take a token for each of these clients, in order (see [`super::batch`]).
 #[derive(Debug, Message)]
-#[rtype(result = "Admission")]
-pub struct Admit(pub ClientKey);
+#[rtype(result = "Vec<Admission>")]
+pub struct AdmitMany(pub Vec<ClientKey>);
 
 /// From the admin API: register a client (409 if it exists).
 #[derive(Debug, Message)]
@@ -188,11 +188,12 @@ impl Actor for BucketStore {
     }
 }
 
-impl Handler<Admit> for BucketStore {
-    type Result = MessageResult<Admit>;
+impl Handler<AdmitMany> for BucketStore {
+    type Result = MessageResult<AdmitMany>;
 
-    fn handle(&mut self, msg: Admit, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.map.admit(&msg.0, Instant::now()))
+    fn handle(&mut self, msg: AdmitMany, _: &mut Context<Self>) -> Self::Result {
+        let now = Instant::now();
+        MessageResult(msg.0.iter().map(|key| self.map.admit(key, now)).collect())
     }
 }
 
