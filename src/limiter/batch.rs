@@ -1,12 +1,19 @@
-//! Admissions batched while a message is out. Every request needs one answer from its client's
-//! shard, and a cross-thread round trip per request costs a thread wake-up on each side under
-//! load (measured: 0.9 context switches per request with the limiter on, 0.35 with it off). So
-//! each worker thread keeps at most one [`AdmitMany`] out per shard: a request that finds none
-//! out sends its own at once (a lone request waits for nothing else); requests that come while
-//! one is out queue on the worker thread and go together as the next message, sent by a task
-//! as soon as the previous answer is in. Under load one round trip serves many requests. The
-//! shards stay the only owners of the buckets, and the answers are exactly those of one message
-//! per request, in arrival order.
+//! Admissions gathered per worker turn. Every request needs one answer from its client's shard,
+//! and a cross-thread round trip per request costs a thread wake-up on each side under load
+//! (measured: 0.9 context switches per request with the limiter on, 0.35 with it off). So a
+//! worker does not send one message per request: the requests that ask during one turn of the
+//! worker's event loop are queued on the worker thread, and a task spawned by the first of them
+//! — which runs after the tasks already woken in that turn — sends each shard one
+//! [`AdmitMany`] and hands every request its own answer. A lone request pays one spawn more
+//! (not measurable next to the thread hop); under load one round trip serves many requests.
+//! The shards stay the only owners of the buckets, and the answers are exactly those of one
+//! message per request, in arrival order. A request dropped while waiting loses nothing but
+//! its answer: the flush does not depend on it.
+//!
+//! Tried and dropped: sending a lone request's message at once and batching only while a
+//! message is out. Head to head on this machine (5 interleaved rounds, limiter on ÷ off) it
+//! made 0.81× at 64 connections against 0.87× for this, and 0.84× against 0.82× at one
+//! connection (noise).
 
 use std::cell::RefCell;
 
@@ -16,95 +23,65 @@ use tokio::sync::oneshot;
 use super::shard::{AdmitMany, BucketStore};
 use super::{Admission, ClientKey};
 
-/// A request waiting for the next batch to its shard.
-type Waiting = (ClientKey, oneshot::Sender<Admission>);
+type Waiting = (Addr<BucketStore>, ClientKey, oneshot::Sender<Admission>);
+/// One shard's part of a flush: the keys in order, and where each answer goes.
+type Group = (
+    Addr<BucketStore>,
+    Vec<ClientKey>,
+    Vec<oneshot::Sender<Admission>>,
+);
 
-/// This worker thread's traffic to one shard: whether a message is out, and who waits for the
-/// next one.
-struct Lane {
-    shard: Addr<BucketStore>,
-    in_flight: bool,
-    queued: Vec<Waiting>,
+/// This worker thread's admissions not yet sent, and whether a flush is on its way.
+#[derive(Default)]
+struct Queue {
+    waiting: Vec<Waiting>,
+    flush_scheduled: bool,
 }
 
 thread_local! {
-    static LANES: RefCell<Vec<Lane>> = const { RefCell::new(Vec::new()) };
+    static QUEUE: RefCell<Queue> = RefCell::new(Queue::default());
 }
 
-/// Runs `f` on this thread's lane to `shard`, creating it on first use.
-fn with_lane<T>(shard: &Addr<BucketStore>, f: impl FnOnce(&mut Lane) -> T) -> T {
-    LANES.with(|lanes| {
-        let mut lanes = lanes.borrow_mut();
-        let index = match lanes.iter().position(|lane| lane.shard == *shard) {
-            Some(index) => index,
-            None => {
-                lanes.push(Lane {
-                    shard: shard.clone(),
-                    in_flight: false,
-                    queued: Vec::new(),
-                });
-                lanes.len() - 1
-            }
-        };
-        f(&mut lanes[index])
-    })
-}
-
-/// Takes a token for `key` from `shard`: at once when no message to that shard is out,
-/// else with the next batch.
+/// Takes a token for `key` from `shard`, in this turn's batch.
 pub async fn admit(shard: &Addr<BucketStore>, key: ClientKey) -> Result<Admission, MailboxError> {
-    let lone = with_lane(shard, |lane| !std::mem::replace(&mut lane.in_flight, true));
-    if lone {
-        // Whatever happens to this future, the lane is handed on when it ends.
-        let _hand_on = HandOn(shard.clone());
-        let mut answers = shard.send(AdmitMany(vec![key])).await?;
-        return answers.pop().ok_or(MailboxError::Closed);
-    }
     let (answer, answered) = oneshot::channel();
-    with_lane(shard, |lane| lane.queued.push((key, answer)));
+    let first = QUEUE.with(|queue| {
+        let mut queue = queue.borrow_mut();
+        queue.waiting.push((shard.clone(), key, answer));
+        !std::mem::replace(&mut queue.flush_scheduled, true)
+    });
+    if first {
+        actix_rt::spawn(flush());
+    }
     // A dropped sender means the shard stopped (or the worker is going away).
     answered.await.map_err(|_| MailboxError::Closed)
 }
 
-/// Ends a message's turn on a lane: what queued meanwhile goes out as the next batch (sent by
-/// a spawned task, so the request that sent the last message is not held up), else the lane
-/// is free again. A guard, so a request dropped mid-wait cannot leave the lane blocked.
-struct HandOn(Addr<BucketStore>);
-
-impl Drop for HandOn {
-    fn drop(&mut self) {
-        let next = with_lane(&self.0, take_next);
-        if let Some(batch) = next {
-            actix_rt::spawn(drive(self.0.clone(), batch));
+/// Sends everything queued so far, one message per shard, and distributes the answers.
+async fn flush() {
+    let waiting = QUEUE.with(|queue| {
+        let mut queue = queue.borrow_mut();
+        queue.flush_scheduled = false;
+        std::mem::take(&mut queue.waiting)
+    });
+    let mut groups: Vec<Group> = Vec::with_capacity(1);
+    for (shard, key, answer) in waiting {
+        match groups.iter_mut().find(|group| group.0 == shard) {
+            Some(group) => {
+                group.1.push(key);
+                group.2.push(answer);
+            }
+            None => groups.push((shard, vec![key], vec![answer])),
         }
     }
-}
-
-/// The queued requests, keeping the lane busy; or `None`, freeing it.
-fn take_next(lane: &mut Lane) -> Option<Vec<Waiting>> {
-    if lane.queued.is_empty() {
-        lane.in_flight = false;
-        None
-    } else {
-        Some(std::mem::take(&mut lane.queued))
-    }
-}
-
-/// Sends batches to `shard` one after another until nobody waits.
-async fn drive(shard: Addr<BucketStore>, mut batch: Vec<Waiting>) {
-    loop {
-        let (keys, answers): (Vec<ClientKey>, Vec<oneshot::Sender<Admission>>) =
-            batch.into_iter().unzip();
+    let sends = groups.into_iter().map(|(shard, keys, answers)| async move {
         if let Ok(admissions) = shard.send(AdmitMany(keys)).await {
             for (answer, admission) in answers.into_iter().zip(admissions) {
                 let _ = answer.send(admission);
             }
         }
-        match with_lane(&shard, take_next) {
-            Some(next) => batch = next,
-            None => return,
-        }
-    }
+    });
+    futures_util::future::join_all(sends).await;
 }
 
 #[cfg(test)]
@@ -144,10 +121,10 @@ mod tests {
         futures_util::future::poll_fn(|cx| std::task::Poll::Ready(future.as_mut().poll(cx))).await
     }
 
-    /// A request dropped while its message is out (its client went away) does not leave the
-    /// lane blocked: the next admission is answered.
+    /// A request dropped while waiting for its answer (its client went away) holds up no
+    /// other: the next admissions are answered.
     #[actix_rt::test]
-    async fn a_request_dropped_mid_flight_frees_the_lane() {
+    async fn a_request_dropped_while_waiting_holds_up_no_other() {
         let dir = tempfile::tempdir().expect("tempdir");
         let limiter = limiter(dir.path(), 1);
         let key = ClientKey::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
