@@ -6,9 +6,13 @@
 # Starts three nginx backends that `return 200` on 127.0.0.1:19001-19003, then in every round,
 # interleaved: the backend directly, this balancer with rate limiting on (:18080, limits so high
 # that nothing is refused) and off (:18083), nginx as a proxy (:18081) and HAProxy (:18082) in
-# front of the same three, each under wrk at 64 connections and at 1 connection. Prints the median requests/s, p50 and p99 per target and the ratios to nginx and
-# HAProxy. None of the proxies write an access log (RUST_LOG=warn here, access_log off in nginx,
-# no log in HAProxy). Extra environment for the balancer can be passed as LB__* variables.
+# front of the same three, each under wrk at 64 connections and at 1 connection; and the
+# rate-limited balancer once more with bench/xff.lua, whose requests carry X-Forwarded-For with
+# 10,000 different client addresses (127.0.0.1 is a trusted proxy there, so each is limited as a
+# client of its own). Prints the median requests/s, p50 and p99 per target and the ratios to
+# nginx and HAProxy. None of the proxies write an access log (RUST_LOG=warn here, access_log off
+# in nginx, no log in HAProxy). Extra environment for the balancer can be passed as LB__*
+# variables.
 # Installs wrk, nginx and haproxy from Debian if they are missing. Traffic stays on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -97,6 +101,7 @@ for variant in limited unlimited; do
 listen = "127.0.0.1:$port"
 [rate_limit]
 enabled = $enabled
+trusted_proxies = ["127.0.0.1/32"]
 default_capacity = 1000000000
 default_rate_per_sec = 1000000000
 [persistence]
@@ -116,14 +121,16 @@ done
 
 for port in 19001 19002 19003 18080 18081 18082 18083; do wait_port "$port"; done
 
-declare -A ports=([direct]=19001 [loadbalancer]=18080 [lb-nolimit]=18083 [nginx]=18081 [haproxy]=18082)
+declare -A ports=([direct]=19001 [loadbalancer]=18080 [lb-10k-ips]=18080 [lb-nolimit]=18083 [nginx]=18081 [haproxy]=18082)
 results="$work/results.tsv"
 : > "$results"
 for round in $(seq 1 "$ROUNDS"); do
   for conns in 64 1; do
     threads=$(( conns > 1 ? 2 : 1 ))
-    for target in direct loadbalancer lb-nolimit nginx haproxy; do
-      out=$(wrk -t"$threads" -c"$conns" -d"${SECONDS_PER_RUN}s" --latency "http://127.0.0.1:${ports[$target]}/")
+    for target in direct loadbalancer lb-10k-ips lb-nolimit nginx haproxy; do
+      script=()
+      [ "$target" = lb-10k-ips ] && script=(-s bench/xff.lua)
+      out=$(wrk -t"$threads" -c"$conns" -d"${SECONDS_PER_RUN}s" --latency "${script[@]}" "http://127.0.0.1:${ports[$target]}/")
       rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
       p50=$(awk '$1=="50%" {print $2}' <<<"$out")
       p99=$(awk '$1=="99%" {print $2}' <<<"$out")
@@ -155,13 +162,14 @@ for conns in ("64", "1"):
     print(f"\n{conns} connection(s), medians over {len(rows[(conns, 'nginx')])} rounds")
     print(f"{'target':<14}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'÷ nginx':>9}{'÷ haproxy':>11}")
     med = {}
-    for target in ("direct", "loadbalancer", "lb-nolimit", "nginx", "haproxy"):
+    for target in ("direct", "loadbalancer", "lb-10k-ips", "lb-nolimit", "nginx", "haproxy"):
         runs = rows[(conns, target)]
         med[target] = tuple(statistics.median(r[i] for r in runs) for i in range(3))
     for target, (rps, p50, p99) in med.items():
         flag = "  (runs with errors: %d)" % errors[(conns, target)] if errors[(conns, target)] else ""
         print(f"{target:<14}{rps:>10.0f}{p50:>9.3f}{p99:>9.3f}{rps / med['nginx'][0]:>9.2f}{rps / med['haproxy'][0]:>11.2f}{flag}")
     print(f"rate limiter on vs off: {med['loadbalancer'][0] / med['lb-nolimit'][0]:.2f}x requests/s")
+    print(f"10,000 client IPs vs one client: {med['lb-10k-ips'][0] / med['loadbalancer'][0]:.2f}x requests/s")
     if conns == "1":
         base = med["direct"][1]
         print("added p50 latency vs direct: " + ", ".join(

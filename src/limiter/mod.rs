@@ -1,7 +1,7 @@
 //! Per-client rate limiting: token buckets ([`bucket`]) kept per shard ([`map`]) by
 //! `BucketStore` actors ([`shard`]), one per core on arbiters of their own; a client's key is
 //! hashed to exactly one shard. [`Limiter`] is what handlers hold: it identifies the client of
-//! a request and sends the message to the right shard.
+//! a request and sends the message to the right shard (batched per worker turn, [`batch`]).
 //!
 //! A request is counted against its API key (`rate_limit.api_key_header`) when that key is a
 //! registered `client_id`, else against its address: the peer's IP, or — when the peer is one of
