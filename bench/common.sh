@@ -22,3 +22,23 @@ wait_port() {
   echo "nothing listens on port $1" >&2
   exit 1
 }
+
+# Writes $1/nginx.conf for three nginx backends that `return 200 "ok\n"` on
+# 127.0.0.1:19001-19003 (no access log, kept-alive connections never retired).
+write_nginx_backends() {
+  mkdir -p "$1"
+  cat > "$1/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $1/nginx.pid;
+error_log $1/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server { listen 127.0.0.1:19001; location / { return 200 "ok\n"; } }
+  server { listen 127.0.0.1:19002; location / { return 200 "ok\n"; } }
+  server { listen 127.0.0.1:19003; location / { return 200 "ok\n"; } }
+}
+CONF
+}

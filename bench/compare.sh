@@ -32,21 +32,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-mkdir -p "$work/nginx-backends" "$work/nginx-proxy"
-cat > "$work/nginx-backends/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $work/nginx-backends/nginx.pid;
-error_log $work/nginx-backends/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server { listen 127.0.0.1:19001; location / { return 200 "ok\n"; } }
-  server { listen 127.0.0.1:19002; location / { return 200 "ok\n"; } }
-  server { listen 127.0.0.1:19003; location / { return 200 "ok\n"; } }
-}
-CONF
+mkdir -p "$work/nginx-proxy"
+write_nginx_backends "$work/nginx-backends"
 cat > "$work/nginx-proxy/nginx.conf" <<CONF
 worker_processes auto;
 daemon off;

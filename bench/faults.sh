@@ -50,21 +50,7 @@ rss_mb() { awk '/^VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$1/status" 2>/dev/nu
 fds() { ls "/proc/$1/fd" 2>/dev/null | wc -l; }
 
 # nginx backends for everything but the soak.
-mkdir -p "$work/nginx"
-cat > "$work/nginx/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server { listen 127.0.0.1:19001; location / { return 200 "ok\n"; } }
-  server { listen 127.0.0.1:19002; location / { return 200 "ok\n"; } }
-  server { listen 127.0.0.1:19003; location / { return 200 "ok\n"; } }
-}
-CONF
+write_nginx_backends "$work/nginx"
 nginx -c "$work/nginx/nginx.conf" & pids+=($!)
 for port in 19001 19002 19003; do wait_port "$port"; done
 
