@@ -6,7 +6,7 @@
 //! off. Its backend connection and lease are dropped at once; the client, if it ever reads
 //! again, gets the bytes already buffered and then a closed connection.
 //!
-//! The hot path pays one counter increment per chunk and one slot in a thread-local table per
+//! The hot path pays one counter addition per chunk and one slot in a thread-local table per
 //! response; the sweeper wakes a few times per timeout, and only while responses are open.
 
 use std::cell::{Cell, RefCell};
@@ -35,15 +35,14 @@ pub struct Watched<S> {
 struct Watch<S> {
     /// The backend's stream and the lease; `None` once finished or cut off.
     upstream: RefCell<Option<(S, Lease)>>,
-    /// Chunks handed to the client so far (wrapping); the sweeper compares it between sweeps.
-    chunks: Cell<u32>,
-    /// Bytes handed on, and the backend's Content-Length if it sent one.
+    /// Bytes handed on (the sweeper compares it between sweeps), and the backend's
+    /// Content-Length if it sent one.
     bytes: Cell<u64>,
     expected: Option<u64>,
     /// Whether the last poll was left waiting on the backend (not a client stall).
     waiting_on_backend: Cell<bool>,
     /// What the sweeper saw last time, and for how many sweeps nothing moved.
-    seen: Cell<u32>,
+    seen: Cell<u64>,
     idle_sweeps: Cell<u32>,
     cut_off: Cell<bool>,
 }
@@ -57,7 +56,6 @@ impl<S> Watched<S> {
     {
         let watch = Rc::new(Watch {
             upstream: RefCell::new(Some((upstream, lease))),
-            chunks: Cell::new(0),
             bytes: Cell::new(0),
             expected,
             waiting_on_backend: Cell::new(false),
@@ -100,7 +98,6 @@ where
             Poll::Ready(Some(Ok(chunk))) => {
                 watch.bytes.set(watch.bytes.get() + chunk.len() as u64);
                 watch.waiting_on_backend.set(false);
-                watch.chunks.set(watch.chunks.get().wrapping_add(1));
             }
             Poll::Ready(Some(Err(err))) => {
                 if let Some((_, lease)) = upstream.as_ref() {
@@ -139,9 +136,9 @@ trait Stall {
 
 impl<S> Stall for Watch<S> {
     fn sweep(&self, limit: u32) -> bool {
-        let chunks = self.chunks.get();
-        let moved = chunks != self.seen.get();
-        self.seen.set(chunks);
+        let bytes = self.bytes.get();
+        let moved = bytes != self.seen.get();
+        self.seen.set(bytes);
         if moved || self.waiting_on_backend.get() || self.cut_off.get() {
             self.idle_sweeps.set(0);
             return false;
