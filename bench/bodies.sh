@@ -16,14 +16,7 @@ source bench/common.sh
 need_tools nginx curl
 
 cargo build --release --quiet
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+make_workspace
 
 chmod 755 "$work"   # nginx workers run as nobody and serve files from it
 head -c 1073741824 /dev/zero > "$work/big.bin"

@@ -42,3 +42,17 @@ http {
 }
 CONF
 }
+
+# Makes the scratch folder $work and the list $pids of background processes; on exit every
+# one of them gets TERM (not KILL: a killed nginx master leaves its workers holding the ports)
+# and the folder is removed.
+make_workspace() {
+  work=$(mktemp -d)
+  pids=()
+  trap cleanup_workspace EXIT
+}
+cleanup_workspace() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}

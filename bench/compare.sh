@@ -23,14 +23,7 @@ source bench/common.sh
 need_tools wrk nginx haproxy
 
 cargo build --release --quiet
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+make_workspace
 
 mkdir -p "$work/nginx-proxy"
 write_nginx_backends "$work/nginx-backends"

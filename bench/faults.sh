@@ -30,15 +30,7 @@ need_tools wrk nginx
 
 cargo build --release --quiet
 BIN=$PWD/target/release/loadbalancer
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  # TERM, not KILL: a killed nginx master leaves its workers holding the ports.
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+make_workspace
 
 for port in 19001 19002 19003 19101 19102 19103 18090 18091 18092 18093; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
