@@ -356,17 +356,15 @@ where
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
     let served_by = ServedBy(Arc::clone(&lease.backend));
-    let payload = stall::Watched::new(
-        upstream.take_payload(),
-        lease,
-        length.filter(|_| method != Method::HEAD),
-        send_timeout,
-    );
+    // Only a body that is sent is watched; for the others the lease ends here.
+    let upstream_body = upstream.take_payload();
+    let expected = length.filter(|_| method != Method::HEAD);
+    let watched = move || stall::Watched::new(upstream_body, lease, expected, send_timeout);
     let body: BoxBody = match (no_body, length) {
         (true, _) => body_types::None::new().boxed(),
-        (false, Some(len)) => SizedStream::new(len, payload).boxed(),
+        (false, Some(len)) => SizedStream::new(len, watched()).boxed(),
         (false, None) if method == Method::HEAD => body_types::None::new().boxed(),
-        (false, None) => BodyStream::new(payload).boxed(),
+        (false, None) => BodyStream::new(watched()).boxed(),
     };
     let mut response = HttpResponse::with_body(status, body);
     *response.headers_mut() = headers::to_client(upstream.headers());
