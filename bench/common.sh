@@ -56,3 +56,22 @@ cleanup_workspace() {
   wait 2>/dev/null || true
   rm -rf "$work"
 }
+
+# Writes the balancer settings file $1: listening on 127.0.0.1:$2, rate limiting on or off
+# ($3 = true/false) with limits so high that nothing is refused, 127.0.0.1 a trusted proxy,
+# the database in the same folder, no simulation.
+write_balancer_settings() {
+  cat > "$1" <<CONF
+[server]
+listen = "127.0.0.1:$2"
+[rate_limit]
+enabled = $3
+trusted_proxies = ["127.0.0.1/32"]
+default_capacity = 1000000000
+default_rate_per_sec = 1000000000
+[persistence]
+path = "lb.sqlite3"
+[simulation]
+enabled = false
+CONF
+}

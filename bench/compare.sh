@@ -73,23 +73,8 @@ cat > "$work/config.json" <<CONF
 { "backends": ["http://127.0.0.1:19001", "http://127.0.0.1:19002", "http://127.0.0.1:19003"] }
 CONF
 mkdir -p "$work/limited" "$work/unlimited"
-for variant in limited unlimited; do
-  port=18080; enabled=true
-  [ "$variant" = unlimited ] && port=18083 && enabled=false
-  cat > "$work/$variant/Settings.toml" <<CONF
-[server]
-listen = "127.0.0.1:$port"
-[rate_limit]
-enabled = $enabled
-trusted_proxies = ["127.0.0.1/32"]
-default_capacity = 1000000000
-default_rate_per_sec = 1000000000
-[persistence]
-path = "lb.sqlite3"
-[simulation]
-enabled = false
-CONF
-done
+write_balancer_settings "$work/limited/Settings.toml" 18080 true
+write_balancer_settings "$work/unlimited/Settings.toml" 18083 false
 
 nginx -c "$work/nginx-backends/nginx.conf" & pids+=($!)
 nginx -c "$work/nginx-proxy/nginx.conf" & pids+=($!)
