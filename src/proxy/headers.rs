@@ -4,6 +4,7 @@
 //! the de-facto headers these stand for). The client's `Host` is kept, so virtual-hosted
 //! backends see the name the client asked for.
 
+use std::fmt;
 use std::net::IpAddr;
 
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -33,25 +34,29 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     )
 }
 
-/// Header names listed in `Connection` (e.g. `Connection: close, X-Secret`); `Host` is never
-/// dropped this way.
-fn named_by_connection(headers: &HeaderMap) -> Vec<HeaderName> {
-    headers
-        .get_all(header::CONNECTION)
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|list| list.split(','))
-        .filter_map(|token| HeaderName::try_from(token.trim()).ok())
-        .filter(|name| *name != header::HOST)
-        .collect()
+/// Whether `Connection` (any of its values) names `name`, as in `Connection: close, X-Secret`;
+/// `Host` is never dropped this way. Compared in place: nothing is parsed into a `HeaderName`
+/// (a non-standard name would be an allocation per response, and nginx answers with
+/// `Connection: keep-alive` every time).
+fn named_by_connection(headers: &HeaderMap, name: &HeaderName) -> bool {
+    *name != header::HOST
+        && headers
+            .get_all(header::CONNECTION)
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|list| list.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case(name.as_str()))
 }
 
 /// Copies every end-to-end header of `source`, keeping repeated headers repeated, and skipping
 /// `also_skip` as well as hop-by-hop ones.
 fn copy_end_to_end(source: &HeaderMap, extra: usize, also_skip: &[HeaderName]) -> HeaderMap {
-    let named = named_by_connection(source);
+    let has_connection = source.contains_key(header::CONNECTION);
     let mut out = HeaderMap::with_capacity(source.len() + extra);
     for (name, value) in source.iter() {
-        if is_hop_by_hop(name) || named.contains(name) || also_skip.contains(name) {
+        if is_hop_by_hop(name)
+            || also_skip.contains(name)
+            || (has_connection && named_by_connection(source, name))
+        {
             continue;
         }
         out.append(name.clone(), value.clone());
@@ -84,25 +89,28 @@ pub fn to_client(backend: &HeaderMap) -> HeaderMap {
     copy_end_to_end(backend, 0, &[])
 }
 
-/// Existing `X-Forwarded-For` values (all of them, in order) followed by the peer's address.
+/// Existing `X-Forwarded-For` values (all of them, in order) followed by the peer's address,
+/// written into one buffer.
 fn forwarded_for(client: &HeaderMap, peer: Option<IpAddr>) -> Option<HeaderValue> {
-    let mut chain = String::new();
+    use std::fmt::Write as _;
+    // Room for what usually comes: one earlier hop or none, and an address.
+    let mut chain = String::with_capacity(64);
+    let mut push = |item: fmt::Arguments<'_>| {
+        if !chain.is_empty() {
+            chain.push_str(", ");
+        }
+        // Writing to a String cannot fail.
+        let _ = chain.write_fmt(item);
+    };
     for value in client.get_all(X_FORWARDED_FOR) {
         let Ok(text) = value.to_str() else { continue };
         let text = text.trim();
-        if text.is_empty() {
-            continue;
+        if !text.is_empty() {
+            push(format_args!("{text}"));
         }
-        if !chain.is_empty() {
-            chain.push_str(", ");
-        }
-        chain.push_str(text);
     }
     if let Some(peer) = peer {
-        if !chain.is_empty() {
-            chain.push_str(", ");
-        }
-        chain.push_str(&crate::settings::canonical(peer).to_string());
+        push(format_args!("{}", crate::settings::canonical(peer)));
     }
     HeaderValue::try_from(chain).ok().filter(|v| !v.is_empty())
 }

@@ -178,7 +178,6 @@ async fn forward_admitted(
     client: &Client,
 ) -> Result<HttpResponse, ProxyError> {
     let peer = req.peer_addr().map(|addr| addr.ip());
-    let upstream_headers = headers::to_backend(req.headers(), peer);
     let body = RequestBody::prepare(
         req.headers(),
         payload,
@@ -189,7 +188,8 @@ async fn forward_admitted(
     // Only the path and query go upstream: an absolute-form target never chooses the host.
     let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
 
-    let mut tried: Vec<BackendId> = Vec::with_capacity(1);
+    // Backends that failed this request; empty (and unallocated) until one does.
+    let mut tried: Vec<BackendId> = Vec::new();
     let mut last_failure: Option<(Arc<Backend>, AttemptError)> = None;
     loop {
         let Some(lease) = state.rotation.pick(&tried) else {
@@ -200,11 +200,12 @@ async fn forward_admitted(
             log::warn!("backend {failed} failed ({why}); retrying on {backend}");
             state.publish_failover(failed, &backend, why);
         }
-        tried.push(backend.id);
 
         let url = format!("http://{}{}", backend.authority, target);
         let mut upstream = client.request(req.method().clone(), url);
-        *upstream.headers_mut() = upstream_headers.clone();
+        // Built for each attempt rather than cloned: awc consumes the request, and nearly every
+        // request makes one attempt only.
+        *upstream.headers_mut() = headers::to_backend(req.headers(), peer);
         let failure = match upstream.send_body(body.for_attempt()).await {
             Ok(response) => {
                 lease.record(Outcome::Responded);
@@ -217,6 +218,7 @@ async fn forward_admitted(
             lease.record(Outcome::Responded);
             return Err(failure.client_error());
         };
+        tried.push(backend.id);
         let consecutive = lease.record(Outcome::Failed(kind));
         state
             .metrics
