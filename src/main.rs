@@ -9,6 +9,9 @@ use loadbalancer::cli::{self, Command};
 use loadbalancer::server::StartError;
 use loadbalancer::settings;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let options = match cli::parse(std::env::args_os().skip(1)) {
         Ok(Command::Run(options)) => options,
