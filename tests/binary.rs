@@ -3,7 +3,10 @@
 
 mod common;
 
-use common::process::{run_to_exit, signal, slow_backend, start_binary, wait_with_deadline, write};
+use common::process::{
+    http, launch_logged, ok_backend, run_to_exit, signal, slow_backend, start_binary,
+    wait_with_deadline, write, write_config,
+};
 
 use std::net::{TcpListener, TcpStream};
 use std::thread;
@@ -192,4 +195,33 @@ fn sigterm_lets_the_in_flight_request_finish_and_exits_0() {
 #[test]
 fn sigint_lets_the_in_flight_request_finish_and_exits_0() {
     drains_on("INT");
+}
+
+/// Access lines (target `loadbalancer::access`, logged at info) name the backend that
+/// answered a proxied request, and `-` for an answer the balancer gave itself.
+#[test]
+fn access_lines_name_the_backend_that_answered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_config(dir.path(), ok_backend(), "", "");
+    let (mut child, addr, log) = launch_logged(dir.path(), &[]);
+    assert_eq!(http(addr, "GET", "/hello?x=1", &[], None).0, 200);
+    assert_eq!(http(addr, "GET", "/lb/nothing-here", &[], None).0, 404);
+    let wanted = [
+        "\"GET /hello\" 200 backend-1 ",
+        "\"GET /lb/nothing-here\" 404 - ",
+    ];
+    let mut seen = [false; 2];
+    let until = Instant::now() + Duration::from_secs(10);
+    while seen.contains(&false) {
+        let left = until.saturating_duration_since(Instant::now());
+        let Ok(line) = log.recv_timeout(left) else {
+            panic!("access lines {wanted:?} not all logged (seen: {seen:?})");
+        };
+        for (found, text) in seen.iter_mut().zip(wanted) {
+            *found |= line.contains(text);
+        }
+    }
+    signal(&child, "TERM");
+    let status = wait_with_deadline(&mut child, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0));
 }

@@ -87,6 +87,12 @@ pub fn write_config(dir: &Path, backend: SocketAddr, server: &str, sections: &st
 /// Starts the binary in `dir` on its `Settings.toml`, through `runner` (a command and its
 /// arguments that runs the binary, e.g. to drop privileges) unless that is empty.
 pub fn launch(dir: &Path, runner: &[&str]) -> (Child, SocketAddr) {
+    let (child, addr, _log) = launch_logged(dir, runner);
+    (child, addr)
+}
+
+/// As [`launch`], and every line the binary logs (at `RUST_LOG=info`) comes out of the receiver.
+pub fn launch_logged(dir: &Path, runner: &[&str]) -> (Child, SocketAddr, mpsc::Receiver<String>) {
     let mut command = match runner {
         [] => Command::new(BIN),
         [program, args @ ..] => {
@@ -104,7 +110,8 @@ pub fn launch(dir: &Path, runner: &[&str]) -> (Child, SocketAddr) {
         .spawn()
         .expect("spawn");
     let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = mpsc::channel();
+    let (address_tx, address_rx) = mpsc::channel();
+    let (line_tx, line_rx) = mpsc::channel();
     thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Some(rest) = line.split("listening on ").nth(1) {
@@ -113,16 +120,18 @@ pub fn launch(dir: &Path, runner: &[&str]) -> (Child, SocketAddr) {
                     .next()
                     .unwrap_or_default()
                     .to_owned();
-                let _ = tx.send(addr);
+                let _ = address_tx.send(addr);
             }
+            // Keep reading (and so keep the pipe drained) when nobody listens any more.
+            let _ = line_tx.send(line);
         }
     });
-    let addr = rx
+    let addr = address_rx
         .recv_timeout(Duration::from_secs(10))
         .expect("the balancer logged its address")
         .parse()
         .expect("socket address");
-    (child, addr)
+    (child, addr, line_rx)
 }
 
 /// Sends SIGname through the shell's built-in `kill` (no extra package needed).
