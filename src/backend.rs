@@ -5,6 +5,7 @@ use std::fmt;
 use std::fs;
 use std::path::Path;
 
+use actix_web::http::uri::Authority;
 use actix_web::http::Uri;
 use serde::Deserialize;
 
@@ -22,6 +23,9 @@ pub struct Backend {
     pub url: String,
     /// `host:port` to connect to (port 80 when the URL has none).
     pub authority: String,
+    /// The same, parsed once, for building each upstream request's URI without formatting
+    /// and parsing a URL string per request.
+    pub uri_authority: Authority,
     /// Short stable name for logs and the status page: `backend-1`, `backend-2`, …
     pub name: String,
 }
@@ -51,10 +55,14 @@ impl Backend {
         if port == 0 {
             return Err(format!("{text:?}: port 0 is not a valid backend port"));
         }
+        let authority = format!("{}:{port}", authority.host());
+        let uri_authority =
+            Authority::try_from(authority.as_str()).map_err(|err| format!("{text:?}: {err}"))?;
         Ok(Self {
             id,
             url: url.to_owned(),
-            authority: format!("{}:{port}", authority.host()),
+            authority,
+            uri_authority,
             name: format!("backend-{}", id + 1),
         })
     }

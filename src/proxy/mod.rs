@@ -16,7 +16,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix::Addr;
 use actix_web::body::{self as body_types, BodyStream, BoxBody, MessageBody, SizedStream};
-use actix_web::http::{header, Method, StatusCode};
+use actix_web::http::uri::{self, PathAndQuery};
+use actix_web::http::{header, Method, StatusCode, Uri};
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use awc::error::SendRequestError;
 use awc::{Client, ClientResponse};
@@ -76,7 +77,8 @@ impl ProxyState {
     }
 }
 
-/// The backend that answered, put in the response's extensions for the access log.
+/// The backend that answered, put in the response's extensions for the access log (only while
+/// access lines are logged).
 #[derive(Clone)]
 pub struct ServedBy(pub Arc<Backend>);
 
@@ -103,32 +105,36 @@ pub async fn forward(
     client: web::Data<Client>,
 ) -> Result<HttpResponse, ProxyError> {
     let started = Instant::now();
-    let result = admit_and_forward(req, payload, &state, &client).await;
-    match &result {
-        Ok(response) => {
-            let served_by = response
-                .extensions()
-                .get::<ServedBy>()
-                .map(|s| Arc::clone(&s.0));
-            let name = served_by.as_ref().map(|b| b.name.as_str());
-            state
-                .metrics
-                .record_request(name, response.status().as_u16(), started.elapsed());
+    match admit_and_forward(req, payload, &state, &client).await {
+        Ok((mut response, backend)) => {
+            state.metrics.record_request(
+                Some(&backend.name),
+                response.status().as_u16(),
+                started.elapsed(),
+            );
+            // Only the access log reads it; an extension costs two allocations per response.
+            if log::log_enabled!(target: crate::access_log::TARGET, log::Level::Info) {
+                response.extensions_mut().insert(ServedBy(backend));
+            }
+            Ok(response)
         }
         Err(err) => {
             let code = err.status_code().as_u16();
             state.metrics.record_request(None, code, started.elapsed());
+            Err(err)
         }
     }
-    result
 }
+
+/// The response and the backend that gave it.
+type Forwarded = (HttpResponse, Arc<Backend>);
 
 async fn admit_and_forward(
     req: HttpRequest,
     payload: web::Payload,
     state: &ProxyState,
     client: &Client,
-) -> Result<HttpResponse, ProxyError> {
+) -> Result<Forwarded, ProxyError> {
     if req.method() == Method::CONNECT {
         return Err(ProxyError::MethodNotAllowed);
     }
@@ -136,13 +142,13 @@ async fn admit_and_forward(
         Some(limiter) => Some(admit(limiter, &req, &state.metrics).await?),
         None => None,
     };
-    let mut response = forward_admitted(&req, payload, state, client).await?;
+    let (mut response, backend) = forward_admitted(&req, payload, state, client).await?;
     if let Some(admission) = admission {
         response
             .headers_mut()
             .insert(error::RATELIMIT, error::ratelimit_header(&admission));
     }
-    Ok(response)
+    Ok((response, backend))
 }
 
 /// Takes a token for the request's client; a refusal is the 429 answer.
@@ -176,7 +182,7 @@ async fn forward_admitted(
     payload: web::Payload,
     state: &ProxyState,
     client: &Client,
-) -> Result<HttpResponse, ProxyError> {
+) -> Result<Forwarded, ProxyError> {
     let peer = req.peer_addr().map(|addr| addr.ip());
     let body = RequestBody::prepare(
         req.headers(),
@@ -186,7 +192,11 @@ async fn forward_admitted(
     )
     .await?;
     // Only the path and query go upstream: an absolute-form target never chooses the host.
-    let target = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let target = req
+        .uri()
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
 
     // Backends that failed this request; empty (and unallocated) until one does.
     let mut tried: Vec<BackendId> = Vec::new();
@@ -201,15 +211,15 @@ async fn forward_admitted(
             state.publish_failover(failed, &backend, why);
         }
 
-        let url = format!("http://{}{}", backend.authority, target);
-        let mut upstream = client.request(req.method().clone(), url);
+        let mut upstream = client.request(req.method().clone(), upstream_uri(&backend, &target));
         // Built for each attempt rather than cloned: awc consumes the request, and nearly every
         // request makes one attempt only.
         *upstream.headers_mut() = headers::to_backend(req.headers(), peer);
         let failure = match upstream.send_body(body.for_attempt()).await {
             Ok(response) => {
                 lease.record(Outcome::Responded);
-                return Ok(to_client(req.method(), response, lease, state.send_timeout));
+                let response = to_client(req.method(), response, lease, state.send_timeout);
+                return Ok((response, backend));
             }
             Err(err) => AttemptError::from(err),
         };
@@ -235,6 +245,17 @@ async fn forward_admitted(
         }
         last_failure = Some((backend, failure));
     }
+}
+
+/// `http://` + the backend's authority + the client's path and query, put together from parts
+/// already parsed (both are shared buffers; nothing is formatted or parsed again).
+fn upstream_uri(backend: &Backend, target: &PathAndQuery) -> Uri {
+    let mut parts = uri::Parts::default();
+    parts.scheme = Some(uri::Scheme::HTTP);
+    parts.authority = Some(backend.uri_authority.clone());
+    parts.path_and_query = Some(target.clone());
+    // Scheme, authority and path all present: `from_parts` has nothing to refuse.
+    Uri::from_parts(parts).unwrap_or_default()
 }
 
 /// No backend (left) to try: 503 when none was tried, else the last failure's status.
@@ -357,7 +378,6 @@ where
     let no_body = status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
-    let served_by = ServedBy(Arc::clone(&lease.backend));
     // Only a body that is sent is watched; for the others the lease ends here.
     let upstream_body = upstream.take_payload();
     let expected = length.filter(|_| method != Method::HEAD);
@@ -370,6 +390,5 @@ where
     };
     let mut response = HttpResponse::with_body(status, body);
     *response.headers_mut() = headers::to_client(upstream.headers());
-    response.extensions_mut().insert(served_by);
     response
 }
