@@ -21,11 +21,9 @@ pub struct Backend {
     pub id: BackendId,
     /// The URL as written in `config.json`, without a trailing slash.
     pub url: String,
-    /// `host:port` to connect to (port 80 when the URL has none).
-    pub authority: String,
-    /// The same, parsed once, for building each upstream request's URI without formatting
-    /// and parsing a URL string per request.
-    pub uri_authority: Authority,
+    /// `host:port` to connect to (port 80 when the URL has none), parsed once so that each
+    /// upstream request's URI is put together from parts rather than formatted and re-parsed.
+    pub authority: Authority,
     /// Short stable name for logs and the status page: `backend-1`, `backend-2`, …
     pub name: String,
 }
@@ -55,14 +53,12 @@ impl Backend {
         if port == 0 {
             return Err(format!("{text:?}: port 0 is not a valid backend port"));
         }
-        let authority = format!("{}:{port}", authority.host());
-        let uri_authority =
-            Authority::try_from(authority.as_str()).map_err(|err| format!("{text:?}: {err}"))?;
+        let authority = Authority::try_from(format!("{}:{port}", authority.host()))
+            .map_err(|err| format!("{text:?}: {err}"))?;
         Ok(Self {
             id,
             url: url.to_owned(),
             authority,
-            uri_authority,
             name: format!("backend-{}", id + 1),
         })
     }

@@ -252,7 +252,7 @@ async fn forward_admitted(
 fn upstream_uri(backend: &Backend, target: &PathAndQuery) -> Uri {
     let mut parts = uri::Parts::default();
     parts.scheme = Some(uri::Scheme::HTTP);
-    parts.authority = Some(backend.uri_authority.clone());
+    parts.authority = Some(backend.authority.clone());
     parts.path_and_query = Some(target.clone());
     // Scheme, authority and path all present: `from_parts` has nothing to refuse.
     Uri::from_parts(parts).unwrap_or_default()

@@ -452,7 +452,7 @@ impl Checker<'_> {
             ));
         }
         if raw.enabled {
-            if let Some(remote) = pool.iter().find(|b| !is_loopback(&b.authority)) {
+            if let Some(remote) = pool.iter().find(|b| !is_loopback(b.authority.as_str())) {
                 let problem = format!(
                     "backends[{}] {} is not a loopback address, and simulated backends run on this machine; \
                      set simulation.enabled = false to use real backends",

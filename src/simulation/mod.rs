@@ -82,7 +82,7 @@ impl Simulator {
     pub fn start_backends(pool: &[Backend], settings: &SimulationSettings) -> io::Result<Self> {
         let mut backends = Vec::with_capacity(pool.len());
         for backend in pool {
-            let addr = resolve(&backend.authority)?;
+            let addr = resolve(backend.authority.as_str())?;
             backends.push(SimulatedBackend::start(Arc::new(backend.clone()), addr)?);
         }
         let seed = settings.seed.unwrap_or_else(|| fastrand::u64(1..));
