@@ -178,6 +178,11 @@ mod tests {
                 "backends[1]",
                 "repeats",
             ),
+            (
+                r#"{"backends": ["http://Shop.test", "http://shop.TEST:80"]}"#,
+                "backends[1]",
+                "repeats",
+            ),
             (r#"{"backends": ["http://a:0"]}"#, "backends[0]", "port 0"),
             (
                 r#"{"backends": [{"url": "http://a:1", "weight": 2}]}"#,
