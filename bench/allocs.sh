@@ -11,14 +11,19 @@
 # depend on the machine's speed the way requests/s do, so two builds can be compared in one
 # sitting: pass another binary as BINARY. The probes slow every allocation down, so the
 # requests/s printed here are not throughput figures.
-# Installs wrk, nginx and perf from Debian if they are missing. Traffic stays on 127.0.0.1.
+# Installs wrk, nginx and perf (Debian's linux-perf) if they are missing. Traffic stays on
+# 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-5}
 BIN=${2:-}
 
 source bench/common.sh
-need_tools wrk nginx perf
+need_tools wrk nginx
+command -v perf >/dev/null || {
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq linux-perf >/dev/null
+}
 
 if [ -z "$BIN" ]; then
   cargo build --release --quiet
