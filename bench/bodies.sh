@@ -52,8 +52,7 @@ http {
 }
 CONF
 echo '{"backends": ["http://127.0.0.1:19201"]}' > "$work/config.json"
-printf '[server]\nlisten = "127.0.0.1:18201"\n[persistence]\npath = "lb.sqlite3"\n[simulation]\nenabled = false\n' \
-  > "$work/Settings.toml"
+write_balancer_settings "$work/Settings.toml" 18201 true
 
 nginx -c "$work/backend.conf" & pids+=($!)
 nginx -c "$work/proxy.conf" & pids+=($!)
