@@ -25,9 +25,10 @@ use actix::{Actor, Addr, Arbiter, MailboxError};
 use actix_web::http::header::HeaderName;
 use actix_web::HttpRequest;
 
+use crate::http::proxy::headers::X_FORWARDED_FOR;
+use crate::net::{canonical, Cidr};
 use crate::persistence::{SavedClient, Store};
-use crate::proxy::headers::X_FORWARDED_FOR;
-use crate::settings::{canonical, Cidr, RateLimitSettings};
+use crate::settings::RateLimitSettings;
 pub use bucket::{Decision, Limits};
 pub use map::{ClientKey, ClientRecord};
 pub use shard::{Admission, BucketStore, ClientError};

@@ -3,7 +3,6 @@
 //! represented past start-up. The pool itself comes from `config.json` (see [`crate::backend`]).
 //! Every failure is a [`ConfigError`] naming the file (or variable), the key and the problem.
 
-mod cidr;
 mod raw;
 
 use std::env;
@@ -16,8 +15,8 @@ use std::time::Duration;
 use actix_web::http::header::HeaderName;
 
 use crate::backend::{self, Backend};
+use crate::net::{canonical, Cidr};
 use crate::simulation::schedule::{FaultMode, Plan};
-pub use cidr::{canonical, Cidr};
 pub use raw::RawSettings;
 
 /// Name of the settings file looked for in the working directory when none is given.

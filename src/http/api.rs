@@ -1,6 +1,6 @@
 //! The balancer's own API under `/lb/api/`: `status` (a snapshot of everything), `events`
 //! (server-sent events) and the simulation controls. Every route goes through
-//! [`crate::admin::authorize`] first (`events` also takes the token as `?access_token=`, since
+//! [`crate::http::admin::authorize`] first (`events` also takes the token as `?access_token=`, since
 //! a browser's EventSource cannot send headers).
 
 use std::convert::Infallible;
@@ -15,15 +15,15 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use crate::admin::{self, AdminError};
-use crate::error::json_response;
 use crate::events::{EventBus, SubscribeChannel};
 use crate::health::ProbeView;
+use crate::http::admin::{self, AdminError};
+use crate::http::error::json_response;
+use crate::http::shutdown::Draining;
 use crate::limiter::{ClientKey, Limiter};
 use crate::metrics::Metrics;
 use crate::registry::Rotation;
 use crate::settings::AdminSettings;
-use crate::shutdown::Draining;
 use crate::simulation::schedule::FaultMode;
 use crate::simulation::{Fail, Recover, SimulationView, Simulator};
 use crate::stats::StatsWindow;
@@ -51,17 +51,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/status")
             .route(web::get().to(status))
-            .default_service(web::to(crate::error::method_not_allowed)),
+            .default_service(web::to(crate::http::error::method_not_allowed)),
     )
     .service(
         web::resource("/events")
             .route(web::get().to(events))
-            .default_service(web::to(crate::error::method_not_allowed)),
+            .default_service(web::to(crate::http::error::method_not_allowed)),
     )
     .service(
         web::resource("/simulation/{backend}/{action}")
             .route(web::post().to(simulation))
-            .default_service(web::to(crate::error::method_not_allowed)),
+            .default_service(web::to(crate::http::error::method_not_allowed)),
     );
 }
 

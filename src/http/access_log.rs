@@ -8,8 +8,8 @@ use std::time::Instant;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{ConnectionType, Method};
 
-use crate::proxy::ServedBy;
-use crate::shutdown::Draining;
+use crate::http::proxy::ServedBy;
+use crate::http::shutdown::Draining;
 
 /// Log target of access lines.
 pub const TARGET: &str = "loadbalancer::access";
@@ -29,7 +29,7 @@ impl RequestLine {
             started: Instant::now(),
             peer: req.peer_addr().map_or_else(
                 || "-".to_owned(),
-                |a| crate::settings::canonical(a.ip()).to_string(),
+                |a| crate::net::canonical(a.ip()).to_string(),
             ),
             method: req.method().clone(),
             path: req.path().to_owned(),

@@ -110,7 +110,7 @@ fn forwarded_for(client: &HeaderMap, peer: Option<IpAddr>) -> Option<HeaderValue
         }
     }
     if let Some(peer) = peer {
-        push(format_args!("{}", crate::settings::canonical(peer)));
+        push(format_args!("{}", crate::net::canonical(peer)));
     }
     HeaderValue::try_from(chain).ok().filter(|v| !v.is_empty())
 }

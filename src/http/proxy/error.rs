@@ -4,7 +4,7 @@ use actix_web::http::header::{HeaderName, HeaderValue, RETRY_AFTER};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
-use crate::error::json_response;
+use crate::http::error::json_response;
 use crate::limiter::Admission;
 
 /// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers): the quota and its window.

@@ -4,9 +4,9 @@
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 
-const INDEX_HTML: &str = include_str!("../static/index.html");
-const APP_JS: &str = include_str!("../static/app.js");
-const STYLE_CSS: &str = include_str!("../static/style.css");
+const INDEX_HTML: &str = include_str!("../../static/index.html");
+const APP_JS: &str = include_str!("../../static/app.js");
+const STYLE_CSS: &str = include_str!("../../static/style.css");
 
 /// Registers `/lb` (redirect), `/lb/`, `/lb/app.js` and `/lb/style.css` inside the `/lb` scope.
 pub fn configure(cfg: &mut web::ServiceConfig) {

@@ -14,21 +14,21 @@ use actix_web::http::KeepAlive;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use futures_util::FutureExt;
 
-use crate::access_log::{self, RequestLine};
-use crate::api::{self, ApiState};
-use crate::clients_api::{self, ClientsState};
-use crate::error::{self, json_response};
 use crate::events::EventBus;
 use crate::health::{probe_view, HealthChecker};
+use crate::http::access_log::{self, RequestLine};
+use crate::http::api::{self, ApiState};
+use crate::http::clients::{self, ClientsState};
+use crate::http::error::{self, json_response};
+use crate::http::page;
+use crate::http::proxy::{self, ProxyState};
+use crate::http::shutdown::{self, Draining, ShutdownHook};
 use crate::limiter::Limiter;
 use crate::metrics::Metrics;
-use crate::page;
 use crate::persistence::{Database, DbError, Store};
-use crate::proxy::{self, ProxyState};
 use crate::registry::Registry;
 use crate::registry::Rotation;
 use crate::settings::Settings;
-use crate::shutdown::{self, Draining, ShutdownHook};
 use crate::simulation::{Simulator, StopAll};
 use crate::stats::StatsWindow;
 
@@ -240,7 +240,7 @@ pub fn start(settings: &Settings, listener: TcpListener) -> Result<Balancer, Sta
             // (`/clients/`, `/clients/a/b`) are 404s.
             .service(
                 web::scope("/clients")
-                    .configure(clients_api::configure)
+                    .configure(clients::configure)
                     .default_service(web::to(error::not_found)),
             )
             .service(

@@ -10,9 +10,9 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use futures_util::StreamExt;
 use serde_json::Value;
 
-use crate::admin::{self, AdminError};
-use crate::error::json_response;
 use crate::events::{EventBus, LbEvent, Publish};
+use crate::http::admin::{self, AdminError};
+use crate::http::error::json_response;
 use crate::limiter::{ClientError, ClientRecord, Limiter, Limits};
 use crate::settings::AdminSettings;
 
@@ -73,7 +73,7 @@ impl ResponseError for ApiError {
 
 /// Registers the routes under `/clients`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let not_allowed = || web::to(crate::error::method_not_allowed);
+    let not_allowed = || web::to(crate::http::error::method_not_allowed);
     cfg.service(
         web::resource("")
             .route(web::post().to(create))

@@ -5,8 +5,9 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 
-use crate::error::json_response;
-use crate::settings::{canonical, AdminSettings};
+use crate::http::error::json_response;
+use crate::net::canonical;
+use crate::settings::AdminSettings;
 
 /// Why an admin request is refused.
 #[derive(Debug, thiserror::Error)]

@@ -113,7 +113,7 @@ pub async fn forward(
                 started.elapsed(),
             );
             // Only the access log reads it; an extension costs two allocations per response.
-            if log::log_enabled!(target: crate::access_log::TARGET, log::Level::Info) {
+            if log::log_enabled!(target: crate::http::access_log::TARGET, log::Level::Info) {
                 response.extensions_mut().insert(ServedBy(backend));
             }
             Ok(response)

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::server::BalancerHandle;
+use crate::http::server::BalancerHandle;
 
 /// Exit code after a second signal cut the drain short.
 pub const EXIT_FORCED: i32 = 1;
