@@ -3,6 +3,8 @@
 //! represented past start-up. The pool itself comes from `config.json` (see [`crate::backend`]).
 //! Every failure is a [`ConfigError`] naming the file (or variable), the key and the problem.
 
+mod error;
+mod pool;
 mod raw;
 
 use std::env;
@@ -14,33 +16,16 @@ use std::time::Duration;
 
 use actix_web::http::header::HeaderName;
 
-use crate::backend::{self, Backend};
+use crate::backend::Backend;
 use crate::net::{canonical, Cidr};
 use crate::simulation::schedule::{FaultMode, Plan};
+pub use error::ConfigError;
 pub use raw::RawSettings;
 
 /// Name of the settings file looked for in the working directory when none is given.
 pub const DEFAULT_SETTINGS_FILE: &str = "Settings.toml";
 /// Prefix of environment overrides: `LB__SERVER__LISTEN` sets `server.listen`.
 pub const ENV_PREFIX: &str = "LB";
-
-/// Anything wrong with the configuration; each renders as one line.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// A file that must exist cannot be read.
-    #[error("{}: cannot read: {reason}", file.display())]
-    Unreadable { file: PathBuf, reason: String },
-    /// A file (or the environment) is not well-formed, or a key is unknown or of the wrong type.
-    #[error("{origin}: {reason}")]
-    Malformed { origin: String, reason: String },
-    /// A key parsed but its value is not acceptable.
-    #[error("{origin}: {key}: {problem}")]
-    Invalid {
-        origin: String,
-        key: String,
-        problem: String,
-    },
-}
 
 /// Where to read from: the CLI's `--settings` and `--backends`.
 #[derive(Debug, Default, Clone)]
@@ -168,7 +153,7 @@ pub fn load(options: &LoadOptions) -> Result<Settings, ConfigError> {
         Some(path) => path.clone(),
         None => base_dir.join(&raw.backends.file),
     };
-    let pool = backend::load_pool(&backends_file)?;
+    let pool = pool::load_pool(&backends_file)?;
     Settings::from_raw(raw, &origin, &base_dir, backends_file, pool)
 }
 

@@ -1,0 +1,227 @@
+//! The crate's layering, read from its source: which file imports which (`crate::` and `super::`
+//! paths outside comments and unit-test modules). Dependencies must point one way — no cycle
+//! between files — nothing outside `src/http/` may import `http::`, and `settings` may import
+//! only leaf files (files that import nothing from the crate).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// Module path (`["limiter", "map"]`) of every library file under `src/`.
+fn modules(src: &Path) -> BTreeMap<Vec<String>, PathBuf> {
+    let mut found = BTreeMap::new();
+    let mut dirs = vec![src.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in fs::read_dir(&dir).expect("read src/") {
+            let path = entry.expect("dir entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            // `tests.rs` files are unit tests, compiled only for `cargo test`.
+            if path.extension().is_none_or(|e| e != "rs") || path.ends_with("tests.rs") {
+                continue;
+            }
+            let relative = path.strip_prefix(src).expect("under src/");
+            let mut segments: Vec<String> = relative
+                .with_extension("")
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            match segments.last().map(String::as_str) {
+                Some("main") if segments.len() == 1 => continue,
+                Some("lib") if segments.len() == 1 => segments.clear(),
+                Some("mod") => {
+                    segments.pop();
+                }
+                _ => {}
+            }
+            found.insert(segments, path);
+        }
+    }
+    found
+}
+
+/// The file's code without comments and without its `#[cfg(test)]` unit-test module.
+fn production_code(path: &Path) -> String {
+    let text = fs::read_to_string(path).expect("read source file");
+    let mut code = String::new();
+    let mut lines = text.lines().peekable();
+    while let Some(line) = lines.next() {
+        let trimmed = line.trim_start();
+        if trimmed == "#[cfg(test)]" && lines.peek().is_some_and(|l| l.trim() == "mod tests {") {
+            break;
+        }
+        if trimmed.starts_with("//") {
+            continue;
+        }
+        code.push_str(line.split(" // ").next().unwrap_or(line));
+        code.push('\n');
+    }
+    code
+}
+
+/// Every `crate::a::b` / `super::a` path in `code`, made absolute from module `own`.
+fn paths(code: &str, own: &[String]) -> Vec<Vec<String>> {
+    let mut found = Vec::new();
+    // A folder's mod.rs names its children bare (`use shard::BucketStore`).
+    let children: Vec<String> = code
+        .lines()
+        .filter_map(|l| l.trim().strip_suffix(';'))
+        .filter_map(|l| l.strip_prefix("pub ").unwrap_or(l).strip_prefix("mod "))
+        .map(str::to_owned)
+        .collect();
+    for child in &children {
+        let needle = format!("{child}::");
+        let mut from = 0;
+        while let Some(at) = code[from..].find(&needle) {
+            let begin = from + at;
+            from = begin + needle.len();
+            let before = code[..begin].chars().next_back();
+            if before.is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_' || c == ':')) {
+                let mut path = own.to_vec();
+                path.push(child.clone());
+                found.push(path);
+            }
+        }
+    }
+    let bytes = code.as_bytes();
+    for start in ["crate::", "super::"] {
+        let mut from = 0;
+        while let Some(at) = code[from..].find(start) {
+            let begin = from + at;
+            from = begin + start.len();
+            let boundary = begin == 0 || !(bytes[begin - 1].is_ascii_alphanumeric() || bytes[begin - 1] == b'_' || bytes[begin - 1] == b':');
+            if !boundary {
+                continue;
+            }
+            let rest: String = code[begin..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == ':')
+                .collect();
+            let mut segments: Vec<String> = rest
+                .split("::")
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
+            let mut base: Vec<String> = Vec::new();
+            if segments.first().is_some_and(|s| s == "crate") {
+                segments.remove(0);
+            } else {
+                base = own.to_vec();
+                while segments.first().is_some_and(|s| s == "super") {
+                    segments.remove(0);
+                    base.pop();
+                }
+            }
+            base.extend(segments);
+            found.push(base);
+        }
+    }
+    found
+}
+
+/// Which files each file imports.
+fn graph(src: &Path) -> BTreeMap<PathBuf, BTreeSet<PathBuf>> {
+    let modules = modules(src);
+    let mut edges = BTreeMap::new();
+    for (module, path) in &modules {
+        let code = production_code(path);
+        let mut targets = BTreeSet::new();
+        for mut target in paths(&code, module) {
+            while !target.is_empty() && !modules.contains_key(&target) {
+                target.pop();
+            }
+            if target.is_empty() || &target == module {
+                continue;
+            }
+            targets.insert(modules[&target].clone());
+        }
+        edges.insert(path.clone(), targets);
+    }
+    edges
+}
+
+/// A cycle through `graph`, if there is one.
+fn find_cycle(graph: &BTreeMap<PathBuf, BTreeSet<PathBuf>>) -> Option<Vec<PathBuf>> {
+    fn visit(
+        node: &PathBuf,
+        graph: &BTreeMap<PathBuf, BTreeSet<PathBuf>>,
+        done: &mut BTreeSet<PathBuf>,
+        stack: &mut Vec<PathBuf>,
+    ) -> Option<Vec<PathBuf>> {
+        if let Some(at) = stack.iter().position(|n| n == node) {
+            let mut cycle = stack[at..].to_vec();
+            cycle.push(node.clone());
+            return Some(cycle);
+        }
+        if done.contains(node) {
+            return None;
+        }
+        stack.push(node.clone());
+        for next in graph.get(node).into_iter().flatten() {
+            if let Some(cycle) = visit(next, graph, done, stack) {
+                return Some(cycle);
+            }
+        }
+        stack.pop();
+        done.insert(node.clone());
+        None
+    }
+    let mut done = BTreeSet::new();
+    graph
+        .keys()
+        .find_map(|node| visit(node, graph, &mut done, &mut Vec::new()))
+}
+
+fn src() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+}
+
+/// No two files of the library import each other, directly or through others.
+#[test]
+fn no_import_cycle_between_files() {
+    let graph = graph(&src());
+    assert!(graph.len() > 20, "found only {} files", graph.len());
+    if let Some(cycle) = find_cycle(&graph) {
+        let names: Vec<String> = cycle.iter().map(|p| p.display().to_string()).collect();
+        panic!("import cycle: {}", names.join(" -> "));
+    }
+}
+
+/// Only the HTTP layer imports the HTTP layer; settings import only leaf files.
+#[test]
+fn layers_point_one_way() {
+    let src = src();
+    let graph = graph(&src);
+    let http = src.join("http");
+    let settings = src.join("settings");
+    let leaves: BTreeSet<&PathBuf> = graph
+        .iter()
+        .filter(|(_, targets)| targets.is_empty())
+        .map(|(file, _)| file)
+        .collect();
+    assert!(leaves.len() >= 4, "leaf files: {leaves:?}");
+    let lib = src.join("lib.rs");
+    for (file, targets) in &graph {
+        if *file == lib {
+            continue;
+        }
+        for target in targets {
+            assert!(
+                file.starts_with(&http) || !target.starts_with(&http),
+                "{} imports {}",
+                file.display(),
+                target.display()
+            );
+            assert!(
+                !file.starts_with(&settings)
+                    || target.starts_with(&settings)
+                    || leaves.contains(target),
+                "{} imports {}, which is not a leaf file",
+                file.display(),
+                target.display()
+            );
+        }
+    }
+}
