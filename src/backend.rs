@@ -5,6 +5,7 @@ use std::fmt;
 
 use actix_web::http::uri::Authority;
 use actix_web::http::Uri;
+use serde::Serialize;
 
 /// Index of a backend in the pool (its position in `config.json`).
 pub type BackendId = usize;
@@ -63,4 +64,34 @@ impl fmt::Display for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.url)
     }
+}
+
+/// Whether a backend is in rotation, as the API and the event stream spell it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendState {
+    Up,
+    Down,
+}
+
+impl BackendState {
+    pub fn from_healthy(healthy: bool) -> Self {
+        if healthy {
+            Self::Up
+        } else {
+            Self::Down
+        }
+    }
+}
+
+/// A backend's state and counters, as both `/lb/api/status` and the `stats` event show them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct BackendCounters {
+    pub state: BackendState,
+    /// Attempts sent to it since start.
+    pub requests: u64,
+    /// Attempts that failed before a response.
+    pub failures: u64,
+    /// Attempts under way now.
+    pub in_flight: u64,
 }

@@ -4,7 +4,11 @@
 
 pub mod backend;
 pub mod cli;
+pub mod client;
+pub mod clock;
+pub mod draining;
 pub mod events;
+pub mod exit;
 pub mod health;
 pub mod http;
 pub mod limiter;
@@ -15,6 +19,7 @@ pub mod registry;
 pub mod settings;
 pub mod simulation;
 pub mod stats;
+pub mod upstream;
 
 pub use http::server::{start, Balancer, BalancerHandle};
 pub use settings::Settings;

@@ -10,7 +10,6 @@ use common::{
     capture_logs, client, eventually, logged, refused_addr, settings_for, silent_backend,
     start_balancer,
 };
-use loadbalancer::registry::{SetHealth, Snapshot};
 
 async fn json_error(
     res: &mut awc::ClientResponse<
@@ -44,7 +43,7 @@ async fn refused_backend_is_retried_on_the_next_and_logged() {
         &format!("backend {dead} failed (connect"),
         &format!("retrying on {}", live.url())
     ]));
-    let members = lb.handle.registry().send(Snapshot).await.expect("snapshot");
+    let members = lb.handle.members();
     assert!(members[0].failures >= 1);
 }
 
@@ -97,7 +96,7 @@ async fn all_backends_refusing_gives_json_502() {
         .as_str()
         .expect("message")
         .contains("Bad gateway"));
-    let members = lb.handle.registry().send(Snapshot).await.expect("snapshot");
+    let members = lb.handle.members();
     assert!(
         members.iter().all(|m| m.failures == 1),
         "each backend tried once"
@@ -137,15 +136,7 @@ async fn silent_backend_gives_json_504_after_the_response_timeout() {
 async fn no_healthy_backend_gives_json_503() {
     let live = TestBackend::start("live");
     let lb = start_balancer(&settings_for(&[live.url()]));
-    lb.handle
-        .registry()
-        .send(SetHealth {
-            backend: 0,
-            healthy: false,
-            reason: "test".into(),
-        })
-        .await
-        .expect("registry");
+    lb.handle.set_health(0, false, "test").await;
     let mut res = client().get(lb.url("/")).send().await.expect("response");
     assert_eq!(res.status(), 503);
     let body = json_error(&mut res).await;

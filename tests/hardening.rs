@@ -16,7 +16,6 @@ use common::{
     capture_logs, eventually, logged, raw_exchange, settings_for, start_balancer, RawConnection,
     TestBalancer,
 };
-use loadbalancer::registry::Snapshot;
 
 /// Sends each request on its own connection (off the async thread) and returns the replies.
 async fn exchange_each(addr: SocketAddr, requests: Vec<Vec<u8>>) -> Vec<String> {
@@ -327,7 +326,7 @@ async fn a_client_that_stops_reading_releases_its_backend() {
         .write_all(b"GET /bytes/67108864 HTTP/1.1\r\nHost: t\r\n\r\n")
         .expect("write");
     let in_flight = || async {
-        let members = lb.handle.registry().send(Snapshot).await.expect("snapshot");
+        let members = lb.handle.members();
         members.iter().map(|m| m.in_flight).sum::<u64>()
     };
     let deadline = Instant::now() + Duration::from_secs(20);

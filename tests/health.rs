@@ -3,17 +3,15 @@
 mod common;
 
 use std::net::TcpListener;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actix::{Actor, Context, Handler};
 use common::backend::TestBackend;
 use common::{
     capture_logs, client, get_status, logged, refused_addr, settings_for, silent_backend,
     start_balancer, TestBalancer,
 };
-use loadbalancer::events::{LbEvent, Subscribe};
-use loadbalancer::registry::{MemberStatus, Snapshot};
+use loadbalancer::events::LbEvent;
+use loadbalancer::registry::MemberStatus;
 use loadbalancer::Settings;
 
 /// Fast probes: every 100 ms, 3 failures out, 2 successes back.
@@ -25,7 +23,7 @@ fn fast_probes(urls: &[String]) -> Settings {
 }
 
 async fn members(lb: &TestBalancer) -> Vec<MemberStatus> {
-    lb.handle.registry().send(Snapshot).await.expect("snapshot")
+    lb.handle.members()
 }
 
 /// Polls the registry until backend `id` has health `healthy`; returns how long it took.
@@ -48,21 +46,6 @@ async fn wait_for_health(
     }
 }
 
-/// Collects published events.
-struct Collector(Arc<Mutex<Vec<LbEvent>>>);
-
-impl Actor for Collector {
-    type Context = Context<Self>;
-}
-
-impl Handler<LbEvent> for Collector {
-    type Result = ();
-
-    fn handle(&mut self, event: LbEvent, _: &mut Context<Self>) {
-        self.0.lock().expect("lock").push(event);
-    }
-}
-
 /// A backend stopped mid-test leaves rotation within interval × threshold (plus slack) while
 /// GETs keep succeeding; restarted on its port it comes back and gets its share again.
 #[actix_web::test]
@@ -70,13 +53,7 @@ async fn stopped_backend_leaves_and_rejoins_without_client_errors() {
     let b1 = TestBackend::start("b1");
     let b2 = TestBackend::start("b2");
     let lb = start_balancer(&fast_probes(&[b1.url(), b2.url()]));
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let collector = Collector(Arc::clone(&seen)).start();
-    lb.handle
-        .events()
-        .send(Subscribe(collector.recipient()))
-        .await
-        .expect("subscribe");
+    let mut subscription = lb.handle.events().subscribe(None).await.expect("subscribe");
     let client = client();
 
     b2.stop().await;
@@ -124,7 +101,10 @@ async fn stopped_backend_leaves_and_rejoins_without_client_errors() {
         5,
         "b2 did not get its half after coming back"
     );
-    let events = seen.lock().expect("lock").clone();
+    let mut events = Vec::new();
+    while let Ok(stamped) = subscription.live.try_recv() {
+        events.push(stamped.event);
+    }
     assert!(
         events
             .iter()

@@ -91,7 +91,10 @@ fn paths(code: &str, own: &[String]) -> Vec<Vec<String>> {
         while let Some(at) = code[from..].find(start) {
             let begin = from + at;
             from = begin + start.len();
-            let boundary = begin == 0 || !(bytes[begin - 1].is_ascii_alphanumeric() || bytes[begin - 1] == b'_' || bytes[begin - 1] == b':');
+            let boundary = begin == 0
+                || !(bytes[begin - 1].is_ascii_alphanumeric()
+                    || bytes[begin - 1] == b'_'
+                    || bytes[begin - 1] == b':');
             if !boundary {
                 continue;
             }

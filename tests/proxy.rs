@@ -10,7 +10,6 @@ use common::backend::{pattern, TestBackend, GZIP_HELLO};
 use common::{
     client, header_value, raw_exchange, settings_for, start_balancer, RawConnection, TestBalancer,
 };
-use loadbalancer::registry::{SetHealth, Snapshot};
 
 fn three_backends() -> (Vec<TestBackend>, TestBalancer) {
     let backends: Vec<TestBackend> = ["b1", "b2", "b3"]
@@ -47,7 +46,7 @@ async fn rotates_strictly_over_three_backends_for_thirty_requests() {
     // A lease ends when its body stream is dropped, which may trail the last byte slightly.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
-        let members = lb.handle.registry().send(Snapshot).await.expect("snapshot");
+        let members = lb.handle.members();
         assert!(
             members.iter().all(|m| m.requests == 10 && m.failures == 0),
             "{members:?}"
@@ -67,16 +66,7 @@ async fn rotates_strictly_over_three_backends_for_thirty_requests() {
 #[actix_web::test]
 async fn skips_a_downed_backend_and_keeps_strict_alternation() {
     let (backends, lb) = three_backends();
-    let changed = lb
-        .handle
-        .registry()
-        .send(SetHealth {
-            backend: 1,
-            healthy: false,
-            reason: "test".into(),
-        })
-        .await
-        .expect("registry");
+    let changed = lb.handle.set_health(1, false, "test").await;
     assert!(changed);
     let client = client();
     let mut order = Vec::new();

@@ -3,7 +3,7 @@
 //! fire together), each probe with its own `health.timeout_ms`, so a hanging backend never
 //! delays the others. 2xx and 3xx are healthy; anything else, a refused or reset connection,
 //! or a timeout is a failure. Rise/fall counting lives in [`state::HealthState`]; on a flip the
-//! checker sends [`SetHealth`] to the registry, which logs and publishes it.
+//! checker tells the registry ([`Membership`]), which logs and publishes it.
 
 pub mod state;
 
@@ -12,14 +12,15 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use actix::{Actor, ActorFutureExt, Addr, AsyncContext, Context, WrapFuture};
+use actix::{Actor, ActorFutureExt, AsyncContext, Context, WrapFuture};
 use actix_web::http::header;
 use awc::error::SendRequestError;
 use awc::Client;
 
 use crate::backend::Backend;
-use crate::registry::{Registry, Rotation, SetHealth};
+use crate::registry::{Membership, Rotation};
 use crate::settings::HealthSettings;
+use crate::upstream;
 use state::{HealthState, Transition};
 
 /// `User-Agent` of probes, so backends can tell them from traffic.
@@ -45,7 +46,7 @@ pub fn probe_view(count: usize) -> ProbeView {
 /// Probes the pool and reports flips to the registry.
 pub struct HealthChecker {
     rotation: Arc<Rotation>,
-    registry: Addr<Registry>,
+    registry: Membership,
     settings: HealthSettings,
     /// Built on the actor's own thread (an awc Client is not Send); no redirects followed.
     client: Client,
@@ -63,18 +64,13 @@ impl HealthChecker {
     /// Must be called on the thread the actor will run on (it builds an awc client).
     pub fn new(
         rotation: Arc<Rotation>,
-        registry: Addr<Registry>,
+        registry: Membership,
         settings: HealthSettings,
         connect_timeout: Duration,
         view: ProbeView,
     ) -> Self {
         let count = rotation.len();
-        let client = Client::builder()
-            .connector(awc::Connector::new().timeout(connect_timeout.min(settings.timeout)))
-            .timeout(settings.timeout)
-            .disable_redirects()
-            .no_default_headers()
-            .finish();
+        let client = upstream::client(connect_timeout.min(settings.timeout), settings.timeout);
         let state = HealthState::new(settings.healthy_threshold, settings.unhealthy_threshold);
         Self {
             rotation,
@@ -134,11 +130,7 @@ impl HealthChecker {
                 format!("{} successful probes", self.settings.healthy_threshold)
             }
         };
-        self.registry.do_send(SetHealth {
-            backend: index,
-            healthy: result.is_ok(),
-            reason,
-        });
+        self.registry.tell_health(index, result.is_ok(), reason);
     }
 }
 
@@ -173,9 +165,10 @@ async fn probe_once(
         .await
         .map_err(|err| describe(err, settings.timeout))?;
     let status = response.status();
-    match status.is_success() || status.is_redirection() {
-        true => Ok(()),
-        false => Err(format!("status {}", status.as_u16())),
+    if status.is_success() || status.is_redirection() {
+        Ok(())
+    } else {
+        Err(format!("status {}", status.as_u16()))
     }
 }
 

@@ -1,43 +1,78 @@
-//! One access line per request (target `loadbalancer::access`, level info):
-//! `127.0.0.1 "GET /path" 200 backend-2 1.4ms`. Filter it out with
-//! `RUST_LOG=info,loadbalancer::access=off`. While draining, every response also asks the
-//! client to close its connection, so kept-alive connections end after their current request.
+//! The access log, a named middleware ([`log_requests`]): one line per request (target
+//! `loadbalancer::access`, level info), `127.0.0.1 "GET /path" 200 backend-2 1.4ms`. Filter it
+//! out with `RUST_LOG=info,loadbalancer::access=off`. While draining, every response also asks
+//! the client to close its connection, so kept-alive connections end after their current
+//! request.
 
+use std::sync::Arc;
 use std::time::Instant;
 
+use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::{ConnectionType, Method};
+use actix_web::http::ConnectionType;
+use actix_web::middleware::Next;
+use actix_web::{web, Error};
 
-use crate::http::proxy::ServedBy;
-use crate::http::shutdown::Draining;
+use crate::backend::Backend;
+use crate::draining::Draining;
+use crate::net::canonical;
 
 /// Log target of access lines.
 pub const TARGET: &str = "loadbalancer::access";
 
+/// The backend that answered, put in the response's extensions by the proxy for the line
+/// (only while access lines are logged: an extension costs two allocations per response).
+#[derive(Clone)]
+pub struct ServedBy(pub Arc<Backend>);
+
+/// Whether access lines are written at all.
+pub fn enabled() -> bool {
+    log::log_enabled!(target: TARGET, log::Level::Info)
+}
+
+/// The middleware: writes the line for each finished response and marks responses
+/// `Connection: close` while draining.
+pub async fn log_requests(
+    draining: web::Data<Draining>,
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let line = RequestLine::capture(&req);
+    let mut res = next.call(req).await?;
+    if draining.is_draining() {
+        res.response_mut()
+            .head_mut()
+            .set_connection_type(ConnectionType::Close);
+    }
+    if let Some(line) = line {
+        line.write(&res);
+    }
+    Ok(res)
+}
+
 /// What is noted of a request before it is handled (only when access logging is on).
-pub struct RequestLine {
+struct RequestLine {
     started: Instant,
     peer: String,
-    method: Method,
+    method: actix_web::http::Method,
     path: String,
 }
 
 impl RequestLine {
     /// Captures the request, or `None` when the access log is filtered out (no allocation then).
-    pub fn capture(req: &ServiceRequest) -> Option<Self> {
-        log::log_enabled!(target: TARGET, log::Level::Info).then(|| Self {
+    fn capture(req: &ServiceRequest) -> Option<Self> {
+        enabled().then(|| Self {
             started: Instant::now(),
-            peer: req.peer_addr().map_or_else(
-                || "-".to_owned(),
-                |a| crate::net::canonical(a.ip()).to_string(),
-            ),
+            peer: req
+                .peer_addr()
+                .map_or_else(|| "-".to_owned(), |a| canonical(a.ip()).to_string()),
             method: req.method().clone(),
             path: req.path().to_owned(),
         })
     }
 
     /// Writes the line for the finished response.
-    pub fn write<B>(self, res: &ServiceResponse<B>) {
+    fn write<B>(self, res: &ServiceResponse<B>) {
         let served_by = res
             .response()
             .extensions()
@@ -53,14 +88,5 @@ impl RequestLine {
             served_by.as_deref().unwrap_or("-"),
             self.started.elapsed().as_secs_f64() * 1000.0
         );
-    }
-}
-
-/// Marks the response `Connection: close` when the balancer is draining.
-pub fn close_if_draining<B>(res: &mut ServiceResponse<B>, draining: &Draining) {
-    if draining.is_draining() {
-        res.response_mut()
-            .head_mut()
-            .set_connection_type(ConnectionType::Close);
     }
 }

@@ -8,12 +8,14 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use futures_util::StreamExt;
+use serde::Serialize;
 use serde_json::Value;
 
-use crate::events::{EventBus, LbEvent, Publish};
+use crate::client::{ClientRecord, Limits};
+use crate::events::{Events, LbEvent};
 use crate::http::admin::{self, AdminError};
-use crate::http::error::json_response;
-use crate::limiter::{ClientError, ClientRecord, Limiter, Limits};
+use crate::http::error::{json_response, method_not_allowed, not_found};
+use crate::limiter::{ClientError, Limiter};
 use crate::settings::AdminSettings;
 
 /// Largest admin body accepted.
@@ -29,7 +31,7 @@ const RESERVED_IDS: [&str; 2] = ["register", "update"];
 pub struct ClientsState {
     pub limiter: std::sync::Arc<Limiter>,
     /// Where client changes are published.
-    pub events: actix::Addr<EventBus>,
+    pub events: Events,
     pub admin: AdminSettings,
     /// `rate_limit.default_rate_per_sec`, for clients created without a rate.
     pub default_rate_per_sec: f64,
@@ -71,9 +73,18 @@ impl ResponseError for ApiError {
     }
 }
 
-/// Registers the routes under `/clients`.
+/// Registers `/clients` and everything under it: unknown paths there (`/clients/`,
+/// `/clients/a/b`) are JSON 404s, never proxied.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let not_allowed = || web::to(crate::http::error::method_not_allowed);
+    cfg.service(
+        web::scope("/clients")
+            .configure(routes)
+            .default_service(web::to(not_found)),
+    );
+}
+
+fn routes(cfg: &mut web::ServiceConfig) {
+    let not_allowed = || web::to(method_not_allowed);
     cfg.service(
         web::resource("")
             .route(web::post().to(create))
@@ -109,14 +120,24 @@ struct ClientInput {
     rate_per_sec: Option<f64>,
 }
 
-fn client_json(record: &ClientRecord) -> Value {
-    serde_json::json!({
-        "client_id": record.client_id,
-        "name": record.name,
-        "capacity": record.limits.capacity,
-        "rate_per_sec": record.limits.rate_per_sec,
-        "tokens": record.tokens,
-    })
+/// A client as the API answers it.
+#[derive(Debug, Serialize)]
+struct ClientBody<'a> {
+    client_id: &'a str,
+    name: Option<&'a str>,
+    capacity: u64,
+    rate_per_sec: f64,
+    tokens: f64,
+}
+
+fn client_json(record: &ClientRecord) -> ClientBody<'_> {
+    ClientBody {
+        client_id: &record.client_id,
+        name: record.name.as_deref(),
+        capacity: record.limits.capacity,
+        rate_per_sec: record.limits.rate_per_sec,
+        tokens: record.tokens,
+    }
 }
 
 async fn create(
@@ -222,10 +243,10 @@ async fn remove(
 }
 
 fn announce(state: &ClientsState, action: &'static str, client_id: &str) {
-    state.events.do_send(Publish(LbEvent::Client {
+    state.events.publish(LbEvent::Client {
         action,
         client_id: client_id.to_owned(),
-    }));
+    });
 }
 
 fn missing(field: &str) -> ApiError {

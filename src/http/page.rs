@@ -4,16 +4,23 @@
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 
+use crate::http::error::method_not_allowed;
+
 const INDEX_HTML: &str = include_str!("../../static/index.html");
 const APP_JS: &str = include_str!("../../static/app.js");
 const STYLE_CSS: &str = include_str!("../../static/style.css");
 
 /// Registers `/lb` (redirect), `/lb/`, `/lb/app.js` and `/lb/style.css` inside the `/lb` scope.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("").route(web::get().to(to_slash)))
-        .service(web::resource("/").route(web::get().to(index)))
-        .service(web::resource("/app.js").route(web::get().to(app_js)))
-        .service(web::resource("/style.css").route(web::get().to(style_css)));
+    let get = |path, route| {
+        web::resource(path)
+            .route(route)
+            .default_service(web::to(method_not_allowed))
+    };
+    cfg.service(get("", web::get().to(to_slash)))
+        .service(get("/", web::get().to(index)))
+        .service(get("/app.js", web::get().to(app_js)))
+        .service(get("/style.css", web::get().to(style_css)));
 }
 
 fn asset(content_type: &str, body: &'static str) -> HttpResponse {

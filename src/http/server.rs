@@ -1,36 +1,39 @@
-//! Wiring: the actix-web server with its routes, the registry actor, and the handle used to
-//! drain it. [`start`] takes an already-bound listener so tests can bind `127.0.0.1:0`;
-//! [`run`] is what the binary does.
+//! Wiring, the only module that knows every part: [`start`] opens the database, starts the
+//! actors and starts the HTTP server on an already-bound listener (so tests can bind
+//! `127.0.0.1:0`); [`run`] is what the binary does. [`BalancerHandle`] controls a running
+//! balancer.
 
+use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
+use std::pin::Pin;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use actix::{Actor, Addr};
-use actix_web::dev::{Server, ServerHandle, Service};
+use actix::Actor;
+use actix_web::dev::{Server, ServerHandle};
 use actix_web::http::KeepAlive;
-use actix_web::{web, App, HttpResponse, HttpServer};
-use futures_util::FutureExt;
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
 
-use crate::events::EventBus;
-use crate::health::{probe_view, HealthChecker};
-use crate::http::access_log::{self, RequestLine};
+use crate::draining::Draining;
+use crate::events::Events;
+use crate::health::{probe_view, HealthChecker, ProbeView};
+use crate::http::access_log::log_requests;
 use crate::http::api::{self, ApiState};
+use crate::http::client_id::ClientIdentity;
 use crate::http::clients::{self, ClientsState};
-use crate::http::error::{self, json_response};
-use crate::http::page;
 use crate::http::proxy::{self, ProxyState};
-use crate::http::shutdown::{self, Draining, ShutdownHook};
+use crate::http::shutdown::Signals;
 use crate::limiter::Limiter;
 use crate::metrics::Metrics;
-use crate::persistence::{Database, DbError, Store};
-use crate::registry::Registry;
-use crate::registry::Rotation;
+use crate::persistence::{Database, DbError, SavedClient, Store};
+use crate::registry::{MemberStatus, Membership, Rotation};
 use crate::settings::Settings;
-use crate::simulation::{Simulator, StopAll};
-use crate::stats::StatsWindow;
+use crate::simulation::{Simulation, Simulator};
+use crate::stats::{StatsTicker, StatsWindow};
+use crate::upstream;
 
 /// Why the balancer could not start.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +45,9 @@ pub enum StartError {
     #[error("{0}")]
     Io(#[from] io::Error),
 }
+
+/// Work that must run after the last request finished and before the process exits.
+pub type ShutdownHook = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()>>>>;
 
 /// A started balancer: await [`Balancer::run`] to serve until it is shut down.
 pub struct Balancer {
@@ -57,8 +63,8 @@ pub struct Balancer {
 pub struct BalancerHandle {
     server: ServerHandle,
     draining: Draining,
-    registry: Addr<Registry>,
-    events: Addr<EventBus>,
+    membership: Membership,
+    events: Events,
     limiter: Arc<Limiter>,
     shutdown_timeout: Duration,
 }
@@ -77,19 +83,27 @@ impl BalancerHandle {
         self.draining.begin();
     }
 
-    /// The registry actor (for the health checker, the status API and tests).
-    pub fn registry(&self) -> Addr<Registry> {
-        self.registry.clone()
+    /// Every backend with its health and counters, in pool order.
+    pub fn members(&self) -> Vec<MemberStatus> {
+        self.membership.members()
     }
 
-    /// The rate limiter (for tests and the status API).
+    /// The event stream (subscribe to see backends go down and up).
+    pub fn events(&self) -> Events {
+        self.events.clone()
+    }
+
+    /// The rate limiter.
     pub fn limiter(&self) -> Arc<Limiter> {
         Arc::clone(&self.limiter)
     }
 
-    /// The event bus (subscribe to see backends go down and up).
-    pub fn events(&self) -> Addr<EventBus> {
-        self.events.clone()
+    /// Puts a backend in or out of rotation by hand, as the health checker would.
+    #[cfg(feature = "test-util")]
+    pub async fn set_health(&self, backend: usize, healthy: bool, reason: &str) -> bool {
+        self.membership
+            .set_health(backend, healthy, reason.to_owned())
+            .await
     }
 
     pub fn shutdown_timeout(&self) -> Duration {
@@ -117,11 +131,68 @@ impl Balancer {
     }
 }
 
-/// Starts the actors (and the simulated backends, if enabled) and the HTTP server on
-/// `listener`. Must be called inside an actix system.
+/// The running domain: the actors' handles and the shared state the HTTP layer reads.
+struct Domain {
+    rotation: Arc<Rotation>,
+    membership: Membership,
+    events: Events,
+    metrics: Arc<Metrics>,
+    window: Arc<Mutex<StatsWindow>>,
+    probes: ProbeView,
+    limiter: Arc<Limiter>,
+    simulation: Option<Simulation>,
+    draining: Draining,
+}
+
+/// Starts the balancer on `listener`: opens the database, starts the actors (and the simulated
+/// backends, if enabled), then the HTTP server. Must be called inside an actix system.
 pub fn start(settings: &Settings, listener: TcpListener) -> Result<Balancer, StartError> {
     let local_addr = listener.local_addr()?;
-    // Read once at start-up, before serving; afterwards only the Store's thread touches SQLite.
+    let (database, saved) = open_database(settings)?;
+    // Everything that can fail (the database above, the simulated ports here) happens before
+    // the first actor starts, so a failed start leaves nothing running.
+    let simulator = if settings.simulation.enabled {
+        Some(Simulator::start_backends(
+            &settings.backends.pool,
+            &settings.simulation,
+        )?)
+    } else {
+        None
+    };
+    let domain = start_actors(settings, database, saved, simulator);
+    let server = start_server(settings, listener, &domain)?;
+    let handle = BalancerHandle {
+        server: server.handle(),
+        draining: domain.draining.clone(),
+        membership: domain.membership.clone(),
+        events: domain.events.clone(),
+        limiter: Arc::clone(&domain.limiter),
+        shutdown_timeout: settings.server.shutdown_timeout,
+    };
+    let mut balancer = Balancer {
+        local_addr,
+        server,
+        handle,
+        hooks: Vec::new(),
+    };
+    let limiter = domain.limiter;
+    balancer.on_shutdown(Box::new(move || {
+        Box::pin(async move {
+            limiter.flush().await;
+            log::info!("token levels saved");
+        })
+    }));
+    if let Some(simulation) = domain.simulation {
+        balancer.on_shutdown(Box::new(move || {
+            Box::pin(async move { simulation.stop().await })
+        }));
+    }
+    Ok(balancer)
+}
+
+/// Opens the database and reads the saved clients; afterwards only the Store's thread
+/// touches SQLite.
+fn open_database(settings: &Settings) -> Result<(Database, Vec<SavedClient>), DbError> {
     let database = Database::open(&settings.persistence.path)?;
     let saved = database.load_all()?;
     log::info!(
@@ -129,137 +200,116 @@ pub fn start(settings: &Settings, listener: TcpListener) -> Result<Balancer, Sta
         saved.len(),
         settings.persistence.path.display()
     );
-    // Everything that can fail (the database above, the simulated ports here) happens before
-    // the first actor starts, so a failed start leaves nothing running.
-    let simulator = match settings.simulation.enabled {
-        true => Some(Simulator::start_backends(
-            &settings.backends.pool,
-            &settings.simulation,
-        )?),
-        false => None,
-    };
-    let store = Store::start(database);
+    Ok((database, saved))
+}
+
+fn start_actors(
+    settings: &Settings,
+    database: Database,
+    saved: Vec<SavedClient>,
+    simulator: Option<Simulator>,
+) -> Domain {
     let limiter = Arc::new(Limiter::start(
         &settings.rate_limit,
         settings.persistence.flush_interval,
-        store,
+        Store::start(database),
         saved,
         settings.server.workers,
     ));
     let rotation = Arc::new(Rotation::new(settings.backends.pool.clone()));
     let metrics = Arc::new(Metrics::default());
     let window = Arc::new(Mutex::new(StatsWindow::default()));
-    let events = EventBus::new(
+    let events = Events::start();
+    StatsTicker::new(
         Arc::clone(&rotation),
         Arc::clone(&metrics),
         Arc::clone(&window),
+        events.clone(),
     )
     .start();
-    let simulation = simulator.map(|simulator| {
-        let view = simulator.view();
-        (simulator.publish_to(events.clone()).start(), view)
-    });
-    let registry = Registry::new(
+    let simulation = simulator.map(|simulator| simulator.run(events.clone()));
+    let membership = Membership::start(
         Arc::clone(&rotation),
         events.clone(),
         settings.health.passive_failures,
-    )
-    .start();
+    );
     let probes = probe_view(rotation.len());
     HealthChecker::new(
-        rotation.clone(),
-        registry.clone(),
+        Arc::clone(&rotation),
+        membership.clone(),
         settings.health.clone(),
         settings.backends.connect_timeout,
         Arc::clone(&probes),
     )
     .start();
-    let draining = Draining::default();
-    let api_state = web::Data::new(ApiState {
-        rotation: rotation.clone(),
-        admin: settings.admin.clone(),
-        draining: draining.clone(),
-        started: std::time::Instant::now(),
-        simulation: simulation.clone(),
-        listen: local_addr,
-        metrics: Arc::clone(&metrics),
+    Domain {
+        rotation,
+        membership,
+        events,
+        metrics,
         window,
         probes,
-        limiter: Arc::clone(&limiter),
-        events: events.clone(),
+        limiter,
+        simulation,
+        draining: Draining::default(),
+    }
+}
+
+fn start_server(settings: &Settings, listener: TcpListener, domain: &Domain) -> io::Result<Server> {
+    let api_state = web::Data::new(ApiState {
+        rotation: Arc::clone(&domain.rotation),
+        admin: settings.admin.clone(),
+        draining: domain.draining.clone(),
+        started: Instant::now(),
+        simulation: domain.simulation.clone(),
+        listen: listener.local_addr()?,
+        metrics: Arc::clone(&domain.metrics),
+        window: Arc::clone(&domain.window),
+        probes: Arc::clone(&domain.probes),
+        limiter: Arc::clone(&domain.limiter),
+        events: domain.events.clone(),
     });
     let clients_state = web::Data::new(ClientsState {
-        events: events.clone(),
-        limiter: Arc::clone(&limiter),
+        events: domain.events.clone(),
+        limiter: Arc::clone(&domain.limiter),
         admin: settings.admin.clone(),
         default_rate_per_sec: settings.rate_limit.default_rate_per_sec,
     });
-    let state = web::Data::new(ProxyState {
-        limiter: settings.rate_limit.enabled.then(|| Arc::clone(&limiter)),
-        metrics: Arc::clone(&metrics),
-        events: events.clone(),
+    let proxy_state = web::Data::new(ProxyState {
+        limiter: settings
+            .rate_limit
+            .enabled
+            .then(|| Arc::clone(&domain.limiter)),
+        metrics: Arc::clone(&domain.metrics),
+        events: domain.events.clone(),
         last_failover_event_ms: AtomicU64::new(0),
-        rotation,
-        registry: registry.clone(),
+        rotation: Arc::clone(&domain.rotation),
+        registry: domain.membership.clone(),
+        identity: ClientIdentity::new(&settings.rate_limit),
         retries: settings.backends.retries,
         retry_body_limit_bytes: settings.backends.retry_body_limit_bytes,
         max_request_body_bytes: settings.backends.max_request_body_bytes,
         send_timeout: settings.server.send_timeout,
     });
+    let draining = web::Data::new(domain.draining.clone());
     let (connect_timeout, response_timeout) = (
         settings.backends.connect_timeout,
         settings.backends.response_timeout,
     );
-    let app_draining = draining.clone();
     let server = HttpServer::new(move || {
-        let draining = app_draining.clone();
         App::new()
-            .app_data(state.clone())
+            .app_data(proxy_state.clone())
             .app_data(api_state.clone())
             .app_data(clients_state.clone())
+            .app_data(draining.clone())
             // Built here, so once per worker thread: an awc Client is not Send.
-            .app_data(web::Data::new(proxy::build_client(
+            .app_data(web::Data::new(upstream::client(
                 connect_timeout,
                 response_timeout,
             )))
-            .app_data(web::Data::new(draining.clone()))
-            .wrap_fn(move |req, service| {
-                let line = RequestLine::capture(&req);
-                let draining = draining.clone();
-                service.call(req).map(move |result| {
-                    result.map(|mut res| {
-                        access_log::close_if_draining(&mut res, &draining);
-                        if let Some(line) = line {
-                            line.write(&res);
-                        }
-                        res
-                    })
-                })
-            })
-            // Everything under /clients is the admin API's, never proxied: unknown paths there
-            // (`/clients/`, `/clients/a/b`) are 404s.
-            .service(
-                web::scope("/clients")
-                    .configure(clients::configure)
-                    .default_service(web::to(error::not_found)),
-            )
-            .service(
-                web::scope("/lb")
-                    .service(web::scope("/api").configure(api::configure))
-                    .service(
-                        web::resource("/metrics")
-                            .route(web::get().to(api::metrics))
-                            .default_service(web::to(error::method_not_allowed)),
-                    )
-                    .configure(page::configure)
-                    .service(
-                        web::resource("/health")
-                            .route(web::get().to(health))
-                            .route(web::head().to(health))
-                            .default_service(web::to(error::method_not_allowed)),
-                    )
-                    .default_service(web::to(error::not_found)),
-            )
+            .wrap(from_fn(log_requests))
+            .configure(clients::configure)
+            .configure(api::configure)
             .default_service(web::to(proxy::forward))
     })
     .workers(settings.server.workers)
@@ -274,45 +324,7 @@ pub fn start(settings: &Settings, listener: TcpListener) -> Result<Balancer, Sta
     .disable_signals()
     .listen(listener)?
     .run();
-    let handle = BalancerHandle {
-        server: server.handle(),
-        draining,
-        registry,
-        events,
-        limiter: Arc::clone(&limiter),
-        shutdown_timeout: settings.server.shutdown_timeout,
-    };
-    let mut balancer = Balancer {
-        local_addr,
-        server,
-        handle,
-        hooks: Vec::new(),
-    };
-    balancer.on_shutdown(Box::new(move || {
-        Box::pin(async move {
-            limiter.flush().await;
-            log::info!("token levels saved");
-        })
-    }));
-    if let Some((simulator, _)) = simulation {
-        balancer.on_shutdown(Box::new(move || {
-            Box::pin(async move {
-                let _ = simulator.send(StopAll).await;
-            })
-        }));
-    }
-    Ok(balancer)
-}
-
-/// `/lb/health`: the balancer's own liveness, 503 while draining.
-async fn health(draining: web::Data<Draining>) -> HttpResponse {
-    match draining.is_draining() {
-        false => HttpResponse::Ok().json(serde_json::json!({"status": "ok"})),
-        true => json_response(
-            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
-            "Service is shutting down",
-        ),
-    }
+    Ok(server)
 }
 
 /// What the binary runs: bind `server.listen`, serve, drain on SIGINT/SIGTERM, run the hooks.
@@ -322,6 +334,9 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
             err.kind(),
             format!("cannot listen on {}: {err}", settings.server.listen),
         )
+    })?;
+    let signals = Signals::install().map_err(|err| {
+        io::Error::new(err.kind(), format!("cannot install signal handlers: {err}"))
     })?;
     let balancer = start(&settings, listener)?;
     let pool: Vec<&str> = settings
@@ -337,11 +352,11 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
         pool.join(", ")
     );
     let handle = balancer.handle();
-    actix_rt::spawn(async move {
-        if let Err(err) = shutdown::drain_on_signal(handle).await {
-            log::error!("cannot install signal handlers: {err}");
-        }
-    });
+    actix_rt::spawn(
+        signals.drain_on_signal(handle.shutdown_timeout(), async move {
+            handle.shutdown().await;
+        }),
+    );
     balancer.run().await?;
     log::info!("shut down cleanly");
     Ok(())

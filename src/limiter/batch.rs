@@ -21,7 +21,7 @@ use actix::{Addr, MailboxError};
 use tokio::sync::oneshot;
 
 use super::shard::{AdmitMany, BucketStore};
-use super::{Admission, ClientKey};
+use crate::client::{Admission, ClientKey};
 
 type Waiting = (Addr<BucketStore>, ClientKey, oneshot::Sender<Admission>);
 /// One shard's part of a flush: the keys in order, and where each answer goes.

@@ -3,36 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-/// A client's limits; both are validated positive and finite before they get here.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Limits {
-    pub capacity: u64,
-    pub rate_per_sec: f64,
-}
-
-impl Limits {
-    pub const fn new(capacity: u64, rate_per_sec: f64) -> Self {
-        Self {
-            capacity,
-            rate_per_sec,
-        }
-    }
-
-    /// Seconds for an empty bucket to fill (the `w` of `RateLimit-Policy`).
-    pub fn window_secs(&self) -> f64 {
-        self.capacity as f64 / self.rate_per_sec
-    }
-}
-
-/// The answer to one request.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Decision {
-    pub allowed: bool,
-    /// Whole tokens left after this request.
-    pub remaining: u64,
-    /// Until the next whole token (zero when one is available now).
-    pub retry_after: Duration,
-}
+use crate::client::{Decision, Limits};
 
 /// One client's bucket.
 #[derive(Debug, Clone, PartialEq)]

@@ -4,30 +4,11 @@
 //! Registered clients whose level changed are marked dirty until the next flush.
 
 use std::collections::HashMap;
-use std::hash::Hash;
 use std::net::IpAddr;
 use std::time::Instant;
 
-use super::bucket::{Limits, TokenBucket};
-use super::shard::Admission;
-
-/// Who a request is counted against.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum ClientKey {
-    /// A registered client, by `client_id` (from the API key header).
-    Registered(String),
-    /// Anyone else, by address.
-    Ip(IpAddr),
-}
-
-/// A registered client as the admin API sees it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ClientRecord {
-    pub client_id: String,
-    pub name: Option<String>,
-    pub limits: Limits,
-    pub tokens: f64,
-}
+use super::bucket::TokenBucket;
+use crate::client::{Admission, ClientKey, ClientRecord, Limits};
 
 #[derive(Debug)]
 struct Registered {

@@ -1,13 +1,11 @@
 //! Per-client rate limiting: token buckets ([`bucket`]) kept per shard ([`map`]) by
 //! `BucketStore` actors ([`shard`]), one per core on arbiters of their own; a client's key is
-//! hashed to exactly one shard. [`Limiter`] is what handlers hold: it identifies the client of
-//! a request and sends the message to the right shard (batched per worker turn, [`batch`]).
+//! hashed to exactly one shard. [`Limiter`] is what handlers hold: it sends each ask to the right
+//! shard (admissions batched per worker turn, [`batch`]).
 //!
-//! A request is counted against its API key (`rate_limit.api_key_header`) when that key is a
-//! registered `client_id`, else against its address: the peer's IP, or — when the peer is one of
-//! `rate_limit.trusted_proxies` — the right-most `X-Forwarded-For` address that is not a trusted
-//! proxy (RFC 7239 §5.2's reasoning). An unregistered key gets no bucket of its own, so rotating
-//! keys does not escape the limit.
+//! A request is counted against its API key when that key is a registered `client_id`, else
+//! against its client address (found by the HTTP layer). An unregistered key gets no bucket of
+//! its own, so rotating keys does not escape the limit.
 
 mod batch;
 pub mod bucket;
@@ -17,24 +15,20 @@ pub mod shard;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use actix::{Actor, Addr, Arbiter, MailboxError};
-use actix_web::http::header::HeaderName;
-use actix_web::HttpRequest;
 
-use crate::http::proxy::headers::X_FORWARDED_FOR;
-use crate::net::{canonical, Cidr};
+use crate::client::{Admission, ClientKey, ClientRecord, Limits};
 use crate::persistence::{SavedClient, Store};
 use crate::settings::RateLimitSettings;
-pub use bucket::{Decision, Limits};
-pub use map::{ClientKey, ClientRecord};
-pub use shard::{Admission, BucketStore, ClientError};
+use shard::BucketStore;
+pub use shard::ClientError;
 use shard::{
-    CountBuckets, CreateClient, FlushTokens, GetClient, ListClients, RemoveClient, SweepNow,
-    TopRejected, UpdateClient,
+    CountBuckets, CreateClient, FlushTokens, GetClient, ListClients, RemoveClient, TopRejected,
+    UpdateClient,
 };
 
 /// The handlers' way to the bucket shards.
@@ -42,8 +36,6 @@ pub struct Limiter {
     shards: Vec<Addr<BucketStore>>,
     /// Registered client ids, so an API key is resolved before choosing a shard.
     registered: Arc<RwLock<HashSet<String>>>,
-    api_key_header: HeaderName,
-    trusted_proxies: Vec<Cidr>,
 }
 
 impl Limiter {
@@ -85,54 +77,18 @@ impl Limiter {
                 })
             })
             .collect();
-        Self {
-            shards,
-            registered,
-            api_key_header: settings.api_key_header.clone(),
-            trusted_proxies: settings.trusted_proxies.clone(),
-        }
+        Self { shards, registered }
     }
 
-    /// Who the request counts against.
-    pub fn identify(&self, req: &HttpRequest) -> ClientKey {
-        let api_key = req
-            .headers()
-            .get(&self.api_key_header)
-            .and_then(|v| v.to_str().ok());
-        if let Some(key) = api_key {
-            let known = self.registered.read().is_ok_and(|ids| ids.contains(key));
-            if known {
-                return ClientKey::Registered(key.to_owned());
+    /// Who a request counts against: its API key when that is a registered client id, else
+    /// its client address (as the HTTP layer determined it).
+    pub fn key_for(&self, api_key: Option<&str>, ip: IpAddr) -> ClientKey {
+        match api_key {
+            Some(key) if self.registered.read().is_ok_and(|ids| ids.contains(key)) => {
+                ClientKey::Registered(key.to_owned())
             }
+            _ => ClientKey::Ip(ip),
         }
-        ClientKey::Ip(self.client_ip(req))
-    }
-
-    fn client_ip(&self, req: &HttpRequest) -> IpAddr {
-        let peer = req
-            .peer_addr()
-            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| canonical(a.ip()));
-        if !self.is_trusted(peer) {
-            return peer;
-        }
-        let chain: Vec<IpAddr> = req
-            .headers()
-            .get_all(X_FORWARDED_FOR)
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|hop| hop.trim().parse::<IpAddr>().ok().map(canonical))
-            .collect();
-        chain
-            .iter()
-            .rev()
-            .find(|ip| !self.is_trusted(**ip))
-            .or(chain.first())
-            .copied()
-            .unwrap_or(peer)
-    }
-
-    fn is_trusted(&self, ip: IpAddr) -> bool {
-        self.trusted_proxies.iter().any(|net| net.contains(ip))
     }
 
     fn shard(&self, key: &ClientKey) -> &Addr<BucketStore> {
@@ -232,11 +188,13 @@ impl Limiter {
         all
     }
 
-    /// Drops idle full buckets on every shard now; how many went.
+    /// Drops idle full buckets on every shard now (they are swept every few seconds anyway);
+    /// how many went.
+    #[cfg(any(test, feature = "test-util"))]
     pub async fn sweep(&self) -> usize {
         let mut swept = 0;
         for shard in &self.shards {
-            swept += shard.send(SweepNow).await.unwrap_or(0);
+            swept += shard.send(shard::SweepNow).await.unwrap_or(0);
         }
         swept
     }

@@ -14,8 +14,9 @@ use actix::{
     Message, MessageResult, WrapFuture,
 };
 
-use super::bucket::{Decision, Limits, TokenBucket};
-use super::map::{BucketMap, ClientKey, ClientRecord};
+use super::bucket::TokenBucket;
+use super::map::BucketMap;
+use crate::client::{Admission, ClientKey, ClientRecord, Limits};
 use crate::persistence::{DeleteClient, SaveClient, SaveTokens, SavedClient, Store};
 
 /// "Recent" rejections, for the status page: counted per period of this length.
@@ -33,15 +34,6 @@ pub enum ClientError {
     Exists(String),
     #[error("Storage unavailable, nothing was changed: {0}")]
     Storage(String),
-}
-
-/// The result of admitting one request.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Admission {
-    pub decision: Decision,
-    pub limits: Limits,
-    /// A rejection worth a log line (at most one a second per client).
-    pub report: bool,
 }
 
 /// From the proxy: take a token for each of these clients, in order (see [`super::batch`]).
@@ -100,6 +92,7 @@ pub struct CountBuckets;
 pub struct TopRejected(pub usize);
 
 /// From tests: drop idle full buckets now.
+#[cfg(any(test, feature = "test-util"))]
 #[derive(Debug, Message)]
 #[rtype(result = "usize")]
 pub struct SweepNow;
@@ -323,6 +316,7 @@ impl Handler<CountBuckets> for BucketStore {
     }
 }
 
+#[cfg(any(test, feature = "test-util"))]
 impl Handler<SweepNow> for BucketStore {
     type Result = usize;
 

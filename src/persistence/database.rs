@@ -3,11 +3,12 @@
 //! SQLite database, or has a newer schema, is refused and left exactly as it was.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use rusqlite::{params, Connection, OpenFlags};
 
-use crate::limiter::{ClientRecord, Limits};
+use crate::client::{ClientRecord, Limits};
+use crate::clock;
 
 /// The schema this build writes.
 pub const SCHEMA_VERSION: i64 = 1;
@@ -127,7 +128,7 @@ impl Database {
                         },
                         tokens: row.get(4)?,
                     },
-                    saved_at: UNIX_EPOCH + Duration::from_millis(at_ms.max(0) as u64),
+                    saved_at: clock::from_unix_ms(u64::try_from(at_ms).unwrap_or(0)),
                 })
             })
             .map_err(|e| self.io(e))?;
@@ -185,14 +186,15 @@ impl Database {
     }
 }
 
+/// SQLite integers are signed; the Unix milliseconds of any real time fit.
 fn unix_ms(at: SystemTime) -> i64 {
-    at.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    i64::try_from(clock::unix_ms(at)).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::UNIX_EPOCH;
 
     fn record(id: &str, tokens: f64) -> ClientRecord {
         ClientRecord {

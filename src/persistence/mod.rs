@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use actix::{Actor, Addr, Handler, Message, SyncArbiter, SyncContext};
 
-use crate::limiter::ClientRecord;
+use crate::client::ClientRecord;
 pub use database::{Database, DbError, SavedClient, SCHEMA_VERSION};
 
 /// How often a persisting failure is logged.

@@ -2,7 +2,7 @@
 
 use actix::Message;
 
-use super::rotation::{FailureKind, MemberStatus};
+use super::rotation::FailureKind;
 use crate::backend::BackendId;
 
 /// From the proxy, fire-and-forget: an attempt on `backend` failed (it was already counted in
@@ -24,8 +24,3 @@ pub struct SetHealth {
     /// Why, for the log line (`3 failed probes: connection refused`).
     pub reason: String,
 }
-
-/// From the status API: every member with its health and counters.
-#[derive(Debug, Message)]
-#[rtype(result = "Vec<MemberStatus>")]
-pub struct Snapshot;

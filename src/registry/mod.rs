@@ -10,35 +10,79 @@ pub mod rotation;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use actix::{Actor, Addr, Context, Handler, MessageResult};
+use actix::{Actor, Addr, Context, Handler};
 
 use crate::backend::BackendId;
-use crate::events::{EventBus, LbEvent, Publish};
-pub use messages::{ReportFailure, SetHealth, Snapshot};
+use crate::events::{Events, LbEvent};
+use messages::{ReportFailure, SetHealth};
 pub use rotation::{FailureKind, Lease, MemberStatus, Outcome, Rotation};
+
+/// The handle everyone else holds: reads go straight to the shared [`Rotation`], changes go
+/// to the actor, which alone flips health and says so.
+#[derive(Clone)]
+pub struct Membership {
+    actor: Addr<Registry>,
+    rotation: Arc<Rotation>,
+}
+
+impl Membership {
+    /// Starts the actor for `rotation`.
+    pub fn start(rotation: Arc<Rotation>, events: Events, passive_failures: NonZeroU32) -> Self {
+        let actor = Registry {
+            rotation: Arc::clone(&rotation),
+            events,
+            passive_failures,
+        }
+        .start();
+        Self { actor, rotation }
+    }
+
+    /// Every member with its health and counters, in pool order.
+    pub fn members(&self) -> Vec<MemberStatus> {
+        self.rotation.snapshot()
+    }
+
+    /// Puts a backend in or out of rotation (`reason` goes into the log line and the event);
+    /// answers whether its state changed.
+    pub async fn set_health(&self, backend: BackendId, healthy: bool, reason: String) -> bool {
+        let msg = SetHealth {
+            backend,
+            healthy,
+            reason,
+        };
+        self.actor.send(msg).await.unwrap_or(false)
+    }
+
+    /// The same, without waiting for the answer (the health checker's way).
+    pub fn tell_health(&self, backend: BackendId, healthy: bool, reason: String) {
+        self.actor.do_send(SetHealth {
+            backend,
+            healthy,
+            reason,
+        });
+    }
+
+    /// An attempt on `backend` failed; `consecutive` is its run of failures so far. Enough in a
+    /// row take it out of rotation (passive health).
+    pub fn report_failure(&self, backend: BackendId, kind: FailureKind, consecutive: u32) {
+        self.actor.do_send(ReportFailure {
+            backend,
+            kind,
+            consecutive,
+        });
+    }
+}
 
 /// Actor that owns the health of the members of a [`Rotation`].
 pub struct Registry {
     rotation: Arc<Rotation>,
     /// Where transitions are published.
-    events: Addr<EventBus>,
+    events: Events,
     /// Consecutive proxy failures that take a backend out at once.
     passive_failures: NonZeroU32,
 }
 
 impl Registry {
-    pub fn new(
-        rotation: Arc<Rotation>,
-        events: Addr<EventBus>,
-        passive_failures: NonZeroU32,
-    ) -> Self {
-        Self {
-            rotation,
-            events,
-            passive_failures,
-        }
-    }
-
     /// Flips a backend's health; logs and publishes only a real change.
     fn set_health(&mut self, id: BackendId, healthy: bool, reason: &str) -> bool {
         let changed = self.rotation.set_health(id, healthy);
@@ -49,28 +93,25 @@ impl Registry {
         let total = self.rotation.len();
         let (backend_name, url, reason_text) =
             (backend.name.clone(), backend.url.clone(), reason.to_owned());
-        let event = match healthy {
-            true => {
-                log::info!("backend {backend} is UP again ({reason}); {in_rotation}/{total} backends in rotation");
-                LbEvent::BackendUp {
-                    backend: backend_name,
-                    url,
-                    reason: reason_text,
-                }
+        let event = if healthy {
+            log::info!("backend {backend} is UP again ({reason}); {in_rotation}/{total} backends in rotation");
+            LbEvent::BackendUp {
+                backend: backend_name,
+                url,
+                reason: reason_text,
             }
-            false => {
-                match in_rotation {
+        } else {
+            match in_rotation {
                     0 => log::error!("backend {backend} is DOWN ({reason}); no backend is left in rotation"),
                     n => log::warn!("backend {backend} is DOWN ({reason}); traffic switches to the other {n}/{total}"),
                 }
-                LbEvent::BackendDown {
-                    backend: backend_name,
-                    url,
-                    reason: reason_text,
-                }
+            LbEvent::BackendDown {
+                backend: backend_name,
+                url,
+                reason: reason_text,
             }
         };
-        self.events.do_send(Publish(event));
+        self.events.publish(event);
         true
     }
 }
@@ -100,13 +141,5 @@ impl Handler<SetHealth> for Registry {
 
     fn handle(&mut self, msg: SetHealth, _: &mut Context<Self>) -> bool {
         self.set_health(msg.backend, msg.healthy, &msg.reason)
-    }
-}
-
-impl Handler<Snapshot> for Registry {
-    type Result = MessageResult<Snapshot>;
-
-    fn handle(&mut self, _: Snapshot, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.rotation.snapshot())
     }
 }

@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::backend::{Backend, BackendId};
+use crate::backend::{Backend, BackendCounters, BackendId, BackendState};
 
 /// Why a proxied attempt on a backend failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +67,18 @@ pub struct MemberStatus {
     pub consecutive_failures: u32,
     /// Unix time (ms) of the last health change; 0 = none since start.
     pub changed_at_ms: u64,
+}
+
+impl MemberStatus {
+    /// The part of the status that the API and the event stream show.
+    pub fn counters(&self) -> BackendCounters {
+        BackendCounters {
+            state: BackendState::from_healthy(self.healthy),
+            requests: self.requests,
+            failures: self.failures,
+            in_flight: self.in_flight,
+        }
+    }
 }
 
 /// The shared pool with strict round-robin selection over its healthy members.
@@ -165,10 +177,8 @@ impl Rotation {
         };
         let changed = slot.healthy.swap(healthy, Ordering::Relaxed) != healthy;
         if changed {
-            let now_ms = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64);
-            slot.changed_at_ms.store(now_ms, Ordering::Relaxed);
+            slot.changed_at_ms
+                .store(crate::clock::now_ms(), Ordering::Relaxed);
         }
         changed
     }

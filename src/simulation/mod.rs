@@ -12,11 +12,13 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::{Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message, WrapFuture};
+use actix::{
+    Actor, ActorContext, Addr, AsyncContext, Context, Handler, MailboxError, Message, WrapFuture,
+};
 use serde::Serialize;
 
 use crate::backend::Backend;
-use crate::events::{EventBus, LbEvent, Publish};
+use crate::events::{Events, LbEvent};
 use crate::settings::SimulationSettings;
 use schedule::{Change, FaultMode, FaultSchedule};
 use server::{SimState, SimulatedBackend};
@@ -67,13 +69,50 @@ pub struct StopAll;
 #[derive(Debug, Clone, Default)]
 pub struct SimulationView(pub Vec<SimState>);
 
+/// The handlers' way to a running simulation: its controls and the view of its states.
+#[derive(Clone)]
+pub struct Simulation {
+    actor: Addr<Simulator>,
+    view: SimulationView,
+}
+
+impl Simulation {
+    /// Fails `target` (a name or index) in `mode` until [`Self::recover`]; `Err` when the
+    /// simulation has stopped.
+    pub async fn fail(
+        &self,
+        target: String,
+        mode: FaultMode,
+    ) -> Result<Result<SimStatus, SimError>, MailboxError> {
+        self.actor.send(Fail { target, mode }).await
+    }
+
+    /// Brings `target` back and returns it to the random schedule.
+    pub async fn recover(
+        &self,
+        target: String,
+    ) -> Result<Result<SimStatus, SimError>, MailboxError> {
+        self.actor.send(Recover { target }).await
+    }
+
+    /// Stops every simulated server (the shutdown hook).
+    pub async fn stop(&self) {
+        let _ = self.actor.send(StopAll).await;
+    }
+
+    /// `up` or the failure mode of the simulated backend with this id.
+    pub fn label(&self, id: usize) -> Option<&'static str> {
+        self.view.0.get(id).map(SimState::label)
+    }
+}
+
 /// Owns the simulated backends and their schedule.
 pub struct Simulator {
     backends: Vec<SimulatedBackend>,
     schedule: FaultSchedule,
     started: Instant,
-    /// Set by [`Simulator::publish_to`] before the actor starts.
-    events: Option<Addr<EventBus>>,
+    /// Set by [`Simulator::run`] before the actor starts.
+    events: Option<Events>,
 }
 
 impl Simulator {
@@ -103,10 +142,14 @@ impl Simulator {
         })
     }
 
-    /// Where changes are published.
-    pub fn publish_to(mut self, events: Addr<EventBus>) -> Self {
+    /// Starts the actor, publishing its changes to `events`.
+    pub fn run(mut self, events: Events) -> Simulation {
         self.events = Some(events);
-        self
+        let view = self.view();
+        Simulation {
+            actor: self.start(),
+            view,
+        }
     }
 
     /// The view for the status API.
@@ -172,12 +215,12 @@ impl Simulator {
         let Some(events) = &self.events else {
             return;
         };
-        events.do_send(Publish(LbEvent::Simulation {
+        events.publish(LbEvent::Simulation {
             backend: simulated.backend.name.clone(),
             url: simulated.backend.url.clone(),
             state: simulated.state.label().to_owned(),
             manual,
-        }));
+        });
     }
 }
 

@@ -4,8 +4,8 @@ use actix_web::http::header::{HeaderName, HeaderValue, RETRY_AFTER};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
+use crate::client::Admission;
 use crate::http::error::json_response;
-use crate::limiter::Admission;
 
 /// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers): the quota and its window.
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");

@@ -12,9 +12,8 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use actix::Addr;
 use actix_web::body::{self as body_types, BodyStream, BoxBody, MessageBody, SizedStream};
 use actix_web::http::uri::{self, PathAndQuery};
 use actix_web::http::{header, Method, StatusCode, Uri};
@@ -24,10 +23,13 @@ use awc::{Client, ClientResponse};
 use futures_util::Stream;
 
 use crate::backend::{Backend, BackendId};
-use crate::events::{EventBus, LbEvent, Publish};
-use crate::limiter::{Admission, Limiter};
+use crate::client::Admission;
+use crate::events::{Events, LbEvent};
+use crate::http::access_log::{self, ServedBy};
+use crate::http::client_id::ClientIdentity;
+use crate::limiter::Limiter;
 use crate::metrics::Metrics;
-use crate::registry::{FailureKind, Lease, Outcome, Registry, ReportFailure, Rotation};
+use crate::registry::{FailureKind, Lease, Membership, Outcome, Rotation};
 use body::RequestBody;
 pub use error::ProxyError;
 
@@ -38,13 +40,15 @@ pub struct ProxyState {
     /// Counted on every request.
     pub metrics: Arc<Metrics>,
     /// Where failovers are published.
-    pub events: Addr<EventBus>,
+    pub events: Events,
     /// When the last failover event went out (ms since `UNIX_EPOCH`); one a second at most.
     pub last_failover_event_ms: AtomicU64,
     /// Where backends are picked and counted.
     pub rotation: Arc<Rotation>,
     /// Told about failures.
-    pub registry: Addr<Registry>,
+    pub registry: Membership,
+    /// Tells clients apart for the limiter.
+    pub identity: ClientIdentity,
     /// Other backends tried after a retryable failure (`backends.retries`).
     pub retries: u32,
     /// Request bodies up to this size are buffered so they can be retried.
@@ -58,9 +62,7 @@ pub struct ProxyState {
 impl ProxyState {
     /// Publishes a failover event unless one went out less than a second ago.
     fn publish_failover(&self, from: &Backend, to: &Backend, why: &AttemptError) {
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let now_ms = crate::clock::now_ms();
         let last = self.last_failover_event_ms.load(Ordering::Relaxed);
         let due = now_ms.saturating_sub(last) >= 1000
             && self
@@ -68,33 +70,13 @@ impl ProxyState {
                 .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok();
         if due {
-            self.events.do_send(Publish(LbEvent::Failover {
+            self.events.publish(LbEvent::Failover {
                 from: from.name.clone(),
                 to: to.name.clone(),
                 reason: why.to_string(),
-            }));
+            });
         }
     }
-}
-
-/// The backend that answered, put in the response's extensions for the access log (only while
-/// access lines are logged).
-#[derive(Clone)]
-pub struct ServedBy(pub Arc<Backend>);
-
-/// Builds the per-worker HTTP client: no redirects followed, no default headers invented, no
-/// decompression (awc is built without it), the connect and response-head timeouts applied.
-pub fn build_client(connect_timeout: Duration, response_timeout: Duration) -> Client {
-    let connector = awc::Connector::new()
-        .timeout(connect_timeout)
-        // The pool is per worker; 0 lifts awc's default cap of 100 connections per worker.
-        .limit(0);
-    Client::builder()
-        .connector(connector)
-        .disable_redirects()
-        .no_default_headers()
-        .timeout(response_timeout)
-        .finish()
 }
 
 /// The default service: forwards the request and streams the answer back, and counts it.
@@ -113,7 +95,7 @@ pub async fn forward(
                 started.elapsed(),
             );
             // Only the access log reads it; an extension costs two allocations per response.
-            if log::log_enabled!(target: crate::http::access_log::TARGET, log::Level::Info) {
+            if access_log::enabled() {
                 response.extensions_mut().insert(ServedBy(backend));
             }
             Ok(response)
@@ -139,7 +121,7 @@ async fn admit_and_forward(
         return Err(ProxyError::MethodNotAllowed);
     }
     let admission = match &state.limiter {
-        Some(limiter) => Some(admit(limiter, &req, &state.metrics).await?),
+        Some(limiter) => Some(admit(limiter, &state.identity, &req, &state.metrics).await?),
         None => None,
     };
     let (mut response, backend) = forward_admitted(&req, payload, state, client).await?;
@@ -154,10 +136,11 @@ async fn admit_and_forward(
 /// Takes a token for the request's client; a refusal is the 429 answer.
 async fn admit(
     limiter: &Limiter,
+    identity: &ClientIdentity,
     req: &HttpRequest,
     metrics: &Metrics,
 ) -> Result<Admission, ProxyError> {
-    let key = limiter.identify(req);
+    let key = identity.identify(req, limiter);
     let admission = limiter
         .admit(key.clone())
         .await
@@ -168,7 +151,7 @@ async fn admit(
     metrics.record_rate_limited();
     if admission.report {
         log::warn!(
-            "client {key:?} is rate limited (capacity {}, {}/s); further rejections within a second are not logged",
+            "{key} is rate limited (capacity {}, {}/s); further rejections within a second are not logged",
             admission.limits.capacity,
             admission.limits.rate_per_sec
         );
@@ -233,11 +216,7 @@ async fn forward_admitted(
         state
             .metrics
             .record_upstream_failure(&backend.name, kind.as_str());
-        state.registry.do_send(ReportFailure {
-            backend: backend.id,
-            kind,
-            consecutive,
-        });
+        state.registry.report_failure(backend.id, kind, consecutive);
         let retries_left = tried.len() <= state.retries as usize;
         if !(retries_left && failure.retryable(req.method(), &body)) {
             log::error!("backend {backend} failed ({failure}); not retried");

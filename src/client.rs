@@ -1,0 +1,102 @@
+//! Who a request counts against and what the rate limiter answers: the value types shared by
+//! the limiter, the persistence and the HTTP layer.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+/// Who a request is counted against.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ClientKey {
+    /// A registered client, by `client_id` (from the API key header).
+    Registered(String),
+    /// Anyone else, by address.
+    Ip(IpAddr),
+}
+
+/// A registered client as the admin API sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientRecord {
+    pub client_id: String,
+    pub name: Option<String>,
+    pub limits: Limits,
+    pub tokens: f64,
+}
+
+impl ClientKey {
+    /// The client id or the address alone, as the status API lists it.
+    pub fn id(&self) -> String {
+        match self {
+            Self::Registered(id) => id.clone(),
+            Self::Ip(ip) => ip.to_string(),
+        }
+    }
+}
+
+/// For log lines: `client user1`, `ip 10.0.0.7`.
+impl fmt::Display for ClientKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Registered(id) => write!(f, "client {id}"),
+            Self::Ip(ip) => write!(f, "ip {ip}"),
+        }
+    }
+}
+
+/// A client's limits; both are validated positive and finite before they get here.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Limits {
+    pub capacity: u64,
+    pub rate_per_sec: f64,
+}
+
+impl Limits {
+    pub const fn new(capacity: u64, rate_per_sec: f64) -> Self {
+        Self {
+            capacity,
+            rate_per_sec,
+        }
+    }
+
+    /// Seconds for an empty bucket to fill (the `w` of `RateLimit-Policy`).
+    pub fn window_secs(&self) -> f64 {
+        self.capacity as f64 / self.rate_per_sec
+    }
+}
+
+/// The answer to one request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Decision {
+    pub allowed: bool,
+    /// Whole tokens left after this request.
+    pub remaining: u64,
+    /// Until the next whole token (zero when one is available now).
+    pub retry_after: Duration,
+}
+
+/// The result of admitting one request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Admission {
+    pub decision: Decision,
+    pub limits: Limits,
+    /// A rejection worth a log line (at most one a second per client).
+    pub report: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Log lines name a client by id or address, not by its Rust spelling.
+    #[test]
+    fn keys_display_as_client_or_ip() {
+        let user = ClientKey::Registered("user1".into());
+        let ip = ClientKey::Ip("10.0.0.7".parse().expect("ip"));
+        assert_eq!(user.to_string(), "client user1");
+        assert_eq!(ip.to_string(), "ip 10.0.0.7");
+        assert_eq!(
+            (user.id(), ip.id()),
+            ("user1".to_owned(), "10.0.0.7".to_owned())
+        );
+    }
+}

@@ -1,0 +1,80 @@
+//! What the event stream carries: [`LbEvent`]s, each stamped with a sequence number and a time
+//! when the bus takes it ([`Stamped`]).
+
+use serde::Serialize;
+
+use crate::backend::BackendCounters;
+
+/// One backend in a `stats` event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BackendStat {
+    pub backend: String,
+    #[serde(flatten)]
+    pub counters: BackendCounters,
+}
+
+/// Something an operator would want to see happen.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum LbEvent {
+    /// Taken out of rotation.
+    BackendDown {
+        backend: String,
+        url: String,
+        reason: String,
+    },
+    /// Back in rotation.
+    BackendUp {
+        backend: String,
+        url: String,
+        reason: String,
+    },
+    /// A request moved from a failed backend to another (at most one event a second).
+    Failover {
+        from: String,
+        to: String,
+        reason: String,
+    },
+    /// A simulated backend started or stopped failing.
+    Simulation {
+        backend: String,
+        url: String,
+        /// `up`, or the failure mode: `refuse`, `error`, `hang`.
+        state: String,
+        /// Whether an operator asked for it (else the random schedule did).
+        manual: bool,
+    },
+    /// A client was created, updated or deleted through `/clients`.
+    Client {
+        action: &'static str,
+        client_id: String,
+    },
+    /// Once a second: totals so far and per backend.
+    Stats {
+        requests: u64,
+        /// Over the last second.
+        requests_per_sec: f64,
+        rate_limited: u64,
+        errors: u64,
+        backends: Vec<BackendStat>,
+    },
+}
+
+impl LbEvent {
+    /// Whether this is the once-a-second `stats` tick (kept in a history of its own).
+    pub fn is_stats(&self) -> bool {
+        matches!(self, Self::Stats { .. })
+    }
+}
+
+/// An event as sent to subscribers: `{"id": 7, "at_ms": 1764..., "type": ..., ...}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Stamped {
+    /// Increases by one per event; the server-sent events' `id:`, so a reconnecting page
+    /// resumes after the last one it saw.
+    pub id: u64,
+    /// When the bus took it (Unix ms).
+    pub at_ms: u64,
+    #[serde(flatten)]
+    pub event: LbEvent,
+}

@@ -1,0 +1,46 @@
+//! The `/lb` scope: the balancer's own API under `/lb/api/` (`status`, `events`, the simulation
+//! controls; every route admin-protected through [`crate::http::admin`]), the open
+//! `/lb/metrics` and `/lb/health`, and the status page. Every other path under `/lb/` is a JSON
+//! 404 and a wrong method a JSON 405: nothing of this namespace is ever proxied.
+
+mod events;
+mod simulation;
+mod state;
+mod status;
+
+use actix_web::web;
+
+use crate::http::error::{method_not_allowed, not_found};
+use crate::http::page;
+pub use state::{ApiError, ApiState};
+
+/// Registers everything under `/lb`.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/lb")
+            .service(
+                web::scope("/api")
+                    .service(get("/status", web::get().to(status::status)))
+                    .service(get("/events", web::get().to(events::events)))
+                    .service(
+                        web::resource("/simulation/{backend}/{action}")
+                            .route(web::post().to(simulation::control))
+                            .default_service(web::to(method_not_allowed)),
+                    )
+                    .default_service(web::to(not_found)),
+            )
+            .service(get("/metrics", web::get().to(status::metrics)))
+            .service(
+                get("/health", web::get().to(status::health)).route(web::head().to(status::health)),
+            )
+            .configure(page::configure)
+            .default_service(web::to(not_found)),
+    );
+}
+
+/// A resource answering `route`, and 405 to any other method.
+fn get(path: &str, route: actix_web::Route) -> actix_web::Resource {
+    web::resource(path)
+        .route(route)
+        .default_service(web::to(method_not_allowed))
+}

@@ -1,0 +1,56 @@
+//! `POST /lb/api/simulation/{backend}/fail` (body `{"mode": "refuse" | "error" | "hang"}`,
+//! optional) and `POST /lb/api/simulation/{backend}/recover`.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+use super::state::{ApiError, ApiState};
+use crate::http::admin;
+use crate::simulation::schedule::FaultMode;
+
+/// Optional body of `.../fail`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FailBody {
+    mode: Option<String>,
+}
+
+/// `POST /lb/api/simulation/{backend}/{fail|recover}`.
+pub async fn control(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    body: web::Bytes,
+    state: web::Data<ApiState>,
+) -> Result<HttpResponse, ApiError> {
+    admin::authorize(&req, &state.admin)?;
+    let (target, action) = path.into_inner();
+    let Some(simulation) = &state.simulation else {
+        return Err(ApiError::NotFound("The simulation is not running".into()));
+    };
+    let result = match action.as_str() {
+        "fail" => {
+            let mode = fail_mode(&body).map_err(ApiError::BadRequest)?;
+            simulation.fail(target, mode).await
+        }
+        "recover" => simulation.recover(target).await,
+        _ => return Err(ApiError::NotFound("Not found".into())),
+    };
+    match result {
+        Ok(Ok(status)) => Ok(HttpResponse::Ok().json(status)),
+        Ok(Err(err)) => Err(ApiError::NotFound(err.to_string())),
+        Err(_) => Err(ApiError::Unavailable("The simulation has stopped".into())),
+    }
+}
+
+/// The mode from an optional JSON body; `refuse` when there is none.
+fn fail_mode(body: &[u8]) -> Result<FaultMode, String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(FaultMode::Refuse);
+    }
+    let parsed: FailBody = serde_json::from_slice(body).map_err(|e| {
+        format!("Invalid JSON body: {e}; expected {{\"mode\": \"refuse\" | \"error\" | \"hang\"}}")
+    })?;
+    parsed.mode.map_or(Ok(FaultMode::Refuse), |m| {
+        m.parse().map_err(|e: String| format!("Invalid mode: {e}"))
+    })
+}

@@ -1,0 +1,148 @@
+//! `GET /lb/api/status`: a snapshot of everything, from typed structs; `GET /lb/metrics`: the
+//! Prometheus exposition; `GET /lb/health`: the balancer's own liveness.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Serialize;
+
+use super::state::{ApiError, ApiState};
+use crate::backend::BackendCounters;
+use crate::health::ProbeReport;
+use crate::http::admin;
+use crate::http::error::json_response;
+
+/// The body of `/lb/api/status`.
+#[derive(Debug, Serialize)]
+struct Status {
+    version: &'static str,
+    uptime_secs: f64,
+    listen: String,
+    draining: bool,
+    totals: Totals,
+    backends: Vec<BackendStatus>,
+    clients: ClientsSummary,
+}
+
+#[derive(Debug, Serialize)]
+struct Totals {
+    requests: u64,
+    /// Over the last ten seconds.
+    requests_per_sec: f64,
+    rate_limited: u64,
+    /// 5xx answers the balancer gave itself.
+    errors: u64,
+}
+
+/// One backend: the `stats` event's counters and what only the status shows.
+#[derive(Debug, Serialize)]
+struct BackendStatus {
+    name: String,
+    url: String,
+    #[serde(flatten)]
+    counters: BackendCounters,
+    simulated: bool,
+    /// `up` or the failure mode, when simulated.
+    simulation: Option<&'static str>,
+    last_probe: Option<ProbeReport>,
+    /// Unix ms of the last health change, if any since start.
+    last_change_ms: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+struct ClientsSummary {
+    registered: usize,
+    tracked_buckets: usize,
+    top_rejected: Vec<Rejected>,
+}
+
+#[derive(Debug, Serialize)]
+struct Rejected {
+    /// A client id or an IP address.
+    client: String,
+    /// Refusals in the current minute.
+    rejected: u64,
+}
+
+/// `GET /lb/api/status`.
+pub async fn status(
+    req: HttpRequest,
+    state: web::Data<ApiState>,
+) -> Result<HttpResponse, ApiError> {
+    admin::authorize(&req, &state.admin)?;
+    let backends = state
+        .rotation
+        .snapshot()
+        .iter()
+        .map(|m| {
+            let id = m.backend.id;
+            let simulation = state.simulation.as_ref().and_then(|sim| sim.label(id));
+            BackendStatus {
+                name: m.backend.name.clone(),
+                url: m.backend.url.clone(),
+                counters: m.counters(),
+                simulated: simulation.is_some(),
+                simulation,
+                last_probe: state
+                    .probes
+                    .get(id)
+                    .and_then(|slot| slot.lock().ok().and_then(|p| p.clone())),
+                last_change_ms: (m.changed_at_ms > 0).then_some(m.changed_at_ms),
+            }
+        })
+        .collect();
+    let totals = state.metrics.totals();
+    let (registered, tracked) = state.limiter.tracked().await;
+    let top_rejected = state
+        .limiter
+        .top_rejected(5)
+        .await
+        .into_iter()
+        .map(|(key, rejected)| Rejected {
+            client: key.id(),
+            rejected,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(Status {
+        version: env!("CARGO_PKG_VERSION"),
+        uptime_secs: state.started.elapsed().as_secs_f64(),
+        listen: state.listen.to_string(),
+        draining: state.draining.is_draining(),
+        totals: Totals {
+            requests: totals.requests,
+            requests_per_sec: state.window.lock().map_or(0.0, |w| w.requests_per_sec()),
+            rate_limited: totals.rate_limited,
+            errors: totals.own_errors,
+        },
+        backends,
+        clients: ClientsSummary {
+            registered,
+            tracked_buckets: registered + tracked,
+            top_rejected,
+        },
+    }))
+}
+
+/// `GET /lb/metrics`: Prometheus text exposition (open, like `/lb/health`, for scrapers).
+pub async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
+    let (registered, tracked) = state.limiter.tracked().await;
+    let text = state
+        .metrics
+        .render(&state.rotation.snapshot(), registered, registered + tracked);
+    HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(text)
+}
+
+#[derive(Serialize)]
+struct Liveness {
+    status: &'static str,
+}
+
+/// `GET /lb/health`: the balancer's own liveness, 503 while draining (open).
+pub async fn health(state: web::Data<ApiState>) -> HttpResponse {
+    if state.draining.is_draining() {
+        json_response(StatusCode::SERVICE_UNAVAILABLE, "Service is shutting down")
+    } else {
+        HttpResponse::Ok().json(Liveness { status: "ok" })
+    }
+}
