@@ -9,9 +9,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Instant, SystemTime};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use loadbalancer::client::{ClientKey, Limits};
-use loadbalancer::limiter::map::BucketMap;
-use loadbalancer::persistence::Database;
+use loadbalancer::test_util::{BucketMap, Database};
+use loadbalancer::{ClientKey, Limits};
 
 const CLIENTS: u32 = 1_000_000;
 

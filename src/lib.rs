@@ -1,25 +1,43 @@
 //! `loadbalancer`: an HTTP/1.1 load balancer with per-client rate limiting, on actix-web,
-//! actix actors and awc. `main.rs` only parses arguments and calls [`http::server::run`];
-//! everything else lives here so integration tests can start a balancer on `127.0.0.1:0`.
+//! actix actors and awc. `main.rs` only parses arguments and calls [`run`]; everything else
+//! lives here so integration tests can start a balancer on `127.0.0.1:0` with [`start`].
+//!
+//! Layers point one way: `http/` (the server wiring, proxy and APIs) uses the domain folders
+//! (`registry/`, `health/`, `limiter/`, `persistence/`, `simulation/`, `events/`, `stats/`),
+//! which use the leaf value types (`backend`, `client`, `clock`, `draining`, `net`). The
+//! architecture map in the README names the file of each concept.
 
-pub mod backend;
+mod backend;
 pub mod cli;
-pub mod client;
-pub mod clock;
-pub mod draining;
-pub mod events;
+mod client;
+mod clock;
+mod draining;
+mod events;
 pub mod exit;
-pub mod health;
-pub mod http;
-pub mod limiter;
-pub mod metrics;
-pub mod net;
-pub mod persistence;
-pub mod registry;
+mod health;
+mod http;
+mod limiter;
+mod metrics;
+mod net;
+mod persistence;
+mod registry;
 pub mod settings;
-pub mod simulation;
-pub mod stats;
-pub mod upstream;
+mod simulation;
+mod stats;
+mod upstream;
 
-pub use http::server::{start, Balancer, BalancerHandle};
+pub use backend::{Backend, BackendCounters, BackendState};
+pub use client::{ClientKey, Limits};
+pub use events::{BackendStat, Events, LbEvent, Stamped, Subscription};
+pub use health::PROBE_USER_AGENT;
+pub use http::server::{run, start, Balancer, BalancerHandle, ShutdownHook, StartError};
+pub use limiter::Limiter;
+pub use registry::MemberStatus;
 pub use settings::Settings;
+
+/// What the benches and integration tests reach inside (the `test-util` feature).
+#[cfg(feature = "test-util")]
+pub mod test_util {
+    pub use crate::limiter::map::BucketMap;
+    pub use crate::persistence::Database;
+}

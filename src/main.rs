@@ -1,4 +1,4 @@
-//! The `loadbalancer` binary: arguments, settings, logger, then [`loadbalancer::http::server::run`].
+//! The `loadbalancer` binary: arguments, settings, logger, then [`loadbalancer::run`].
 //! Exit codes: 0 after a clean shutdown, 2 for bad arguments, configuration or an unusable
 //! database file, 1 for a runtime failure (such as the listen address being in use) or a
 //! second signal during the drain.
@@ -6,8 +6,8 @@
 use std::process::ExitCode;
 
 use loadbalancer::cli::{self, Command};
-use loadbalancer::http::server::StartError;
 use loadbalancer::settings;
+use loadbalancer::StartError;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -32,7 +32,7 @@ fn main() -> ExitCode {
         }
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    match actix_rt::System::new().block_on(loadbalancer::http::server::run(settings)) {
+    match actix_rt::System::new().block_on(loadbalancer::run(settings)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(StartError::Database(err)) => {
             log::error!("cannot use the database: {err}");

@@ -10,8 +10,8 @@ use common::{
     capture_logs, client, get_status, logged, refused_addr, settings_for, silent_backend,
     start_balancer, TestBalancer,
 };
-use loadbalancer::events::LbEvent;
-use loadbalancer::registry::MemberStatus;
+use loadbalancer::LbEvent;
+use loadbalancer::MemberStatus;
 use loadbalancer::Settings;
 
 /// Fast probes: every 100 ms, 3 failures out, 2 successes back.

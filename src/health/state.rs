@@ -33,6 +33,7 @@ impl HealthState {
         }
     }
 
+    #[cfg(test)]
     pub fn is_healthy(&self) -> bool {
         self.healthy
     }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use actix::{Actor, Addr, Handler, Message, SyncArbiter, SyncContext};
 
 use crate::client::ClientRecord;
-pub use database::{Database, DbError, SavedClient, SCHEMA_VERSION};
+pub use database::{Database, DbError, SavedClient};
 
 /// How often a persisting failure is logged.
 const ERROR_LOG_EVERY: Duration = Duration::from_secs(60);

@@ -216,11 +216,6 @@ impl Rotation {
         self.slots.len()
     }
 
-    /// Always false: a pool is validated to be non-empty.
-    pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
-    }
-
     /// Members currently in rotation.
     pub fn healthy_count(&self) -> usize {
         self.slots

@@ -154,6 +154,7 @@ impl FaultSchedule {
     }
 
     /// The current failure of each backend (`None` = up).
+    #[cfg(test)]
     pub fn failing(&self, backend: usize) -> Option<FaultMode> {
         self.slots.get(backend).and_then(|slot| slot.failing)
     }

@@ -127,7 +127,7 @@ async fn answer(
         .headers()
         .get("user-agent")
         .and_then(|v| v.to_str().ok());
-    if user_agent == Some(loadbalancer::health::PROBE_USER_AGENT) {
+    if user_agent == Some(loadbalancer::PROBE_USER_AGENT) {
         state.probes.fetch_add(1, Ordering::Relaxed);
         return HttpResponse::Ok().body("healthy");
     }

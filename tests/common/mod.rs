@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use loadbalancer::backend::Backend;
+use loadbalancer::Backend;
 use loadbalancer::{Balancer, BalancerHandle, Settings};
 use serde_json::Value;
 

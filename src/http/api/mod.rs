@@ -12,7 +12,7 @@ use actix_web::web;
 
 use crate::http::error::{method_not_allowed, not_found};
 use crate::http::page;
-pub use state::{ApiError, ApiState};
+pub use state::ApiState;
 
 /// Registers everything under `/lb`.
 pub fn configure(cfg: &mut web::ServiceConfig) {
