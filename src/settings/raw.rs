@@ -183,12 +183,13 @@ pub struct RawSimulation {
 }
 
 impl Default for RawSimulation {
-    /// On, as DESIGN.md ships it: `cargo run` demonstrates failover with nothing else running.
-    /// The modes leave out `hang` by default: it shows only as 504s after the response
+    /// Off: a binary started without a settings file must not serve made-up backends. The
+    /// shipped Settings.toml turns it on, so `cargo run` demonstrates failover with nothing
+    /// else running. The modes leave out `hang` by default: it shows only as 504s after the response
     /// timeout, which makes a slow demo; it is one API call away.
     fn default() -> Self {
         Self {
-            enabled: true,
+            enabled: false,
             mean_up_secs: 20.0,
             mean_down_secs: 8.0,
             seed: 0,

@@ -42,7 +42,7 @@ fn defaults_match_the_contract() {
         Path::new("/etc/lb/data/loadbalancer.sqlite3")
     );
     assert!(s.admin.token.is_none());
-    assert!(s.simulation.enabled);
+    assert!(!s.simulation.enabled, "a binary without Settings.toml must not start the demo");
     assert_eq!(s.simulation.plan.mean_up, Duration::from_secs(20));
     assert_eq!(
         s.simulation.plan.modes,
@@ -139,8 +139,10 @@ fn simulation_requires_loopback_backends() {
         Backend::parse(0, "http://127.0.0.1:9001").expect("valid"),
         Backend::parse(1, "http://10.0.0.5:80").expect("valid"),
     ];
+    let mut simulated = RawSettings::default();
+    simulated.simulation.enabled = true;
     let err = Settings::from_raw(
-        RawSettings::default(),
+        simulated,
         "Settings.toml",
         Path::new(""),
         PathBuf::new(),
@@ -187,4 +189,16 @@ fn zero_means_automatic_or_off() {
     assert!(s.server.workers >= 1);
     assert!(s.server.keep_alive.is_none());
     assert!(s.admin.token.is_none());
+}
+
+/// The shipped Settings.toml turns the simulation on, so `cargo run --release` shows the demo.
+#[test]
+fn shipped_settings_turn_the_simulation_on() {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("Settings.toml");
+    let options = LoadOptions {
+        settings_path: Some(shipped),
+        ..LoadOptions::default()
+    };
+    let settings = load(&options).expect("the shipped settings are valid");
+    assert!(settings.simulation.enabled);
 }
