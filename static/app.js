@@ -1,10 +1,12 @@
 // Status page for loadbalancer: live updates from /lb/api/events (server-sent events), with
-// /lb/api/status polling as the fallback; client management through /clients.
+// /lb/api/status polling as the fallback; client management through /clients. The event
+// stream starts with the balancer's recent history (the last events, five minutes of stats),
+// so the log and the chart are filled as soon as the page opens.
 "use strict";
 
 const HISTORY = 300; // seconds of chart
 const COLORS = ["#3867d6", "#20bf6b", "#8854d0", "#fa8231", "#0fb9b1", "#eb3b5a", "#4b6584"];
-const state = { backends: [], history: [], last: null, editing: null, polling: null, source: null };
+const state = { backends: [], history: [], last: null, lastId: 0, editing: null, polling: null, source: null, timers: {} };
 
 const $ = (id) => document.getElementById(id);
 const token = () => sessionStorage.getItem("lb-token") || "";
@@ -33,9 +35,15 @@ async function api(path, options = {}) {
 function showAuth(text) { const b = $("auth-banner"); b.textContent = text; b.hidden = false; }
 function hideAuth() { $("auth-banner").hidden = true; }
 
-function log(text, kind = "") {
+// Runs `fn` once after a burst of calls (the history arrives as a burst of events).
+function soon(name, fn, ms = 100) {
+  clearTimeout(state.timers[name]);
+  state.timers[name] = setTimeout(fn, ms);
+}
+
+function log(text, kind = "", at = new Date()) {
   const li = document.createElement("li");
-  li.innerHTML = `<time>${clock()}</time><span class="${kind}">${esc(text)}</span>`;
+  li.innerHTML = `<time>${clock(at)}</time><span class="${kind}">${esc(text)}</span>`;
   const list = $("log");
   list.prepend(li);
   while (list.children.length > 200) list.lastChild.remove();
@@ -113,13 +121,14 @@ function onStats(s) {
   state.last = s;
   if (!prev) return;
   const point = {
+    at: s.at_ms,
     backends: s.backends.map((b, i) => Math.max(0, b.requests - (prev.backends[i]?.requests ?? b.requests))),
     limited: Math.max(0, s.rate_limited - prev.rate_limited),
     errors: Math.max(0, s.errors - prev.errors),
   };
   state.history.push(point);
   if (state.history.length > HISTORY) state.history.shift();
-  drawChart();
+  soon("chart", drawChart, 50);
   if (state.status) {
     const recent = state.history.slice(-10);
     const perSec = recent.reduce((sum, p) => sum + p.backends.reduce((a, b) => a + b, 0) + p.limited + p.errors, 0) / recent.length;
@@ -193,10 +202,13 @@ function connect() {
   };
   source.onmessage = (msg) => {
     const event = JSON.parse(msg.data);
+    // A new stream (a new token) starts with the history again: skip what was shown.
+    if (event.id <= state.lastId) return;
+    state.lastId = event.id;
     if (event.type === "stats") { onStats(event); return; }
     const line = describe(event);
-    if (line) log(...line);
-    if (event.type === "client") refreshClients(); else refreshStatus();
+    if (line) log(line[0], line[1], new Date(event.at_ms));
+    if (event.type === "client") soon("clients", refreshClients); else soon("status", refreshStatus);
   };
   source.onerror = () => {
     $("live").textContent = "reconnecting…"; $("live").className = "pill pill-wait";

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::web::Bytes;
 use common::backend::TestBackend;
-use common::{client, get_status, refused_addr, settings_for, start_balancer, TestBalancer};
+use common::{call, client, get_status, refused_addr, settings_for, start_balancer, TestBalancer};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
@@ -142,6 +142,33 @@ async fn wait_for_event(
     }
 }
 
+/// Reads server-sent events until the ones read so far satisfy `done`; returns them all.
+async fn collect_events(
+    stream: &mut (impl futures_util::Stream<Item = Result<Bytes, awc::error::PayloadError>> + Unpin),
+    deadline: Duration,
+    done: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let until = Instant::now() + deadline;
+    let mut buffer = String::new();
+    let mut seen = Vec::new();
+    while !done(&seen) {
+        let left = until.saturating_duration_since(Instant::now());
+        let chunk = actix_rt::time::timeout(left, stream.next())
+            .await
+            .unwrap_or_else(|_| panic!("not all events in time; got {seen:?}"))
+            .expect("stream open")
+            .expect("chunk");
+        buffer.push_str(std::str::from_utf8(&chunk).expect("utf-8"));
+        while let Some(end) = buffer.find("\n\n") {
+            let message: String = buffer.drain(..end + 2).collect();
+            for data in message.lines().filter_map(|l| l.strip_prefix("data: ")) {
+                seen.push(serde_json::from_str(data).expect("event JSON"));
+            }
+        }
+    }
+    seen
+}
+
 /// A browser-like client on the event stream sees stats ticks and a backend going down.
 #[actix_web::test]
 async fn event_stream_reports_a_backend_going_down() {
@@ -181,4 +208,70 @@ async fn event_stream_reports_a_backend_going_down() {
             .contains("failed probes"),
         "{down}"
     );
+}
+
+/// Opens the event stream, with `Last-Event-ID` when given.
+async fn open_events(
+    lb: &TestBalancer,
+    last_event_id: Option<u64>,
+) -> impl futures_util::Stream<Item = Result<Bytes, awc::error::PayloadError>> + Unpin {
+    let mut req = awc::Client::builder()
+        .disable_timeout()
+        .finish()
+        .get(lb.url("/lb/api/events"));
+    if let Some(id) = last_event_id {
+        req = req.insert_header(("Last-Event-ID", id.to_string()));
+    }
+    let res = req.send().await.expect("events");
+    assert_eq!(res.status(), 200);
+    res
+}
+
+/// A stream opened after things happened starts with them: the client registered before
+/// and the stats ticks sent before come first, stamped before the connection; a reconnect
+/// with `Last-Event-ID` gets only what came after that event.
+#[actix_web::test]
+async fn event_stream_starts_with_the_recent_history() {
+    let backend = TestBackend::start("b");
+    let lb = start_balancer(&settings_for(&[backend.url()]));
+    let body = r#"{"client_id": "early", "capacity": 5}"#;
+    assert_eq!(call(&lb, "POST", "/clients", Some(body)).await.0, 201);
+    // Two stats ticks happen before anyone listens.
+    let events = lb.handle.events();
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        let kept = events.subscribe(None).await.expect("bus").history;
+        if kept.iter().filter(|e| e.event.is_stats()).count() >= 2 {
+            break;
+        }
+        assert!(Instant::now() < until, "no two stats ticks: {kept:?}");
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    let connected_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+
+    let mut stream = open_events(&lb, None).await;
+    let is_early = |e: &Value| e["type"] == "client" && e["client_id"] == "early";
+    let seen = collect_events(&mut stream, Duration::from_secs(2), |seen| {
+        seen.iter().any(is_early) && seen.iter().filter(|e| e["type"] == "stats").count() >= 2
+    })
+    .await;
+    let early = seen.iter().find(|e| is_early(e)).expect("early").clone();
+    assert_eq!(early["action"], "created");
+    let before = |e: &Value| e["at_ms"].as_u64().is_some_and(|at| at < connected_ms);
+    assert!(before(&early), "{early}");
+    let ticks: Vec<&Value> = seen.iter().filter(|e| e["type"] == "stats").collect();
+    assert!(
+        ticks[..2].iter().all(|t| before(t)),
+        "live ticks, not history: {ticks:?}"
+    );
+    let ids: Vec<u64> = seen.iter().filter_map(|e| e["id"].as_u64()).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "out of order: {ids:?}");
+
+    let early_id = early["id"].as_u64().expect("id");
+    let mut resumed = open_events(&lb, Some(early_id)).await;
+    let next = wait_for_event(&mut resumed, Duration::from_secs(2), |_| true).await;
+    assert_eq!(next["id"].as_u64(), Some(early_id + 1), "{next}");
 }

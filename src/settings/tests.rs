@@ -42,7 +42,10 @@ fn defaults_match_the_contract() {
         Path::new("/etc/lb/data/loadbalancer.sqlite3")
     );
     assert!(s.admin.token.is_none());
-    assert!(!s.simulation.enabled, "a binary without Settings.toml must not start the demo");
+    assert!(
+        !s.simulation.enabled,
+        "a binary without Settings.toml must not start the demo"
+    );
     assert_eq!(s.simulation.plan.mean_up, Duration::from_secs(20));
     assert_eq!(
         s.simulation.plan.modes,
