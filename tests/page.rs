@@ -1,15 +1,18 @@
-//! The status page in a real headless Chromium (driven over WebDriver by chromedriver): it
-//! shows every backend, Fail and Recover act on a simulated backend and the page follows,
-//! the event log records it, and the clients form creates a client and shows API errors.
-//! Needs `chromium` and `chromium-driver` (.ci/run installs them). On failure a screenshot
-//! is left in target/browser-artifacts/. Run alone: `cargo test --test page`.
+//! The status page in a real headless Chromium (driven over WebDriver by chromedriver): opened
+//! after a backend failed, it shows that in its log and chart at once; it shows every backend,
+//! Fail and Recover act on a simulated backend and the page follows, the event log records
+//! it, and the clients form creates a client and shows API errors. Needs `chromium` and
+//! `chromium-driver` (.ci/run installs them); without them a local run skips with one line,
+//! and a run with `CI` set fails. On failure a screenshot is left in
+//! target/browser-artifacts/. Run alone: `cargo test --test page`.
 //! With `LB_PAGE_SCREENSHOT=path.png` set, a screenshot of the final page is saved there.
 
 mod common;
 
 use std::path::PathBuf;
+use std::process::Command;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::webdriver::Browser;
 use common::{refused_addr, settings_for, start_balancer};
@@ -17,9 +20,14 @@ use serde_json::json;
 
 const SOON: Duration = Duration::from_secs(10);
 
+const STORY: &str = "operator_fails_and_recovers_a_backend_and_manages_clients";
+
 /// The whole operator story on one page.
 #[actix_web::test]
 async fn operator_fails_and_recovers_a_backend_and_manages_clients() {
+    if !common::webdriver::required_or_skip(STORY) {
+        return;
+    }
     let urls: Vec<String> = (0..3)
         .map(|_| format!("http://{}", refused_addr()))
         .collect();
@@ -32,8 +40,35 @@ async fn operator_fails_and_recovers_a_backend_and_manages_clients() {
     let lb = start_balancer(&settings);
     let page = lb.url("/lb/");
 
+    // Before the page opens: backend-1 fails, and two stats ticks go by.
+    let res = common::client()
+        .post(lb.url("/lb/api/simulation/backend-1/fail"))
+        .send()
+        .await
+        .expect("fail");
+    assert_eq!(res.status(), 200);
+    let events = lb.handle.events();
+    let until = Instant::now() + SOON;
+    while events
+        .subscribe(None)
+        .await
+        .expect("bus")
+        .history
+        .iter()
+        .filter(|e| e.event.is_stats())
+        .count()
+        < 2
+    {
+        assert!(Instant::now() < until, "no stats ticks");
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    let opened_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_millis();
+
     let browser = Rc::new(Browser::start().await);
-    let steps = actix_rt::spawn(story(Rc::clone(&browser), page));
+    let steps = actix_rt::spawn(story(Rc::clone(&browser), page, opened_ms));
     let outcome = steps.await;
     if let Err(failure) = outcome {
         let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
@@ -78,8 +113,22 @@ fn card_shows(name: &str, state: &str) -> String {
     )
 }
 
-async fn story(browser: Rc<Browser>, page: String) {
+async fn story(browser: Rc<Browser>, page: String, opened_ms: u128) {
     browser.open(&page).await;
+    browser
+        .wait_until(
+            "the failure from before the page opened, in the log",
+            SOON,
+            "return document.getElementById('log').textContent.includes('simulation: backend-1 fails: refuse')",
+        )
+        .await;
+    browser
+        .wait_until(
+            "chart points from before the page opened",
+            SOON,
+            &format!("return state.history.length > 0 && state.history[0].at < {opened_ms}"),
+        )
+        .await;
     browser
         .wait_until(
             "three backend cards",
@@ -172,4 +221,36 @@ async fn story(browser: Rc<Browser>, page: String) {
     browser
         .wait_until("the validation message", SOON, "return document.getElementById('form-error').textContent.includes('capacity: must be between')")
         .await;
+}
+
+/// Without Chromium a local run of the browser test passes with one line saying how to
+/// enable it; with `CI` set the same run fails.
+#[test]
+fn browser_test_skips_without_chromium_unless_ci() {
+    let run = |ci: bool| {
+        let mut command = Command::new(std::env::current_exe().expect("test binary"));
+        command
+            .args(["--exact", STORY])
+            .env("LB_CHROMEDRIVER", "/nonexistent/chromedriver")
+            .env_remove("CI");
+        if ci {
+            command.env("CI", "true");
+        }
+        let output = command.output().expect("run the test binary");
+        let text = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        (output.status.success(), text)
+    };
+    let (passed, text) = run(false);
+    assert!(passed, "{text}");
+    let skip_lines: Vec<&str> = text.lines().filter(|l| l.starts_with("skipped ")).collect();
+    assert_eq!(skip_lines.len(), 1, "{text}");
+    assert!(
+        skip_lines[0].contains("/nonexistent/chromedriver not found")
+            && skip_lines[0].contains("apt-get install chromium chromium-driver"),
+        "{text}"
+    );
+    let (passed, text) = run(true);
+    assert!(!passed, "{text}");
+    assert!(text.contains("CI runs the browser tests"), "{text}");
 }
