@@ -45,18 +45,20 @@ impl HealthState {
             return None;
         }
         self.streak += 1;
-        let needed = match self.healthy {
-            true => self.unhealthy_threshold,
-            false => self.healthy_threshold,
+        let needed = if self.healthy {
+            self.unhealthy_threshold
+        } else {
+            self.healthy_threshold
         };
         if self.streak < needed.get() {
             return None;
         }
         self.healthy = ok;
         self.streak = 0;
-        Some(match ok {
-            true => Transition::CameUp,
-            false => Transition::WentDown,
+        Some(if ok {
+            Transition::CameUp
+        } else {
+            Transition::WentDown
         })
     }
 

@@ -303,9 +303,10 @@ fn parse_input(body: &[u8]) -> Result<ClientInput, String> {
             other => return Err(format!("{}: unknown field", truncate(other))),
         }
     }
-    match fields.is_empty() {
-        true => Err("body: empty object".into()),
-        false => Ok(input),
+    if fields.is_empty() {
+        Err("body: empty object".into())
+    } else {
+        Ok(input)
     }
 }
 
@@ -352,9 +353,10 @@ fn capacity(key: &str, value: &Value) -> Result<u64, String> {
 
 fn rate(value: &Value) -> Result<f64, String> {
     let rate = value.as_f64().ok_or("rate_per_sec: must be a number")?;
-    match rate.is_finite() && rate > 0.0 && rate <= MAX_LIMIT {
-        true => Ok(rate),
-        false => Err("rate_per_sec: must be greater than 0 and at most 1000000000".into()),
+    if rate.is_finite() && rate > 0.0 && rate <= MAX_LIMIT {
+        Ok(rate)
+    } else {
+        Err("rate_per_sec: must be greater than 0 and at most 1000000000".into())
     }
 }
 

@@ -78,12 +78,11 @@ impl TokenBucket {
 
     /// Rounded up to the microsecond, so waiting exactly this long is always enough.
     fn until_next_token(&self) -> Duration {
-        match self.tokens >= 1.0 {
-            true => Duration::ZERO,
-            false => {
-                let micros = (1.0 - self.tokens) / self.limits.rate_per_sec * 1e6;
-                Duration::from_micros(micros.ceil() as u64)
-            }
+        if self.tokens >= 1.0 {
+            Duration::ZERO
+        } else {
+            let micros = (1.0 - self.tokens) / self.limits.rate_per_sec * 1e6;
+            Duration::from_micros(micros.ceil() as u64)
         }
     }
 }

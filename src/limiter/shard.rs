@@ -158,10 +158,11 @@ impl BucketStore {
 
     fn set_registered(&self, id: &str, present: bool) {
         if let Ok(mut ids) = self.registered.write() {
-            match present {
-                true => ids.insert(id.to_owned()),
-                false => ids.remove(id),
-            };
+            if present {
+                ids.insert(id.to_owned());
+            } else {
+                ids.remove(id);
+            }
         }
     }
 }

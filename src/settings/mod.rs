@@ -377,9 +377,10 @@ impl Checker<'_> {
     }
 
     fn at_most(&self, key: &str, n: u64, max: u64) -> Result<u64, ConfigError> {
-        match n <= max {
-            true => Ok(n),
-            false => Err(self.invalid(key, format!("{n} is more than the maximum {max}"))),
+        if n <= max {
+            Ok(n)
+        } else {
+            Err(self.invalid(key, format!("{n} is more than the maximum {max}")))
         }
     }
 
@@ -391,20 +392,22 @@ impl Checker<'_> {
     }
 
     fn rate(&self, key: &str, rate: f64) -> Result<f64, ConfigError> {
-        match rate.is_finite() && rate > 0.0 && rate <= 1e9 {
-            true => Ok(rate),
-            false => Err(self.invalid(key, format!("{rate} must be a number > 0 and <= 1e9"))),
+        if rate.is_finite() && rate > 0.0 && rate <= 1e9 {
+            Ok(rate)
+        } else {
+            Err(self.invalid(key, format!("{rate} must be a number > 0 and <= 1e9")))
         }
     }
 
     fn path(&self, key: &str, text: &str) -> Result<String, ConfigError> {
         let ok = text.starts_with('/') && text.bytes().all(|b| b.is_ascii_graphic());
-        match ok {
-            true => Ok(text.to_owned()),
-            false => Err(self.invalid(
+        if ok {
+            Ok(text.to_owned())
+        } else {
+            Err(self.invalid(
                 key,
                 format!("{text:?} must be an absolute path like \"/health\""),
-            )),
+            ))
         }
     }
 
@@ -414,12 +417,15 @@ impl Checker<'_> {
         raw: &raw::RawSimulation,
         pool: &[Backend],
     ) -> Result<SimulationSettings, ConfigError> {
-        let mean = |key: &str, secs: f64| match secs.is_finite() && secs > 0.0 && secs <= 86_400.0 {
-            true => Ok(Duration::from_secs_f64(secs)),
-            false => Err(self.invalid(
-                key,
-                format!("{secs} must be a number of seconds > 0 and <= 86400"),
-            )),
+        let mean = |key: &str, secs: f64| {
+            if secs.is_finite() && secs > 0.0 && secs <= 86_400.0 {
+                Ok(Duration::from_secs_f64(secs))
+            } else {
+                Err(self.invalid(
+                    key,
+                    format!("{secs} must be a number of seconds > 0 and <= 86400"),
+                ))
+            }
         };
         let modes = raw
             .modes
@@ -458,9 +464,10 @@ impl Checker<'_> {
     }
 
     fn file_path(&self, key: &str, text: &str, base_dir: &Path) -> Result<PathBuf, ConfigError> {
-        match text.trim().is_empty() {
-            true => Err(self.invalid(key, "must not be empty")),
-            false => Ok(base_dir.join(text)),
+        if text.trim().is_empty() {
+            Err(self.invalid(key, "must not be empty"))
+        } else {
+            Ok(base_dir.join(text))
         }
     }
 }

@@ -55,9 +55,10 @@ fn rate_between(
     field: impl Fn(&Totals) -> u64,
 ) -> f64 {
     let secs = last.0.saturating_duration_since(first.0).as_secs_f64();
-    match secs > 0.0 {
-        true => field(&last.1).saturating_sub(field(&first.1)) as f64 / secs,
-        false => 0.0,
+    if secs > 0.0 {
+        field(&last.1).saturating_sub(field(&first.1)) as f64 / secs
+    } else {
+        0.0
     }
 }
 

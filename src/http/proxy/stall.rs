@@ -84,12 +84,13 @@ where
         let watch = &self.watch;
         let mut upstream = watch.upstream.borrow_mut();
         let Some((stream, _lease)) = upstream.as_mut() else {
-            return Poll::Ready(match watch.cut_off.get() {
-                true => Some(Err(PayloadError::Io(io::Error::new(
+            return Poll::Ready(if watch.cut_off.get() {
+                Some(Err(PayloadError::Io(io::Error::new(
                     io::ErrorKind::TimedOut,
                     "the client stopped reading",
-                )))),
-                false => None,
+                ))))
+            } else {
+                None
             });
         };
         let polled = Pin::new(stream).poll_next(cx);
