@@ -1,4 +1,4 @@
-//! The process's exit codes, in one place (the README's and `--help`'s table).
+//! The process's exit codes, in one place (docs/configuration.md lists them for users).
 
 /// A clean shutdown (also `--help`).
 pub const CLEAN: u8 = 0;

@@ -11,13 +11,13 @@ use std::time::{Duration, Instant};
 
 use actix::{
     Actor, ActorFuture, ActorFutureExt, Addr, AsyncContext, AtomicResponse, Context, Handler,
-    Message, MessageResult, WrapFuture,
+    MailboxError, Message, MessageResult, WrapFuture,
 };
 
 use super::bucket::TokenBucket;
 use super::map::BucketMap;
 use crate::client::{Admission, ClientKey, ClientRecord, Limits};
-use crate::persistence::{DeleteClient, SaveClient, SaveTokens, SavedClient, Store};
+use crate::persistence::{DbError, DeleteClient, SaveClient, SaveTokens, SavedClient, Store};
 
 /// "Recent" rejections, for the status page: counted per period of this length.
 const REJECTION_PERIOD: Duration = Duration::from_secs(60);
@@ -197,20 +197,24 @@ fn write_through(
     record: ClientRecord,
 ) -> impl actix::ActorFuture<BucketStore, Output = Result<ClientRecord, ClientError>> {
     let save = shard.store.send(SaveClient(record.clone()));
-    save.into_actor(shard)
-        .map(move |result, shard, _| match result {
-            Ok(Ok(())) => {
-                let now = Instant::now();
-                let saved =
-                    shard
-                        .map
-                        .upsert(&record.client_id, record.name.clone(), record.limits, now);
-                shard.set_registered(&record.client_id, true);
-                Ok(saved)
-            }
-            Ok(Err(err)) => Err(ClientError::Storage(err.to_string())),
-            Err(_) => Err(ClientError::Storage("the store has stopped".into())),
-        })
+    save.into_actor(shard).map(move |answer, shard, _| {
+        committed(answer)?;
+        let now = Instant::now();
+        let saved = shard
+            .map
+            .upsert(&record.client_id, record.name.clone(), record.limits, now);
+        shard.set_registered(&record.client_id, true);
+        Ok(saved)
+    })
+}
+
+/// The one mapping of the Store's answer to a client write: a database error or a stopped
+/// store is [`ClientError::Storage`] (503, nothing changed).
+fn committed<T>(answer: Result<Result<T, DbError>, MailboxError>) -> Result<T, ClientError> {
+    match answer {
+        Ok(result) => result.map_err(|err| ClientError::Storage(err.to_string())),
+        Err(_) => Err(ClientError::Storage("the store has stopped".into())),
+    }
 }
 
 impl Handler<CreateClient> for BucketStore {
@@ -271,14 +275,11 @@ impl Handler<RemoveClient> for BucketStore {
         }
         let delete = self.store.send(DeleteClient(id.clone()));
         AtomicResponse::new(Box::pin(delete.into_actor(self).map(
-            move |result, shard, _| match result {
-                Ok(Ok(_)) => {
-                    shard.map.remove(&id);
-                    shard.set_registered(&id, false);
-                    Ok(())
-                }
-                Ok(Err(err)) => Err(ClientError::Storage(err.to_string())),
-                Err(_) => Err(ClientError::Storage("the store has stopped".into())),
+            move |answer, shard, _| {
+                committed(answer)?;
+                shard.map.remove(&id);
+                shard.set_registered(&id, false);
+                Ok(())
             },
         )))
     }

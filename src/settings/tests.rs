@@ -22,7 +22,7 @@ fn validate(edit: impl FnOnce(&mut RawSettings)) -> Result<Settings, ConfigError
     )
 }
 
-/// The defaults are those of DESIGN.md.
+/// The defaults are those of the settings table in docs/configuration.md.
 #[test]
 fn defaults_match_the_contract() {
     let s = validate(|_| {}).expect("defaults are valid");
