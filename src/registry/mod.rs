@@ -94,17 +94,22 @@ impl Registry {
         let (backend_name, url, reason_text) =
             (backend.name.clone(), backend.url.clone(), reason.to_owned());
         let event = if healthy {
-            log::info!("backend {backend} is UP again ({reason}); {in_rotation}/{total} backends in rotation");
+            log::info!(
+                "backend {backend} is UP again ({reason}); {in_rotation}/{total} backends in rotation"
+            );
             LbEvent::BackendUp {
                 backend: backend_name,
                 url,
                 reason: reason_text,
             }
         } else {
-            match in_rotation {
-                    0 => log::error!("backend {backend} is DOWN ({reason}); no backend is left in rotation"),
-                    n => log::warn!("backend {backend} is DOWN ({reason}); traffic switches to the other {n}/{total}"),
-                }
+            if in_rotation == 0 {
+                log::error!("backend {backend} is DOWN ({reason}); no backend is left in rotation");
+            } else {
+                log::warn!(
+                    "backend {backend} is DOWN ({reason}); traffic switches to the other {in_rotation}/{total}"
+                );
+            }
             LbEvent::BackendDown {
                 backend: backend_name,
                 url,
