@@ -5,6 +5,8 @@
 //! naming it; a body over 64 KiB is 413 and a non-JSON content type 415. Writes are committed to
 //! SQLite before the answer; if that fails the answer is 503 and nothing changed.
 
+use std::sync::Arc;
+
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use futures_util::StreamExt;
@@ -16,7 +18,7 @@ use crate::events::{Events, LbEvent};
 use crate::http::admin::{self, AdminError};
 use crate::http::error::{json_response, method_not_allowed, not_found};
 use crate::limiter::{ClientError, Limiter};
-use crate::settings::AdminSettings;
+use crate::settings::{AdminSettings, Settings};
 
 /// Largest admin body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -29,12 +31,23 @@ const RESERVED_IDS: [&str; 2] = ["register", "update"];
 
 /// What the client handlers share.
 pub struct ClientsState {
-    pub limiter: std::sync::Arc<Limiter>,
+    pub limiter: Arc<Limiter>,
     /// Where client changes are published.
     pub events: Events,
     pub admin: AdminSettings,
     /// `rate_limit.default_rate_per_sec`, for clients created without a rate.
     pub default_rate_per_sec: f64,
+}
+
+impl ClientsState {
+    pub fn new(settings: &Settings, limiter: Arc<Limiter>, events: Events) -> Self {
+        Self {
+            limiter,
+            events,
+            admin: settings.admin.clone(),
+            default_rate_per_sec: settings.rate_limit.default_rate_per_sec,
+        }
+    }
 }
 
 /// Everything `/clients` can answer besides success.

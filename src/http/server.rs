@@ -7,7 +7,6 @@ use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::pin::Pin;
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,7 +21,6 @@ use crate::events::Events;
 use crate::health::{probe_view, HealthChecker, ProbeView};
 use crate::http::access_log::log_requests;
 use crate::http::api::{self, ApiState};
-use crate::http::client_id::ClientIdentity;
 use crate::http::clients::{self, ClientsState};
 use crate::http::proxy::{self, ProxyState};
 use crate::http::shutdown::Signals;
@@ -269,28 +267,19 @@ fn start_server(settings: &Settings, listener: TcpListener, domain: &Domain) -> 
         limiter: Arc::clone(&domain.limiter),
         events: domain.events.clone(),
     });
-    let clients_state = web::Data::new(ClientsState {
-        events: domain.events.clone(),
-        limiter: Arc::clone(&domain.limiter),
-        admin: settings.admin.clone(),
-        default_rate_per_sec: settings.rate_limit.default_rate_per_sec,
-    });
-    let proxy_state = web::Data::new(ProxyState {
-        limiter: settings
-            .rate_limit
-            .enabled
-            .then(|| Arc::clone(&domain.limiter)),
-        metrics: Arc::clone(&domain.metrics),
-        events: domain.events.clone(),
-        last_failover_event_ms: AtomicU64::new(0),
-        rotation: Arc::clone(&domain.rotation),
-        registry: domain.membership.clone(),
-        identity: ClientIdentity::new(&settings.rate_limit),
-        retries: settings.backends.retries,
-        retry_body_limit_bytes: settings.backends.retry_body_limit_bytes,
-        max_request_body_bytes: settings.backends.max_request_body_bytes,
-        send_timeout: settings.server.send_timeout,
-    });
+    let clients_state = web::Data::new(ClientsState::new(
+        settings,
+        Arc::clone(&domain.limiter),
+        domain.events.clone(),
+    ));
+    let proxy_state = web::Data::new(ProxyState::new(
+        settings,
+        &domain.limiter,
+        Arc::clone(&domain.metrics),
+        domain.events.clone(),
+        Arc::clone(&domain.rotation),
+        domain.membership.clone(),
+    ));
     let draining = web::Data::new(domain.draining.clone());
     let (connect_timeout, response_timeout) = (
         settings.backends.connect_timeout,

@@ -30,6 +30,7 @@ use crate::http::client_id::ClientIdentity;
 use crate::limiter::Limiter;
 use crate::metrics::Metrics;
 use crate::registry::{FailureKind, Lease, Membership, Outcome, Rotation};
+use crate::settings::Settings;
 use body::RequestBody;
 pub use error::ProxyError;
 
@@ -60,6 +61,30 @@ pub struct ProxyState {
 }
 
 impl ProxyState {
+    /// The proxy's state from the settings and the domain's handles.
+    pub fn new(
+        settings: &Settings,
+        limiter: &Arc<Limiter>,
+        metrics: Arc<Metrics>,
+        events: Events,
+        rotation: Arc<Rotation>,
+        registry: Membership,
+    ) -> Self {
+        Self {
+            limiter: settings.rate_limit.enabled.then(|| Arc::clone(limiter)),
+            metrics,
+            events,
+            last_failover_event_ms: AtomicU64::new(0),
+            rotation,
+            registry,
+            identity: ClientIdentity::new(&settings.rate_limit),
+            retries: settings.backends.retries,
+            retry_body_limit_bytes: settings.backends.retry_body_limit_bytes,
+            max_request_body_bytes: settings.backends.max_request_body_bytes,
+            send_timeout: settings.server.send_timeout,
+        }
+    }
+
     /// Publishes a failover event unless one went out less than a second ago.
     fn publish_failover(&self, from: &Backend, to: &Backend, why: &AttemptError) {
         let now_ms = crate::clock::now_ms();
