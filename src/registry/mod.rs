@@ -43,7 +43,8 @@ impl Membership {
     }
 
     /// Puts a backend in or out of rotation (`reason` goes into the log line and the event);
-    /// answers whether its state changed.
+    /// answers whether its state changed. Tests use it; the health checker tells instead.
+    #[cfg(any(test, feature = "test-util"))]
     pub async fn set_health(&self, backend: BackendId, healthy: bool, reason: String) -> bool {
         let msg = SetHealth {
             backend,

@@ -3,13 +3,12 @@
 //! represented past start-up. The pool itself comes from `config.json` (see [`crate::backend`]).
 //! Every failure is a [`ConfigError`] naming the file (or variable), the key and the problem.
 
+mod checker;
 mod error;
 mod pool;
 mod raw;
 
-use std::env;
-use std::fmt::Display;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -19,13 +18,13 @@ use actix_web::http::header::HeaderName;
 use crate::backend::Backend;
 use crate::net::{canonical, Cidr};
 use crate::simulation::schedule::{FaultMode, Plan};
+use checker::Checker;
+pub use checker::ENV_PREFIX;
 pub use error::ConfigError;
 pub use raw::RawSettings;
 
 /// Name of the settings file looked for in the working directory when none is given.
 pub const DEFAULT_SETTINGS_FILE: &str = "Settings.toml";
-/// Prefix of environment overrides: `LB__SERVER__LISTEN` sets `server.listen`.
-pub const ENV_PREFIX: &str = "LB";
 
 /// Where to read from: the CLI's `--settings` and `--backends`.
 #[derive(Debug, Default, Clone)]
@@ -233,7 +232,7 @@ impl Settings {
         let backends = &raw.backends;
         let health = &raw.health;
         let limits = &raw.rate_limit;
-        let simulation = check.simulation(&raw.simulation, &pool)?;
+        let simulation = simulation(&check, &raw.simulation, &pool)?;
         Ok(Self {
             server: ServerSettings {
                 listen: check.socket_addr("server.listen", &server.listen)?,
@@ -337,139 +336,56 @@ impl Settings {
     }
 }
 
-/// Builds [`ConfigError::Invalid`] values that name where a key came from.
-struct Checker<'a> {
-    /// The settings file's name, used unless the key was set from the environment.
-    origin: &'a str,
-}
-
-impl Checker<'_> {
-    fn invalid(&self, key: &str, problem: impl Display) -> ConfigError {
-        let var = format!("{ENV_PREFIX}__{}", key.replace('.', "__").to_uppercase());
-        let origin = if env::var_os(&var).is_some() {
-            format!("environment variable {var}")
+/// The simulation's plan; with simulation on, every backend must be on this machine.
+fn simulation(
+    check: &Checker,
+    raw: &raw::RawSimulation,
+    pool: &[Backend],
+) -> Result<SimulationSettings, ConfigError> {
+    let mean = |key: &str, secs: f64| {
+        if secs.is_finite() && secs > 0.0 && secs <= 86_400.0 {
+            Ok(Duration::from_secs_f64(secs))
         } else {
-            self.origin.to_owned()
-        };
-        ConfigError::Invalid {
-            origin,
-            key: key.to_owned(),
-            problem: problem.to_string(),
-        }
-    }
-
-    fn socket_addr(&self, key: &str, text: &str) -> Result<SocketAddr, ConfigError> {
-        text.to_socket_addrs()
-            .ok()
-            .and_then(|mut addrs| addrs.next())
-            .ok_or_else(|| self.invalid(key, format!("{text:?} is not a host:port address")))
-    }
-
-    fn nonzero_ms(&self, key: &str, ms: u64) -> Result<Duration, ConfigError> {
-        match ms {
-            0 => Err(self.invalid(key, "must be greater than 0")),
-            ms => Ok(Duration::from_millis(ms)),
-        }
-    }
-
-    fn nonzero(&self, key: &str, n: u32) -> Result<NonZeroU32, ConfigError> {
-        NonZeroU32::new(n).ok_or_else(|| self.invalid(key, "must be at least 1"))
-    }
-
-    fn at_most(&self, key: &str, n: u64, max: u64) -> Result<u64, ConfigError> {
-        if n <= max {
-            Ok(n)
-        } else {
-            Err(self.invalid(key, format!("{n} is more than the maximum {max}")))
-        }
-    }
-
-    fn capacity(&self, key: &str, n: u64) -> Result<u64, ConfigError> {
-        match n {
-            0 => Err(self.invalid(key, "must be at least 1")),
-            n => self.at_most(key, n, 1_000_000_000),
-        }
-    }
-
-    fn rate(&self, key: &str, rate: f64) -> Result<f64, ConfigError> {
-        if rate.is_finite() && rate > 0.0 && rate <= 1e9 {
-            Ok(rate)
-        } else {
-            Err(self.invalid(key, format!("{rate} must be a number > 0 and <= 1e9")))
-        }
-    }
-
-    fn path(&self, key: &str, text: &str) -> Result<String, ConfigError> {
-        let ok = text.starts_with('/') && text.bytes().all(|b| b.is_ascii_graphic());
-        if ok {
-            Ok(text.to_owned())
-        } else {
-            Err(self.invalid(
+            Err(check.invalid(
                 key,
-                format!("{text:?} must be an absolute path like \"/health\""),
+                format!("{secs} must be a number of seconds > 0 and <= 86400"),
             ))
         }
-    }
-
-    /// The simulation's plan; with simulation on, every backend must be on this machine.
-    fn simulation(
-        &self,
-        raw: &raw::RawSimulation,
-        pool: &[Backend],
-    ) -> Result<SimulationSettings, ConfigError> {
-        let mean = |key: &str, secs: f64| {
-            if secs.is_finite() && secs > 0.0 && secs <= 86_400.0 {
-                Ok(Duration::from_secs_f64(secs))
-            } else {
-                Err(self.invalid(
-                    key,
-                    format!("{secs} must be a number of seconds > 0 and <= 86400"),
-                ))
-            }
-        };
-        let modes = raw
-            .modes
-            .iter()
-            .map(|m| {
-                m.parse::<FaultMode>()
-                    .map_err(|e| self.invalid("simulation.modes", e))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        if modes.is_empty() {
-            return Err(self.invalid(
-                "simulation.modes",
-                "list at least one of refuse, error, hang",
-            ));
-        }
-        if raw.enabled {
-            if let Some(remote) = pool.iter().find(|b| !is_loopback(b.authority.as_str())) {
-                let problem = format!(
-                    "backends[{}] {} is not a loopback address, and simulated backends run on this machine; \
-                     set simulation.enabled = false to use real backends",
-                    remote.id, remote.url
-                );
-                return Err(self.invalid("simulation.enabled", problem));
-            }
-        }
-        Ok(SimulationSettings {
-            enabled: raw.enabled,
-            plan: Plan {
-                mean_up: mean("simulation.mean_up_secs", raw.mean_up_secs)?,
-                mean_down: mean("simulation.mean_down_secs", raw.mean_down_secs)?,
-                modes,
-                allow_total_outage: raw.allow_total_outage,
-            },
-            seed: (raw.seed != 0).then_some(raw.seed),
+    };
+    let modes = raw
+        .modes
+        .iter()
+        .map(|m| {
+            m.parse::<FaultMode>()
+                .map_err(|e| check.invalid("simulation.modes", e))
         })
+        .collect::<Result<Vec<_>, _>>()?;
+    if modes.is_empty() {
+        return Err(check.invalid(
+            "simulation.modes",
+            "list at least one of refuse, error, hang",
+        ));
     }
-
-    fn file_path(&self, key: &str, text: &str, base_dir: &Path) -> Result<PathBuf, ConfigError> {
-        if text.trim().is_empty() {
-            Err(self.invalid(key, "must not be empty"))
-        } else {
-            Ok(base_dir.join(text))
+    if raw.enabled {
+        if let Some(remote) = pool.iter().find(|b| !is_loopback(b.authority.as_str())) {
+            let problem = format!(
+                "backends[{}] {} is not a loopback address, and simulated backends run on this machine; \
+                 set simulation.enabled = false to use real backends",
+                remote.id, remote.url
+            );
+            return Err(check.invalid("simulation.enabled", problem));
         }
     }
+    Ok(SimulationSettings {
+        enabled: raw.enabled,
+        plan: Plan {
+            mean_up: mean("simulation.mean_up_secs", raw.mean_up_secs)?,
+            mean_down: mean("simulation.mean_down_secs", raw.mean_down_secs)?,
+            modes,
+            allow_total_outage: raw.allow_total_outage,
+        },
+        seed: (raw.seed != 0).then_some(raw.seed),
+    })
 }
 
 /// `localhost`, `127.x.y.z` or `[::1]`, with a port.
