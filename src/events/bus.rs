@@ -27,10 +27,22 @@ pub struct Subscribe {
 }
 
 /// Fans events out to subscribers and remembers the recent ones.
-#[derive(Default)]
 pub struct EventBus {
     subscribers: Vec<mpsc::Sender<Stamped>>,
     history: History,
+}
+
+impl EventBus {
+    /// Event ids start at the start time's Unix seconds × 10⁶, so they keep growing across
+    /// restarts (a run would need a million events a second to reach the next run's first id)
+    /// and a page that reconnects to a restarted balancer with `Last-Event-ID` misses nothing.
+    /// They stay below 2⁵³, exact in JavaScript.
+    pub fn new(now_ms: u64) -> Self {
+        Self {
+            subscribers: Vec::new(),
+            history: History::after(now_ms / 1000 * 1_000_000),
+        }
+    }
 }
 
 impl Actor for EventBus {

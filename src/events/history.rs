@@ -14,17 +14,26 @@ pub const STATS_KEPT: usize = 300;
 /// Stamps events and keeps the recent ones.
 #[derive(Debug, Default)]
 pub struct History {
-    next_id: u64,
+    /// The id of the last event stamped.
+    last_id: u64,
     events: VecDeque<Stamped>,
     stats: VecDeque<Stamped>,
 }
 
 impl History {
+    /// A history whose ids start after `last_id`.
+    pub fn after(last_id: u64) -> Self {
+        Self {
+            last_id,
+            ..Self::default()
+        }
+    }
+
     /// Gives `event` the next id and the time `at_ms`, keeps it, and returns it stamped.
     pub fn record(&mut self, event: LbEvent, at_ms: u64) -> Stamped {
-        self.next_id += 1;
+        self.last_id += 1;
         let stamped = Stamped {
-            id: self.next_id,
+            id: self.last_id,
             at_ms,
             event,
         };
@@ -88,6 +97,14 @@ mod tests {
         let after: Vec<u64> = history.since(Some(1)).iter().map(|e| e.id).collect();
         assert_eq!(after, [2, 3]);
         assert_eq!(history.since(None)[1].at_ms, 20);
+    }
+
+    /// A history can start its ids anywhere, as a restarted bus does.
+    #[test]
+    fn ids_continue_after_the_given_start() {
+        let mut history = History::after(1_795_000_000_000_000);
+        assert_eq!(history.record(client(1), 10).id, 1_795_000_000_000_001);
+        assert!(history.since(Some(1_795_000_000_000_001)).is_empty());
     }
 
     /// Each ring keeps its own number: a flood of ticks never evicts the events.

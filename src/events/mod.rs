@@ -32,7 +32,7 @@ impl Events {
     /// Starts the bus on the current arbiter.
     pub fn start() -> Self {
         Self {
-            bus: EventBus::default().start(),
+            bus: EventBus::new(crate::clock::now_ms()).start(),
         }
     }
 
