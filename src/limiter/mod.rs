@@ -95,7 +95,7 @@ impl Limiter {
         &self.shards[shard_index(key, self.shards.len())]
     }
 
-    /// Takes a token for `key`; admissions from one worker turn travel together ([`batch`]).
+    /// Takes a token for `key`; admissions from one worker turn travel together (`batch.rs`).
     pub async fn admit(&self, key: ClientKey) -> Result<Admission, MailboxError> {
         batch::admit(self.shard(&key), key).await
     }

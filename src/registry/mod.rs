@@ -1,7 +1,7 @@
 //! The `Registry` actor owns the backend pool's membership: it alone puts backends in and out
-//! of rotation — [`SetHealth`] from the health checker, and passive ejection after
-//! `health.passive_failures` consecutive [`ReportFailure`]s from the proxy — and logs and
-//! publishes each transition once. Workers pick backends and count requests directly in the
+//! of rotation — health flips from the health checker, and passive ejection after
+//! `health.passive_failures` consecutive failures reported by the proxy — and logs and
+//! publishes each transition once. Everyone else holds the [`Membership`] handle. Workers pick backends and count requests directly in the
 //! shared [`Rotation`] it publishes, so the request path makes no actor round trip.
 
 mod messages;

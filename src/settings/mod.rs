@@ -1,6 +1,6 @@
 //! Settings: `Settings.toml` (via the `config` crate) overlaid with `LB__SECTION__KEY`
 //! environment variables, validated once into typed values so that an invalid value cannot be
-//! represented past start-up. The pool itself comes from `config.json` (see [`crate::backend`]).
+//! represented past start-up. The pool itself comes from `config.json` (`pool.rs`).
 //! Every failure is a [`ConfigError`] naming the file (or variable), the key and the problem.
 
 mod checker;

@@ -20,8 +20,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::scope("/lb")
             .service(
                 web::scope("/api")
-                    .service(get("/status", web::get().to(status::status)))
-                    .service(get("/events", web::get().to(events::events)))
+                    .service(only("/status", web::get().to(status::status)))
+                    .service(only("/events", web::get().to(events::events)))
                     .service(
                         web::resource("/simulation/{backend}/{action}")
                             .route(web::post().to(simulation::control))
@@ -29,9 +29,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                     )
                     .default_service(web::to(not_found)),
             )
-            .service(get("/metrics", web::get().to(status::metrics)))
+            .service(only("/metrics", web::get().to(status::metrics)))
             .service(
-                get("/health", web::get().to(status::health)).route(web::head().to(status::health)),
+                only("/health", web::get().to(status::health))
+                    .route(web::head().to(status::health)),
             )
             .configure(page::configure)
             .default_service(web::to(not_found)),
@@ -39,7 +40,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// A resource answering `route`, and 405 to any other method.
-fn get(path: &str, route: actix_web::Route) -> actix_web::Resource {
+fn only(path: &str, route: actix_web::Route) -> actix_web::Resource {
     web::resource(path)
         .route(route)
         .default_service(web::to(method_not_allowed))

@@ -1,7 +1,7 @@
 //! The proxy: every request outside `/clients` and `/lb/` is sent to the next backend of the
 //! shared [`Rotation`], through this worker's awc `Client`, with bodies streamed both ways.
 //! Failures that are safe to retry move the request to the next healthy backend; the rest
-//! become JSON errors (see [`ProxyError`]). Failures are reported to the [`Registry`] actor.
+//! become JSON errors (see [`ProxyError`]). Failures are reported through the registry's [`Membership`] handle.
 
 mod body;
 mod error;
