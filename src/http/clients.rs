@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::client::{ClientRecord, Limits};
 use crate::events::{Events, LbEvent};
 use crate::http::admin::{self, AdminError};
-use crate::http::error::{json_response, method_not_allowed, not_found};
+use crate::http::error::{json_response, not_found, only};
 use crate::limiter::{ClientError, Limiter};
 use crate::settings::{AdminSettings, Settings};
 
@@ -97,30 +97,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 fn routes(cfg: &mut web::ServiceConfig) {
-    let not_allowed = || web::to(method_not_allowed);
-    cfg.service(
-        web::resource("")
-            .route(web::post().to(create))
-            .route(web::get().to(list))
-            .default_service(not_allowed()),
-    )
-    .service(
-        web::resource("/register")
-            .route(web::post().to(create))
-            .default_service(not_allowed()),
-    )
-    .service(
-        web::resource("/update")
-            .route(web::put().to(update_from_body))
-            .default_service(not_allowed()),
-    )
-    .service(
-        web::resource("/{id}")
-            .route(web::get().to(get))
-            .route(web::put().to(update))
-            .route(web::delete().to(remove))
-            .default_service(not_allowed()),
-    );
+    cfg.service(only("", web::post().to(create)).route(web::get().to(list)))
+        .service(only("/register", web::post().to(create)))
+        .service(only("/update", web::put().to(update_from_body)))
+        .service(
+            only("/{id}", web::get().to(get))
+                .route(web::put().to(update))
+                .route(web::delete().to(remove)),
+        );
 }
 
 /// A parsed body; absent fields are `None`.

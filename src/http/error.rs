@@ -4,7 +4,7 @@
 //! body is shaped.
 
 use actix_web::http::StatusCode;
-use actix_web::HttpResponse;
+use actix_web::{web, HttpResponse, Resource, Route};
 use serde::Serialize;
 
 /// The JSON error body.
@@ -30,4 +30,12 @@ pub async fn not_found() -> HttpResponse {
 /// `405` for a method a `/lb/` route does not take.
 pub async fn method_not_allowed() -> HttpResponse {
     json_response(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")
+}
+
+/// A resource at `path` answering `route`, and a JSON 405 to any other method (the `/lb/`
+/// namespace never falls through to the proxy).
+pub fn only(path: &str, route: Route) -> Resource {
+    web::resource(path)
+        .route(route)
+        .default_service(web::to(method_not_allowed))
 }

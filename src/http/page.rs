@@ -4,7 +4,7 @@
 use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 
-use crate::http::error::method_not_allowed;
+use crate::http::error::only;
 
 const INDEX_HTML: &str = include_str!("../../static/index.html");
 const APP_JS: &str = include_str!("../../static/app.js");
@@ -12,15 +12,10 @@ const STYLE_CSS: &str = include_str!("../../static/style.css");
 
 /// Registers `/lb` (redirect), `/lb/`, `/lb/app.js` and `/lb/style.css` inside the `/lb` scope.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    let get = |path, route| {
-        web::resource(path)
-            .route(route)
-            .default_service(web::to(method_not_allowed))
-    };
-    cfg.service(get("", web::get().to(to_slash)))
-        .service(get("/", web::get().to(index)))
-        .service(get("/app.js", web::get().to(app_js)))
-        .service(get("/style.css", web::get().to(style_css)));
+    cfg.service(only("", web::get().to(to_slash)))
+        .service(only("/", web::get().to(index)))
+        .service(only("/app.js", web::get().to(app_js)))
+        .service(only("/style.css", web::get().to(style_css)));
 }
 
 fn asset(content_type: &str, body: &'static str) -> HttpResponse {

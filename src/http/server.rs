@@ -158,7 +158,7 @@ pub fn start(settings: &Settings, listener: TcpListener) -> Result<Balancer, Sta
         None
     };
     let domain = start_actors(settings, database, saved, simulator);
-    let server = start_server(settings, listener, &domain)?;
+    let server = start_server(settings, listener, local_addr, &domain)?;
     let handle = BalancerHandle {
         server: server.handle(),
         draining: domain.draining.clone(),
@@ -253,14 +253,19 @@ fn start_actors(
     }
 }
 
-fn start_server(settings: &Settings, listener: TcpListener, domain: &Domain) -> io::Result<Server> {
+fn start_server(
+    settings: &Settings,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    domain: &Domain,
+) -> io::Result<Server> {
     let api_state = web::Data::new(ApiState {
         rotation: Arc::clone(&domain.rotation),
         admin: settings.admin.clone(),
         draining: domain.draining.clone(),
         started: Instant::now(),
         simulation: domain.simulation.clone(),
-        listen: listener.local_addr()?,
+        listen: local_addr,
         metrics: Arc::clone(&domain.metrics),
         window: Arc::clone(&domain.window),
         probes: Arc::clone(&domain.probes),

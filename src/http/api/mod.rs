@@ -10,7 +10,7 @@ mod status;
 
 use actix_web::web;
 
-use crate::http::error::{method_not_allowed, not_found};
+use crate::http::error::{method_not_allowed, not_found, only};
 use crate::http::page;
 pub use state::ApiState;
 
@@ -37,11 +37,4 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .configure(page::configure)
             .default_service(web::to(not_found)),
     );
-}
-
-/// A resource answering `route`, and 405 to any other method.
-fn only(path: &str, route: actix_web::Route) -> actix_web::Resource {
-    web::resource(path)
-        .route(route)
-        .default_service(web::to(method_not_allowed))
 }
