@@ -98,9 +98,11 @@ pub fn start_balancer(settings: &Settings) -> TestBalancer {
     TestBalancer { addr, handle }
 }
 
-/// An address on which nothing listens: bound, then released.
+/// An address on which nothing listens: bound, then released. On 127.0.0.2, because every
+/// test server binds 127.0.0.1:0: a port released there could be handed to another test's
+/// backend running in parallel, which would then receive this address's traffic.
 pub fn refused_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let listener = TcpListener::bind("127.0.0.2:0").expect("bind 127.0.0.2:0");
     listener.local_addr().expect("addr")
 }
 
