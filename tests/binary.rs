@@ -106,6 +106,15 @@ fn bad_configuration_exits_2_with_a_clear_message() {
             &[],
             &["nosim.toml", "simulation.modes", "explode"],
         ),
+        (
+            &["--backends", "good.json"],
+            &[("LB__CLUSTER__REDIS_URL", "redis//nowhere")],
+            &[
+                "LB__CLUSTER__REDIS_URL",
+                "cluster.redis_url",
+                "not a Redis URL",
+            ],
+        ),
         (&["--frobnicate"], &[], &["--frobnicate", "usage"]),
     ];
     for (args, env, expected) in cases {

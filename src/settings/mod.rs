@@ -47,6 +47,7 @@ pub struct Settings {
     pub persistence: PersistenceSettings,
     pub admin: AdminSettings,
     pub simulation: SimulationSettings,
+    pub cluster: ClusterSettings,
 }
 
 /// `[server]`.
@@ -134,6 +135,35 @@ pub struct SimulationSettings {
     pub plan: Plan,
     /// `None` = draw one at start.
     pub seed: Option<u64>,
+}
+
+/// `[cluster]`.
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    /// `None`: a single instance (SQLite alone); else the client for `cluster.redis_url` (the
+    /// URL is checked; nothing is connected yet).
+    pub redis: Option<redis::Client>,
+    /// Every Redis key this balancer writes starts with it.
+    pub key_prefix: String,
+    /// Longest an instance holds tokens taken from Redis; zero = ask Redis for every admission.
+    pub lease: Duration,
+    pub on_redis_down: OnRedisDown,
+    /// A Redis call slower than this counts as Redis down for that call.
+    pub redis_timeout: Duration,
+    /// Shown in status and in Redis's list of instances; `None` = the address the listener
+    /// bound (resolved at start, so `127.0.0.1:0` becomes the port actually taken).
+    pub instance_name: Option<String>,
+}
+
+/// What admissions do while Redis cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnRedisDown {
+    /// Each instance limits on its own, with the limits divided by the instances last seen.
+    Local,
+    /// Admit everything.
+    Allow,
+    /// Refuse everything with 503.
+    Deny,
 }
 
 /// Reads, overlays and validates everything; the caller turns an error into exit code 2.
@@ -233,6 +263,7 @@ impl Settings {
         let health = &raw.health;
         let limits = &raw.rate_limit;
         let simulation = simulation(&check, &raw.simulation, &pool)?;
+        let cluster = cluster(&check, &raw.cluster)?;
         Ok(Self {
             server: ServerSettings {
                 listen: check.socket_addr("server.listen", &server.listen)?,
@@ -317,6 +348,7 @@ impl Settings {
                 token: Some(raw.admin.token.trim().to_owned()).filter(|t| !t.is_empty()),
             },
             simulation,
+            cluster,
         })
     }
 
@@ -385,6 +417,48 @@ fn simulation(
             allow_total_outage: raw.allow_total_outage,
         },
         seed: (raw.seed != 0).then_some(raw.seed),
+    })
+}
+
+/// The cluster section; a malformed Redis URL is a configuration error, an unreachable Redis
+/// is not (the instance starts and joins when Redis appears).
+fn cluster(check: &Checker, raw: &raw::RawCluster) -> Result<ClusterSettings, ConfigError> {
+    let url = raw.redis_url.trim();
+    let redis = if url.is_empty() {
+        None
+    } else {
+        Some(redis::Client::open(url).map_err(|e| {
+            check.invalid(
+                "cluster.redis_url",
+                format!("{url:?} is not a Redis URL: {e}"),
+            )
+        })?)
+    };
+    let on_redis_down = match raw.on_redis_down.as_str() {
+        "local" => OnRedisDown::Local,
+        "allow" => OnRedisDown::Allow,
+        "deny" => OnRedisDown::Deny,
+        other => {
+            return Err(check.invalid(
+                "cluster.on_redis_down",
+                format!("{other:?} is not one of \"local\", \"allow\", \"deny\""),
+            ))
+        }
+    };
+    if raw.key_prefix.is_empty() {
+        return Err(check.invalid(
+            "cluster.key_prefix",
+            "must not be empty (every key of this balancer carries it)",
+        ));
+    }
+    let name = raw.instance_name.trim();
+    Ok(ClusterSettings {
+        redis,
+        key_prefix: raw.key_prefix.clone(),
+        lease: Duration::from_millis(check.at_most("cluster.lease_ms", raw.lease_ms, 10_000)?),
+        on_redis_down,
+        redis_timeout: check.nonzero_ms("cluster.redis_timeout_ms", raw.redis_timeout_ms)?,
+        instance_name: (!name.is_empty()).then(|| name.to_owned()),
     })
 }
 

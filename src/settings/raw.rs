@@ -36,6 +36,7 @@ pub struct RawSettings {
     pub persistence: RawPersistence,
     pub admin: RawAdmin,
     pub simulation: RawSimulation,
+    pub cluster: RawCluster,
 }
 
 /// `[server]`: the listener and its connection limits.
@@ -195,6 +196,35 @@ impl Default for RawSimulation {
             seed: 0,
             modes: vec!["refuse".to_owned(), "error".to_owned()],
             allow_total_outage: false,
+        }
+    }
+}
+
+/// `[cluster]`: several instances sharing clients and limits through Redis.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawCluster {
+    /// Empty: a single instance on SQLite alone.
+    pub redis_url: String,
+    pub key_prefix: String,
+    /// Longest an instance holds tokens taken from Redis; 0 = ask Redis for every admission.
+    pub lease_ms: u64,
+    /// "local", "allow" or "deny".
+    pub on_redis_down: String,
+    pub redis_timeout_ms: u64,
+    /// Empty: host:port of `server.listen`.
+    pub instance_name: String,
+}
+
+impl Default for RawCluster {
+    fn default() -> Self {
+        Self {
+            redis_url: String::new(),
+            key_prefix: "lb:".to_owned(),
+            lease_ms: 100,
+            on_redis_down: "local".to_owned(),
+            redis_timeout_ms: 50,
+            instance_name: String::new(),
         }
     }
 }

@@ -52,6 +52,26 @@ fn defaults_match_the_contract() {
         [FaultMode::Refuse, FaultMode::Error]
     );
     assert!(s.simulation.seed.is_none());
+    assert!(s.cluster.redis.is_none(), "single instance unless told");
+    assert_eq!(s.cluster.key_prefix, "lb:");
+    assert_eq!(s.cluster.lease, Duration::from_millis(100));
+    assert_eq!(s.cluster.on_redis_down, OnRedisDown::Local);
+    assert_eq!(s.cluster.redis_timeout, Duration::from_millis(50));
+    assert!(s.cluster.instance_name.is_none());
+}
+
+/// A Redis URL is checked for its form only: an unreachable Redis is not a configuration error.
+#[test]
+fn a_redis_url_is_checked_not_connected() {
+    let s = validate(|r| {
+        r.cluster.redis_url = "redis://127.0.0.1:1/0".into();
+        r.cluster.on_redis_down = "deny".into();
+        r.cluster.instance_name = " edge-1 ".into();
+    })
+    .expect("valid");
+    assert!(s.cluster.redis.is_some());
+    assert_eq!(s.cluster.on_redis_down, OnRedisDown::Deny);
+    assert_eq!(s.cluster.instance_name.as_deref(), Some("edge-1"));
 }
 
 /// Each bad value names its key and says what is wrong.
@@ -112,6 +132,31 @@ fn bad_values_name_their_key() {
             "rate_limit.trusted_proxies",
             Box::new(|r| r.rate_limit.trusted_proxies = vec!["10.0.0.0/99".into()]),
             "prefix length",
+        ),
+        (
+            "cluster.redis_url",
+            Box::new(|r| r.cluster.redis_url = "http://127.0.0.1:6379".into()),
+            "not a Redis URL",
+        ),
+        (
+            "cluster.on_redis_down",
+            Box::new(|r| r.cluster.on_redis_down = "panic".into()),
+            "not one of",
+        ),
+        (
+            "cluster.redis_timeout_ms",
+            Box::new(|r| r.cluster.redis_timeout_ms = 0),
+            "greater than 0",
+        ),
+        (
+            "cluster.lease_ms",
+            Box::new(|r| r.cluster.lease_ms = 60_000),
+            "maximum",
+        ),
+        (
+            "cluster.key_prefix",
+            Box::new(|r| r.cluster.key_prefix = String::new()),
+            "must not be empty",
         ),
         (
             "persistence.flush_interval_ms",
