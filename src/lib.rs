@@ -11,6 +11,7 @@ mod backend;
 pub mod cli;
 mod client;
 mod clock;
+mod cluster;
 mod draining;
 mod events;
 pub mod exit;

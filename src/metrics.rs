@@ -6,12 +6,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::cluster::ClusterCounters;
 use crate::registry::MemberStatus;
 
 /// `backend` is the backend's name, or `none` for answers the balancer gave itself.
@@ -155,8 +156,15 @@ impl Metrics {
         }
     }
 
-    /// The exposition text, with the gauges set from the current pool and limiter state.
-    pub fn render(&self, members: &[MemberStatus], clients: usize, buckets: usize) -> String {
+    /// The exposition text, with the gauges set from the current pool and limiter state (and
+    /// the cluster's counters, in cluster mode).
+    pub fn render(
+        &self,
+        members: &[MemberStatus],
+        clients: usize,
+        buckets: usize,
+        cluster: Option<ClusterCounters>,
+    ) -> String {
         for member in members {
             let labels = BackendLabels {
                 backend: member.backend.name.clone(),
@@ -171,7 +179,30 @@ impl Metrics {
         self.clients.set(clients as i64);
         self.tracked_buckets.set(buckets as i64);
         let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+        // Cluster mode's figures are the cluster's own counters, read now.
+        let mut cluster_registry = Registry::default();
+        if let Some(counters) = cluster {
+            cluster_registry.register(
+                "lb_redis_up",
+                "1 while Redis answers (cluster mode)",
+                ConstGauge::new(i64::from(counters.up)),
+            );
+            cluster_registry.register(
+                "lb_redis_calls",
+                "Commands sent to Redis (a pipeline of n bucket asks counts n)",
+                ConstCounter::new(counters.calls),
+            );
+            cluster_registry.register(
+                "lb_admissions_decided_locally",
+                "Admissions decided without Redis because it was down (cluster mode)",
+                ConstCounter::new(counters.decided_locally),
+            );
+        }
+        prometheus_client::encoding::text::encode_registry(&mut text, &self.registry)
+            .and_then(|()| {
+                prometheus_client::encoding::text::encode_registry(&mut text, &cluster_registry)
+            })
+            .and_then(|()| prometheus_client::encoding::text::encode_eof(&mut text))
             .expect("writing to a String cannot fail");
         text
     }

@@ -49,6 +49,8 @@ pub enum LbEvent {
         action: &'static str,
         client_id: String,
     },
+    /// Cluster mode: Redis stopped answering (`down`) or this instance rejoined it (`up`).
+    Redis { state: &'static str, reason: String },
     /// Once a second: totals so far and per backend.
     Stats {
         requests: u64,

@@ -16,6 +16,7 @@ use actix_web::http::KeepAlive;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
+use crate::cluster::{self, Cluster};
 use crate::draining::Draining;
 use crate::events::Events;
 use crate::health::{probe_view, HealthChecker, ProbeView};
@@ -138,6 +139,7 @@ struct Domain {
     window: Arc<Mutex<StatsWindow>>,
     probes: ProbeView,
     limiter: Arc<Limiter>,
+    cluster: Option<Cluster>,
     simulation: Option<Simulation>,
     draining: Draining,
 }
@@ -159,6 +161,9 @@ pub fn start(settings: &Settings, listener: TcpListener) -> Result<Balancer, Sta
     };
     let domain = start_actors(settings, database, saved, simulator);
     let server = start_server(settings, listener, local_addr, &domain)?;
+    if let Some(cluster) = &domain.cluster {
+        cluster::start_agent(cluster, local_addr.to_string(), domain.limiter.replica());
+    }
     let handle = BalancerHandle {
         server: server.handle(),
         draining: domain.draining.clone(),
@@ -180,6 +185,11 @@ pub fn start(settings: &Settings, listener: TcpListener) -> Result<Balancer, Sta
             log::info!("token levels saved");
         })
     }));
+    if let Some(cluster) = domain.cluster {
+        balancer.on_shutdown(Box::new(move || {
+            Box::pin(async move { cluster.leave().await })
+        }));
+    }
     if let Some(simulation) = domain.simulation {
         balancer.on_shutdown(Box::new(move || {
             Box::pin(async move { simulation.stop().await })
@@ -207,17 +217,21 @@ fn start_actors(
     saved: Vec<SavedClient>,
     simulator: Option<Simulator>,
 ) -> Domain {
+    let events = Events::start();
+    let cluster = Cluster::new(&settings.cluster, events.clone());
     let limiter = Arc::new(Limiter::start(
         &settings.rate_limit,
         settings.persistence.flush_interval,
         Store::start(database),
         saved,
         settings.server.workers,
+        cluster
+            .clone()
+            .map(|cluster| (cluster, settings.cluster.lease)),
     ));
     let rotation = Arc::new(Rotation::new(settings.backends.pool.clone()));
     let metrics = Arc::new(Metrics::default());
     let window = Arc::new(Mutex::new(StatsWindow::default()));
-    let events = Events::start();
     StatsTicker::new(
         Arc::clone(&rotation),
         Arc::clone(&metrics),
@@ -248,6 +262,7 @@ fn start_actors(
         window,
         probes,
         limiter,
+        cluster,
         simulation,
         draining: Draining::default(),
     }
@@ -270,6 +285,7 @@ fn start_server(
         window: Arc::clone(&domain.window),
         probes: Arc::clone(&domain.probes),
         limiter: Arc::clone(&domain.limiter),
+        cluster: domain.cluster.clone(),
         events: domain.events.clone(),
     });
     let clients_state = web::Data::new(ClientsState::new(

@@ -19,12 +19,16 @@ use tokio::sync::oneshot;
 use super::shard::{AdmitMany, BucketStore};
 use crate::client::{Admission, ClientKey};
 
-type Waiting = (Addr<BucketStore>, ClientKey, oneshot::Sender<Admission>);
+type Waiting = (
+    Addr<BucketStore>,
+    ClientKey,
+    oneshot::Sender<Option<Admission>>,
+);
 /// One shard's part of a flush: the keys in order, and where each answer goes.
 type Group = (
     Addr<BucketStore>,
     Vec<ClientKey>,
-    Vec<oneshot::Sender<Admission>>,
+    Vec<oneshot::Sender<Option<Admission>>>,
 );
 
 /// This worker thread's admissions not yet sent, and whether a flush is on its way.
@@ -38,8 +42,12 @@ thread_local! {
     static QUEUE: RefCell<Queue> = RefCell::new(Queue::default());
 }
 
-/// Takes a token for `key` from `shard`, in this turn's batch.
-pub async fn admit(shard: &Addr<BucketStore>, key: ClientKey) -> Result<Admission, MailboxError> {
+/// Takes a token for `key` from `shard`, in this turn's batch; `None` when no decision can be
+/// made (see [`AdmitMany`]).
+pub async fn admit(
+    shard: &Addr<BucketStore>,
+    key: ClientKey,
+) -> Result<Option<Admission>, MailboxError> {
     let (answer, answered) = oneshot::channel();
     let first = QUEUE.with(|queue| {
         let mut queue = queue.borrow_mut();
@@ -108,6 +116,7 @@ mod tests {
             Store::start(db),
             Vec::new(),
             shards,
+            None,
         )
     }
 

@@ -52,6 +52,8 @@ pub struct BucketMap {
     anonymous: HashMap<IpAddr, Anonymous>,
     /// Rejections per client since the last [`BucketMap::reset_rejections`].
     rejections: HashMap<ClientKey, u64>,
+    /// When a rejection decided elsewhere (Redis, in cluster mode) was last reported, per client.
+    reported_elsewhere: HashMap<ClientKey, Instant>,
 }
 
 impl BucketMap {
@@ -62,7 +64,60 @@ impl BucketMap {
             registered: HashMap::new(),
             anonymous: HashMap::new(),
             rejections: HashMap::new(),
+            reported_elsewhere: HashMap::new(),
         }
+    }
+
+    /// The limits `key` is held to: a registered client's own, else the defaults.
+    pub fn limits_for(&self, key: &ClientKey) -> Limits {
+        match key {
+            ClientKey::Registered(id) => self
+                .registered
+                .get(id)
+                .map_or(self.defaults, |client| client.bucket.limits),
+            ClientKey::Ip(_) => self.defaults,
+        }
+    }
+
+    /// Counts a decision taken elsewhere (in cluster mode, by Redis's bucket) like one of this
+    /// map's own; answers whether a rejection is worth a log line (at most one a second per
+    /// client).
+    pub fn record_elsewhere(&mut self, key: &ClientKey, allowed: bool, now: Instant) -> bool {
+        if allowed {
+            return false;
+        }
+        self.count_rejection(key);
+        let last = self.reported_elsewhere.get(key).copied();
+        let room = last.is_some() || self.reported_elsewhere.len() < MAX_REJECTION_ENTRIES;
+        let due = room && last.is_none_or(|at| now.saturating_duration_since(at) >= REPORT_EVERY);
+        if due {
+            self.reported_elsewhere.insert(key.clone(), now);
+        }
+        due
+    }
+
+    /// A fresh map for deciding alone while the shared buckets cannot be reached: every limit
+    /// divided by `instances` (capacity at least 1), registered clients kept, buckets full.
+    pub fn divided(&self, instances: usize, now: Instant) -> BucketMap {
+        let n = instances.max(1);
+        let divide = |limits: Limits| Limits {
+            capacity: (limits.capacity / n as u64).max(1),
+            rate_per_sec: limits.rate_per_sec / n as f64,
+        };
+        let mut map = BucketMap::new(divide(self.defaults), self.max_tracked);
+        for (id, client) in &self.registered {
+            let limits = divide(client.bucket.limits);
+            map.restore(
+                ClientRecord {
+                    client_id: id.clone(),
+                    name: client.name.clone(),
+                    limits,
+                    tokens: limits.capacity as f64,
+                },
+                now,
+            );
+        }
+        map
     }
 
     /// Takes a token for `key`. A registered key that is not (or no longer) here falls back to
@@ -71,13 +126,17 @@ impl BucketMap {
     pub fn admit(&mut self, key: &ClientKey, now: Instant) -> Admission {
         let admission = self.take(key, now);
         if !admission.decision.allowed {
-            if let Some(count) = self.rejections.get_mut(key) {
-                *count += 1;
-            } else if self.rejections.len() < MAX_REJECTION_ENTRIES {
-                self.rejections.insert(key.clone(), 1);
-            }
+            self.count_rejection(key);
         }
         admission
+    }
+
+    fn count_rejection(&mut self, key: &ClientKey) {
+        if let Some(count) = self.rejections.get_mut(key) {
+            *count += 1;
+        } else if self.rejections.len() < MAX_REJECTION_ENTRIES {
+            self.rejections.insert(key.clone(), 1);
+        }
     }
 
     /// The `n` clients with the most rejections since the last reset, most first.
@@ -95,6 +154,7 @@ impl BucketMap {
     /// Starts a new period for [`Self::top_rejected`].
     pub fn reset_rejections(&mut self) {
         self.rejections.clear();
+        self.reported_elsewhere.clear();
     }
 
     fn take(&mut self, key: &ClientKey, now: Instant) -> Admission {

@@ -21,15 +21,29 @@ use std::time::Duration;
 
 use actix::{Actor, Addr, Arbiter, MailboxError};
 
+use futures_util::future::LocalBoxFuture;
+
 use crate::client::{Admission, ClientKey, ClientRecord, Limits};
+use crate::cluster::{Change, Cluster, Replica};
 use crate::persistence::{SavedClient, Store};
 use crate::settings::RateLimitSettings;
 use shard::BucketStore;
 pub use shard::ClientError;
 use shard::{
-    CountBuckets, CreateClient, FlushTokens, GetClient, ListClients, RemoveClient, TopRejected,
-    UpdateClient,
+    ApplyRemote, CountBuckets, CreateClient, FlushTokens, GetClient, ListClients, RemoveClient,
+    TopRejected, UpdateClient,
 };
+
+/// Why a request got no admission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AdmitError {
+    /// The shard is gone (only while the process stops).
+    #[error("the rate limiter has stopped")]
+    Stopped,
+    /// Cluster mode, Redis down, and `cluster.on_redis_down = "deny"`.
+    #[error("the shared rate limits (Redis) are unavailable")]
+    SharedLimitsDown,
+}
 
 /// The handlers' way to the bucket shards.
 pub struct Limiter {
@@ -39,13 +53,15 @@ pub struct Limiter {
 }
 
 impl Limiter {
-    /// Starts `shard_count` shards, each on its own arbiter, holding the `saved` clients.
+    /// Starts `shard_count` shards, each on its own arbiter, holding the `saved` clients; in
+    /// cluster mode (`cluster` with the lease length) they limit through Redis.
     pub fn start(
         settings: &RateLimitSettings,
         flush_interval: Duration,
         store: Addr<Store>,
         saved: Vec<SavedClient>,
         shard_count: usize,
+        cluster: Option<(Cluster, Duration)>,
     ) -> Self {
         let shard_count = shard_count.max(1);
         let defaults = Limits {
@@ -65,6 +81,7 @@ impl Limiter {
             .into_iter()
             .map(|saved| {
                 let (store, registered) = (store.clone(), Arc::clone(&registered));
+                let cluster = cluster.clone();
                 BucketStore::start_in_arbiter(&Arbiter::new().handle(), move |_| {
                     BucketStore::new(
                         defaults,
@@ -73,6 +90,7 @@ impl Limiter {
                         flush_interval,
                         registered,
                         saved,
+                        cluster,
                     )
                 })
             })
@@ -96,8 +114,19 @@ impl Limiter {
     }
 
     /// Takes a token for `key`; admissions from one worker turn travel together (`batch.rs`).
-    pub async fn admit(&self, key: ClientKey) -> Result<Admission, MailboxError> {
-        batch::admit(self.shard(&key), key).await
+    pub async fn admit(&self, key: ClientKey) -> Result<Admission, AdmitError> {
+        match batch::admit(self.shard(&key), key).await {
+            Ok(Some(admission)) => Ok(admission),
+            Ok(None) => Err(AdmitError::SharedLimitsDown),
+            Err(_) => Err(AdmitError::Stopped),
+        }
+    }
+
+    /// Where the cluster's agent sends the registry's changes: to the shard of each client.
+    pub fn replica(&self) -> Box<dyn Replica> {
+        Box::new(ShardReplica {
+            shards: self.shards.clone(),
+        })
     }
 
     pub async fn create(
@@ -197,6 +226,46 @@ impl Limiter {
             swept += shard.send(shard::SweepNow).await.unwrap_or(0);
         }
         swept
+    }
+}
+
+/// The shards as the cluster's agent sees them.
+struct ShardReplica {
+    shards: Vec<Addr<BucketStore>>,
+}
+
+impl Replica for ShardReplica {
+    fn apply(&self, change: Change) {
+        let count = self.shards.len();
+        let shard_of = |id: &str| shard_index(&ClientKey::Registered(id.to_owned()), count);
+        match change {
+            Change::Put(record) => {
+                self.shards[shard_of(&record.client_id)].do_send(ApplyRemote(Change::Put(record)));
+            }
+            Change::Delete(id) => {
+                self.shards[shard_of(&id)].do_send(ApplyRemote(Change::Delete(id)));
+            }
+            Change::Snapshot(records) => {
+                let mut parts: Vec<Vec<ClientRecord>> = vec![Vec::new(); count];
+                for record in records {
+                    parts[shard_of(&record.client_id)].push(record);
+                }
+                for (shard, part) in self.shards.iter().zip(parts) {
+                    shard.do_send(ApplyRemote(Change::Snapshot(part)));
+                }
+            }
+        }
+    }
+
+    fn local_clients(&self) -> LocalBoxFuture<'static, Vec<ClientRecord>> {
+        let shards = self.shards.clone();
+        Box::pin(async move {
+            let mut all = Vec::new();
+            for shard in &shards {
+                all.extend(shard.send(ListClients).await.unwrap_or_default());
+            }
+            all
+        })
     }
 }
 

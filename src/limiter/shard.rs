@@ -3,6 +3,14 @@
 //! first and change memory only once SQLite has committed them, so memory and disk agree.
 //! Dirty token levels are flushed every `persistence.flush_interval_ms`; idle full buckets
 //! are swept every few seconds.
+//!
+//! In cluster mode the shard holds a [`Cluster`]: admissions are answered from the shard's
+//! leases on Redis's shared buckets, and the asks a batch cannot answer from them go to Redis
+//! together, in one pipeline (the batch's answer then waits for Redis, at most
+//! `cluster.redis_timeout_ms`). Client writes go to Redis first and reach the map once Redis
+//! has them; the map, the registered-id set and the SQLite mirror follow the registry's change
+//! log ([`ApplyRemote`]). While Redis is down the shard decides alone, as
+//! `cluster.on_redis_down` says.
 
 use std::collections::HashSet;
 use std::pin::Pin;
@@ -10,14 +18,17 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use actix::{
-    Actor, ActorFuture, ActorFutureExt, Addr, AsyncContext, AtomicResponse, Context, Handler,
-    MailboxError, Message, MessageResult, WrapFuture,
+    Actor, ActorFuture, ActorFutureExt, ActorResponse, Addr, AsyncContext, AtomicResponse, Context,
+    Handler, MailboxError, Message, MessageResult, WrapFuture,
 };
 
 use super::bucket::TokenBucket;
 use super::map::BucketMap;
-use crate::client::{Admission, ClientKey, ClientRecord, Limits};
+use crate::client::{Admission, ClientKey, ClientRecord, Decision, Limits};
+use crate::cluster::lease::{Ask, LeaseBook};
+use crate::cluster::{Change, Cluster, NameChange, StoredClient};
 use crate::persistence::{DbError, DeleteClient, SaveClient, SaveTokens, SavedClient, Store};
+use crate::settings::OnRedisDown;
 
 /// "Recent" rejections, for the status page: counted per period of this length.
 const REJECTION_PERIOD: Duration = Duration::from_secs(60);
@@ -37,9 +48,15 @@ pub enum ClientError {
 }
 
 /// From the proxy: take a token for each of these clients, in order (see [`super::batch`]).
+/// `None`: no decision can be made (cluster mode, Redis down, `on_redis_down = "deny"`).
 #[derive(Debug, Message)]
-#[rtype(result = "Vec<Admission>")]
+#[rtype(result = "Vec<Option<Admission>>")]
 pub struct AdmitMany(pub Vec<ClientKey>);
+
+/// From the cluster's agent: a change of the registry in Redis, to mirror here.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct ApplyRemote(pub Change);
 
 /// From the admin API: register a client (409 if it exists).
 #[derive(Debug, Message)]
@@ -104,6 +121,18 @@ pub struct BucketStore {
     flush_interval: Duration,
     /// Registered ids across all shards, read by the handlers to resolve API keys.
     registered: Arc<RwLock<HashSet<String>>>,
+    /// Cluster mode's state; `None` for a single instance.
+    shared: Option<Shared>,
+}
+
+/// A shard's part of cluster mode.
+struct Shared {
+    cluster: Cluster,
+    leases: LeaseBook,
+    lease: Duration,
+    /// While Redis is down under `on_redis_down = "local"`: buckets with every limit divided by
+    /// the instances last seen (and that count, to notice a change).
+    alone: Option<(usize, BucketMap)>,
 }
 
 impl BucketStore {
@@ -115,6 +144,7 @@ impl BucketStore {
         flush_interval: Duration,
         registered: Arc<RwLock<HashSet<String>>>,
         saved: Vec<SavedClient>,
+        cluster: Option<(Cluster, Duration)>,
     ) -> Self {
         let now = Instant::now();
         let mut map = BucketMap::new(defaults, max_tracked);
@@ -137,6 +167,12 @@ impl BucketStore {
             store,
             flush_interval,
             registered,
+            shared: cluster.map(|(cluster, lease)| Shared {
+                cluster,
+                leases: LeaseBook::new(lease),
+                lease,
+                alone: None,
+            }),
         }
     }
 
@@ -179,16 +215,274 @@ impl Actor for BucketStore {
             shard.map.sweep(Instant::now());
         });
         ctx.run_interval(REJECTION_PERIOD, |shard, _| shard.map.reset_rejections());
+        if let Some(shared) = &self.shared {
+            if !shared.lease.is_zero() {
+                ctx.run_interval(shared.lease, |shard, ctx| shard.give_back(ctx));
+            }
+        }
     }
 }
 
 impl Handler<AdmitMany> for BucketStore {
-    type Result = MessageResult<AdmitMany>;
+    type Result = ActorResponse<Self, Vec<Option<Admission>>>;
 
     fn handle(&mut self, msg: AdmitMany, _: &mut Context<Self>) -> Self::Result {
         let now = Instant::now();
-        MessageResult(msg.0.iter().map(|key| self.map.admit(key, now)).collect())
+        match &self.shared {
+            None => ActorResponse::reply(
+                msg.0
+                    .iter()
+                    .map(|key| Some(self.map.admit(key, now)))
+                    .collect(),
+            ),
+            Some(shared) if !shared.cluster.is_up() => {
+                ActorResponse::reply(self.admit_alone(&msg.0, now))
+            }
+            Some(_) => self.admit_shared(msg.0, now),
+        }
     }
+}
+
+/// One client's asks of a batch that go to Redis: the key, its limits, and the positions of
+/// its requests in the batch.
+type Pending = (ClientKey, Limits, Vec<usize>);
+
+impl BucketStore {
+    /// Cluster mode with Redis up: answers what the leases can, and asks Redis for the rest in
+    /// one pipeline.
+    fn admit_shared(
+        &mut self,
+        keys: Vec<ClientKey>,
+        now: Instant,
+    ) -> ActorResponse<Self, Vec<Option<Admission>>> {
+        let Some(shared) = self.shared.as_mut() else {
+            return ActorResponse::reply(Vec::new());
+        };
+        shared.alone = None;
+        let mut answers: Vec<Option<Admission>> = vec![None; keys.len()];
+        let mut pending: Vec<Pending> = Vec::new();
+        for (at, key) in keys.into_iter().enumerate() {
+            let limits = self.map.limits_for(&key);
+            if let Some(decision) = shared.leases.take(&key, now) {
+                answers[at] = Some(judged(&mut self.map, &key, decision, limits, now));
+                continue;
+            }
+            match pending.iter_mut().find(|(waiting, _, _)| *waiting == key) {
+                Some((_, _, positions)) => positions.push(at),
+                None => pending.push((key, limits, vec![at])),
+            }
+        }
+        if pending.is_empty() {
+            return ActorResponse::reply(answers);
+        }
+        let asks: Vec<(ClientKey, Limits, Ask)> = pending
+            .iter()
+            .map(|(key, limits, positions)| {
+                let ask = shared.leases.ask(key, positions.len() as u64, *limits, now);
+                (key.clone(), *limits, ask)
+            })
+            .collect();
+        let cluster = shared.cluster.clone();
+        let call = async move {
+            let grants = cluster.admit(&asks).await;
+            (asks, grants)
+        };
+        ActorResponse::r#async(call.into_actor(self).map(move |(asks, grants), shard, _| {
+            let now = Instant::now();
+            match grants {
+                Ok(grants) if grants.len() == asks.len() => {
+                    shard.apply_grants(&asks, grants, &pending, &mut answers, now);
+                }
+                _ => {
+                    // Redis is marked down: these asks are decided alone, as the rest will be.
+                    let keys: Vec<ClientKey> = pending.iter().map(|(k, _, _)| k.clone()).collect();
+                    if let Some(shared) = shard.shared.as_mut() {
+                        for key in &keys {
+                            shared.leases.abandon(key);
+                        }
+                    }
+                    for (key, _, positions) in &pending {
+                        let keys = vec![key.clone(); positions.len()];
+                        let decided = shard.admit_alone(&keys, now);
+                        for (at, answer) in positions.iter().zip(decided) {
+                            answers[*at] = answer;
+                        }
+                    }
+                }
+            }
+            answers
+        }))
+    }
+
+    fn apply_grants(
+        &mut self,
+        asks: &[(ClientKey, Limits, Ask)],
+        grants: Vec<crate::cluster::lease::Grant>,
+        pending: &[Pending],
+        answers: &mut [Option<Admission>],
+        now: Instant,
+    ) {
+        let Some(shared) = self.shared.as_mut() else {
+            return;
+        };
+        for (((key, limits, ask), grant), (_, _, positions)) in asks.iter().zip(grants).zip(pending)
+        {
+            let decisions =
+                shared
+                    .leases
+                    .grant(key, *ask, grant, positions.len() as u64, *limits, now);
+            for (at, decision) in positions.iter().zip(decisions) {
+                answers[*at] = Some(judged(&mut self.map, key, decision, *limits, now));
+            }
+        }
+    }
+
+    /// Cluster mode with Redis down: `cluster.on_redis_down` decides.
+    fn admit_alone(&mut self, keys: &[ClientKey], now: Instant) -> Vec<Option<Admission>> {
+        let Some(shared) = self.shared.as_mut() else {
+            return keys
+                .iter()
+                .map(|key| Some(self.map.admit(key, now)))
+                .collect();
+        };
+        if shared.leases.len() > 0 {
+            // Redis's buckets are the truth again when it returns; what was held is dropped.
+            shared.leases.clear();
+        }
+        shared.cluster.count_local(keys.len());
+        match shared.cluster.on_redis_down() {
+            OnRedisDown::Allow => keys
+                .iter()
+                .map(|key| {
+                    let limits = self.map.limits_for(key);
+                    Some(Admission {
+                        decision: Decision {
+                            allowed: true,
+                            remaining: limits.capacity,
+                            retry_after: Duration::ZERO,
+                        },
+                        limits,
+                        report: false,
+                    })
+                })
+                .collect(),
+            OnRedisDown::Deny => vec![None; keys.len()],
+            OnRedisDown::Local => {
+                let instances = shared.cluster.live_instances();
+                if shared.alone.as_ref().map(|(n, _)| *n) != Some(instances) {
+                    shared.alone = Some((instances, self.map.divided(instances, now)));
+                }
+                let Some((_, alone)) = shared.alone.as_mut() else {
+                    return Vec::new();
+                };
+                keys.iter().map(|key| Some(alone.admit(key, now))).collect()
+            }
+        }
+    }
+
+    /// Gives the unspent tokens of ended leases back to Redis (fire and forget: a failure
+    /// marks Redis down, and then Redis's buckets refill on their own anyway).
+    fn give_back(&mut self, ctx: &mut Context<Self>) {
+        let Some(shared) = self.shared.as_mut() else {
+            return;
+        };
+        let refunds = shared.leases.expire(Instant::now());
+        if refunds.is_empty() || !shared.cluster.is_up() {
+            return;
+        }
+        let asks: Vec<(ClientKey, Limits, Ask)> = refunds
+            .into_iter()
+            .map(|(key, refund)| {
+                let limits = self.map.limits_for(&key);
+                (key, limits, Ask { want: 0, refund })
+            })
+            .collect();
+        let cluster = shared.cluster.clone();
+        ctx.spawn(
+            async move {
+                let _ = cluster.admit(&asks).await;
+            }
+            .into_actor(self),
+        );
+    }
+
+    /// Applies a client Redis has (from this shard's own write, or another instance's through
+    /// the change log): into the map and the id set, and mirrored into SQLite when it changed.
+    fn apply_put(&mut self, record: ClientRecord) -> ClientRecord {
+        let now = Instant::now();
+        let unchanged = self
+            .map
+            .get(&record.client_id, now)
+            .is_some_and(|known| known.name == record.name && known.limits == record.limits);
+        let applied = self
+            .map
+            .upsert(&record.client_id, record.name, record.limits, now);
+        self.set_registered(&record.client_id, true);
+        if !unchanged {
+            self.store.do_send(SaveClient(applied.clone()));
+        }
+        applied
+    }
+
+    fn apply_delete(&mut self, id: &str) {
+        if self.map.remove(id) {
+            self.store.do_send(DeleteClient(id.to_owned()));
+        }
+        self.set_registered(id, false);
+    }
+
+    fn cluster(&self) -> Option<Cluster> {
+        self.shared.as_ref().map(|shared| shared.cluster.clone())
+    }
+}
+
+/// An admission decided by Redis's bucket, counted like the map's own.
+fn judged(
+    map: &mut BucketMap,
+    key: &ClientKey,
+    decision: Decision,
+    limits: Limits,
+    now: Instant,
+) -> Admission {
+    Admission {
+        decision,
+        limits,
+        report: map.record_elsewhere(key, decision.allowed, now),
+    }
+}
+
+impl Handler<ApplyRemote> for BucketStore {
+    type Result = ();
+
+    fn handle(&mut self, msg: ApplyRemote, _: &mut Context<Self>) {
+        match msg.0 {
+            Change::Put(record) => {
+                self.apply_put(record);
+            }
+            Change::Delete(id) => self.apply_delete(&id),
+            Change::Snapshot(records) => {
+                let keep: HashSet<&str> = records.iter().map(|r| r.client_id.as_str()).collect();
+                let gone: Vec<String> = self
+                    .map
+                    .list(Instant::now())
+                    .into_iter()
+                    .map(|r| r.client_id)
+                    .filter(|id| !keep.contains(id.as_str()))
+                    .collect();
+                for id in gone {
+                    self.apply_delete(&id);
+                }
+                for record in records {
+                    self.apply_put(record);
+                }
+            }
+        }
+    }
+}
+
+/// The answer to a client write in cluster mode: what Redis said, or 503 (nothing changed).
+fn redis_answer<T>(answer: Result<T, crate::cluster::Down>) -> Result<T, ClientError> {
+    answer.map_err(|down| ClientError::Storage(down.to_string()))
 }
 
 /// Saves `record` through the store, then applies it to the map; memory is untouched on failure.
@@ -221,6 +515,24 @@ impl Handler<CreateClient> for BucketStore {
     type Result = AtomicResponse<Self, Result<ClientRecord, ClientError>>;
 
     fn handle(&mut self, msg: CreateClient, _: &mut Context<Self>) -> Self::Result {
+        if let Some(cluster) = self.cluster() {
+            let stored = StoredClient {
+                client_id: msg.client_id,
+                name: msg.name,
+                capacity: msg.limits.capacity,
+                rate_per_sec: msg.limits.rate_per_sec,
+            };
+            let create = async move {
+                let created = cluster.create(&stored).await;
+                (created, stored)
+            };
+            return AtomicResponse::new(Box::pin(create.into_actor(self).map(
+                |(created, stored), shard, _| match redis_answer(created)? {
+                    true => Ok(shard.apply_put(stored.into_record())),
+                    false => Err(ClientError::Exists(stored.client_id)),
+                },
+            )));
+        }
         if self.map.get(&msg.client_id, Instant::now()).is_some() {
             return AtomicResponse::new(Box::pin(actix::fut::ready(Err(ClientError::Exists(
                 msg.client_id,
@@ -240,6 +552,26 @@ impl Handler<UpdateClient> for BucketStore {
     type Result = AtomicResponse<Self, Result<ClientRecord, ClientError>>;
 
     fn handle(&mut self, msg: UpdateClient, _: &mut Context<Self>) -> Self::Result {
+        if let Some(cluster) = self.cluster() {
+            let name = match msg.name {
+                None => NameChange::Keep,
+                Some(Some(name)) => NameChange::Set(name),
+                Some(None) => NameChange::Clear,
+            };
+            let id = msg.client_id;
+            let update = async move {
+                let updated = cluster
+                    .update(&id, name, msg.capacity, msg.rate_per_sec)
+                    .await;
+                (updated, id)
+            };
+            return AtomicResponse::new(Box::pin(update.into_actor(self).map(
+                |(updated, id), shard, _| match redis_answer(updated)? {
+                    Some(stored) => Ok(shard.apply_put(stored.into_record())),
+                    None => Err(ClientError::NotFound(id)),
+                },
+            )));
+        }
         let now = Instant::now();
         let Some(current) = self.map.get(&msg.client_id, now) else {
             return AtomicResponse::new(Box::pin(actix::fut::ready(Err(ClientError::NotFound(
@@ -268,6 +600,22 @@ impl Handler<RemoveClient> for BucketStore {
 
     fn handle(&mut self, msg: RemoveClient, _: &mut Context<Self>) -> Self::Result {
         let id = msg.0;
+        if let Some(cluster) = self.cluster() {
+            let delete = async move {
+                let deleted = cluster.delete(&id).await;
+                (deleted, id)
+            };
+            return AtomicResponse::new(Box::pin(delete.into_actor(self).map(
+                |(deleted, id), shard, _| {
+                    if redis_answer(deleted)? {
+                        shard.apply_delete(&id);
+                        Ok(())
+                    } else {
+                        Err(ClientError::NotFound(id))
+                    }
+                },
+            )));
+        }
         if self.map.get(&id, Instant::now()).is_none() {
             return AtomicResponse::new(Box::pin(actix::fut::ready(Err(ClientError::NotFound(
                 id,

@@ -8,6 +8,7 @@ use std::time::Instant;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
+use crate::cluster::Cluster;
 use crate::draining::Draining;
 use crate::events::Events;
 use crate::health::ProbeView;
@@ -36,6 +37,8 @@ pub struct ApiState {
     /// Last probe per backend.
     pub probes: ProbeView,
     pub limiter: Arc<Limiter>,
+    /// Present in cluster mode.
+    pub cluster: Option<Cluster>,
     pub events: Events,
 }
 

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::state::{ApiError, ApiState};
 use crate::backend::BackendCounters;
+use crate::cluster::{self, ClusterStatus};
 use crate::health::ProbeReport;
 use crate::http::admin;
 use crate::http::error::json_response;
@@ -21,6 +22,7 @@ struct Status {
     totals: Totals,
     backends: Vec<BackendStatus>,
     clients: ClientsSummary,
+    cluster: ClusterStatus,
 }
 
 #[derive(Debug, Serialize)]
@@ -119,15 +121,22 @@ pub async fn status(
             tracked_buckets: registered + tracked,
             top_rejected,
         },
+        cluster: state.cluster.as_ref().map_or_else(
+            || cluster::single_status(state.listen.to_string()),
+            cluster::Cluster::status,
+        ),
     }))
 }
 
 /// `GET /lb/metrics`: Prometheus text exposition (open, like `/lb/health`, for scrapers).
 pub async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
     let (registered, tracked) = state.limiter.tracked().await;
-    let text = state
-        .metrics
-        .render(&state.rotation.snapshot(), registered, registered + tracked);
+    let text = state.metrics.render(
+        &state.rotation.snapshot(),
+        registered,
+        registered + tracked,
+        state.cluster.as_ref().map(cluster::Cluster::counters),
+    );
     HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(text)

@@ -33,6 +33,9 @@ pub enum ProxyError {
     /// The rate limiter's shard is gone (only while the process stops).
     #[error("Service unavailable: shutting down")]
     LimiterStopped,
+    /// Cluster mode with Redis down and `cluster.on_redis_down = "deny"`.
+    #[error("Service unavailable: the shared rate limiter (Redis) cannot be reached")]
+    SharedLimitsDown,
     /// Every backend is out of rotation.
     #[error("No healthy backend available")]
     NoHealthyBackend,
@@ -52,7 +55,9 @@ impl ResponseError for ProxyError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::BadRequest(_) | Self::BodyRead => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::NoHealthyBackend | Self::LimiterStopped => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NoHealthyBackend | Self::LimiterStopped | Self::SharedLimitsDown => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::BadGateway => StatusCode::BAD_GATEWAY,
             Self::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
         }

@@ -27,7 +27,7 @@ use crate::client::Admission;
 use crate::events::{Events, LbEvent};
 use crate::http::access_log::{self, ServedBy};
 use crate::http::client_id::ClientIdentity;
-use crate::limiter::Limiter;
+use crate::limiter::{AdmitError, Limiter};
 use crate::metrics::Metrics;
 use crate::registry::{FailureKind, Lease, Membership, Outcome, Rotation};
 use crate::settings::Settings;
@@ -166,10 +166,10 @@ async fn admit(
     metrics: &Metrics,
 ) -> Result<Admission, ProxyError> {
     let key = identity.identify(req, limiter);
-    let admission = limiter
-        .admit(key.clone())
-        .await
-        .map_err(|_| ProxyError::LimiterStopped)?;
+    let admission = limiter.admit(key.clone()).await.map_err(|err| match err {
+        AdmitError::Stopped => ProxyError::LimiterStopped,
+        AdmitError::SharedLimitsDown => ProxyError::SharedLimitsDown,
+    })?;
     if admission.decision.allowed {
         return Ok(admission);
     }

@@ -1,0 +1,324 @@
+//! The cluster's agent, an actor on an arbiter of its own: it (re)connects to Redis, loads the
+//! scripts, follows the registry's change log and heartbeats this instance.
+//!
+//! While Redis is down it tries a fresh connection every tick; a connection counts only once
+//! the scripts are loaded and the registry has been read whole (a snapshot, then the log from
+//! the entry the snapshot was read at), so an instance that missed changes while cut off, or a
+//! Redis that restarted without its scripts, is caught up before shared limiting resumes. A
+//! Redis that comes back with neither registry nor log (restarted without persistence) is
+//! seeded with this instance's clients rather than emptying every instance.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use actix::{Actor, ActorFutureExt, Arbiter, AsyncContext, Context, WrapFuture};
+use futures_util::future::LocalBoxFuture;
+use redis::aio::MultiplexedConnection;
+use redis::AsyncConnectionConfig;
+
+use super::link::{Cluster, Down, Instance, StoredClient, LOG_LENGTH};
+use crate::client::ClientRecord;
+
+/// How often the log is read, and a reconnect tried while Redis is down.
+const TICK: Duration = Duration::from_millis(200);
+/// How often this instance says it is alive.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+/// An instance silent this long is no longer counted.
+const INSTANCE_TTL: Duration = Duration::from_secs(3);
+/// Log entries read per tick at most.
+const READ_COUNT: u64 = 1000;
+
+/// A change of the registry, from Redis to this instance's shards.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    Put(ClientRecord),
+    Delete(String),
+    /// The whole registry: clients not in it are removed.
+    Snapshot(Vec<ClientRecord>),
+}
+
+/// Where the registry's changes go (the limiter's shards), and what this instance holds (to
+/// seed a Redis that lost its data).
+pub trait Replica: Send + 'static {
+    fn apply(&self, change: Change);
+    fn local_clients(&self) -> LocalBoxFuture<'static, Vec<ClientRecord>>;
+}
+
+struct Agent {
+    cluster: Cluster,
+    replica: Box<dyn Replica>,
+    /// The last log entry applied.
+    last_id: String,
+    /// Background calls may take longer than admissions: nobody waits on them.
+    slow: Duration,
+}
+
+/// Starts the agent on an arbiter of its own, as `instance` (unless the settings named this
+/// instance; the server passes the bound address). `replica` receives the registry's changes.
+pub fn start_agent(cluster: &Cluster, instance: String, replica: Box<dyn Replica>) {
+    cluster.name_unless_named(instance);
+    let cluster = cluster.clone();
+    let slow = (cluster.inner.timeout * 4).max(Duration::from_secs(1));
+    Agent::start_in_arbiter(&Arbiter::new().handle(), move |_| Agent {
+        cluster,
+        replica,
+        last_id: "0-0".to_owned(),
+        slow,
+    });
+}
+
+impl Actor for Agent {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.tick(ctx);
+        ctx.run_interval(TICK, Self::tick);
+        ctx.run_interval(HEARTBEAT_EVERY, |agent, ctx| {
+            if agent.cluster.is_up() {
+                agent.heartbeat(ctx);
+            }
+        });
+    }
+}
+
+impl Agent {
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        if self.cluster.is_up() {
+            self.follow_log(ctx);
+        } else {
+            self.reconnect(ctx);
+        }
+    }
+
+    fn reconnect(&mut self, ctx: &mut Context<Self>) {
+        let joined = join(
+            self.cluster.clone(),
+            self.replica.local_clients(),
+            self.slow,
+        );
+        ctx.wait(joined.into_actor(self).map(|joined, agent, ctx| {
+            // Failures here are expected while Redis is away; the down transition was logged.
+            if let Ok((connection, clients, last_id)) = joined {
+                let records = clients.into_iter().map(StoredClient::into_record).collect();
+                agent.replica.apply(Change::Snapshot(records));
+                agent.last_id = last_id;
+                agent.cluster.mark_up(connection);
+                agent.heartbeat(ctx);
+            } else if let Err(Down(why)) = joined {
+                log::debug!("Redis not reachable yet: {why}");
+            }
+        }));
+    }
+
+    fn follow_log(&mut self, ctx: &mut Context<Self>) {
+        let mut pipe = redis::pipe();
+        pipe.cmd("XREAD")
+            .arg("COUNT")
+            .arg(READ_COUNT)
+            .arg("STREAMS")
+            .arg(self.cluster.log_key())
+            .arg(&self.last_id);
+        let cluster = self.cluster.clone();
+        let slow = self.slow;
+        let read = async move {
+            cluster
+                .query_within::<(Option<Vec<StreamRead>>,)>(&pipe, 1, slow)
+                .await
+        };
+        ctx.wait(read.into_actor(self).map(|answer, agent, _| {
+            let Ok((Some(streams),)) = answer else {
+                return;
+            };
+            for (_, entries) in streams {
+                for (id, fields) in entries {
+                    if let Some(change) = parse_entry(&fields) {
+                        agent.replica.apply(change);
+                    }
+                    agent.last_id = id;
+                }
+            }
+        }));
+    }
+
+    fn heartbeat(&mut self, ctx: &mut Context<Self>) {
+        let cluster = self.cluster.clone();
+        let slow = self.slow;
+        let beat = async move {
+            let mut invocation = cluster.inner.scripts.heartbeat.key(cluster.instances_key());
+            invocation
+                .arg(cluster.instance())
+                .arg(INSTANCE_TTL.as_millis() as u64);
+            let mut pipe = redis::pipe();
+            pipe.invoke_script(&invocation);
+            let answer = cluster
+                .query_within::<(Vec<(String, u64)>,)>(&pipe, 1, slow)
+                .await;
+            if let Ok((live,)) = answer {
+                let instances = live
+                    .into_iter()
+                    .map(|(name, last_seen_ms)| Instance { name, last_seen_ms })
+                    .collect();
+                cluster.set_instances(instances);
+            }
+        };
+        ctx.spawn(beat.into_actor(self));
+    }
+}
+
+/// `XREAD`'s answer for one stream: its name and its entries (id, flat field list).
+type StreamRead = (String, Vec<(String, Vec<String>)>);
+
+/// `op put id X client JSON` or `op del id X`; anything else is skipped.
+fn parse_entry(fields: &[String]) -> Option<Change> {
+    let map: HashMap<&str, &str> = fields
+        .chunks_exact(2)
+        .map(|pair| (pair[0].as_str(), pair[1].as_str()))
+        .collect();
+    match *map.get("op")? {
+        "put" => StoredClient::parse(map.get("client")?)
+            .map(StoredClient::into_record)
+            .map(Change::Put),
+        "del" => Some(Change::Delete((*map.get("id")?).to_owned())),
+        _ => None,
+    }
+}
+
+/// Connects afresh, loads the scripts and reads the registry whole, seeding it from `local`
+/// when Redis has lost it. Answers the connection, the clients and the log entry they are
+/// current to.
+async fn join(
+    cluster: Cluster,
+    local: LocalBoxFuture<'static, Vec<ClientRecord>>,
+    slow: Duration,
+) -> Result<(MultiplexedConnection, Vec<StoredClient>, String), Down> {
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(slow))
+        .set_response_timeout(Some(slow));
+    let client = &cluster.inner.client;
+    let mut connection = within(
+        slow,
+        client.get_multiplexed_async_connection_with_config(&config),
+    )
+    .await?;
+    for script in cluster.inner.scripts.all() {
+        within(slow, script.load_async(&mut connection)).await?;
+    }
+    let (mut clients, mut last_id, log_exists) =
+        read_registry(&cluster, &mut connection, slow).await?;
+    if clients.is_empty() && !log_exists {
+        let local = local.await;
+        if !local.is_empty() {
+            for record in &local {
+                let json = serde_json::to_string(&StoredClient::from_record(record))
+                    .map_err(|e| Down(e.to_string()))?;
+                let mut invocation = cluster.inner.scripts.create.key(cluster.clients_key());
+                invocation
+                    .key(cluster.log_key())
+                    .arg(&record.client_id)
+                    .arg(json)
+                    .arg(LOG_LENGTH);
+                within(slow, invocation.invoke_async::<u8>(&mut connection)).await?;
+            }
+            log::warn!(
+                "Redis holds no registry (restarted without persistence?): seeded it with this instance's {} clients",
+                local.len()
+            );
+            (clients, last_id, _) = read_registry(&cluster, &mut connection, slow).await?;
+        }
+    }
+    clients.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+    if last_id.is_empty() {
+        last_id = "0-0".to_owned();
+    }
+    Ok((connection, clients, last_id))
+}
+
+/// The last log entry's id (empty if none), then every client, and whether the log exists.
+async fn read_registry(
+    cluster: &Cluster,
+    connection: &mut MultiplexedConnection,
+    slow: Duration,
+) -> Result<(Vec<StoredClient>, String, bool), Down> {
+    let mut pipe = redis::pipe();
+    pipe.cmd("XREVRANGE")
+        .arg(cluster.log_key())
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .cmd("HGETALL")
+        .arg(cluster.clients_key())
+        .cmd("EXISTS")
+        .arg(cluster.log_key());
+    type Answer = (Vec<(String, Vec<String>)>, HashMap<String, String>, u8);
+    let (last, all, exists): Answer = within(slow, pipe.query_async(connection)).await?;
+    let last_id = last
+        .into_iter()
+        .next()
+        .map(|(id, _)| id)
+        .unwrap_or_default();
+    let clients = all
+        .values()
+        .filter_map(|json| StoredClient::parse(json))
+        .collect();
+    Ok((clients, last_id, exists == 1))
+}
+
+async fn within<T>(
+    limit: Duration,
+    call: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<T, Down> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(err)) => Err(Down(err.to_string())),
+        Err(_) => Err(Down(format!("no answer within {} ms", limit.as_millis()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(pairs: &[&str]) -> Vec<String> {
+        pairs.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    /// Log entries become changes; entries that are not ours are skipped, not fatal.
+    #[test]
+    fn log_entries_parse_into_changes() {
+        let put = fields(&[
+            "op",
+            "put",
+            "id",
+            "a",
+            "client",
+            r#"{"client_id":"a","name":null,"capacity":5,"rate_per_sec":0.5}"#,
+        ]);
+        let Some(Change::Put(record)) = parse_entry(&put) else {
+            panic!("a put");
+        };
+        assert_eq!(
+            (record.client_id.as_str(), record.limits.capacity),
+            ("a", 5)
+        );
+        assert_eq!(
+            parse_entry(&fields(&["op", "del", "id", "a"])),
+            Some(Change::Delete("a".into()))
+        );
+        for junk in [
+            fields(&["op", "put", "id", "a", "client", "{not json"]),
+            fields(&[
+                "op",
+                "put",
+                "id",
+                "a",
+                "client",
+                r#"{"client_id":"a","capacity":0,"rate_per_sec":1}"#,
+            ]),
+            fields(&["op", "rename"]),
+            fields(&["odd"]),
+        ] {
+            assert_eq!(parse_entry(&junk), None, "{junk:?}");
+        }
+    }
+}

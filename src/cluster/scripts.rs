@@ -1,0 +1,132 @@
+//! The Lua scripts run inside Redis. Each runs atomically, so a bucket update or a registry
+//! write is one step whatever the number of instances; the bucket script reads Redis's own
+//! clock (`TIME`), so refill never depends on an instance's clock.
+
+use redis::Script;
+
+/// Takes tokens from a shared bucket. KEYS: the bucket. ARGV: capacity, rate per second,
+/// tokens wanted, tokens given back (an ended lease). Answers {granted, ms until a whole token,
+/// whole tokens left}. A missing key is a full bucket; a bucket that would be full again is
+/// deleted, otherwise it expires when it would be full, so idle clients leave nothing behind.
+const BUCKET: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local capacity = tonumber(ARGV[1])
+local rate = tonumber(ARGV[2]) / 1000
+local want = tonumber(ARGV[3])
+local refund = tonumber(ARGV[4])
+local saved = redis.call('HMGET', KEYS[1], 't', 'at')
+local tokens = tonumber(saved[1])
+local at = tonumber(saved[2])
+if tokens == nil or at == nil then
+  tokens = capacity
+elseif now > at then
+  tokens = tokens + (now - at) * rate
+end
+tokens = math.min(capacity, tokens + refund)
+local granted = math.min(want, math.floor(tokens))
+tokens = tokens - granted
+local wait = 0
+if tokens < 1 then
+  wait = math.ceil((1 - tokens) / rate)
+end
+if tokens >= capacity then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('HSET', KEYS[1], 't', tostring(tokens), 'at', tostring(now))
+  redis.call('PEXPIRE', KEYS[1], math.ceil((capacity - tokens) / rate) + 1)
+end
+return {granted, wait, math.floor(tokens)}
+";
+
+/// Registers a client unless its id exists. KEYS: the clients hash, the change log.
+/// ARGV: id, the client as JSON, the log's approximate length cap. Answers 1, or 0 if it existed.
+const CREATE: &str = r"
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then
+  return 0
+end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'op', 'put', 'id', ARGV[1], 'client', ARGV[2])
+return 1
+";
+
+/// Changes a client's fields. KEYS: the clients hash, the change log. ARGV: id, what to do
+/// with the name (keep, set, clear), the name, capacity or '' to keep, rate or '' to keep, the
+/// log's length cap. Answers the client as JSON, or nil if there is none.
+const UPDATE: &str = r"
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if not current then
+  return false
+end
+local client = cjson.decode(current)
+if ARGV[2] == 'set' then
+  client.name = ARGV[3]
+elseif ARGV[2] == 'clear' then
+  client.name = nil
+end
+if ARGV[4] ~= '' then
+  client.capacity = tonumber(ARGV[4])
+end
+if ARGV[5] ~= '' then
+  client.rate_per_sec = tonumber(ARGV[5])
+end
+local json = cjson.encode(client)
+redis.call('HSET', KEYS[1], ARGV[1], json)
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'op', 'put', 'id', ARGV[1], 'client', json)
+return json
+";
+
+/// Removes a client and its bucket. KEYS: the clients hash, the change log, the bucket.
+/// ARGV: id, the log's length cap. Answers 1, or 0 if there was none.
+const DELETE: &str = r"
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then
+  return 0
+end
+redis.call('DEL', KEYS[3])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'op', 'del', 'id', ARGV[1])
+return 1
+";
+
+/// An instance says it is alive. KEYS: the instances sorted set. ARGV: name, ms after which a
+/// silent instance is dropped. Answers every live instance with when it was last seen
+/// (Redis's clock, unix ms).
+const HEARTBEAT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local ttl = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - ttl)
+redis.call('PEXPIRE', KEYS[1], ttl * 2)
+return redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+";
+
+/// The scripts, hashed once.
+pub struct Scripts {
+    pub bucket: Script,
+    pub create: Script,
+    pub update: Script,
+    pub delete: Script,
+    pub heartbeat: Script,
+}
+
+impl Scripts {
+    pub fn new() -> Self {
+        Self {
+            bucket: Script::new(BUCKET),
+            create: Script::new(CREATE),
+            update: Script::new(UPDATE),
+            delete: Script::new(DELETE),
+            heartbeat: Script::new(HEARTBEAT),
+        }
+    }
+
+    /// All of them, for loading after a (re)connect.
+    pub fn all(&self) -> [&Script; 5] {
+        [
+            &self.bucket,
+            &self.create,
+            &self.update,
+            &self.delete,
+            &self.heartbeat,
+        ]
+    }
+}
