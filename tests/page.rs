@@ -105,6 +105,52 @@ async fn operator_fails_and_recovers_a_backend_and_manages_clients() {
     }
 }
 
+/// In cluster mode the page shows Redis's state and the instances, and follows Redis going
+/// down and coming back (the `redis` events).
+#[actix_web::test]
+async fn the_page_follows_redis_in_cluster_mode() {
+    const TEST: &str = "the_page_follows_redis_in_cluster_mode";
+    if !common::webdriver::required_or_skip(TEST) {
+        return;
+    }
+    let Some(mut redis) = common::redis::RedisServer::start() else {
+        return;
+    };
+    let urls = vec![format!("http://{}", refused_addr())];
+    let lb = start_balancer(&redis.settings_for(&urls));
+    let browser = Browser::start().await;
+    browser.open(&lb.url("/lb/")).await;
+    let pill = "document.querySelector('[data-testid=cluster]').textContent";
+    browser
+        .wait_until(
+            "Redis up, one instance",
+            SOON,
+            &format!("return {pill} === 'cluster · Redis up · 1 instance'"),
+        )
+        .await;
+    redis.kill();
+    browser
+        .wait_until(
+            "Redis down, in the pill and the log",
+            SOON,
+            &format!(
+                "return {pill}.includes('Redis down') && document.getElementById('log').textContent.includes('Redis is DOWN')"
+            ),
+        )
+        .await;
+    redis.restart();
+    browser
+        .wait_until(
+            "Redis up again",
+            SOON,
+            &format!(
+                "return {pill}.includes('Redis up') && document.getElementById('log').textContent.includes('Redis is UP')"
+            ),
+        )
+        .await;
+    browser.quit().await;
+}
+
 /// A script that is true when backend `name`'s card shows `state`.
 fn card_shows(name: &str, state: &str) -> String {
     format!(
@@ -134,6 +180,13 @@ async fn story(browser: Rc<Browser>, page: String, opened_ms: u128) {
             "three backend cards",
             SOON,
             "return document.querySelectorAll('[data-testid=backend-card]').length === 3",
+        )
+        .await;
+    browser
+        .wait_until(
+            "the single-instance mode",
+            SOON,
+            "return document.querySelector('[data-testid=cluster]').textContent === 'single instance'",
         )
         .await;
     browser

@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod process;
+pub mod redis;
 pub mod webdriver;
 
 use std::io::{Read, Write};

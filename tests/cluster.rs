@@ -1,0 +1,472 @@
+//! Cluster mode with real parts: a real `redis-server` on a free port, three real balancer
+//! processes on it, a real backend counting what reaches it, and load from plain threads.
+//! Without `redis-server` a local run skips with one line (see `common/redis.rs`).
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::Child;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::process::{http, launch, signal, wait_with_deadline, write_config};
+use common::redis::RedisServer;
+use serde_json::Value;
+
+/// A backend on plain threads that answers `200 ok` with keep-alive and counts the requests
+/// to `/work` (health probes go to `/health`).
+fn counting_backend() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let count = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&count);
+    thread::spawn(move || {
+        for stream in listener.incoming().map_while(Result::ok) {
+            let counted = Arc::clone(&counted);
+            thread::spawn(move || serve(stream, &counted));
+        }
+    });
+    (addr, count)
+}
+
+fn serve(stream: TcpStream, counted: &AtomicUsize) {
+    let mut writer = stream.try_clone().expect("clone");
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            if line == "\r\n" {
+                break;
+            }
+        }
+        if request_line.contains(" /work") {
+            counted.fetch_add(1, Ordering::SeqCst);
+        }
+        let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        if writer.write_all(reply).is_err() {
+            return;
+        }
+    }
+}
+
+/// One balancer process in cluster mode.
+struct Instance {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Instance {
+    fn start(redis_url: &str, backend: SocketAddr, limits: (u64, f64), extra: &str) -> Self {
+        let dir = common::fresh_dir();
+        Self::start_in(dir, redis_url, backend, limits, extra)
+    }
+
+    fn start_in(
+        dir: PathBuf,
+        redis_url: &str,
+        backend: SocketAddr,
+        (capacity, rate): (u64, f64),
+        extra: &str,
+    ) -> Self {
+        let sections = format!(
+            "[rate_limit]\ndefault_capacity = {capacity}\ndefault_rate_per_sec = {rate}\n\
+             [persistence]\npath = \"lb.sqlite3\"\n[health]\npath = \"/health\"\n\
+             [cluster]\nredis_url = \"{redis_url}\"\nredis_timeout_ms = 50\n{extra}\n"
+        );
+        write_config(&dir, backend, "", &sections);
+        let (child, addr) = launch(&dir, &[]);
+        Self { child, addr }
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        http(self.addr, method, path, &[], body)
+    }
+
+    fn cluster(&self) -> Value {
+        let (status, body) = self.call("GET", "/lb/api/status", None);
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str::<Value>(&body).expect("JSON")["cluster"].clone()
+    }
+
+    fn stop(mut self) {
+        signal(&self.child, "TERM");
+        let status = wait_with_deadline(&mut self.child, Duration::from_secs(10));
+        assert_eq!(status.code(), Some(0));
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `check` every 20 ms until it holds; the time it took, or a panic naming `what`.
+fn within(what: &str, deadline: Duration, mut check: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !check() {
+        assert!(started.elapsed() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+    started.elapsed()
+}
+
+/// Sends `GET /work` from `threads` threads per instance until `duration` has passed;
+/// answers each status with its count, and how long the load ran (first send to last answer).
+fn load(
+    instances: &[&Instance],
+    threads: usize,
+    duration: Duration,
+    api_key: Option<&str>,
+) -> (Vec<u16>, Duration) {
+    let started = Instant::now();
+    let until = started + duration;
+    let mut workers = Vec::new();
+    for instance in instances {
+        for _ in 0..threads {
+            let addr = instance.addr;
+            let key = api_key.map(str::to_owned);
+            workers.push(thread::spawn(move || {
+                let mut statuses = Vec::new();
+                while Instant::now() < until {
+                    let headers: Vec<(&str, &str)> =
+                        key.iter().map(|k| ("X-API-Key", k.as_str())).collect();
+                    statuses.push(http(addr, "GET", "/work", &headers, None).0);
+                }
+                statuses
+            }));
+        }
+    }
+    let statuses = workers
+        .into_iter()
+        .flat_map(|w| w.join().expect("load thread"))
+        .collect();
+    (statuses, started.elapsed())
+}
+
+fn count(statuses: &[u16], code: u16) -> usize {
+    statuses.iter().filter(|s| **s == code).count()
+}
+
+/// The contract's bound for one client over `elapsed`: capacity + rate * (T + lease), and
+/// not more than a few tokens under capacity + rate * T.
+fn assert_within_bound(admitted: usize, capacity: f64, rate: f64, elapsed: Duration) {
+    let t = elapsed.as_secs_f64();
+    let upper = capacity + rate * (t + 0.1);
+    let lower = capacity + rate * t - 8.0;
+    eprintln!("admitted {admitted} in {t:.2} s; bound {lower:.1}..={upper:.1}");
+    assert!(
+        (admitted as f64) <= upper,
+        "admitted {admitted} > {upper:.1}"
+    );
+    assert!(
+        (admitted as f64) >= lower,
+        "admitted {admitted} < {lower:.1}"
+    );
+}
+
+fn three(redis: &RedisServer, backend: SocketAddr, limits: (u64, f64)) -> Vec<Instance> {
+    let instances: Vec<Instance> = (0..3)
+        .map(|_| Instance::start(&redis.url(), backend, limits, ""))
+        .collect();
+    for instance in &instances {
+        within("Redis up everywhere", Duration::from_secs(5), || {
+            instance.cluster()["redis"] == "up"
+        });
+    }
+    instances
+}
+
+/// A client registered on one instance is limited across all three under concurrent load,
+/// within the bound; the backend sees exactly the admitted requests.
+#[test]
+fn a_registered_client_is_limited_across_three_instances() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (backend, reached) = counting_backend();
+    let instances = three(&redis, backend, (1000, 1000.0));
+    let body = r#"{"client_id": "hot", "capacity": 40, "rate_per_sec": 20}"#;
+    assert_eq!(instances[0].call("POST", "/clients", Some(body)).0, 201);
+    for instance in &instances {
+        within("the client everywhere", Duration::from_secs(1), || {
+            instance.call("GET", "/clients/hot", None).0 == 200
+        });
+    }
+    let all: Vec<&Instance> = instances.iter().collect();
+    let (statuses, elapsed) = load(&all, 3, Duration::from_secs(2), Some("hot"));
+    let admitted = count(&statuses, 200);
+    assert_eq!(
+        admitted + count(&statuses, 429),
+        statuses.len(),
+        "only 200 and 429"
+    );
+    assert!(
+        count(&statuses, 429) > admitted,
+        "the load exceeded the limit"
+    );
+    assert_within_bound(admitted, 40.0, 20.0, elapsed);
+    assert_eq!(reached.load(Ordering::SeqCst), admitted);
+}
+
+/// The default per-IP limit is shared the same way (every request comes from 127.0.0.1).
+#[test]
+fn the_default_per_ip_limit_is_shared() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (backend, reached) = counting_backend();
+    let instances = three(&redis, backend, (30, 10.0));
+    let all: Vec<&Instance> = instances.iter().collect();
+    let (statuses, elapsed) = load(&all, 2, Duration::from_millis(1500), None);
+    let admitted = count(&statuses, 200);
+    assert_eq!(admitted + count(&statuses, 429), statuses.len());
+    assert_within_bound(admitted, 30.0, 10.0, elapsed);
+    assert_eq!(reached.load(Ordering::SeqCst), admitted);
+    // Once the bucket would be full again its key expires: nothing is left behind.
+    within("the bucket key to expire", Duration::from_secs(5), || {
+        !redis
+            .lines("KEYS *")
+            .iter()
+            .any(|line| line.contains("bucket:"))
+    });
+}
+
+/// Creates, updates and deletes reach every instance within a second; of two concurrent
+/// creates of one id exactly one wins.
+#[test]
+fn registry_changes_reach_every_instance_within_a_second() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (backend, _) = counting_backend();
+    let instances = three(&redis, backend, (100, 10.0));
+    let create = r#"{"client_id": "c1", "name": "one", "capacity": 5, "rate_per_sec": 1}"#;
+    assert_eq!(instances[0].call("POST", "/clients", Some(create)).0, 201);
+    for instance in &instances[1..] {
+        let took = within("the create", Duration::from_secs(1), || {
+            instance.call("GET", "/clients/c1", None).0 == 200
+        });
+        eprintln!("create seen after {took:?}");
+    }
+    let update = r#"{"capacity": 9}"#;
+    let (status, body) = instances[1].call("PUT", "/clients/c1", Some(update));
+    assert_eq!(status, 200, "{body}");
+    for instance in [&instances[0], &instances[2]] {
+        within("the update", Duration::from_secs(1), || {
+            let (_, body) = instance.call("GET", "/clients/c1", None);
+            serde_json::from_str::<Value>(&body)
+                .is_ok_and(|c| c["capacity"] == 9 && c["name"] == "one")
+        });
+    }
+    assert_eq!(instances[2].call("DELETE", "/clients/c1", None).0, 204);
+    for instance in &instances[..2] {
+        within("the delete", Duration::from_secs(1), || {
+            instance.call("GET", "/clients/c1", None).0 == 404
+        });
+    }
+    assert_eq!(instances[0].call("DELETE", "/clients/c1", None).0, 404);
+    // The race: the same id created on two instances at once.
+    for round in 0..5 {
+        let body = format!(r#"{{"client_id": "race{round}", "capacity": 5}}"#);
+        let racers: Vec<_> = instances[..2]
+            .iter()
+            .map(|instance| {
+                let (addr, body) = (instance.addr, body.clone());
+                thread::spawn(move || http(addr, "POST", "/clients", &[], Some(&body)).0)
+            })
+            .collect();
+        let mut codes: Vec<u16> = racers
+            .into_iter()
+            .map(|r| r.join().expect("racer"))
+            .collect();
+        codes.sort_unstable();
+        assert_eq!(codes, [201, 409], "round {round}");
+    }
+}
+
+/// Redis killed under traffic and started again on its port (empty): requests never fail,
+/// admin writes answer 503 and change nothing, status says down, then up within 2 s with the
+/// registry seeded back from the instances, and writes work again.
+#[test]
+fn a_redis_restart_never_stops_traffic() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let (backend, _) = counting_backend();
+    let instances = three(&redis, backend, (1_000_000, 1_000_000.0));
+    let body = r#"{"client_id": "kept", "capacity": 1000000, "rate_per_sec": 1000000}"#;
+    assert_eq!(instances[0].call("POST", "/clients", Some(body)).0, 201);
+    for instance in &instances {
+        within("the client everywhere", Duration::from_secs(1), || {
+            instance.call("GET", "/clients/kept", None).0 == 200
+        });
+    }
+    let traffic = {
+        let addrs: Vec<SocketAddr> = instances.iter().map(|i| i.addr).collect();
+        thread::spawn(move || {
+            let until = Instant::now() + Duration::from_secs(5);
+            let mut statuses = Vec::new();
+            while Instant::now() < until {
+                for addr in &addrs {
+                    statuses.push(http(*addr, "GET", "/work", &[("X-API-Key", "kept")], None).0);
+                }
+            }
+            statuses
+        })
+    };
+    thread::sleep(Duration::from_millis(500));
+    redis.kill();
+    for instance in &instances {
+        within("status down", Duration::from_secs(2), || {
+            instance.cluster()["redis"] == "down"
+        });
+    }
+    let write = r#"{"client_id": "during", "capacity": 5}"#;
+    let (status, body) = instances[1].call("POST", "/clients", Some(write));
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("Redis"), "{body}");
+    redis.restart();
+    for instance in &instances {
+        let took = within("status up", Duration::from_secs(2), || {
+            instance.cluster()["redis"] == "up"
+        });
+        eprintln!("up again after {took:?}");
+    }
+    assert_eq!(instances[1].call("POST", "/clients", Some(write)).0, 201);
+    assert_eq!(instances[2].call("GET", "/clients/kept", None).0, 200);
+    let statuses = traffic.join().expect("traffic");
+    assert!(statuses.len() > 100, "{} requests", statuses.len());
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "every request admitted: {:?}",
+        statuses.iter().filter(|s| **s != 200).collect::<Vec<_>>()
+    );
+    let (_, metrics) = instances[0].call("GET", "/lb/metrics", None);
+    let local = metrics
+        .lines()
+        .find(|l| l.starts_with("lb_admissions_decided_locally_total"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|n| n.parse::<u64>().ok())
+        .expect("the metric");
+    assert!(local > 0, "{metrics}");
+    assert!(metrics.contains("lb_redis_up 1"), "{metrics}");
+}
+
+/// A hung Redis (SIGSTOP) is noticed by its silence: requests keep being answered, each in
+/// well under a second, and shared limiting resumes after SIGCONT.
+#[test]
+fn a_paused_redis_does_not_hold_requests() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (backend, _) = counting_backend();
+    let instance = Instance::start(&redis.url(), backend, (1_000_000, 1_000_000.0), "");
+    within("Redis up", Duration::from_secs(5), || {
+        instance.cluster()["redis"] == "up"
+    });
+    redis.pause();
+    let mut slowest = Duration::ZERO;
+    let mut ips = 0;
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        // A new address each time: nothing to answer from a lease, so Redis would be asked.
+        ips += 1;
+        let forwarded = format!("10.9.{}.{}", ips / 250, ips % 250);
+        let started = Instant::now();
+        let (status, _) = http(
+            instance.addr,
+            "GET",
+            "/work",
+            &[("X-Forwarded-For", &forwarded)],
+            None,
+        );
+        slowest = slowest.max(started.elapsed());
+        assert_eq!(status, 200);
+    }
+    eprintln!("{ips} requests while paused; slowest {slowest:?}");
+    assert!(slowest < Duration::from_secs(1), "slowest {slowest:?}");
+    assert_eq!(instance.cluster()["redis"], "down");
+    redis.resume();
+    within("Redis up again", Duration::from_secs(2), || {
+        instance.cluster()["redis"] == "up"
+    });
+}
+
+/// An instance restarted while Redis is unreachable still knows the clients (its SQLite
+/// mirror), serves, and refuses writes; a Redis that never was is not a configuration error.
+#[test]
+fn a_restart_without_redis_still_knows_the_clients() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let (backend, reached) = counting_backend();
+    let dir = common::fresh_dir();
+    let instance = Instance::start_in(dir.clone(), &redis.url(), backend, (100, 10.0), "");
+    within("Redis up", Duration::from_secs(5), || {
+        instance.cluster()["redis"] == "up"
+    });
+    let body = r#"{"client_id": "mirror", "capacity": 3, "rate_per_sec": 0.001}"#;
+    assert_eq!(instance.call("POST", "/clients", Some(body)).0, 201);
+    instance.stop();
+    redis.kill();
+    let restarted = Instance::start_in(dir, &redis.url(), backend, (100, 10.0), "");
+    let cluster = restarted.cluster();
+    assert_eq!(
+        (cluster["mode"].as_str(), cluster["redis"].as_str()),
+        (Some("redis"), Some("down"))
+    );
+    let (status, body) = restarted.call("GET", "/clients/mirror", None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(restarted.call("DELETE", "/clients/mirror", None).0, 503);
+    // Limited alone meanwhile (one instance last seen: the client's own limits).
+    let statuses: Vec<u16> = (0..6)
+        .map(|_| {
+            http(
+                restarted.addr,
+                "GET",
+                "/work",
+                &[("X-API-Key", "mirror")],
+                None,
+            )
+            .0
+        })
+        .collect();
+    assert_eq!(statuses, [200, 200, 200, 429, 429, 429]);
+    assert_eq!(reached.load(Ordering::SeqCst), 3);
+}
+
+/// `on_redis_down = "deny"`: with Redis unreachable every proxied request is a 503 JSON, and
+/// the balancer's own routes still answer.
+#[test]
+fn deny_mode_refuses_while_redis_is_down() {
+    let refused = common::refused_addr();
+    let (backend, reached) = counting_backend();
+    let instance = Instance::start(
+        &format!("redis://{refused}/0"),
+        backend,
+        (100, 10.0),
+        "on_redis_down = \"deny\"",
+    );
+    let (status, body) = instance.call("GET", "/work", None);
+    assert_eq!(status, 503, "{body}");
+    let error: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(error["code"], 503);
+    assert!(error["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("Redis")));
+    assert_eq!(reached.load(Ordering::SeqCst), 0);
+    assert_eq!(instance.cluster()["redis"], "down");
+}

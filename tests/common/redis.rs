@@ -1,0 +1,184 @@
+//! A real `redis-server` for the cluster tests: on a free loopback port (never 6379), in a
+//! directory of its own, without persistence; it can be killed, restarted on the same port,
+//! paused (SIGSTOP) and resumed. Without the binary a local run skips with one line; with `CI`
+//! set it fails (`.ci/run` installs Debian's `redis-server`). `LB_REDIS_SERVER` overrides the
+//! binary's path.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct RedisServer {
+    pub addr: SocketAddr,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+fn binary() -> String {
+    std::env::var("LB_REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned())
+}
+
+impl RedisServer {
+    /// Starts one, or `None` (after one line on stderr) when there is no `redis-server` and
+    /// `CI` is unset.
+    pub fn start() -> Option<Self> {
+        let found = Command::new(binary())
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !found {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI runs the cluster tests: redis-server is missing"
+            );
+            // Straight to the process's stderr: the harness captures eprintln! of passing tests.
+            let line =
+                "skipped: the cluster tests need redis-server (apt-get install redis-server)\n";
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+            return None;
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        assert_ne!(port, 6379, "never the default port");
+        let dir = super::fresh_dir();
+        let mut server = Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            dir,
+            child: None,
+        };
+        server.restart();
+        Some(server)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://{}/0", self.addr)
+    }
+
+    /// In-process balancer settings for `urls` in cluster mode on this Redis.
+    pub fn settings_for(&self, urls: &[String]) -> loadbalancer::Settings {
+        let mut settings = super::settings_for(urls);
+        let mut raw = loadbalancer::settings::RawSettings::default();
+        raw.cluster.redis_url = self.url();
+        let pool = settings.backends.pool.clone();
+        let clustered = loadbalancer::Settings::from_raw(
+            raw,
+            "test",
+            std::path::Path::new(""),
+            settings.backends.file.clone(),
+            pool,
+        )
+        .expect("valid");
+        settings.cluster = clustered.cluster;
+        settings
+    }
+
+    /// Starts the server (again) on its port, and waits until it answers.
+    pub fn restart(&mut self) {
+        let child = Command::new(binary())
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &self.addr.port().to_string(),
+            ])
+            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        self.child = Some(child);
+        let until = Instant::now() + Duration::from_secs(10);
+        while self.command("PING").as_deref() != Some("+PONG") {
+            assert!(Instant::now() < until, "redis-server did not answer");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills it (as a crash would); its data is gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGSTOP: the socket stays open and nothing answers.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
+        let pid = self.child.as_ref().expect("running").id();
+        let status = Command::new("sh")
+            .args(["-c", &format!("kill -{name} {pid}")])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// One inline command; the first line of the answer, or `None` if Redis did not answer.
+    pub fn command(&self, line: &str) -> Option<String> {
+        let mut stream = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        stream.write_all(format!("{line}\r\n").as_bytes()).ok()?;
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = stream.read(&mut buf).ok()?;
+            if n == 0 {
+                break;
+            }
+            answer.extend_from_slice(&buf[..n]);
+            if answer.ends_with(b"\r\n") {
+                break;
+            }
+        }
+        let text = String::from_utf8_lossy(&answer).to_string();
+        text.lines().next().map(str::to_owned)
+    }
+
+    /// The whole answer of an inline command, every line (for KEYS and the like).
+    pub fn lines(&self, line: &str) -> Vec<String> {
+        let mut stream =
+            TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .expect("timeout");
+        stream
+            .write_all(format!("{line}\r\n").as_bytes())
+            .expect("write");
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stream.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            answer.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&answer)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.resume();
+        }
+        self.kill();
+    }
+}
