@@ -61,6 +61,21 @@ function renderTotals(status) {
   const up = Math.round(status.uptime_secs);
   $("meta").textContent = `v${status.version} · ${status.listen} · up ${Math.floor(up / 60)} min ${up % 60} s` +
     (status.draining ? " · draining" : "");
+  renderCluster(status.cluster);
+}
+
+function renderCluster(c) {
+  const el = $("cluster");
+  if (!c || c.mode === "single") {
+    el.textContent = "single instance";
+    el.className = "pill pill-quiet";
+    return;
+  }
+  const others = c.instances.map((i) => i.name === c.instance ? `${i.name} (this)` : i.name);
+  el.textContent = `cluster · Redis ${c.redis} · ${c.instances.length} instance${c.instances.length === 1 ? "" : "s"}`;
+  el.title = others.join("\n");
+  el.className = c.redis === "up" ? "pill pill-up" : "pill pill-down";
+  el.dataset.redis = c.redis;
 }
 
 function renderBackends(backends) {
@@ -186,6 +201,7 @@ function describe(e) {
     case "failover": return [`failover: ${e.from} → ${e.to} (${e.reason})`, "warn"];
     case "simulation": return [`simulation: ${e.backend} ${e.state === "up" ? "recovers" : "fails: " + e.state}${e.manual ? " (by request)" : ""}`, e.state === "up" ? "up" : "warn"];
     case "client": return [`client ${e.client_id} ${e.action}`, ""];
+    case "redis": return [e.state === "up" ? `Redis is UP: limits shared again` : `Redis is DOWN (${e.reason}): limiting alone`, e.state];
     default: return null;
   }
 }
