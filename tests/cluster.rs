@@ -261,6 +261,22 @@ fn registry_changes_reach_every_instance_within_a_second() {
         });
         eprintln!("create seen after {took:?}");
     }
+    // The level a client shows is the shared one: spent on one instance, seen on another.
+    for _ in 0..3 {
+        let headers = [("X-API-Key", "c1")];
+        assert_eq!(
+            http(instances[0].addr, "GET", "/work", &headers, None).0,
+            200
+        );
+    }
+    let (_, body) = instances[2].call("GET", "/clients/c1", None);
+    let tokens = serde_json::from_str::<Value>(&body).expect("JSON")["tokens"]
+        .as_f64()
+        .expect("tokens");
+    assert!(
+        tokens < 3.5,
+        "{tokens} tokens left of 5 after 3 requests elsewhere"
+    );
     let update = r#"{"capacity": 9}"#;
     let (status, body) = instances[1].call("PUT", "/clients/c1", Some(update));
     assert_eq!(status, 200, "{body}");

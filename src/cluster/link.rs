@@ -230,14 +230,33 @@ impl Cluster {
                 .arg(ask.refund);
             pipe.invoke_script(&invocation);
         }
-        let answers: Vec<(u64, u64, u64)> = self.query(&pipe, asks.len()).await?;
+        let answers: Vec<(u64, u64, u64, String)> = self.query(&pipe, asks.len()).await?;
         Ok(answers
             .into_iter()
-            .map(|(granted, wait_ms, level)| Grant {
+            .map(|(granted, wait_ms, level, _)| Grant {
                 granted,
                 wait: Duration::from_millis(wait_ms),
                 level,
             })
+            .collect())
+    }
+
+    /// The shared buckets' levels now, taking nothing.
+    pub async fn levels(&self, clients: &[(ClientKey, Limits)]) -> Result<Vec<f64>, Down> {
+        let mut pipe = redis::pipe();
+        for (key, limits) in clients {
+            let mut invocation = self.inner.scripts.bucket.key(self.bucket_key(key));
+            invocation
+                .arg(limits.capacity)
+                .arg(limits.rate_per_sec)
+                .arg(0)
+                .arg(0);
+            pipe.invoke_script(&invocation);
+        }
+        let answers: Vec<(u64, u64, u64, String)> = self.query(&pipe, clients.len()).await?;
+        Ok(answers
+            .into_iter()
+            .map(|(_, _, whole, exact)| exact.parse().unwrap_or(whole as f64))
             .collect())
     }
 

@@ -6,7 +6,7 @@ use redis::Script;
 
 /// Takes tokens from a shared bucket. KEYS: the bucket. ARGV: capacity, rate per second,
 /// tokens wanted, tokens given back (an ended lease). Answers {granted, ms until a whole token,
-/// whole tokens left}. A missing key is a full bucket; a bucket that would be full again is
+/// whole tokens left, the exact level as text} (asking for 0 reads the level). A missing key is a full bucket; a bucket that would be full again is
 /// deleted, otherwise it expires when it would be full, so idle clients leave nothing behind.
 const BUCKET: &str = r"
 local t = redis.call('TIME')
@@ -36,7 +36,7 @@ else
   redis.call('HSET', KEYS[1], 't', tostring(tokens), 'at', tostring(now))
   redis.call('PEXPIRE', KEYS[1], math.ceil((capacity - tokens) / rate) + 1)
 end
-return {granted, wait, math.floor(tokens)}
+return {granted, wait, math.floor(tokens), tostring(tokens)}
 ";
 
 /// Registers a client unless its id exists. KEYS: the clients hash, the change log.

@@ -634,18 +634,56 @@ impl Handler<RemoveClient> for BucketStore {
 }
 
 impl Handler<GetClient> for BucketStore {
-    type Result = MessageResult<GetClient>;
+    type Result = ActorResponse<Self, Option<ClientRecord>>;
 
     fn handle(&mut self, msg: GetClient, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.map.get(&msg.0, Instant::now()))
+        let record = self.map.get(&msg.0, Instant::now());
+        match record {
+            Some(record) if self.shared.is_some() => {
+                self.with_shared_levels(vec![record], |mut all| all.pop())
+            }
+            record => ActorResponse::reply(record),
+        }
     }
 }
 
 impl Handler<ListClients> for BucketStore {
-    type Result = MessageResult<ListClients>;
+    type Result = ActorResponse<Self, Vec<ClientRecord>>;
 
     fn handle(&mut self, _: ListClients, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.map.list(Instant::now()))
+        let records = self.map.list(Instant::now());
+        if self.shared.is_some() && !records.is_empty() {
+            self.with_shared_levels(records, |all| all)
+        } else {
+            ActorResponse::reply(records)
+        }
+    }
+}
+
+impl BucketStore {
+    /// Cluster mode: `records` with their `tokens` from Redis's shared buckets (the local
+    /// view's levels when Redis cannot say), then `finish`.
+    fn with_shared_levels<T: 'static>(
+        &mut self,
+        mut records: Vec<ClientRecord>,
+        finish: impl FnOnce(Vec<ClientRecord>) -> T + 'static,
+    ) -> ActorResponse<Self, T> {
+        let Some(cluster) = self.cluster().filter(Cluster::is_up) else {
+            return ActorResponse::reply(finish(records));
+        };
+        let clients: Vec<(ClientKey, Limits)> = records
+            .iter()
+            .map(|r| (ClientKey::Registered(r.client_id.clone()), r.limits))
+            .collect();
+        let read = async move {
+            if let Ok(levels) = cluster.levels(&clients).await {
+                for (record, level) in records.iter_mut().zip(levels) {
+                    record.tokens = level;
+                }
+            }
+            finish(records)
+        };
+        ActorResponse::r#async(read.into_actor(self))
     }
 }
 
