@@ -311,6 +311,19 @@ fn registry_changes_reach_every_instance_within_a_second() {
         codes.sort_unstable();
         assert_eq!(codes, [201, 409], "round {round}");
     }
+    // An instance started now reads the registry whole when it joins.
+    let late = Instance::start(&redis.url(), backend, (100, 10.0), "");
+    within("the late instance up", Duration::from_secs(5), || {
+        late.cluster()["redis"] == "up"
+    });
+    let (status, body) = late.call("GET", "/clients", None);
+    assert_eq!(status, 200);
+    let ids: Vec<String> = serde_json::from_str::<Vec<Value>>(&body)
+        .expect("JSON")
+        .iter()
+        .filter_map(|c| c["client_id"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(ids, ["race0", "race1", "race2", "race3", "race4"]);
 }
 
 /// Redis killed under traffic and started again on its port (empty): requests never fail,

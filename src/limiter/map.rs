@@ -423,6 +423,44 @@ mod tests {
         assert!(map.admit(&ip(1), now + Duration::from_secs(1)).report);
     }
 
+    /// Deciding alone while Redis is down: every limit divided by the instances, registered
+    /// clients kept, buckets full.
+    #[test]
+    fn divided_limits_for_deciding_alone() {
+        let now = Instant::now();
+        let mut map = BucketMap::new(limits(30, 9.0), 100);
+        map.upsert("gold", Some("G".into()), limits(10, 3.0), now);
+        map.upsert("tiny", None, limits(2, 1.0), now);
+        let mut alone = map.divided(3, now);
+        let gold = ClientKey::Registered("gold".into());
+        assert_eq!(alone.limits_for(&gold), limits(3, 1.0));
+        assert_eq!(alone.limits_for(&ip(1)), limits(10, 3.0));
+        let tiny = ClientKey::Registered("tiny".into());
+        assert_eq!(alone.limits_for(&tiny).capacity, 1, "never below one token");
+        let admitted = (0..5)
+            .filter(|_| alone.admit(&gold, now).decision.allowed)
+            .count();
+        assert_eq!(admitted, 3);
+        assert_eq!(
+            alone.get("gold", now).and_then(|c| c.name),
+            Some("G".into())
+        );
+    }
+
+    /// Decisions taken by Redis are counted and reported like the map's own.
+    #[test]
+    fn rejections_decided_elsewhere_are_counted_and_reported_once_a_second() {
+        let now = Instant::now();
+        let mut map = BucketMap::new(limits(1, 1.0), 100);
+        assert!(!map.record_elsewhere(&ip(1), true, now));
+        let reports = (0..10)
+            .filter(|_| map.record_elsewhere(&ip(1), false, now))
+            .count();
+        assert_eq!(reports, 1);
+        assert!(map.record_elsewhere(&ip(1), false, now + Duration::from_secs(1)));
+        assert_eq!(map.top_rejected(1), [(ip(1), 11)]);
+    }
+
     /// Upserting new limits clamps; only touched clients are dirty, once.
     #[test]
     fn updates_and_dirty_tracking() {
