@@ -177,6 +177,19 @@ fn assert_within_bound(admitted: usize, capacity: f64, rate: f64, elapsed: Durat
     );
 }
 
+/// Registers a client through the first instance and waits until every instance knows it.
+fn register_everywhere(instances: &[Instance], id: &str, capacity: u64, rate: u64) {
+    let body =
+        format!(r#"{{"client_id": "{id}", "capacity": {capacity}, "rate_per_sec": {rate}}}"#);
+    assert_eq!(instances[0].call("POST", "/clients", Some(&body)).0, 201);
+    let path = format!("/clients/{id}");
+    for instance in instances {
+        within("the client everywhere", Duration::from_secs(1), || {
+            instance.call("GET", &path, None).0 == 200
+        });
+    }
+}
+
 fn three(redis: &RedisServer, backend: SocketAddr, limits: (u64, f64)) -> Vec<Instance> {
     let instances: Vec<Instance> = (0..3)
         .map(|_| Instance::start(&redis.url(), backend, limits, ""))
@@ -198,13 +211,7 @@ fn a_registered_client_is_limited_across_three_instances() {
     };
     let (backend, reached) = counting_backend();
     let instances = three(&redis, backend, (1000, 1000.0));
-    let body = r#"{"client_id": "hot", "capacity": 40, "rate_per_sec": 20}"#;
-    assert_eq!(instances[0].call("POST", "/clients", Some(body)).0, 201);
-    for instance in &instances {
-        within("the client everywhere", Duration::from_secs(1), || {
-            instance.call("GET", "/clients/hot", None).0 == 200
-        });
-    }
+    register_everywhere(&instances, "hot", 40, 20);
     let all: Vec<&Instance> = instances.iter().collect();
     let (statuses, elapsed) = load(&all, 3, Duration::from_secs(2), Some("hot"));
     let admitted = count(&statuses, 200);
@@ -336,13 +343,7 @@ fn a_redis_restart_never_stops_traffic() {
     };
     let (backend, _) = counting_backend();
     let instances = three(&redis, backend, (1_000_000, 1_000_000.0));
-    let body = r#"{"client_id": "kept", "capacity": 1000000, "rate_per_sec": 1000000}"#;
-    assert_eq!(instances[0].call("POST", "/clients", Some(body)).0, 201);
-    for instance in &instances {
-        within("the client everywhere", Duration::from_secs(1), || {
-            instance.call("GET", "/clients/kept", None).0 == 200
-        });
-    }
+    register_everywhere(&instances, "kept", 1_000_000, 1_000_000);
     let traffic = {
         let addrs: Vec<SocketAddr> = instances.iter().map(|i| i.addr).collect();
         thread::spawn(move || {

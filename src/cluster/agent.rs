@@ -16,7 +16,7 @@ use futures_util::future::LocalBoxFuture;
 use redis::aio::MultiplexedConnection;
 use redis::AsyncConnectionConfig;
 
-use super::link::{Cluster, Down, Instance, StoredClient, LOG_LENGTH};
+use super::link::{Cluster, Down, Instance, StoredClient};
 use crate::client::ClientRecord;
 
 /// How often the log is read, and a reconnect tried while Redis is down.
@@ -209,15 +209,8 @@ async fn join(
         let local = local.await;
         if !local.is_empty() {
             for record in &local {
-                let json = serde_json::to_string(&StoredClient::from_record(record))
-                    .map_err(|e| Down(e.to_string()))?;
-                let mut invocation = cluster.inner.scripts.create.key(cluster.clients_key());
-                invocation
-                    .key(cluster.log_key())
-                    .arg(&record.client_id)
-                    .arg(json)
-                    .arg(LOG_LENGTH);
-                within(slow, invocation.invoke_async::<u8>(&mut connection)).await?;
+                let create = cluster.create_pipe(&StoredClient::from_record(record))?;
+                within(slow, create.query_async::<(u8,)>(&mut connection)).await?;
             }
             log::warn!(
                 "Redis holds no registry (restarted without persistence?): seeded it with this instance's {} clients",

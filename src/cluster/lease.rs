@@ -16,10 +16,6 @@ use std::time::{Duration, Instant};
 
 use crate::client::{ClientKey, Decision, Limits};
 
-fn holding_leases(lease: Duration) -> bool {
-    !lease.is_zero()
-}
-
 /// One client's lease on this shard.
 #[derive(Debug, Clone, PartialEq)]
 struct Lease {
@@ -35,6 +31,19 @@ struct Lease {
     level: u64,
     /// An ask for this client is on its way; concurrent asks do not ask for a lease on top.
     asking: bool,
+}
+
+impl Lease {
+    fn new(now: Instant) -> Self {
+        Self {
+            held: 0,
+            until: now,
+            size: 1,
+            empty_until: None,
+            level: 0,
+            asking: false,
+        }
+    }
 }
 
 /// What one ask to Redis is for one client.
@@ -98,14 +107,10 @@ impl LeaseBook {
     /// takes back the tokens of an ended lease as the refund.
     pub fn ask(&mut self, key: &ClientKey, waiting: u64, limits: Limits, now: Instant) -> Ask {
         let holding = !self.lease.is_zero();
-        let lease = self.leases.entry(key.clone()).or_insert(Lease {
-            held: 0,
-            until: now,
-            size: 1,
-            empty_until: None,
-            level: 0,
-            asking: false,
-        });
+        let lease = self
+            .leases
+            .entry(key.clone())
+            .or_insert_with(|| Lease::new(now));
         let refund = std::mem::take(&mut lease.held);
         if refund > 0 {
             // Tokens came back unused: this shard asked for more than it needed.
@@ -135,9 +140,12 @@ impl LeaseBook {
         now: Instant,
     ) -> Vec<Decision> {
         let max_size = (limits.capacity / 4).max(1);
-        let Some(lease) = self.leases.get_mut(key) else {
-            return Vec::new();
-        };
+        // Present unless the book was cleared meanwhile (Redis went down while another ask
+        // was out); Redis's answer holds all the same.
+        let lease = self
+            .leases
+            .entry(key.clone())
+            .or_insert_with(|| Lease::new(now));
         lease.asking = false;
         lease.level = grant.level;
         let served = grant.granted.min(waiting);
@@ -146,11 +154,12 @@ impl LeaseBook {
             lease.held += spare;
             lease.until = now + self.lease;
         }
-        if holding_leases(self.lease) && grant.granted >= ask.want && ask.refund == 0 {
+        let holding = !self.lease.is_zero();
+        if holding && grant.granted >= ask.want && ask.refund == 0 {
             // Granted in full, and the last lease was spent before it ended: ask for more.
             lease.size = (lease.size * 2).min(max_size);
         }
-        lease.empty_until = (grant.granted < ask.want && !self.lease.is_zero())
+        lease.empty_until = (grant.granted < ask.want && holding)
             .then(|| now + grant.wait)
             .filter(|_| !grant.wait.is_zero());
         let mut remaining_tokens = served;
@@ -174,13 +183,6 @@ impl LeaseBook {
             .collect()
     }
 
-    /// An ask that got no answer (Redis down): the client is asked for afresh next time.
-    pub fn abandon(&mut self, key: &ClientKey) {
-        if let Some(lease) = self.leases.get_mut(key) {
-            lease.asking = false;
-        }
-    }
-
     /// Ends leases past their end: returns the tokens to give back, per client, and forgets
     /// clients with nothing held and nothing pending.
     pub fn expire(&mut self, now: Instant) -> Vec<(ClientKey, u64)> {
@@ -201,8 +203,13 @@ impl LeaseBook {
     }
 
     /// Clients with a lease entry (bounded: entries go once nothing is held).
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.leases.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.leases.is_empty()
     }
 }
 
@@ -333,6 +340,18 @@ mod tests {
         refunds.sort_by_key(|(_, n)| *n);
         assert_eq!(refunds, [(key(2), 1), (key(3), 2)]);
         assert_eq!(book.len(), 0);
+    }
+
+    /// A grant that arrives after the book was cleared (Redis went down meanwhile) still
+    /// answers every waiting request.
+    #[test]
+    fn a_grant_after_a_clear_still_answers() {
+        let now = Instant::now();
+        let mut book = LeaseBook::new(LEASE);
+        let ask = book.ask(&key(1), 2, LIMITS, now);
+        book.clear();
+        let decisions = book.grant(&key(1), ask, grant(2, 10), 2, LIMITS, now);
+        assert_eq!(decisions.iter().filter(|d| d.allowed).count(), 2);
     }
 
     /// Two asks for one client at once: only the first asks for a lease on top.

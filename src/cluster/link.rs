@@ -262,6 +262,12 @@ impl Cluster {
 
     /// Registers a client; `Ok(false)` when its id exists.
     pub async fn create(&self, client: &StoredClient) -> Result<bool, Down> {
+        let (created,): (u8,) = self.query(&self.create_pipe(client)?, 1).await?;
+        Ok(created == 1)
+    }
+
+    /// The create script for `client`, as a pipeline of one (answers 1, or 0 if it existed).
+    pub(super) fn create_pipe(&self, client: &StoredClient) -> Result<Pipeline, Down> {
         let json = serde_json::to_string(client).map_err(|e| Down(e.to_string()))?;
         let mut invocation = self.inner.scripts.create.key(self.clients_key());
         invocation
@@ -271,8 +277,7 @@ impl Cluster {
             .arg(LOG_LENGTH);
         let mut pipe = redis::pipe();
         pipe.invoke_script(&invocation);
-        let (created,): (u8,) = self.query(&pipe, 1).await?;
-        Ok(created == 1)
+        Ok(pipe)
     }
 
     /// Changes a client; `Ok(None)` when there is none.

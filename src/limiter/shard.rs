@@ -25,7 +25,7 @@ use actix::{
 use super::bucket::TokenBucket;
 use super::map::BucketMap;
 use crate::client::{Admission, ClientKey, ClientRecord, Decision, Limits};
-use crate::cluster::lease::{Ask, LeaseBook};
+use crate::cluster::lease::{Ask, Grant, LeaseBook};
 use crate::cluster::{Change, Cluster, NameChange, StoredClient};
 use crate::persistence::{DbError, DeleteClient, SaveClient, SaveTokens, SavedClient, Store};
 use crate::settings::OnRedisDown;
@@ -293,14 +293,9 @@ impl BucketStore {
                 Ok(grants) if grants.len() == asks.len() => {
                     shard.apply_grants(&asks, grants, &pending, &mut answers, now);
                 }
+                // Redis is marked down: these asks are decided alone, as the next ones will be
+                // (which also drops every lease, pending asks included).
                 _ => {
-                    // Redis is marked down: these asks are decided alone, as the rest will be.
-                    let keys: Vec<ClientKey> = pending.iter().map(|(k, _, _)| k.clone()).collect();
-                    if let Some(shared) = shard.shared.as_mut() {
-                        for key in &keys {
-                            shared.leases.abandon(key);
-                        }
-                    }
                     for (key, _, positions) in &pending {
                         let keys = vec![key.clone(); positions.len()];
                         let decided = shard.admit_alone(&keys, now);
@@ -317,7 +312,7 @@ impl BucketStore {
     fn apply_grants(
         &mut self,
         asks: &[(ClientKey, Limits, Ask)],
-        grants: Vec<crate::cluster::lease::Grant>,
+        grants: Vec<Grant>,
         pending: &[Pending],
         answers: &mut [Option<Admission>],
         now: Instant,
@@ -345,7 +340,7 @@ impl BucketStore {
                 .map(|key| Some(self.map.admit(key, now)))
                 .collect();
         };
-        if shared.leases.len() > 0 {
+        if !shared.leases.is_empty() {
             // Redis's buckets are the truth again when it returns; what was held is dropped.
             shared.leases.clear();
         }
