@@ -188,6 +188,44 @@ fn assert_within_bound(admitted: usize, capacity: f64, rate: f64, elapsed: Durat
     );
 }
 
+/// Reads `/lb/api/events` of the balancer at `addr` (history first, then live) until `done`
+/// says so for an event; answers every event read. Panics after `deadline`.
+fn read_events(
+    addr: SocketAddr,
+    deadline: Duration,
+    mut done: impl FnMut(&Value) -> bool,
+) -> Vec<Value> {
+    let stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(deadline)).expect("timeout");
+    let mut writer = stream.try_clone().expect("clone");
+    writer
+        .write_all(b"GET /lb/api/events HTTP/1.1\r\nHost: t\r\n\r\n")
+        .expect("write");
+    let started = Instant::now();
+    let mut events = Vec::new();
+    for line in BufReader::new(stream).lines() {
+        assert!(
+            started.elapsed() < deadline,
+            "events: timed out after {events:?}"
+        );
+        let line = line.expect("the event stream");
+        let Some(data) = line.strip_prefix("data: ") else {
+            continue;
+        };
+        let event: Value = serde_json::from_str(data).expect("JSON");
+        let finished = done(&event);
+        events.push(event);
+        if finished {
+            return events;
+        }
+    }
+    panic!("the event stream ended");
+}
+
+fn is_client_event(event: &Value, action: &str, id: &str) -> bool {
+    event["type"] == "client" && event["action"] == action && event["client_id"] == id
+}
+
 /// Registers a client through the first instance and waits until every instance knows it.
 fn register_everywhere(instances: &[Instance], id: &str, capacity: u64, rate: u64) {
     let body =
@@ -281,6 +319,25 @@ fn registry_changes_reach_every_instance_within_a_second() {
             instance.call("GET", "/clients/c1", None).0 == 200
         });
         eprintln!("create seen after {took:?}");
+    }
+    // Every instance's page hears of it once: the writer from its handler, the others from
+    // the change log.
+    for instance in &instances {
+        let mut created_at = None;
+        let events = read_events(instance.addr, Duration::from_secs(5), |event| {
+            if is_client_event(event, "created", "c1") {
+                created_at = event["at_ms"].as_u64();
+            }
+            // A stats tick a second after it: any echo of the change log came before.
+            created_at.is_some_and(|at| {
+                event["type"] == "stats" && event["at_ms"].as_u64() > Some(at + 1000)
+            })
+        });
+        let heard = events
+            .iter()
+            .filter(|e| is_client_event(e, "created", "c1"))
+            .count();
+        assert_eq!(heard, 1, "{events:?}");
     }
     // The level a client shows is the shared one: spent on one instance, seen on another.
     for _ in 0..3 {

@@ -129,10 +129,15 @@ impl Agent {
             let Ok((Some(streams),)) = answer else {
                 return;
             };
+            let me = agent.cluster.instance();
             for (_, entries) in streams {
                 for (id, fields) in entries {
-                    if let Some(change) = parse_entry(&fields) {
-                        agent.replica.apply(change);
+                    if let Some(entry) = parse_entry(&fields) {
+                        if let Some(action) = entry.action.filter(|_| entry.by != me) {
+                            // The writing instance told its own page already.
+                            agent.cluster.announce(action, entry.client_id);
+                        }
+                        agent.replica.apply(entry.change);
                     }
                     agent.last_id = id;
                 }
@@ -168,19 +173,41 @@ impl Agent {
 /// `XREAD`'s answer for one stream: its name and its entries (id, flat field list).
 type StreamRead = (String, Vec<(String, Vec<String>)>);
 
-/// `op put id X client JSON` or `op del id X`; anything else is skipped.
-fn parse_entry(fields: &[String]) -> Option<Change> {
+/// One entry of the change log.
+#[derive(Debug, PartialEq)]
+struct Entry {
+    change: Change,
+    client_id: String,
+    /// `created`, `updated` or `deleted`, for the page's event log.
+    action: Option<&'static str>,
+    /// The instance that wrote it.
+    by: String,
+}
+
+/// `op put id X client JSON` or `op del id X`, with `action` and `by`; anything else is skipped.
+fn parse_entry(fields: &[String]) -> Option<Entry> {
     let map: HashMap<&str, &str> = fields
         .chunks_exact(2)
         .map(|pair| (pair[0].as_str(), pair[1].as_str()))
         .collect();
-    match *map.get("op")? {
-        "put" => StoredClient::parse(map.get("client")?)
-            .map(StoredClient::into_record)
-            .map(Change::Put),
-        "del" => Some(Change::Delete((*map.get("id")?).to_owned())),
+    let client_id = (*map.get("id")?).to_owned();
+    let change = match *map.get("op")? {
+        "put" => Change::Put(StoredClient::parse(map.get("client")?)?.into_record()),
+        "del" => Change::Delete(client_id.clone()),
+        _ => return None,
+    };
+    let action = match map.get("action").copied() {
+        Some("created") => Some("created"),
+        Some("updated") => Some("updated"),
+        Some("deleted") => Some("deleted"),
         _ => None,
-    }
+    };
+    Some(Entry {
+        change,
+        client_id,
+        action,
+        by: map.get("by").copied().unwrap_or_default().to_owned(),
+    })
 }
 
 /// Connects afresh, loads the scripts and reads the registry whole, seeding it from `local`
@@ -286,8 +313,13 @@ mod tests {
             "a",
             "client",
             r#"{"client_id":"a","name":null,"capacity":5,"rate_per_sec":0.5}"#,
+            "action",
+            "created",
+            "by",
+            "edge-1",
         ]);
-        let Some(Change::Put(record)) = parse_entry(&put) else {
+        let entry = parse_entry(&put).expect("an entry");
+        let Change::Put(record) = entry.change else {
             panic!("a put");
         };
         assert_eq!(
@@ -295,9 +327,12 @@ mod tests {
             ("a", 5)
         );
         assert_eq!(
-            parse_entry(&fields(&["op", "del", "id", "a"])),
-            Some(Change::Delete("a".into()))
+            (entry.action, entry.by.as_str()),
+            (Some("created"), "edge-1")
         );
+        let deleted = parse_entry(&fields(&["op", "del", "id", "a"])).expect("an entry");
+        assert_eq!(deleted.change, Change::Delete("a".into()));
+        assert_eq!((deleted.action, deleted.by.as_str()), (None, ""));
         for junk in [
             fields(&["op", "put", "id", "a", "client", "{not json"]),
             fields(&[

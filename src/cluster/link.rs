@@ -274,10 +274,18 @@ impl Cluster {
             .key(self.log_key())
             .arg(&client.client_id)
             .arg(json)
-            .arg(LOG_LENGTH);
+            .arg(LOG_LENGTH)
+            .arg(self.instance());
         let mut pipe = redis::pipe();
         pipe.invoke_script(&invocation);
         Ok(pipe)
+    }
+
+    /// Tells this instance's page about a change another instance made.
+    pub(super) fn announce(&self, action: &'static str, client_id: String) {
+        self.inner
+            .events
+            .publish(LbEvent::Client { action, client_id });
     }
 
     /// Changes a client; `Ok(None)` when there is none.
@@ -301,7 +309,8 @@ impl Cluster {
             .arg(name)
             .arg(capacity.map(|c| c.to_string()).unwrap_or_default())
             .arg(rate_per_sec.map(|r| r.to_string()).unwrap_or_default())
-            .arg(LOG_LENGTH);
+            .arg(LOG_LENGTH)
+            .arg(self.instance());
         let mut pipe = redis::pipe();
         pipe.invoke_script(&invocation);
         let (json,): (Option<String>,) = self.query(&pipe, 1).await?;
@@ -316,7 +325,8 @@ impl Cluster {
             .key(self.log_key())
             .key(bucket)
             .arg(client_id)
-            .arg(LOG_LENGTH);
+            .arg(LOG_LENGTH)
+            .arg(self.instance());
         let mut pipe = redis::pipe();
         pipe.invoke_script(&invocation);
         let (deleted,): (u8,) = self.query(&pipe, 1).await?;

@@ -40,18 +40,19 @@ return {granted, wait, math.floor(tokens), tostring(tokens)}
 ";
 
 /// Registers a client unless its id exists. KEYS: the clients hash, the change log.
-/// ARGV: id, the client as JSON, the log's approximate length cap. Answers 1, or 0 if it existed.
+/// ARGV: id, the client as JSON, the log's approximate length cap, the writing instance.
+/// Answers 1, or 0 if it existed.
 const CREATE: &str = r"
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then
   return 0
 end
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'op', 'put', 'id', ARGV[1], 'client', ARGV[2])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'op', 'put', 'id', ARGV[1], 'client', ARGV[2], 'action', 'created', 'by', ARGV[4])
 return 1
 ";
 
 /// Changes a client's fields. KEYS: the clients hash, the change log. ARGV: id, what to do
 /// with the name (keep, set, clear), the name, capacity or '' to keep, rate or '' to keep, the
-/// log's length cap. Answers the client as JSON, or nil if there is none.
+/// log's length cap, the writing instance. Answers the client as JSON, or nil if there is none.
 const UPDATE: &str = r"
 local current = redis.call('HGET', KEYS[1], ARGV[1])
 if not current then
@@ -71,18 +72,18 @@ if ARGV[5] ~= '' then
 end
 local json = cjson.encode(client)
 redis.call('HSET', KEYS[1], ARGV[1], json)
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'op', 'put', 'id', ARGV[1], 'client', json)
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'op', 'put', 'id', ARGV[1], 'client', json, 'action', 'updated', 'by', ARGV[7])
 return json
 ";
 
 /// Removes a client and its bucket. KEYS: the clients hash, the change log, the bucket.
-/// ARGV: id, the log's length cap. Answers 1, or 0 if there was none.
+/// ARGV: id, the log's length cap, the writing instance. Answers 1, or 0 if there was none.
 const DELETE: &str = r"
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then
   return 0
 end
 redis.call('DEL', KEYS[3])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'op', 'del', 'id', ARGV[1])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'op', 'del', 'id', ARGV[1], 'action', 'deleted', 'by', ARGV[3])
 return 1
 ";
 
