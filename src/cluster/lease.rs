@@ -70,6 +70,9 @@ pub struct Grant {
 pub struct LeaseBook {
     lease: Duration,
     leases: HashMap<ClientKey, Lease>,
+    /// Instances that may be waiting for the same token (the live instances last seen).
+    contenders: u64,
+    rng: fastrand::Rng,
 }
 
 impl LeaseBook {
@@ -78,7 +81,16 @@ impl LeaseBook {
         Self {
             lease,
             leases: HashMap::new(),
+            contenders: 1,
+            rng: fastrand::Rng::new(),
         }
+    }
+
+    /// How many instances share the buckets. When Redis says a bucket is empty, each instance
+    /// waits for the next token plus a random part of up to one token's time per other
+    /// instance (at most one lease), so they do not all ask for the same token at once.
+    pub fn set_contenders(&mut self, instances: usize) {
+        self.contenders = (instances as u64).max(1);
     }
 
     /// Answers from what this shard holds, if it can: a held token, or a refusal while Redis
@@ -159,8 +171,11 @@ impl LeaseBook {
             // Granted in full, and the last lease was spent before it ended: ask for more.
             lease.size = (lease.size * 2).min(max_size);
         }
+        let others = (self.contenders - 1) as f64;
+        let spread = (others / limits.rate_per_sec).min(self.lease.as_secs_f64());
+        let stagger = Duration::from_secs_f64(self.rng.f64() * spread);
         lease.empty_until = (grant.granted < ask.want && holding)
-            .then(|| now + grant.wait)
+            .then(|| now + grant.wait + stagger)
             .filter(|_| !grant.wait.is_zero());
         let mut remaining_tokens = served;
         (0..waiting)
@@ -305,6 +320,49 @@ mod tests {
             None,
             "the token is due: ask"
         );
+    }
+
+    /// With other instances waiting for the same bucket, the local refusal lasts the wait plus
+    /// a random stagger of up to one token's time per other instance, never more than a lease.
+    #[test]
+    fn refusals_are_staggered_between_instances() {
+        let now = Instant::now();
+        let wait = Duration::from_millis(20);
+        let empty = Grant {
+            granted: 0,
+            wait,
+            level: 0,
+        };
+        let fast = Limits::new(100, 100.0);
+        let mut until = Vec::new();
+        for n in 0..200u8 {
+            let mut book = LeaseBook::new(LEASE);
+            book.set_contenders(3);
+            let limits = if n % 2 == 0 {
+                fast
+            } else {
+                Limits::new(100, 0.001)
+            };
+            let ask = book.ask(&key(n), 1, limits, now);
+            book.grant(&key(n), ask, empty, 1, limits, now);
+            let refused = book.take(&key(n), now).expect("refused locally");
+            until.push((n % 2, refused.retry_after));
+        }
+        let fast_max = Duration::from_millis(20 + 20);
+        assert!(until.iter().all(|(_, d)| *d >= wait));
+        assert!(until
+            .iter()
+            .filter(|(slow, _)| *slow == 0)
+            .all(|(_, d)| *d <= fast_max));
+        assert!(
+            until.iter().all(|(_, d)| *d <= wait + LEASE),
+            "a slow rate waits one lease at most"
+        );
+        assert!(until.iter().any(|(_, d)| *d > wait), "staggered");
+        let mut alone = LeaseBook::new(LEASE);
+        let ask = alone.ask(&key(1), 1, fast, now);
+        alone.grant(&key(1), ask, empty, 1, fast, now);
+        assert_eq!(alone.take(&key(1), now).map(|d| d.retry_after), Some(wait));
     }
 
     /// With `lease_ms = 0` nothing is held and nothing refused locally: every admission asks.

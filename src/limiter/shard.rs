@@ -259,6 +259,9 @@ impl BucketStore {
             return ActorResponse::reply(Vec::new());
         };
         shared.alone = None;
+        shared
+            .leases
+            .set_contenders(shared.cluster.live_instances());
         let mut answers: Vec<Option<Admission>> = vec![None; keys.len()];
         let mut pending: Vec<Pending> = Vec::new();
         for (at, key) in keys.into_iter().enumerate() {
