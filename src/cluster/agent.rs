@@ -96,18 +96,21 @@ impl Agent {
             self.replica.local_clients(),
             self.slow,
         );
-        ctx.wait(joined.into_actor(self).map(|joined, agent, ctx| {
-            // Failures here are expected while Redis is away; the down transition was logged.
-            if let Ok((connection, clients, last_id)) = joined {
-                let records = clients.into_iter().map(StoredClient::into_record).collect();
-                agent.replica.apply(Change::Snapshot(records));
-                agent.last_id = last_id;
-                agent.cluster.mark_up(connection);
-                agent.heartbeat(ctx);
-            } else if let Err(Down(why)) = joined {
-                log::debug!("Redis not reachable yet: {why}");
-            }
-        }));
+        ctx.wait(
+            joined
+                .into_actor(self)
+                .map(|joined, agent, ctx| match joined {
+                    Ok((connection, clients, last_id)) => {
+                        let records = clients.into_iter().map(StoredClient::into_record).collect();
+                        agent.replica.apply(Change::Snapshot(records));
+                        agent.last_id = last_id;
+                        agent.cluster.mark_up(connection);
+                        agent.heartbeat(ctx);
+                    }
+                    // Expected while Redis is away; the down transition was logged once.
+                    Err(Down(why)) => log::debug!("Redis not reachable yet: {why}"),
+                }),
+        );
     }
 
     fn follow_log(&mut self, ctx: &mut Context<Self>) {

@@ -122,7 +122,7 @@ pub(super) struct Inner {
 
 impl Cluster {
     /// The handle for `settings`, or `None` in single mode. Redis is down until the agent
-    /// (started with [`Cluster::start_agent`]) has connected.
+    /// (started with [`super::start_agent`]) has connected.
     pub fn new(settings: &ClusterSettings, events: Events) -> Option<Self> {
         let client = settings.redis.clone()?;
         Some(Self {
