@@ -35,6 +35,7 @@ echo '{"backends": ["http://127.0.0.1:19001", "http://127.0.0.1:19002", "http://
 start_redis() {
   redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
     --dir "$work" --logfile "$work/redis.log" & redis_pid=$!
+  disown "$redis_pid"   # part 4 kills it on purpose: no "Killed" line from the shell
   pids+=("$redis_pid")
   wait_port "$REDIS_PORT"
 }
