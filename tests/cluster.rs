@@ -167,15 +167,13 @@ fn load(
     (statuses, started.elapsed())
 }
 
-/// `lb_redis_calls_total` of one instance.
-fn redis_calls(instance: &Instance) -> u64 {
+/// The value of metric `name` (without labels) on one instance.
+fn metric(instance: &Instance, name: &str) -> u64 {
     let (_, metrics) = instance.call("GET", "/lb/metrics", None);
     metrics
         .lines()
-        .find(|l| l.starts_with("lb_redis_calls_total"))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|n| n.parse().ok())
-        .expect("lb_redis_calls_total")
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} in {metrics}"))
 }
 
 fn count(statuses: &[u16], code: u16) -> usize {
@@ -467,15 +465,9 @@ fn a_redis_restart_never_stops_traffic() {
         "every request admitted: {:?}",
         statuses.iter().filter(|s| **s != 200).collect::<Vec<_>>()
     );
-    let (_, metrics) = instances[0].call("GET", "/lb/metrics", None);
-    let local = metrics
-        .lines()
-        .find(|l| l.starts_with("lb_admissions_decided_locally_total"))
-        .and_then(|l| l.split_whitespace().last())
-        .and_then(|n| n.parse::<u64>().ok())
-        .expect("the metric");
-    assert!(local > 0, "{metrics}");
-    assert!(metrics.contains("lb_redis_up 1"), "{metrics}");
+    let local = metric(&instances[0], "lb_admissions_decided_locally_total");
+    assert!(local > 0, "{local} decided locally");
+    assert_eq!(metric(&instances[0], "lb_redis_up"), 1);
 }
 
 /// A hung Redis (SIGSTOP) is noticed by its silence: requests keep being answered, each in
@@ -540,10 +532,10 @@ fn a_paused_redis_does_not_hold_requests() {
         },
     );
     eprintln!("shared again {took:?} after SCRIPT FLUSH");
-    let before = redis_calls(&instance);
+    let before = metric(&instance, "lb_redis_calls_total");
     statuses.push(ask(fresh_ip()));
     assert!(
-        redis_calls(&instance) > before,
+        metric(&instance, "lb_redis_calls_total") > before,
         "a new client is asked of Redis again"
     );
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");

@@ -130,6 +130,17 @@ impl RedisServer {
 
     /// One inline command; the first line of the answer, or `None` if Redis did not answer.
     pub fn command(&self, line: &str) -> Option<String> {
+        self.exchange(line)?.into_iter().next()
+    }
+
+    /// The whole answer of an inline command, every line (for KEYS and the like).
+    pub fn lines(&self, line: &str) -> Vec<String> {
+        self.exchange(line).expect("Redis answers")
+    }
+
+    /// Sends one inline command and reads its whole answer (a simple reply, a bulk string, or
+    /// an array of bulk strings), as lines.
+    fn exchange(&self, line: &str) -> Option<Vec<String>> {
         let mut stream = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).ok()?;
         stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
         stream.write_all(format!("{line}\r\n").as_bytes()).ok()?;
@@ -138,39 +149,26 @@ impl RedisServer {
         loop {
             let n = stream.read(&mut buf).ok()?;
             if n == 0 {
-                break;
+                return None;
             }
             answer.extend_from_slice(&buf[..n]);
-            if answer.ends_with(b"\r\n") {
-                break;
+            let text = String::from_utf8_lossy(&answer).to_string();
+            let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+            if text.ends_with("\r\n") && lines.len() >= expected_lines(&lines[0]) {
+                return Some(lines);
             }
         }
-        let text = String::from_utf8_lossy(&answer).to_string();
-        text.lines().next().map(str::to_owned)
     }
+}
 
-    /// The whole answer of an inline command, every line (for KEYS and the like).
-    pub fn lines(&self, line: &str) -> Vec<String> {
-        let mut stream =
-            TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_millis(300)))
-            .expect("timeout");
-        stream
-            .write_all(format!("{line}\r\n").as_bytes())
-            .expect("write");
-        let mut answer = Vec::new();
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stream.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            answer.extend_from_slice(&buf[..n]);
-        }
-        String::from_utf8_lossy(&answer)
-            .lines()
-            .map(str::to_owned)
-            .collect()
+/// How many lines a RESP answer starting with `first` has: `*N` an array of N bulk strings
+/// (two lines each), `$N` one bulk string, anything else (or a nil) one line.
+fn expected_lines(first: &str) -> usize {
+    let count = |rest: &str| rest.parse::<usize>().ok();
+    match first.split_at(first.len().min(1)) {
+        ("*", rest) => count(rest).map_or(1, |n| 1 + 2 * n),
+        ("$", rest) => count(rest).map_or(1, |_| 2),
+        _ => 1,
     }
 }
 
