@@ -1,62 +1,255 @@
-//! A backend is an immutable value: where it is and what it is called. Its health and counters
-//! live in the registry; the pool file is read by the settings.
+//! A backend is an immutable value: where it is and what it is called. Its weight, health and
+//! counters live in the registry; the pool file is read by the settings. Also here: the small
+//! values both sides share — a validated pool-file entry ([`BackendSpec`]), how names default,
+//! the balancing [`Strategy`] and a probe's report.
 
 use std::fmt;
+use std::str::FromStr;
 
 use actix_web::http::uri::Authority;
 use actix_web::http::Uri;
 use serde::Serialize;
 
-/// Index of a backend in the pool (its position in `config.json`).
+/// A backend's identity for as long as the process runs: the backends of the pool file at
+/// start are 0, 1, 2, … in file order; each one added later gets the next number, never reused.
 pub type BackendId = usize;
+
+/// Largest `weight` of a pool entry.
+pub const MAX_WEIGHT: u32 = 1000;
+
+/// Longest backend name (names appear in URLs, metrics labels and log lines).
+pub const MAX_NAME_LEN: usize = 64;
 
 /// One upstream server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Backend {
-    /// Position in the pool.
+    /// Identity while the process runs (see [`BackendId`]).
     pub id: BackendId,
     /// The URL as written in `config.json`, without a trailing slash.
     pub url: String,
     /// `host:port` to connect to (port 80 when the URL has none), parsed once so that each
     /// upstream request's URI is put together from parts rather than formatted and re-parsed.
     pub authority: Authority,
-    /// Short stable name for logs and the status page: `backend-1`, `backend-2`, …
+    /// Short stable name for logs, the API and the status page: `backend-1`, `backend-2`, … or
+    /// the one the pool file gives.
     pub name: String,
 }
 
 impl Backend {
     /// Parses an `http://host[:port]` URL; any path, query, user info or other scheme is refused.
+    /// The name is the default one for position `id` (`backend-{id + 1}`).
     pub fn parse(id: BackendId, text: &str) -> Result<Self, String> {
-        let url = text.trim().trim_end_matches('/');
-        let uri: Uri = url
-            .parse()
-            .map_err(|_| format!("{text:?} is not a URL of the form http://host:port"))?;
-        if uri.scheme_str() != Some("http") {
-            return Err(format!(
-                "{text:?}: only http:// backends are supported (TLS to backends is not)"
-            ));
-        }
-        let authority = uri
-            .authority()
-            .filter(|a| !a.host().is_empty() && !a.as_str().contains('@'))
-            .ok_or_else(|| format!("{text:?} has no host (expected http://host:port)"))?;
-        if uri.path_and_query().is_some_and(|pq| pq.as_str() != "/") {
-            return Err(format!(
-                "{text:?}: a backend URL may not have a path or query (expected http://host:port)"
-            ));
-        }
-        let port = authority.port_u16().unwrap_or(80);
-        if port == 0 {
-            return Err(format!("{text:?}: port 0 is not a valid backend port"));
-        }
-        let authority = Authority::try_from(format!("{}:{port}", authority.host()))
-            .map_err(|err| format!("{text:?}: {err}"))?;
+        let (url, authority) = parse_url(text)?;
         Ok(Self {
             id,
-            url: url.to_owned(),
+            url,
             authority,
-            name: format!("backend-{}", id + 1),
+            name: default_name(id),
         })
+    }
+
+    /// The backend a validated entry describes, under `id` and `name`.
+    pub fn from_spec(id: BackendId, spec: &BackendSpec, name: String) -> Self {
+        Self {
+            id,
+            url: spec.url.clone(),
+            authority: spec.authority.clone(),
+            name,
+        }
+    }
+}
+
+/// The URL without a trailing slash and the `host:port` to connect to; `Err` says why not.
+fn parse_url(text: &str) -> Result<(String, Authority), String> {
+    let url = text.trim().trim_end_matches('/');
+    let uri: Uri = url
+        .parse()
+        .map_err(|_| format!("{text:?} is not a URL of the form http://host:port"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(format!(
+            "{text:?}: only http:// backends are supported (TLS to backends is not)"
+        ));
+    }
+    let authority = uri
+        .authority()
+        .filter(|a| !a.host().is_empty() && !a.as_str().contains('@'))
+        .ok_or_else(|| format!("{text:?} has no host (expected http://host:port)"))?;
+    if uri.path_and_query().is_some_and(|pq| pq.as_str() != "/") {
+        return Err(format!(
+            "{text:?}: a backend URL may not have a path or query (expected http://host:port)"
+        ));
+    }
+    let port = authority.port_u16().unwrap_or(80);
+    if port == 0 {
+        return Err(format!("{text:?}: port 0 is not a valid backend port"));
+    }
+    let authority = Authority::try_from(format!("{}:{port}", authority.host()))
+        .map_err(|err| format!("{text:?}: {err}"))?;
+    Ok((url.to_owned(), authority))
+}
+
+/// `backend-{position + 1}`: the name of an entry that gives none.
+pub fn default_name(position: usize) -> String {
+    format!("backend-{}", position + 1)
+}
+
+/// A name is 1–64 letters, digits, `-`, `_` or `.`: it goes into URL paths and metric labels.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let fine = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if name.is_empty() || name.len() > MAX_NAME_LEN || !name.chars().all(fine) {
+        return Err(format!(
+            "{name:?} is not a backend name: use 1 to {MAX_NAME_LEN} letters, digits, '-', '_' or '.'"
+        ));
+    }
+    Ok(())
+}
+
+/// A weight is 1–[`MAX_WEIGHT`].
+pub fn check_weight(weight: u64) -> Result<u32, String> {
+    u32::try_from(weight)
+        .ok()
+        .filter(|w| (1..=MAX_WEIGHT).contains(w))
+        .ok_or_else(|| {
+            format!("{weight} is not a weight: use a whole number from 1 to {MAX_WEIGHT}")
+        })
+}
+
+/// One validated entry of the pool file (or of a `POST /lb/api/backends` body), before the
+/// registry gives it an id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendSpec {
+    /// As written, without a trailing slash.
+    pub url: String,
+    /// `host:port`: two entries with the same one are the same backend.
+    pub authority: Authority,
+    /// 1–[`MAX_WEIGHT`].
+    pub weight: u32,
+    /// `None`: the default ([`default_name`] of its position, if free).
+    pub name: Option<String>,
+}
+
+impl BackendSpec {
+    /// Validates a URL, a weight and a name; `Err` is `(field, problem)`.
+    pub fn parse(
+        url: &str,
+        weight: Option<u64>,
+        name: Option<&str>,
+    ) -> Result<Self, (&'static str, String)> {
+        let (url, authority) = parse_url(url).map_err(|p| ("url", p))?;
+        let weight = weight
+            .map_or(Ok(1), check_weight)
+            .map_err(|p| ("weight", p))?;
+        if let Some(name) = name {
+            check_name(name).map_err(|p| ("name", p))?;
+        }
+        Ok(Self {
+            url,
+            authority,
+            weight,
+            name: name.map(str::to_owned),
+        })
+    }
+}
+
+/// A backend of the pool at start, with its weight.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolEntry {
+    pub backend: Backend,
+    pub weight: u32,
+}
+
+impl PoolEntry {
+    /// Weight 1.
+    pub fn new(backend: Backend) -> Self {
+        Self { backend, weight: 1 }
+    }
+}
+
+/// Gives every entry a name: `fixed[i]` when set (named in the file, or kept from the running
+/// pool), else `backend-{i + 1}` when no other entry (nor `reserved`) has it, else the lowest
+/// free `backend-K`. `Err((i, j))`: entries `i < j` carry the same fixed name.
+pub fn fill_names(
+    fixed: &[Option<String>],
+    reserved: &[String],
+) -> Result<Vec<String>, (usize, usize)> {
+    for (j, name) in fixed.iter().enumerate() {
+        let Some(name) = name else { continue };
+        if let Some(i) = fixed[..j].iter().position(|n| n.as_ref() == Some(name)) {
+            return Err((i, j));
+        }
+    }
+    let mut taken: std::collections::HashSet<String> =
+        fixed.iter().flatten().chain(reserved).cloned().collect();
+    // First every unnamed entry whose positional default is free, then the rest, so as many
+    // entries as possible are called after their position.
+    let mut names: Vec<Option<String>> = fixed.to_vec();
+    for (position, name) in names.iter_mut().enumerate() {
+        if name.is_none() && taken.insert(default_name(position)) {
+            *name = Some(default_name(position));
+        }
+    }
+    let mut next_free = 0;
+    Ok(names
+        .into_iter()
+        .map(|name| {
+            name.unwrap_or_else(|| {
+                while taken.contains(&default_name(next_free)) {
+                    next_free += 1;
+                }
+                taken.insert(default_name(next_free));
+                default_name(next_free)
+            })
+        })
+        .collect())
+}
+
+/// How the next backend is chosen (`backends.strategy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Smooth weighted round-robin (weights 3:1 give a a b a); strict order when weights are equal.
+    #[default]
+    RoundRobin,
+    /// Fewest requests in flight relative to weight; ties in round-robin order.
+    LeastConnections,
+    /// Two random backends; the less loaded (in flight / weight) wins.
+    PowerOfTwo,
+    /// The client's key on a ring of virtual nodes: a client stays on one backend.
+    ConsistentHash,
+}
+
+impl Strategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RoundRobin => "round_robin",
+            Self::LeastConnections => "least_connections",
+            Self::PowerOfTwo => "power_of_two",
+            Self::ConsistentHash => "consistent_hash",
+        }
+    }
+}
+
+impl FromStr for Strategy {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        [
+            Self::RoundRobin,
+            Self::LeastConnections,
+            Self::PowerOfTwo,
+            Self::ConsistentHash,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+        .ok_or_else(|| {
+            format!("{text:?} is not one of \"round_robin\", \"least_connections\", \"power_of_two\", \"consistent_hash\"")
+        })
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -88,10 +281,79 @@ impl BackendState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct BackendCounters {
     pub state: BackendState,
+    /// Its share relative to the others (1–[`MAX_WEIGHT`]).
+    pub weight: u32,
+    /// Taking no new requests (by hand, or on its way out of the pool).
+    pub draining: bool,
     /// Attempts sent to it since start.
     pub requests: u64,
     /// Attempts that failed before a response.
     pub failures: u64,
     /// Attempts under way now.
     pub in_flight: u64,
+}
+
+/// The last probe of one backend, for the status API.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProbeReport {
+    pub ok: bool,
+    pub latency_ms: f64,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixed(names: &[Option<&str>]) -> Vec<Option<String>> {
+        names.iter().map(|n| n.map(str::to_owned)).collect()
+    }
+
+    /// Unnamed entries take `backend-{position}` unless it is taken, then the lowest free one.
+    #[test]
+    fn fills_default_names_around_taken_ones() {
+        let names = fill_names(&fixed(&[None, Some("backend-1"), None, Some("big")]), &[])
+            .expect("no clash");
+        assert_eq!(names, ["backend-2", "backend-1", "backend-3", "big"]);
+        let names = fill_names(&fixed(&[None, None]), &["backend-1".to_owned()]).expect("ok");
+        assert_eq!(names, ["backend-3", "backend-2"]);
+        assert_eq!(
+            fill_names(&fixed(&[Some("a"), None, Some("a")]), &[]),
+            Err((0, 2))
+        );
+    }
+
+    /// Specs refuse bad weights and names with the field named.
+    #[test]
+    fn specs_name_the_bad_field() {
+        assert_eq!(
+            BackendSpec::parse("http://a:1", Some(0), None)
+                .expect_err("0")
+                .0,
+            "weight"
+        );
+        assert_eq!(
+            BackendSpec::parse("http://a:1", Some(1001), None)
+                .expect_err("big")
+                .0,
+            "weight"
+        );
+        assert_eq!(
+            BackendSpec::parse("http://a:1", None, Some("a b"))
+                .expect_err("space")
+                .0,
+            "name"
+        );
+        assert_eq!(
+            BackendSpec::parse("ftp://a:1", None, None)
+                .expect_err("scheme")
+                .0,
+            "url"
+        );
+        let spec = BackendSpec::parse("http://a:1/", Some(1000), Some("big.1")).expect("valid");
+        assert_eq!((spec.url.as_str(), spec.weight), ("http://a:1", 1000));
+        assert_eq!("power_of_two".parse(), Ok(Strategy::PowerOfTwo));
+        assert!("random".parse::<Strategy>().is_err());
+    }
 }

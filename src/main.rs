@@ -12,8 +12,9 @@ use loadbalancer::StartError;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let options = match cli::parse(std::env::args_os().skip(1)) {
-        Ok(Command::Run(options)) => options,
+    let (options, check) = match cli::parse(std::env::args_os().skip(1)) {
+        Ok(Command::Run(options)) => (options, false),
+        Ok(Command::Check(options)) => (options, true),
         Ok(Command::Help) => {
             println!("{}", cli::USAGE);
             return ExitCode::from(exit::CLEAN);
@@ -30,6 +31,10 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::CONFIG);
         }
     };
+    if check {
+        println!("configuration ok\n{}", cli::describe(&settings));
+        return ExitCode::from(exit::CLEAN);
+    }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     match actix_rt::System::new().block_on(loadbalancer::run(settings)) {
         Ok(()) => ExitCode::from(exit::CLEAN),

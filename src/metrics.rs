@@ -165,6 +165,9 @@ impl Metrics {
         buckets: usize,
         cluster: Option<ClusterCounters>,
     ) -> String {
+        // Backends that left the pool leave the exposition too.
+        self.backend_up.clear();
+        self.backend_in_flight.clear();
         for member in members {
             let labels = BackendLabels {
                 backend: member.backend.name.clone(),

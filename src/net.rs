@@ -94,6 +94,18 @@ impl fmt::Display for Cidr {
     }
 }
 
+/// `localhost`, `127.x.y.z` or `[::1]`, with a port.
+pub fn is_loopback_authority(authority: &str) -> bool {
+    let host = authority
+        .rsplit_once(':')
+        .map_or(authority, |(host, _)| host);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| canonical(ip).is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,9 @@ use common::{call, settings_for, start_balancer};
 /// Every path and method tried, with the status the balancer must give.
 const WALK: &[(&str, &str, u16)] = &[
     // Unknown paths under /lb/api/ (these used to reach the backend).
-    ("POST", "/lb/api/reload", 404),
+    ("POST", "/lb/api/reloads", 404),
+    ("GET", "/lb/api/backends/x/y", 404),
+    ("DELETE", "/lb/api/backends/", 404),
     ("GET", "/lb/api/nothing", 404),
     ("GET", "/lb/api", 404),
     ("GET", "/lb/api/", 404),
@@ -34,12 +36,23 @@ const WALK: &[(&str, &str, u16)] = &[
     ("PATCH", "/clients", 405),
     ("POST", "/clients/someone", 405),
     ("GET", "/clients/register", 405),
+    ("GET", "/lb/api/reload", 405),
+    ("PUT", "/lb/api/backends", 405),
+    ("POST", "/lb/api/backends/backend-1", 405),
     // Known paths, right method, answered by the balancer.
     ("GET", "/lb/api/status", 200),
     ("GET", "/lb/health", 200),
     ("GET", "/clients", 200),
     ("GET", "/clients/nobody", 404),
     ("POST", "/lb/api/simulation/backend-1/fail", 404),
+    ("GET", "/lb/api/backends", 200),
+    ("GET", "/lb/api/backends/backend-1", 200),
+    ("GET", "/lb/api/backends/nobody", 404),
+    ("PATCH", "/lb/api/backends/nobody", 415),
+    ("DELETE", "/lb/api/backends/nobody", 404),
+    ("POST", "/lb/api/backends", 415),
+    // No pool file behind a pool given in code: nothing to reload.
+    ("POST", "/lb/api/reload", 400),
 ];
 
 /// Each path of the walk gets the balancer's own JSON answer, and the backend sees nothing.

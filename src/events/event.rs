@@ -29,6 +29,41 @@ pub enum LbEvent {
         url: String,
         reason: String,
     },
+    /// Joined the pool (API or reload); it takes requests after its first good probe.
+    BackendAdded {
+        backend: String,
+        url: String,
+        weight: u32,
+    },
+    /// Stopped (`draining: true`) or resumed taking new requests; a removed backend drains
+    /// before it leaves.
+    BackendDraining {
+        backend: String,
+        url: String,
+        draining: bool,
+    },
+    /// Left the pool (after draining).
+    BackendRemoved {
+        backend: String,
+        url: String,
+        reason: String,
+    },
+    /// Its weight changed.
+    BackendWeight {
+        backend: String,
+        url: String,
+        weight: u32,
+    },
+    /// The pool file was read again (`trigger`: `signal`, `api` or `watch`); `ok: false` means
+    /// the file was refused and nothing changed (`error` says why).
+    Reload {
+        trigger: &'static str,
+        ok: bool,
+        added: Vec<String>,
+        removed: Vec<String>,
+        changed: Vec<String>,
+        error: Option<String>,
+    },
     /// A request moved from a failed backend to another (at most one event a second).
     Failover {
         from: String,

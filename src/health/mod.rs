@@ -1,23 +1,24 @@
-//! Active health checking: the `HealthChecker` actor probes every backend with
-//! `GET {health.path}` every `health.interval_ms` (spread over the interval so probes do not
-//! fire together), each probe with its own `health.timeout_ms`, so a hanging backend never
-//! delays the others. 2xx and 3xx are healthy; anything else, a refused or reset connection,
-//! or a timeout is a failure. Rise/fall counting lives in [`state::HealthState`]; on a flip the
-//! checker tells the registry ([`Membership`]), which logs and publishes it.
+//! Active health checking: the `HealthChecker` actor probes every member of the pool with
+//! `GET {health.path}` every `health.interval_ms` (the start's members spread over the interval
+//! so probes do not fire together; a backend that joins later is probed at once), each probe with
+//! its own `health.timeout_ms`, so a hanging backend never delays the others. 2xx and 3xx are
+//! healthy; anything else, a refused or reset connection, or a timeout is a failure. Rise/fall
+//! counting lives in [`state::HealthState`]; on a flip the checker tells the registry
+//! ([`Membership`]), which logs and publishes it. The checker follows the pool by reading the
+//! shared [`Rotation`] on each tick, so reloads need no message.
 
 pub mod state;
 
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-use serde::Serialize;
 
 use actix::{Actor, ActorFutureExt, AsyncContext, Context, WrapFuture};
 use actix_web::http::header;
 use awc::error::SendRequestError;
 use awc::Client;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, BackendId, ProbeReport};
 use crate::registry::{Membership, Rotation};
 use crate::settings::HealthSettings;
 use crate::upstream;
@@ -26,21 +27,17 @@ use state::{HealthState, Transition};
 /// `User-Agent` of probes, so backends can tell them from traffic.
 pub const PROBE_USER_AGENT: &str = "loadbalancer-health-check";
 
-/// The last probe of one backend, for the status API.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ProbeReport {
-    pub ok: bool,
-    pub latency_ms: f64,
-    /// Why it failed.
-    pub error: Option<String>,
-}
+/// How often the checker looks for due probes and new members.
+const TICK: Duration = Duration::from_millis(20);
 
-/// Last probe per backend id, shared with the status API.
-pub type ProbeView = Arc<Vec<Mutex<Option<ProbeReport>>>>;
-
-/// An empty view for `count` backends.
-pub fn probe_view(count: usize) -> ProbeView {
-    Arc::new((0..count).map(|_| Mutex::new(None)).collect())
+/// One member's probing.
+struct Probed {
+    state: HealthState,
+    /// A probe is under way (a new one is not started on top of it).
+    probing: bool,
+    /// The last failure, for the DOWN line.
+    last_error: String,
+    next_at: Instant,
 }
 
 /// Probes the pool and reports flips to the registry.
@@ -50,14 +47,10 @@ pub struct HealthChecker {
     settings: HealthSettings,
     /// Built on the actor's own thread (an awc Client is not Send); no redirects followed.
     client: Client,
-    /// Per backend: rise/fall state.
-    states: Vec<HealthState>,
-    /// Per backend: a probe is under way (a new one is not started on top of it).
-    probing: Vec<bool>,
-    /// Per backend: the last failure, for the DOWN line.
-    last_error: Vec<String>,
-    /// Per backend: the last probe, published for the status API.
-    view: ProbeView,
+    /// Per member.
+    probed: HashMap<BackendId, Probed>,
+    /// Members seen at the first tick are spread over the interval; later ones are probed at once.
+    started: bool,
 }
 
 impl HealthChecker {
@@ -67,87 +60,108 @@ impl HealthChecker {
         registry: Membership,
         settings: HealthSettings,
         connect_timeout: Duration,
-        view: ProbeView,
     ) -> Self {
-        let count = rotation.len();
         let client = upstream::client(connect_timeout.min(settings.timeout), settings.timeout);
-        let state = HealthState::new(settings.healthy_threshold, settings.unhealthy_threshold);
         Self {
             rotation,
             registry,
             client,
-            states: vec![state; count],
-            probing: vec![false; count],
-            last_error: vec![String::new(); count],
+            probed: HashMap::new(),
+            started: false,
             settings,
-            view,
         }
     }
 
-    fn probe(&mut self, index: usize, ctx: &mut Context<Self>) {
-        let Some(backend) = self.rotation.backend(index).cloned() else {
-            return;
-        };
-        if std::mem::replace(&mut self.probing[index], true) {
-            return;
+    /// Starts the probes that are due; takes in new members and forgets those that left.
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        let members = self.rotation.members();
+        self.probed
+            .retain(|id, _| members.iter().any(|m| m.id() == *id));
+        let count = members.len().max(1) as u32;
+        for (index, member) in members.iter().enumerate() {
+            let interval = self.settings.interval;
+            let (healthy_threshold, unhealthy_threshold) = (
+                self.settings.healthy_threshold,
+                self.settings.unhealthy_threshold,
+            );
+            let first_tick = !self.started;
+            let probed = self.probed.entry(member.id()).or_insert_with(|| Probed {
+                // A member waiting to join comes up on its first good probe.
+                state: if member.is_joining() {
+                    HealthState::joining(healthy_threshold, unhealthy_threshold)
+                } else {
+                    HealthState::new(healthy_threshold, unhealthy_threshold)
+                },
+                probing: false,
+                last_error: String::new(),
+                next_at: if first_tick {
+                    now + interval * index as u32 / count
+                } else {
+                    now
+                },
+            });
+            if probed.probing || probed.next_at > now {
+                continue;
+            }
+            probed.probing = true;
+            probed.next_at = now + interval;
+            self.probe(Arc::clone(&member.backend), ctx);
         }
+        self.started = true;
+    }
+
+    fn probe(&mut self, backend: Arc<Backend>, ctx: &mut Context<Self>) {
+        let id = backend.id;
         let request = probe_once(self.client.clone(), backend, self.settings.clone());
         let started = Instant::now();
         ctx.spawn(request.into_actor(self).map(move |result, checker, _| {
-            checker.publish(index, &result, started.elapsed());
-            checker.observe(index, result)
+            if let Some(member) = checker.rotation.member(id) {
+                member.set_probe(ProbeReport {
+                    ok: result.is_ok(),
+                    latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+                    error: result.as_ref().err().cloned(),
+                });
+            }
+            checker.observe(id, result);
         }));
     }
 
-    fn publish(&self, index: usize, result: &Result<(), String>, took: Duration) {
-        if let Some(Ok(mut slot)) = self.view.get(index).map(|m| m.lock()) {
-            *slot = Some(ProbeReport {
-                ok: result.is_ok(),
-                latency_ms: took.as_secs_f64() * 1000.0,
-                error: result.as_ref().err().cloned(),
-            });
-        }
-    }
-
     /// Counts one probe result and reports a flip.
-    fn observe(&mut self, index: usize, result: Result<(), String>) {
-        self.probing[index] = false;
-        let state = &mut self.states[index];
+    fn observe(&mut self, id: BackendId, result: Result<(), String>) {
+        let Some(probed) = self.probed.get_mut(&id) else {
+            return;
+        };
+        probed.probing = false;
+        let state = &mut probed.state;
         // Passive ejection may have taken it out meanwhile: then the probes must earn it back.
-        if !self.rotation.is_healthy(index) {
+        if !self.rotation.is_healthy(id) {
             state.force_down();
         }
         if let Err(reason) = &result {
-            self.last_error[index].clone_from(reason);
+            probed.last_error.clone_from(reason);
         }
         let reason = match state.record(result.is_ok()) {
             None => return,
             Some(Transition::WentDown) => format!(
                 "{} failed probes: {}",
-                self.settings.unhealthy_threshold, self.last_error[index]
+                self.settings.unhealthy_threshold, probed.last_error
             ),
+            Some(Transition::CameUp) if state.joined_now() => "first successful probe".to_owned(),
             Some(Transition::CameUp) => {
                 format!("{} successful probes", self.settings.healthy_threshold)
             }
         };
-        self.registry.tell_health(index, result.is_ok(), reason);
+        self.registry.tell_health(id, result.is_ok(), reason);
     }
 }
 
 impl Actor for HealthChecker {
     type Context = Context<Self>;
 
-    /// Starts one probe schedule per backend, offset by `interval × i / n`.
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let count = self.states.len() as u32;
-        let interval = self.settings.interval;
-        for index in 0..self.states.len() {
-            let offset = interval * index as u32 / count.max(1);
-            ctx.run_later(offset, move |checker, ctx| {
-                checker.probe(index, ctx);
-                ctx.run_interval(interval, move |checker, ctx| checker.probe(index, ctx));
-            });
-        }
+        self.tick(ctx);
+        ctx.run_interval(TICK, |checker, ctx| checker.tick(ctx));
     }
 }
 

@@ -20,6 +20,10 @@ pub struct HealthState {
     streak: u32,
     healthy_threshold: NonZeroU32,
     unhealthy_threshold: NonZeroU32,
+    /// A backend new to the pool: one good probe brings it in (it has no record to distrust).
+    joining: bool,
+    /// The last flip was the first coming up of a joining backend.
+    joined: bool,
 }
 
 impl HealthState {
@@ -30,7 +34,24 @@ impl HealthState {
             streak: 0,
             healthy_threshold,
             unhealthy_threshold,
+            joining: false,
+            joined: false,
         }
+    }
+
+    /// A backend added at run time: out of rotation until its first successful probe, then
+    /// counted like any other.
+    pub fn joining(healthy_threshold: NonZeroU32, unhealthy_threshold: NonZeroU32) -> Self {
+        Self {
+            healthy: false,
+            joining: true,
+            ..Self::new(healthy_threshold, unhealthy_threshold)
+        }
+    }
+
+    /// Whether the last [`Self::record`] brought a joining backend in.
+    pub fn joined_now(&self) -> bool {
+        self.joined
     }
 
     #[cfg(test)]
@@ -40,6 +61,7 @@ impl HealthState {
 
     /// Counts one probe result; returns the transition when this result flips the state.
     pub fn record(&mut self, ok: bool) -> Option<Transition> {
+        self.joined = false;
         if ok == self.healthy {
             self.streak = 0;
             return None;
@@ -47,6 +69,8 @@ impl HealthState {
         self.streak += 1;
         let needed = if self.healthy {
             self.unhealthy_threshold
+        } else if self.joining {
+            NonZeroU32::MIN
         } else {
             self.healthy_threshold
         };
@@ -55,6 +79,8 @@ impl HealthState {
         }
         self.healthy = ok;
         self.streak = 0;
+        self.joined = ok && self.joining;
+        self.joining = false;
         Some(if ok {
             Transition::CameUp
         } else {
@@ -129,6 +155,22 @@ mod tests {
                 Some(Transition::CameUp),
                 None
             ]
+        );
+    }
+
+    /// A joining backend comes up on its first good probe, and then counts like the others.
+    #[test]
+    fn a_joining_backend_comes_up_on_its_first_good_probe() {
+        let mut s = HealthState::joining(NonZeroU32::new(3).expect("3"), NonZeroU32::MIN);
+        assert!(!s.is_healthy());
+        assert_eq!(s.record(false), None);
+        assert_eq!(s.record(true), Some(Transition::CameUp));
+        assert!(s.joined_now());
+        assert_eq!(s.record(false), Some(Transition::WentDown));
+        assert!(!s.joined_now());
+        assert_eq!(
+            feed(&mut s, &[true, true, true]),
+            [None, None, Some(Transition::CameUp)]
         );
     }
 

@@ -13,6 +13,7 @@ use crate::client::ClientKey;
 use crate::http::proxy::headers::X_FORWARDED_FOR;
 use crate::limiter::Limiter;
 use crate::net::{canonical, Cidr};
+use crate::registry::strategy::hash_bytes;
 use crate::settings::RateLimitSettings;
 
 /// The rules for telling clients apart.
@@ -36,6 +37,18 @@ impl ClientIdentity {
             .get(&self.api_key_header)
             .and_then(|v| v.to_str().ok());
         limiter.key_for(api_key, self.client_ip(req))
+    }
+
+    /// Where `consistent_hash` places the client: its API-key header's value when present
+    /// (registered or not), else its address under the trusted-proxy rules.
+    pub fn affinity(&self, req: &HttpRequest) -> u64 {
+        match req.headers().get(&self.api_key_header) {
+            Some(key) => hash_bytes(key.as_bytes()),
+            None => match self.client_ip(req) {
+                IpAddr::V4(ip) => hash_bytes(&ip.octets()),
+                IpAddr::V6(ip) => hash_bytes(&ip.octets()),
+            },
+        }
     }
 
     /// The client's address under the trusted-proxy rules.

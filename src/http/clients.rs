@@ -7,9 +7,8 @@
 
 use std::sync::Arc;
 
-use actix_web::http::{header, StatusCode};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
-use futures_util::StreamExt;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -17,11 +16,10 @@ use crate::client::{ClientRecord, Limits};
 use crate::events::{Events, LbEvent};
 use crate::http::admin::{self, AdminError};
 use crate::http::error::{json_response, not_found, only};
+use crate::http::json_body::{body_status, read_json, BodyError};
 use crate::limiter::{ClientError, Limiter};
 use crate::settings::{AdminSettings, Settings};
 
-/// Largest admin body accepted.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Longest client id, in bytes.
 pub const MAX_ID_BYTES: usize = 128;
 /// Upper bound of `capacity` and `rate_per_sec`.
@@ -55,10 +53,8 @@ impl ClientsState {
 pub enum ApiError {
     #[error("{0}")]
     BadRequest(String),
-    #[error("Request body too large (limit {MAX_BODY_BYTES} bytes)")]
-    TooLarge,
-    #[error("Content-Type must be application/json")]
-    UnsupportedMediaType,
+    #[error(transparent)]
+    Body(#[from] BodyError),
     #[error(transparent)]
     Client(#[from] ClientError),
     #[error(transparent)]
@@ -69,8 +65,7 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Body(err) => body_status(err),
             Self::Client(ClientError::NotFound(_)) => StatusCode::NOT_FOUND,
             Self::Client(ClientError::Exists(_)) => StatusCode::CONFLICT,
             Self::Client(ClientError::Storage(_)) => StatusCode::SERVICE_UNAVAILABLE,
@@ -250,26 +245,9 @@ fn missing(field: &str) -> ApiError {
     ApiError::BadRequest(format!("{field}: missing"))
 }
 
-/// Checks the content type, reads at most [`MAX_BODY_BYTES`], and validates every field.
-async fn parse_body(req: &HttpRequest, mut payload: web::Payload) -> Result<ClientInput, ApiError> {
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let essence = content_type.split(';').next().unwrap_or("").trim();
-    if !essence.eq_ignore_ascii_case("application/json") {
-        return Err(ApiError::UnsupportedMediaType);
-    }
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::BadRequest(format!("body: could not be read ({e})")))?;
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(ApiError::TooLarge);
-        }
-        body.extend_from_slice(&chunk);
-    }
+/// Checks the content type, reads at most 64 KiB, and validates every field.
+async fn parse_body(req: &HttpRequest, payload: web::Payload) -> Result<ClientInput, ApiError> {
+    let body = read_json(req, payload).await?;
     parse_input(&body).map_err(ApiError::BadRequest)
 }
 

@@ -8,6 +8,7 @@ pub mod api;
 pub mod client_id;
 pub mod clients;
 pub mod error;
+pub mod json_body;
 pub mod page;
 pub mod proxy;
 pub mod server;

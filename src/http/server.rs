@@ -19,16 +19,18 @@ use actix_web::{web, App, HttpServer};
 use crate::cluster::{self, Cluster};
 use crate::draining::Draining;
 use crate::events::Events;
-use crate::health::{probe_view, HealthChecker, ProbeView};
+use crate::health::HealthChecker;
 use crate::http::access_log::log_requests;
 use crate::http::api::{self, ApiState};
 use crate::http::clients::{self, ClientsState};
 use crate::http::proxy::{self, ProxyState};
-use crate::http::shutdown::Signals;
+use crate::http::shutdown::{Hangups, Signals};
 use crate::limiter::Limiter;
 use crate::metrics::Metrics;
 use crate::persistence::{Database, DbError, SavedClient, Store};
-use crate::registry::{MemberStatus, Membership, Rotation};
+use crate::registry::{
+    Member, MemberStatus, Membership, PoolError, PoolOptions, ReloadReport, ReloadTrigger, Rotation,
+};
 use crate::settings::Settings;
 use crate::simulation::{Simulation, Simulator};
 use crate::stats::{StatsTicker, StatsWindow};
@@ -87,6 +89,11 @@ impl BalancerHandle {
         self.membership.members()
     }
 
+    /// Reads the pool file again and applies the difference (what SIGHUP does).
+    pub async fn reload(&self) -> Result<ReloadReport, PoolError> {
+        self.membership.reload(ReloadTrigger::Signal).await
+    }
+
     /// The event stream (subscribe to see backends go down and up).
     pub fn events(&self) -> Events {
         self.events.clone()
@@ -137,7 +144,6 @@ struct Domain {
     events: Events,
     metrics: Arc<Metrics>,
     window: Arc<Mutex<StatsWindow>>,
-    probes: ProbeView,
     limiter: Arc<Limiter>,
     cluster: Option<Cluster>,
     simulation: Option<Simulation>,
@@ -229,7 +235,13 @@ fn start_actors(
             .clone()
             .map(|cluster| (cluster, settings.cluster.lease)),
     ));
-    let rotation = Arc::new(Rotation::new(settings.backends.pool.clone()));
+    let members = settings
+        .backends
+        .pool
+        .iter()
+        .map(|entry| Member::new(entry.backend.clone(), entry.weight, true))
+        .collect();
+    let rotation = Arc::new(Rotation::new(members, settings.backends.strategy));
     let metrics = Arc::new(Metrics::default());
     let window = Arc::new(Mutex::new(StatsWindow::default()));
     StatsTicker::new(
@@ -244,14 +256,18 @@ fn start_actors(
         Arc::clone(&rotation),
         events.clone(),
         settings.health.passive_failures,
+        PoolOptions {
+            file: settings.backends.file.clone(),
+            watch: settings.backends.watch,
+            drain_grace: settings.server.shutdown_timeout,
+            follower: simulation.as_ref().map(Simulation::follower),
+        },
     );
-    let probes = probe_view(rotation.len());
     HealthChecker::new(
         Arc::clone(&rotation),
         membership.clone(),
         settings.health.clone(),
         settings.backends.connect_timeout,
-        Arc::clone(&probes),
     )
     .start();
     Domain {
@@ -260,7 +276,6 @@ fn start_actors(
         events,
         metrics,
         window,
-        probes,
         limiter,
         cluster,
         simulation,
@@ -283,7 +298,7 @@ fn start_server(
         listen: local_addr,
         metrics: Arc::clone(&domain.metrics),
         window: Arc::clone(&domain.window),
-        probes: Arc::clone(&domain.probes),
+        membership: domain.membership.clone(),
         limiter: Arc::clone(&domain.limiter),
         cluster: domain.cluster.clone(),
         events: domain.events.clone(),
@@ -345,23 +360,43 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
             format!("cannot listen on {}: {err}", settings.server.listen),
         )
     })?;
+    let hangups = Hangups::install().map_err(|err| {
+        io::Error::new(
+            err.kind(),
+            format!("cannot install the SIGHUP handler: {err}"),
+        )
+    })?;
     let signals = Signals::install().map_err(|err| {
         io::Error::new(err.kind(), format!("cannot install signal handlers: {err}"))
     })?;
     let balancer = start(&settings, listener)?;
-    let pool: Vec<&str> = settings
+    let pool: Vec<String> = settings
         .backends
         .pool
         .iter()
-        .map(|b| b.url.as_str())
+        .map(|entry| {
+            format!(
+                "{} {} (weight {})",
+                entry.backend.name, entry.backend.url, entry.weight
+            )
+        })
         .collect();
     log::info!(
-        "listening on {} with {} workers; backends: {}",
+        "listening on {} with {} workers; {} over backends: {}",
         balancer.local_addr,
         settings.server.workers,
+        settings.backends.strategy,
         pool.join(", ")
     );
     let handle = balancer.handle();
+    let reloader = handle.clone();
+    actix_rt::spawn(hangups.reload_on_each(move || {
+        let reloader = reloader.clone();
+        async move {
+            // The outcome is logged and published by the registry.
+            let _ = reloader.reload().await;
+        }
+    }));
     actix_rt::spawn(
         signals.drain_on_signal(handle.shutdown_timeout(), async move {
             handle.shutdown().await;

@@ -2,7 +2,7 @@
 //! requests finish within `server.shutdown_timeout_secs`, answer `/lb/health` with 503, close
 //! kept-alive connections after their current response); a second signal ends the process at
 //! once. actix-server's own signal handling is disabled because it treats SIGINT as a forced
-//! stop.
+//! stop. SIGHUP reloads the pool file instead (and no longer ends the process).
 
 use std::future::Future;
 use std::time::Duration;
@@ -49,5 +49,23 @@ impl Signals {
         let second = self.next().await;
         log::warn!("received {second} while draining: exiting now without waiting");
         std::process::exit(i32::from(exit::RUNTIME));
+    }
+}
+
+/// SIGHUP, installed: each one reloads the pool file.
+pub struct Hangups(Signal);
+
+impl Hangups {
+    /// Installs the handler (before serving: SIGHUP's default action would end the process).
+    pub fn install() -> std::io::Result<Self> {
+        Ok(Self(signal(SignalKind::hangup())?))
+    }
+
+    /// Runs `reload` on every SIGHUP, one at a time.
+    pub async fn reload_on_each<F: Future<Output = ()>>(mut self, mut reload: impl FnMut() -> F) {
+        while self.0.recv().await.is_some() {
+            log::info!("received SIGHUP: reloading the pool file");
+            reload().await;
+        }
     }
 }

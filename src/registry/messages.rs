@@ -1,12 +1,16 @@
-//! Messages the [`super::Registry`] answers.
+//! Messages the [`super::Registry`] answers, what pool changes answer, and the one error type
+//! of pool changes.
+
+use std::sync::Arc;
 
 use actix::Message;
+use serde::Serialize;
 
-use super::rotation::FailureKind;
-use crate::backend::BackendId;
+use super::member::{FailureKind, MemberStatus};
+use crate::backend::{Backend, BackendId, BackendSpec};
 
 /// From the proxy, fire-and-forget: an attempt on `backend` failed (it was already counted in
-/// the rotation; `consecutive` is its run of failures so far). Drives passive ejection.
+/// the member; `consecutive` is its run of failures so far). Drives passive ejection.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct ReportFailure {
@@ -23,4 +27,109 @@ pub struct SetHealth {
     pub healthy: bool,
     /// Why, for the log line (`3 failed probes: connection refused`).
     pub reason: String,
+}
+
+/// From `POST /lb/api/backends`: a new backend, probed at once, joining on its first good probe.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<MemberStatus, PoolError>")]
+pub struct AddBackend {
+    pub spec: BackendSpec,
+}
+
+/// From `PATCH /lb/api/backends/{name}`: a new weight, or draining on or off.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<MemberStatus, PoolError>")]
+pub struct UpdateBackend {
+    pub name: String,
+    pub weight: Option<u32>,
+    pub draining: Option<bool>,
+}
+
+/// From `DELETE /lb/api/backends/{name}`: drain the backend, then drop it from the pool.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<MemberStatus, PoolError>")]
+pub struct RemoveBackend {
+    pub name: String,
+}
+
+/// From SIGHUP, `POST /lb/api/reload` or the file watch: read the pool file again and apply
+/// the difference.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<ReloadReport, PoolError>")]
+pub struct Reload {
+    pub trigger: ReloadTrigger,
+}
+
+/// From the file watch's thread: something changed in the pool file's folder that concerns it.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct PoolFileTouched;
+
+/// To whoever follows the pool (the simulation): backends that joined or left it.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "()")]
+pub struct PoolChanged {
+    pub added: Vec<Arc<Backend>>,
+    pub removed: Vec<Arc<Backend>>,
+}
+
+/// What asked for a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReloadTrigger {
+    Signal,
+    Api,
+    Watch,
+}
+
+impl ReloadTrigger {
+    /// As the `reload` event names it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Signal => "signal",
+            Self::Api => "api",
+            Self::Watch => "watch",
+        }
+    }
+
+    /// As the log line says it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Signal => "SIGHUP",
+            Self::Api => "the API",
+            Self::Watch => "a change of the file",
+        }
+    }
+}
+
+/// What a reload did, by backend name: `POST /lb/api/reload`'s answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ReloadReport {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    /// Weight changed, or a leaving backend listed again.
+    pub changed: Vec<String>,
+}
+
+/// Why a pool change was refused; nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PoolError {
+    /// A field of the request is invalid (400).
+    #[error("Invalid {field}: {problem}")]
+    Invalid { field: String, problem: String },
+    /// The URL or name is taken (409).
+    #[error("{0}")]
+    Duplicate(String),
+    /// No such backend (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The pool file could not be written (503).
+    #[error("Storage unavailable, nothing was changed: {0}")]
+    Storage(String),
+    /// The pool file is unreadable or invalid (400 to `POST /lb/api/reload`).
+    #[error("{0}")]
+    Config(String),
+    /// The registry has stopped (503).
+    #[error("The pool registry has stopped")]
+    Stopped,
 }

@@ -1,24 +1,35 @@
-//! The `Registry` actor owns the backend pool's membership: it alone puts backends in and out
-//! of rotation — health flips from the health checker, and passive ejection after
-//! `health.passive_failures` consecutive failures reported by the proxy — and logs and
-//! publishes each transition once. Everyone else holds the [`Membership`] handle. Workers pick backends and count requests directly in the
-//! shared [`Rotation`] it publishes, so the request path makes no actor round trip.
+//! The backend pool at run time. The [`Registry`] actor is its only writer: health flips from
+//! the health checker and passive ejection, the backends API, reloads (SIGHUP, the API, the file
+//! watch), drains; it logs and publishes each change once and writes API changes back to the
+//! pool file. Everyone else holds the [`Membership`] handle. Workers pick and count directly in
+//! the shared [`Rotation`], whose view the registry swaps whole, so the request path takes no
+//! lock and makes no actor round trip.
 
+mod actor;
+mod file;
+mod member;
 mod messages;
+mod plan;
 pub mod rotation;
+pub mod strategy;
+mod watch;
 
+use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use actix::{Actor, Addr, Context, Handler};
+use actix::{Actor, Addr};
 
-use crate::backend::BackendId;
-use crate::events::{Events, LbEvent};
-use messages::{ReportFailure, SetHealth};
-pub use rotation::{FailureKind, Lease, MemberStatus, Outcome, Rotation};
+use crate::backend::{BackendId, BackendSpec};
+use crate::events::Events;
+pub use actor::{PoolOptions, Registry};
+pub use member::{FailureKind, Lease, Member, MemberStatus, Outcome};
+use messages::{AddBackend, Reload, RemoveBackend, ReportFailure, SetHealth, UpdateBackend};
+pub use messages::{PoolChanged, PoolError, ReloadReport, ReloadTrigger};
+pub use rotation::Rotation;
 
 /// The handle everyone else holds: reads go straight to the shared [`Rotation`], changes go
-/// to the actor, which alone flips health and says so.
+/// to the actor, which alone makes them and says so.
 #[derive(Clone)]
 pub struct Membership {
     actor: Addr<Registry>,
@@ -27,17 +38,33 @@ pub struct Membership {
 
 impl Membership {
     /// Starts the actor for `rotation`.
-    pub fn start(rotation: Arc<Rotation>, events: Events, passive_failures: NonZeroU32) -> Self {
+    pub fn start(
+        rotation: Arc<Rotation>,
+        events: Events,
+        passive_failures: NonZeroU32,
+        options: PoolOptions,
+    ) -> Self {
+        let next_id = rotation
+            .members()
+            .iter()
+            .map(|m| m.id() + 1)
+            .max()
+            .unwrap_or(0);
         let actor = Registry {
             rotation: Arc::clone(&rotation),
             events,
             passive_failures,
+            options,
+            next_id,
+            leaving: HashMap::new(),
+            watcher: None,
+            pending_reload: None,
         }
         .start();
         Self { actor, rotation }
     }
 
-    /// Every member with its health and counters, in pool order.
+    /// Every member with its state and counters, in pool order (leaving ones last).
     pub fn members(&self) -> Vec<MemberStatus> {
         self.rotation.snapshot()
     }
@@ -72,80 +99,46 @@ impl Membership {
             consecutive,
         });
     }
-}
 
-/// Actor that owns the health of the members of a [`Rotation`].
-pub struct Registry {
-    rotation: Arc<Rotation>,
-    /// Where transitions are published.
-    events: Events,
-    /// Consecutive proxy failures that take a backend out at once.
-    passive_failures: NonZeroU32,
-}
-
-impl Registry {
-    /// Flips a backend's health; logs and publishes only a real change.
-    fn set_health(&mut self, id: BackendId, healthy: bool, reason: &str) -> bool {
-        let changed = self.rotation.set_health(id, healthy);
-        let Some(backend) = self.rotation.backend(id).filter(|_| changed) else {
-            return false;
-        };
-        let in_rotation = self.rotation.healthy_count();
-        let total = self.rotation.len();
-        let (backend_name, url, reason_text) =
-            (backend.name.clone(), backend.url.clone(), reason.to_owned());
-        let event = if healthy {
-            log::info!(
-                "backend {backend} is UP again ({reason}); {in_rotation}/{total} backends in rotation"
-            );
-            LbEvent::BackendUp {
-                backend: backend_name,
-                url,
-                reason: reason_text,
-            }
-        } else {
-            if in_rotation == 0 {
-                log::error!("backend {backend} is DOWN ({reason}); no backend is left in rotation");
-            } else {
-                log::warn!(
-                    "backend {backend} is DOWN ({reason}); traffic switches to the other {in_rotation}/{total}"
-                );
-            }
-            LbEvent::BackendDown {
-                backend: backend_name,
-                url,
-                reason: reason_text,
-            }
-        };
-        self.events.publish(event);
-        true
+    /// Adds a backend (written to the pool file first); it joins on its first good probe.
+    pub async fn add(&self, spec: BackendSpec) -> Result<MemberStatus, PoolError> {
+        self.ask(AddBackend { spec }).await
     }
-}
 
-impl Actor for Registry {
-    type Context = Context<Self>;
-}
-
-impl Handler<ReportFailure> for Registry {
-    type Result = ();
-
-    /// Passive health: enough failures in a row take the backend out without waiting for probes.
-    fn handle(&mut self, msg: ReportFailure, _: &mut Context<Self>) {
-        if msg.consecutive >= self.passive_failures.get() {
-            let reason = format!(
-                "{} consecutive proxy failures, last: {}",
-                msg.consecutive,
-                msg.kind.as_str()
-            );
-            self.set_health(msg.backend, false, &reason);
-        }
+    /// Changes a backend's weight (written to the pool file) or its draining flag.
+    pub async fn update(
+        &self,
+        name: String,
+        weight: Option<u32>,
+        draining: Option<bool>,
+    ) -> Result<MemberStatus, PoolError> {
+        self.ask(UpdateBackend {
+            name,
+            weight,
+            draining,
+        })
+        .await
     }
-}
 
-impl Handler<SetHealth> for Registry {
-    type Result = bool;
+    /// Drains a backend out of the pool (and out of the pool file).
+    pub async fn remove(&self, name: String) -> Result<MemberStatus, PoolError> {
+        self.ask(RemoveBackend { name }).await
+    }
 
-    fn handle(&mut self, msg: SetHealth, _: &mut Context<Self>) -> bool {
-        self.set_health(msg.backend, msg.healthy, &msg.reason)
+    /// Reads the pool file again and applies the difference; an invalid file changes nothing.
+    pub async fn reload(&self, trigger: ReloadTrigger) -> Result<ReloadReport, PoolError> {
+        self.ask(Reload { trigger }).await
+    }
+
+    async fn ask<M, T>(&self, msg: M) -> Result<T, PoolError>
+    where
+        M: actix::Message<Result = Result<T, PoolError>> + Send + 'static,
+        T: Send + 'static,
+        Registry: actix::Handler<M>,
+    {
+        self.actor
+            .send(msg)
+            .await
+            .unwrap_or(Err(PoolError::Stopped))
     }
 }

@@ -1,249 +1,258 @@
-//! The pool as every worker sees it: backends, health flags, counters and the round-robin
-//! cursor, all atomics in one shared value. Workers pick and count here without a message
-//! round trip (measured: a cross-thread actor hop per request cost ~30% of throughput on two
-//! cores); only the [`super::Registry`] actor changes health, so membership decisions and
-//! their log lines stay in one place. Plain and synchronous, so the rules are tested exactly.
+//! The pool as every worker sees it: an immutable [`PoolView`] (its members in pool order and
+//! the strategy's precomputed choice — the smooth round-robin cycle, the hash ring) behind one
+//! atomic pointer, plus the shared round-robin cursor. Workers pick and count without a lock or
+//! a message round trip (measured: a cross-thread actor hop per request cost ~30% of throughput
+//! on two cores); the [`super::Registry`] actor alone changes membership, health, weights and
+//! draining, and publishes a new view after each change, so picks never see half a change.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::backend::{Backend, BackendCounters, BackendId, BackendState};
+use arc_swap::ArcSwap;
 
-/// Why a proxied attempt on a backend failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureKind {
-    /// Connection refused, unreachable, or the connect timed out.
-    Connect,
-    /// Connected, but the connection broke before a response head arrived.
-    Reset,
-    /// No response head within `backends.response_timeout_ms`.
-    Timeout,
+use super::member::{Lease, Member, MemberStatus};
+use super::strategy::{less_loaded, smooth_cycle, two_distinct, Ring};
+use crate::backend::{BackendId, Strategy};
+
+/// One published state of the pool. Rebuilt (never edited) by the registry.
+#[derive(Debug, Default)]
+struct PoolView {
+    /// Pool order; members on their way out last.
+    members: Vec<Arc<Member>>,
+    /// Round-robin: one smooth weighted cycle over the members taking requests when it was
+    /// built (indices into `members`).
+    cycle: Vec<u32>,
+    /// Consistent hash: every member not leaving, healthy or not, so a health flip moves no
+    /// other backend's keys.
+    ring: Ring,
 }
 
-impl FailureKind {
-    /// Short label for logs and metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailureKind::Connect => "connect",
-            FailureKind::Reset => "reset",
-            FailureKind::Timeout => "timeout",
+impl PoolView {
+    fn build(members: Vec<Arc<Member>>, strategy: Strategy) -> Self {
+        let takers: Vec<(usize, u32)> = members
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.takes_requests())
+            .map(|(i, m)| (i, m.weight()))
+            .collect();
+        let weights: Vec<u32> = takers.iter().map(|t| t.1).collect();
+        let cycle = smooth_cycle(&weights)
+            .into_iter()
+            .map(|k| takers[k as usize].0 as u32)
+            .collect();
+        let ring = if strategy == Strategy::ConsistentHash {
+            let staying: Vec<(&str, u32)> = members
+                .iter()
+                .filter(|m| !m.is_leaving())
+                .map(|m| (m.backend.url.as_str(), m.weight()))
+                .collect();
+            let mut ring_members = Ring::build(&staying);
+            // Ring indices count staying members; map them back to pool positions.
+            let positions: Vec<u32> = (0..members.len() as u32)
+                .filter(|i| !members[*i as usize].is_leaving())
+                .collect();
+            ring_members.renumber(&positions);
+            ring_members
+        } else {
+            Ring::default()
+        };
+        Self {
+            members,
+            cycle,
+            ring,
         }
     }
 }
 
-/// How an attempt on a backend ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// A response head arrived (whatever its status).
-    Responded,
-    Failed(FailureKind),
-}
-
-/// One backend's live entry.
-#[derive(Debug)]
-struct Slot {
-    backend: Arc<Backend>,
-    healthy: AtomicBool,
-    /// Attempts sent to this backend.
-    requests: AtomicU64,
-    /// Attempts that failed before a response head.
-    failures: AtomicU64,
-    /// Attempts picked whose [`Lease`] is still alive (until the response body is sent).
-    in_flight: AtomicU64,
-    /// Failures since the last response.
-    consecutive_failures: AtomicU32,
-    /// Unix time (ms) of the last health change; 0 = never changed since start.
-    changed_at_ms: AtomicU64,
-}
-
-/// A copy of one backend's state, for the status API and tests.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MemberStatus {
-    pub backend: Arc<Backend>,
-    pub healthy: bool,
-    pub requests: u64,
-    pub failures: u64,
-    pub in_flight: u64,
-    pub consecutive_failures: u32,
-    /// Unix time (ms) of the last health change; 0 = none since start.
-    pub changed_at_ms: u64,
-}
-
-impl MemberStatus {
-    /// The part of the status that the API and the event stream show.
-    pub fn counters(&self) -> BackendCounters {
-        BackendCounters {
-            state: BackendState::from_healthy(self.healthy),
-            requests: self.requests,
-            failures: self.failures,
-            in_flight: self.in_flight,
-        }
-    }
-}
-
-/// The shared pool with strict round-robin selection over its healthy members.
+/// The shared, swappable pool and the strategy that picks from it.
 #[derive(Debug)]
 pub struct Rotation {
-    slots: Box<[Slot]>,
-    /// Index where the next search for a healthy member starts.
+    view: ArcSwap<PoolView>,
+    strategy: Strategy,
+    /// Round-robin position in the current cycle (and the start of least-connections' scan);
+    /// kept across views so a rebuild does not restart the order.
     cursor: AtomicUsize,
 }
 
+/// Whether `member` may take this request.
+fn eligible(member: &Member, exclude: &[BackendId]) -> bool {
+    member.takes_requests() && !exclude.contains(&member.id())
+}
+
 impl Rotation {
-    /// All backends start healthy: traffic flows at once, and health checks take out the dead.
-    pub fn new(backends: Vec<Backend>) -> Self {
-        let slots = backends
-            .into_iter()
-            .map(|backend| Slot {
-                backend: Arc::new(backend),
-                healthy: AtomicBool::new(true),
-                requests: AtomicU64::new(0),
-                failures: AtomicU64::new(0),
-                in_flight: AtomicU64::new(0),
-                consecutive_failures: AtomicU32::new(0),
-                changed_at_ms: AtomicU64::new(0),
-            })
-            .collect();
+    /// A pool of `members` (in order) picked from by `strategy`.
+    pub fn new(members: Vec<Member>, strategy: Strategy) -> Self {
+        let members = members.into_iter().map(Arc::new).collect();
         Self {
-            slots,
+            view: ArcSwap::from_pointee(PoolView::build(members, strategy)),
+            strategy,
             cursor: AtomicUsize::new(0),
         }
     }
 
-    /// The next healthy backend in pool order after the last one picked, skipping `exclude`
-    /// (backends this request already tried). Members that are down are passed over without
-    /// moving the others' turn, so A, B, C stays A, C, A, C while B is down and resumes
-    /// A, B, C when it returns. Concurrent picks are ordered by a compare-and-swap on the
-    /// cursor, so the rotation is strict across workers too. The returned [`Lease`] counts the
-    /// attempt as in flight until it is dropped; `None` when no healthy backend is left.
-    pub fn pick(self: &Arc<Self>, exclude: &[BackendId]) -> Option<Lease> {
-        let len = self.slots.len();
+    pub fn strategy(&self) -> Strategy {
+        self.strategy
+    }
+
+    /// The backend for the next attempt, skipping `exclude` (backends this request already
+    /// tried) and every member that is down or draining; `affinity` is the client's hash for
+    /// `consistent_hash` (without one it falls back to round-robin). The returned [`Lease`]
+    /// counts the attempt as in flight until it is dropped; `None` when no backend can take it.
+    pub fn pick(&self, exclude: &[BackendId], affinity: Option<u64>) -> Option<Lease> {
+        let view = self.view.load();
+        let member = match (self.strategy, affinity) {
+            (Strategy::RoundRobin, _) | (Strategy::ConsistentHash, None) => {
+                self.round_robin(&view, exclude)
+            }
+            (Strategy::LeastConnections, _) => self.least_connections(&view, exclude),
+            (Strategy::PowerOfTwo, _) => {
+                power_of_two(&view, exclude, &mut |n| fastrand::usize(..n))
+            }
+            (Strategy::ConsistentHash, Some(key)) => view
+                .ring
+                .owner(key, |i| eligible(&view.members[i as usize], exclude))
+                .map(|i| &view.members[i as usize]),
+        }?;
+        Some(member.lease())
+    }
+
+    /// The next eligible member of the smooth cycle after the last one picked. Concurrent picks
+    /// are ordered by a compare-and-swap on the cursor, so the order is strict across workers.
+    fn round_robin<'v>(
+        &self,
+        view: &'v PoolView,
+        exclude: &[BackendId],
+    ) -> Option<&'v Arc<Member>> {
+        let len = view.cycle.len();
         let mut start = self.cursor.load(Ordering::Relaxed);
         loop {
-            let index = (0..len).map(|step| (start + step) % len).find(|&i| {
-                self.slots[i].healthy.load(Ordering::Relaxed) && !exclude.contains(&i)
-            })?;
+            let position = (0..len)
+                .map(|step| (start + step) % len)
+                .find(|&p| eligible(&view.members[view.cycle[p] as usize], exclude))?;
             match self.cursor.compare_exchange_weak(
                 start,
-                (index + 1) % len,
+                position + 1,
                 Ordering::Relaxed,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => {
-                    let slot = &self.slots[index];
-                    slot.requests.fetch_add(1, Ordering::Relaxed);
-                    slot.in_flight.fetch_add(1, Ordering::Relaxed);
-                    return Some(Lease {
-                        backend: Arc::clone(&slot.backend),
-                        rotation: Arc::clone(self),
-                    });
-                }
+                Ok(_) => return Some(&view.members[view.cycle[position] as usize]),
                 Err(now) => start = now,
             }
         }
     }
 
-    /// Records how an attempt ended; returns the backend's consecutive failures.
-    fn record(&self, id: BackendId, outcome: Outcome) -> u32 {
-        let Some(slot) = self.slots.get(id) else {
-            return 0;
-        };
-        match outcome {
-            Outcome::Responded => {
-                // Skip the write in the common case: keeps the cache line shared across cores.
-                if slot.consecutive_failures.load(Ordering::Relaxed) != 0 {
-                    slot.consecutive_failures.store(0, Ordering::Relaxed);
-                }
-                0
-            }
-            Outcome::Failed(_) => {
-                slot.failures.fetch_add(1, Ordering::Relaxed);
-                slot.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1
+    /// The eligible member with the fewest requests in flight per weight; the scan starts one
+    /// further each time, so ties go round in pool order.
+    fn least_connections<'v>(
+        &self,
+        view: &'v PoolView,
+        exclude: &[BackendId],
+    ) -> Option<&'v Arc<Member>> {
+        let len = view.members.len();
+        let start = self.cursor.fetch_add(1, Ordering::Relaxed);
+        let mut best: Option<&Arc<Member>> = None;
+        for step in 0..len {
+            let member = &view.members[(start + step) % len];
+            if eligible(member, exclude)
+                && best.is_none_or(|b| less_loaded(member.load(), b.load()))
+            {
+                best = Some(member);
             }
         }
+        best
     }
 
-    fn release(&self, id: BackendId) {
-        if let Some(slot) = self.slots.get(id) {
-            slot.in_flight.fetch_sub(1, Ordering::Relaxed);
-        }
+    /// Replaces the pool with `members` (in order) and publishes the new view. Registry only.
+    pub(super) fn publish(&self, members: Vec<Arc<Member>>) {
+        self.view
+            .store(Arc::new(PoolView::build(members, self.strategy)));
     }
 
-    /// Puts a backend in or out of rotation; returns whether its state changed.
-    /// Called only by the Registry actor.
+    /// Puts a backend in or out of rotation; returns whether its state changed. Registry only.
     pub(super) fn set_health(&self, id: BackendId, healthy: bool) -> bool {
-        let Some(slot) = self.slots.get(id) else {
-            return false;
-        };
-        let changed = slot.healthy.swap(healthy, Ordering::Relaxed) != healthy;
+        let changed = self.member(id).is_some_and(|m| m.set_health(healthy));
         if changed {
-            slot.changed_at_ms
-                .store(crate::clock::now_ms(), Ordering::Relaxed);
+            self.rebuild();
         }
         changed
     }
 
+    /// Publishes the current members again, after a flag or weight of one of them changed.
+    pub(super) fn rebuild(&self) {
+        self.publish(self.members());
+    }
+
+    /// Every member, in pool order (those on their way out last).
+    pub fn members(&self) -> Vec<Arc<Member>> {
+        self.view.load().members.clone()
+    }
+
     /// Every member's state, in pool order.
     pub fn snapshot(&self) -> Vec<MemberStatus> {
-        self.slots
+        self.view
+            .load()
+            .members
             .iter()
-            .map(|slot| MemberStatus {
-                backend: Arc::clone(&slot.backend),
-                healthy: slot.healthy.load(Ordering::Relaxed),
-                requests: slot.requests.load(Ordering::Relaxed),
-                failures: slot.failures.load(Ordering::Relaxed),
-                in_flight: slot.in_flight.load(Ordering::Relaxed),
-                consecutive_failures: slot.consecutive_failures.load(Ordering::Relaxed),
-                changed_at_ms: slot.changed_at_ms.load(Ordering::Relaxed),
-            })
+            .map(|m| m.status())
             .collect()
     }
 
-    /// The backend with this id.
-    pub fn backend(&self, id: BackendId) -> Option<&Arc<Backend>> {
-        self.slots.get(id).map(|slot| &slot.backend)
+    /// The member with this id.
+    pub fn member(&self, id: BackendId) -> Option<Arc<Member>> {
+        self.view
+            .load()
+            .members
+            .iter()
+            .find(|m| m.id() == id)
+            .cloned()
     }
 
     /// Whether a backend is in rotation.
     pub fn is_healthy(&self, id: BackendId) -> bool {
-        self.slots
-            .get(id)
-            .is_some_and(|slot| slot.healthy.load(Ordering::Relaxed))
+        self.member(id).is_some_and(|m| m.is_healthy())
     }
 
-    /// Members in the pool, healthy or not.
+    /// Members in the pool, healthy or not, not counting those on their way out.
     pub fn len(&self) -> usize {
-        self.slots.len()
+        self.view
+            .load()
+            .members
+            .iter()
+            .filter(|m| !m.is_leaving())
+            .count()
     }
 
-    /// Members currently in rotation.
+    /// Members currently taking requests.
     pub fn healthy_count(&self) -> usize {
-        self.slots
+        self.view
+            .load()
+            .members
             .iter()
-            .filter(|slot| slot.healthy.load(Ordering::Relaxed))
+            .filter(|m| m.takes_requests())
             .count()
     }
 }
 
-/// One attempt on a picked backend; it counts as in flight until the lease is dropped, which
-/// the proxy does once the response body has been sent (or the attempt failed).
-#[derive(Debug)]
-pub struct Lease {
-    pub backend: Arc<Backend>,
-    rotation: Arc<Rotation>,
-}
-
-impl Lease {
-    /// Records how the attempt ended (once its response head arrived or it failed); returns the
-    /// backend's run of consecutive failures.
-    pub fn record(&self, outcome: Outcome) -> u32 {
-        self.rotation.record(self.backend.id, outcome)
-    }
-}
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        self.rotation.release(self.backend.id);
+/// Two random eligible members; the less loaded one (the first drawn on a tie).
+fn power_of_two<'v>(
+    view: &'v PoolView,
+    exclude: &[BackendId],
+    random: &mut impl FnMut(usize) -> usize,
+) -> Option<&'v Arc<Member>> {
+    let nth = |n: usize| view.members.iter().filter(|m| eligible(m, exclude)).nth(n);
+    let count = view.members.iter().filter(|m| eligible(m, exclude)).count();
+    match count {
+        0 => None,
+        1 => nth(0),
+        _ => {
+            let (a, b) = two_distinct(count, random);
+            let (a, b) = (nth(a)?, nth(b)?);
+            Some(if less_loaded(b.load(), a.load()) {
+                b
+            } else {
+                a
+            })
+        }
     }
 }
 
@@ -251,17 +260,29 @@ impl Drop for Lease {
 mod tests {
     use super::*;
 
-    fn rotation(n: usize) -> Arc<Rotation> {
-        let backends = (0..n)
-            .map(|i| Backend::parse(i, &format!("http://127.0.0.1:{}", 9001 + i)).expect("valid"))
+    use crate::backend::Backend;
+    use crate::registry::member::{FailureKind, Outcome};
+
+    fn weighted(weights: &[u32], strategy: Strategy) -> Rotation {
+        let members = weights
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                let url = format!("http://127.0.0.1:{}", 9001 + i);
+                Member::new(Backend::parse(i, &url).expect("valid"), *w, true)
+            })
             .collect();
-        Arc::new(Rotation::new(backends))
+        Rotation::new(members, strategy)
     }
 
-    fn picks(rotation: &Arc<Rotation>, n: usize) -> Vec<BackendId> {
+    fn rotation(n: usize) -> Rotation {
+        weighted(&vec![1; n], Strategy::RoundRobin)
+    }
+
+    fn picks(rotation: &Rotation, n: usize) -> Vec<BackendId> {
         (0..n)
             .map(|_| {
-                let lease = rotation.pick(&[]).expect("a healthy backend");
+                let lease = rotation.pick(&[], None).expect("a healthy backend");
                 lease.record(Outcome::Responded);
                 lease.backend.id
             })
@@ -292,7 +313,7 @@ mod tests {
         let rotation = rotation(2);
         rotation.set_health(0, false);
         rotation.set_health(1, false);
-        assert!(rotation.pick(&[]).is_none());
+        assert!(rotation.pick(&[], None).is_none());
         assert!(rotation.snapshot().iter().all(|m| m.requests == 0));
         assert_eq!(rotation.healthy_count(), 0);
     }
@@ -301,11 +322,15 @@ mod tests {
     #[test]
     fn excludes_backends_already_tried() {
         let rotation = rotation(3);
-        let first = rotation.pick(&[]).expect("first").backend.id;
-        let second = rotation.pick(&[first]).expect("second").backend.id;
-        let third = rotation.pick(&[first, second]).expect("third").backend.id;
+        let first = rotation.pick(&[], None).expect("first").backend.id;
+        let second = rotation.pick(&[first], None).expect("second").backend.id;
+        let third = rotation
+            .pick(&[first, second], None)
+            .expect("third")
+            .backend
+            .id;
         assert_eq!([first, second, third], [0, 1, 2]);
-        assert!(rotation.pick(&[0, 1, 2]).is_none());
+        assert!(rotation.pick(&[0, 1, 2], None).is_none());
     }
 
     /// Counters follow picks and outcomes; a lease is in flight until dropped; setting the same
@@ -313,8 +338,8 @@ mod tests {
     #[test]
     fn counts_requests_failures_and_in_flight() {
         let rotation = rotation(1);
-        let first = rotation.pick(&[]).expect("pick");
-        let second = rotation.pick(&[]).expect("pick");
+        let first = rotation.pick(&[], None).expect("pick");
+        let second = rotation.pick(&[], None).expect("pick");
         assert_eq!(rotation.snapshot()[0].in_flight, 2);
         assert_eq!(first.record(Outcome::Failed(FailureKind::Connect)), 1);
         assert_eq!(second.record(Outcome::Failed(FailureKind::Timeout)), 2);
@@ -329,7 +354,7 @@ mod tests {
             (status.requests, status.failures, status.in_flight),
             (2, 2, 0)
         );
-        let third = rotation.pick(&[]).expect("pick");
+        let third = rotation.pick(&[], None).expect("pick");
         assert_eq!(third.record(Outcome::Responded), 0);
         assert_eq!(rotation.snapshot()[0].consecutive_failures, 0);
         assert!(!rotation.set_health(0, true));
@@ -339,13 +364,13 @@ mod tests {
     /// Picks from several threads at once still share the load exactly evenly.
     #[test]
     fn concurrent_picks_stay_exactly_fair() {
-        let rotation = rotation(3);
+        let rotation = Arc::new(rotation(3));
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let rotation = Arc::clone(&rotation);
                 std::thread::spawn(move || {
                     for _ in 0..3000 {
-                        let lease = rotation.pick(&[]).expect("pick");
+                        let lease = rotation.pick(&[], None).expect("pick");
                         lease.record(Outcome::Responded);
                     }
                 })

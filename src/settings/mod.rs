@@ -15,12 +15,13 @@ use std::time::Duration;
 
 use actix_web::http::header::HeaderName;
 
-use crate::backend::Backend;
-use crate::net::{canonical, Cidr};
+use crate::backend::{Backend, PoolEntry, Strategy};
+use crate::net::{is_loopback_authority, Cidr};
 use crate::simulation::schedule::{FaultMode, Plan};
 use checker::Checker;
 pub use checker::ENV_PREFIX;
 pub use error::ConfigError;
+pub use pool::load_specs;
 pub use raw::RawSettings;
 
 /// Name of the settings file looked for in the working directory when none is given.
@@ -70,10 +71,15 @@ pub struct ServerSettings {
 /// `[backends]` and the pool from `config.json`.
 #[derive(Debug, Clone)]
 pub struct BackendSettings {
-    /// The file the pool was read from.
-    pub file: PathBuf,
-    /// The pool, in file order; never empty.
-    pub pool: Vec<Backend>,
+    /// The file the pool was read from, and where the backends API writes it back; `None` when
+    /// the pool was given in code ([`Settings::with_pool`]): changes then live in memory only.
+    pub file: Option<PathBuf>,
+    /// The pool at start, in file order, named and numbered; never empty.
+    pub pool: Vec<PoolEntry>,
+    /// How the next backend is chosen.
+    pub strategy: Strategy,
+    /// Reload the pool when its file changes.
+    pub watch: bool,
     /// TCP connect timeout per attempt.
     pub connect_timeout: Duration,
     /// Until the backend's response head arrives (the upload is included).
@@ -183,7 +189,7 @@ pub fn load(options: &LoadOptions) -> Result<Settings, ConfigError> {
         None => base_dir.join(&raw.backends.file),
     };
     let pool = pool::load_pool(&backends_file)?;
-    Settings::from_raw(raw, &origin, &base_dir, backends_file, pool)
+    Settings::from_raw(raw, &origin, &base_dir, Some(backends_file), pool)
 }
 
 /// Layers the settings file (if any) and the environment into a [`RawSettings`].
@@ -254,8 +260,8 @@ impl Settings {
         raw: RawSettings,
         origin: &str,
         base_dir: &Path,
-        backends_file: PathBuf,
-        pool: Vec<Backend>,
+        backends_file: Option<PathBuf>,
+        pool: Vec<PoolEntry>,
     ) -> Result<Self, ConfigError> {
         let check = Checker { origin };
         let server = &raw.server;
@@ -283,6 +289,11 @@ impl Settings {
             backends: BackendSettings {
                 file: backends_file,
                 pool,
+                strategy: backends
+                    .strategy
+                    .parse()
+                    .map_err(|e| check.invalid("backends.strategy", e))?,
+                watch: backends.watch,
                 connect_timeout: check
                     .nonzero_ms("backends.connect_timeout_ms", backends.connect_timeout_ms)?,
                 response_timeout: check
@@ -352,19 +363,15 @@ impl Settings {
         })
     }
 
-    /// The shipped defaults around a given pool, with simulation off (the pool may be anywhere):
-    /// the starting point for tests and embedders.
+    /// The shipped defaults around a given pool (weight 1 each, no pool file: API changes live
+    /// in memory only), with simulation off (the pool may be anywhere): the starting point for
+    /// tests and embedders.
     pub fn with_pool(pool: Vec<Backend>) -> Self {
         let mut raw = RawSettings::default();
         raw.simulation.enabled = false;
-        Self::from_raw(
-            raw,
-            "defaults",
-            Path::new(""),
-            PathBuf::from("config.json"),
-            pool,
-        )
-        .expect("the shipped defaults are valid")
+        let pool = pool.into_iter().map(PoolEntry::new).collect();
+        Self::from_raw(raw, "defaults", Path::new(""), None, pool)
+            .expect("the shipped defaults are valid")
     }
 }
 
@@ -372,7 +379,7 @@ impl Settings {
 fn simulation(
     check: &Checker,
     raw: &raw::RawSimulation,
-    pool: &[Backend],
+    pool: &[PoolEntry],
 ) -> Result<SimulationSettings, ConfigError> {
     let mean = |key: &str, secs: f64| {
         if secs.is_finite() && secs > 0.0 && secs <= 86_400.0 {
@@ -399,7 +406,11 @@ fn simulation(
         ));
     }
     if raw.enabled {
-        if let Some(remote) = pool.iter().find(|b| !is_loopback(b.authority.as_str())) {
+        let remote = pool
+            .iter()
+            .map(|entry| &entry.backend)
+            .find(|b| !is_loopback_authority(b.authority.as_str()));
+        if let Some(remote) = remote {
             let problem = format!(
                 "backends[{}] {} is not a loopback address, and simulated backends run on this machine; \
                  set simulation.enabled = false to use real backends",
@@ -460,18 +471,6 @@ fn cluster(check: &Checker, raw: &raw::RawCluster) -> Result<ClusterSettings, Co
         redis_timeout: check.nonzero_ms("cluster.redis_timeout_ms", raw.redis_timeout_ms)?,
         instance_name: (!name.is_empty()).then(|| name.to_owned()),
     })
-}
-
-/// `localhost`, `127.x.y.z` or `[::1]`, with a port.
-fn is_loopback(authority: &str) -> bool {
-    let host = authority
-        .rsplit_once(':')
-        .map_or(authority, |(host, _)| host);
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| canonical(ip).is_loopback())
 }
 
 #[cfg(test)]

@@ -71,6 +71,8 @@ impl Default for RawServer {
 #[serde(default, deny_unknown_fields)]
 pub struct RawBackends {
     pub file: String,
+    pub strategy: String,
+    pub watch: bool,
     pub connect_timeout_ms: u64,
     pub response_timeout_ms: u64,
     pub retries: u32,
@@ -83,6 +85,8 @@ impl Default for RawBackends {
     fn default() -> Self {
         Self {
             file: "config.json".to_owned(),
+            strategy: "round_robin".to_owned(),
+            watch: true,
             connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
             response_timeout_ms: DEFAULT_RESPONSE_TIMEOUT_MS,
             retries: DEFAULT_RETRIES,

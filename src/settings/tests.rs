@@ -12,12 +12,14 @@ type Case = (
 fn validate(edit: impl FnOnce(&mut RawSettings)) -> Result<Settings, ConfigError> {
     let mut raw = RawSettings::default();
     edit(&mut raw);
-    let pool = vec![Backend::parse(0, "http://127.0.0.1:9001").expect("valid")];
+    let pool = vec![PoolEntry::new(
+        Backend::parse(0, "http://127.0.0.1:9001").expect("valid"),
+    )];
     Settings::from_raw(
         raw,
         "Settings.toml",
         Path::new("/etc/lb"),
-        PathBuf::from("config.json"),
+        Some(PathBuf::from("config.json")),
         pool,
     )
 }
@@ -34,6 +36,8 @@ fn defaults_match_the_contract() {
     assert_eq!(s.backends.connect_timeout, Duration::from_millis(1000));
     assert_eq!(s.backends.response_timeout, Duration::from_millis(30_000));
     assert_eq!(s.backends.retries, 2);
+    assert_eq!(s.backends.strategy, Strategy::RoundRobin);
+    assert!(s.backends.watch);
     assert_eq!(s.health.path, "/");
     assert_eq!(s.rate_limit.default_capacity, 100);
     assert_eq!(s.rate_limit.api_key_header, "x-api-key");
@@ -184,8 +188,8 @@ fn bad_values_name_their_key() {
 #[test]
 fn simulation_requires_loopback_backends() {
     let pool = vec![
-        Backend::parse(0, "http://127.0.0.1:9001").expect("valid"),
-        Backend::parse(1, "http://10.0.0.5:80").expect("valid"),
+        PoolEntry::new(Backend::parse(0, "http://127.0.0.1:9001").expect("valid")),
+        PoolEntry::new(Backend::parse(1, "http://10.0.0.5:80").expect("valid")),
     ];
     let mut simulated = RawSettings::default();
     simulated.simulation.enabled = true;
@@ -193,7 +197,7 @@ fn simulation_requires_loopback_backends() {
         simulated,
         "Settings.toml",
         Path::new(""),
-        PathBuf::new(),
+        None,
         pool.clone(),
     )
     .expect_err("non-loopback with simulation");
@@ -206,16 +210,20 @@ fn simulation_requires_loopback_backends() {
     );
     let mut raw = RawSettings::default();
     raw.simulation.enabled = false;
-    assert!(Settings::from_raw(raw, "Settings.toml", Path::new(""), PathBuf::new(), pool).is_ok());
+    assert!(Settings::from_raw(raw, "Settings.toml", Path::new(""), None, pool).is_ok());
     for host in ["localhost:1", "127.0.0.2:80", "[::1]:80"] {
-        assert!(is_loopback(host), "{host}");
+        assert!(crate::net::is_loopback_authority(host), "{host}");
     }
-    assert!(!is_loopback("example.test:80"));
+    assert!(!crate::net::is_loopback_authority("example.test:80"));
 }
 
 /// Simulation means must be positive and modes known.
 #[test]
 fn simulation_values_are_checked() {
+    let err = validate(|r| r.backends.strategy = "random".into()).expect_err("bad strategy");
+    assert!(err.to_string().contains("backends.strategy"), "{err}");
+    let s = validate(|r| r.backends.strategy = "least_connections".into()).expect("valid");
+    assert_eq!(s.backends.strategy, Strategy::LeastConnections);
     let err = validate(|r| r.simulation.modes = vec!["explode".into()]).expect_err("bad mode");
     assert!(err.to_string().contains("simulation.modes"), "{err}");
     let err = validate(|r| r.simulation.modes.clear()).expect_err("no modes");

@@ -2,14 +2,17 @@
 //! loopback) is served in-process by a [`server::SimulatedBackend`], and the `Simulator` actor
 //! moves them between up and failing on the seeded [`schedule::FaultSchedule`], or when an
 //! operator says so ([`Fail`], [`Recover`] from `/lb/api/simulation/...`). Each change is
-//! logged and published as an event; health checks then see it like any real outage.
+//! logged and published as an event; health checks then see it like any real outage. It follows
+//! the pool ([`PoolChanged`] from the registry): loopback backends that join are simulated too,
+//! and those that leave stop being served.
 
 pub mod schedule;
 pub mod server;
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use actix::{
@@ -17,8 +20,10 @@ use actix::{
 };
 use serde::Serialize;
 
-use crate::backend::Backend;
+use crate::backend::{BackendId, PoolEntry};
 use crate::events::{Events, LbEvent};
+use crate::net::is_loopback_authority;
+use crate::registry::PoolChanged;
 use crate::settings::SimulationSettings;
 use schedule::{Change, FaultMode, FaultSchedule};
 use server::{SimState, SimulatedBackend};
@@ -29,7 +34,7 @@ const TICK: Duration = Duration::from_millis(100);
 /// Why a simulation command was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
-    #[error("No simulated backend {0:?} (use its name, e.g. backend-1, or its index in config.json from 0)")]
+    #[error("No simulated backend {0:?} (use its name, e.g. backend-1, or its id: its index in config.json from 0)")]
     UnknownBackend(String),
 }
 
@@ -67,7 +72,18 @@ pub struct StopAll;
 
 /// The shared, read-only view of each simulated backend's state, by backend id.
 #[derive(Debug, Clone, Default)]
-pub struct SimulationView(pub Vec<SimState>);
+pub struct SimulationView(Arc<RwLock<HashMap<BackendId, SimState>>>);
+
+impl SimulationView {
+    fn set(&self, id: BackendId, state: Option<SimState>) {
+        if let Ok(mut map) = self.0.write() {
+            match state {
+                Some(state) => map.insert(id, state),
+                None => map.remove(&id),
+            };
+        }
+    }
+}
 
 /// The handlers' way to a running simulation: its controls and the view of its states.
 #[derive(Clone)]
@@ -101,14 +117,22 @@ impl Simulation {
     }
 
     /// `up` or the failure mode of the simulated backend with this id.
-    pub fn label(&self, id: usize) -> Option<&'static str> {
-        self.view.0.get(id).map(SimState::label)
+    pub fn label(&self, id: BackendId) -> Option<&'static str> {
+        self.view.0.read().ok()?.get(&id).map(SimState::label)
+    }
+
+    /// Where the registry tells the simulation about backends that join or leave.
+    pub fn follower(&self) -> actix::Recipient<PoolChanged> {
+        self.actor.clone().recipient()
     }
 }
 
 /// Owns the simulated backends and their schedule.
 pub struct Simulator {
-    backends: Vec<SimulatedBackend>,
+    /// By schedule slot; `None` once its backend left the pool.
+    backends: Vec<Option<SimulatedBackend>>,
+    /// Shared with the status API.
+    view: SimulationView,
     schedule: FaultSchedule,
     started: Instant,
     /// Set by [`Simulator::run`] before the actor starts.
@@ -118,11 +142,15 @@ pub struct Simulator {
 impl Simulator {
     /// Binds every backend's address and starts serving. Must run inside an actix system;
     /// an address in use is an error naming the backend and the address.
-    pub fn start_backends(pool: &[Backend], settings: &SimulationSettings) -> io::Result<Self> {
+    pub fn start_backends(pool: &[PoolEntry], settings: &SimulationSettings) -> io::Result<Self> {
         let mut backends = Vec::with_capacity(pool.len());
-        for backend in pool {
-            let addr = resolve(backend.authority.as_str())?;
-            backends.push(SimulatedBackend::start(Arc::new(backend.clone()), addr)?);
+        let view = SimulationView::default();
+        for entry in pool {
+            let backend = Arc::new(entry.backend.clone());
+            let simulated =
+                SimulatedBackend::start(backend, resolve(entry.backend.authority.as_str())?)?;
+            view.set(entry.backend.id, Some(simulated.state.clone()));
+            backends.push(Some(simulated));
         }
         let seed = settings.seed.unwrap_or_else(|| fastrand::u64(1..));
         log::info!(
@@ -137,6 +165,7 @@ impl Simulator {
                 Duration::ZERO,
             ),
             backends,
+            view,
             started: Instant::now(),
             events: None,
         })
@@ -145,30 +174,33 @@ impl Simulator {
     /// Starts the actor, publishing its changes to `events`.
     pub fn run(mut self, events: Events) -> Simulation {
         self.events = Some(events);
-        let view = self.view();
+        let view = self.view.clone();
         Simulation {
             actor: self.start(),
             view,
         }
     }
 
-    /// The view for the status API.
-    pub fn view(&self) -> SimulationView {
-        SimulationView(self.backends.iter().map(|b| b.state.clone()).collect())
-    }
-
+    /// The slot of the backend named `target`, or with `target` as its id.
     fn find(&self, target: &str) -> Result<usize, SimError> {
-        let by_index = target
-            .parse::<usize>()
-            .ok()
-            .filter(|i| *i < self.backends.len());
-        by_index
-            .or_else(|| self.backends.iter().position(|b| b.backend.name == target))
+        let id = target.parse::<BackendId>().ok();
+        self.backends
+            .iter()
+            .position(|b| {
+                b.as_ref()
+                    .is_some_and(|b| b.backend.name == target || Some(b.backend.id) == id)
+            })
             .ok_or_else(|| SimError::UnknownBackend(target.to_owned()))
     }
 
+    fn simulated(&self, index: usize) -> &SimulatedBackend {
+        self.backends[index]
+            .as_ref()
+            .expect("find() returns slots of backends still in the pool")
+    }
+
     fn status(&self, index: usize) -> SimStatus {
-        let simulated = &self.backends[index];
+        let simulated = self.simulated(index);
         SimStatus {
             backend: simulated.backend.name.clone(),
             url: simulated.backend.url.clone(),
@@ -185,7 +217,9 @@ impl Simulator {
         manual: bool,
         ctx: &mut Context<Self>,
     ) {
-        let simulated = &mut self.backends[index];
+        let Some(simulated) = self.backends[index].as_mut() else {
+            return;
+        };
         if simulated.state.get() == state {
             return;
         }
@@ -211,7 +245,7 @@ impl Simulator {
             Ok(None) => {}
             Err(err) => log::error!("simulation: {err}"),
         }
-        let simulated = &self.backends[index];
+        let simulated = self.simulated(index);
         let Some(events) = &self.events else {
             return;
         };
@@ -273,9 +307,54 @@ impl Handler<StopAll> for Simulator {
 
     fn handle(&mut self, _: StopAll, ctx: &mut Context<Self>) {
         ctx.stop();
-        for simulated in &mut self.backends {
+        for simulated in self.backends.iter_mut().flatten() {
             if let Some(server) = simulated.stop() {
                 actix_rt::spawn(async move { server.stop(false).await });
+            }
+        }
+    }
+}
+
+impl Handler<PoolChanged> for Simulator {
+    type Result = ();
+
+    /// Serves loopback backends that joined (others are real and left alone); stops serving
+    /// those that left.
+    fn handle(&mut self, msg: PoolChanged, _: &mut Context<Self>) {
+        for backend in msg.removed {
+            let Some(index) = self
+                .backends
+                .iter()
+                .position(|b| b.as_ref().is_some_and(|b| b.backend.id == backend.id))
+            else {
+                continue;
+            };
+            self.schedule.retire(index);
+            self.view.set(backend.id, None);
+            if let Some(server) = self.backends[index].take().and_then(|mut b| b.stop()) {
+                actix_rt::spawn(async move { server.stop(false).await });
+            }
+        }
+        for backend in msg.added {
+            if !is_loopback_authority(backend.authority.as_str()) {
+                log::info!(
+                    "simulation: {} ({}) is not on this machine, so it is not simulated",
+                    backend.name,
+                    backend.url
+                );
+                continue;
+            }
+            let started = resolve(backend.authority.as_str())
+                .and_then(|addr| SimulatedBackend::start(Arc::clone(&backend), addr));
+            match started {
+                Ok(simulated) => {
+                    log::info!("simulation: serving {} ({}) too", backend.name, backend.url);
+                    self.view.set(backend.id, Some(simulated.state.clone()));
+                    let slot = self.schedule.add(self.started.elapsed());
+                    debug_assert_eq!(slot, self.backends.len());
+                    self.backends.push(Some(simulated));
+                }
+                Err(err) => log::warn!("simulation: not serving {}: {err}", backend.name),
             }
         }
     }

@@ -78,6 +78,8 @@ struct Slot {
     next_change: Duration,
     /// Under manual control: the schedule leaves it alone.
     paused: bool,
+    /// Its backend left the pool: never scheduled, not counted.
+    retired: bool,
 }
 
 /// Up/down story for a set of simulated backends.
@@ -97,14 +99,30 @@ impl FaultSchedule {
             slots: Vec::with_capacity(count),
         };
         for _ in 0..count {
-            let next_change = now + schedule.draw(schedule.plan.mean_up);
-            schedule.slots.push(Slot {
-                failing: None,
-                next_change,
-                paused: false,
-            });
+            schedule.add(now);
         }
         schedule
+    }
+
+    /// A backend that joined the pool: up, first failure drawn from `mean_up` after `now`.
+    /// Returns its slot.
+    pub fn add(&mut self, now: Duration) -> usize {
+        let next_change = now + self.draw(self.plan.mean_up);
+        self.slots.push(Slot {
+            failing: None,
+            next_change,
+            paused: false,
+            retired: false,
+        });
+        self.slots.len() - 1
+    }
+
+    /// A backend that left the pool: the schedule forgets it.
+    pub fn retire(&mut self, backend: usize) {
+        if let Some(slot) = self.slots.get_mut(backend) {
+            slot.retired = true;
+            slot.failing = None;
+        }
     }
 
     /// Applies every change due by `now`, in backend order, and returns them.
@@ -112,7 +130,7 @@ impl FaultSchedule {
         let mut changes = Vec::new();
         for backend in 0..self.slots.len() {
             let slot = &self.slots[backend];
-            if slot.paused || slot.next_change > now {
+            if slot.paused || slot.retired || slot.next_change > now {
                 continue;
             }
             if slot.failing.is_some() {
@@ -166,7 +184,7 @@ impl FaultSchedule {
     fn up_count(&self) -> usize {
         self.slots
             .iter()
-            .filter(|slot| slot.failing.is_none())
+            .filter(|slot| !slot.retired && slot.failing.is_none())
             .count()
     }
 

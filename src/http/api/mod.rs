@@ -1,8 +1,9 @@
-//! The `/lb` scope: the balancer's own API under `/lb/api/` (`status`, `events`, the simulation
-//! controls; every route admin-protected through [`crate::http::admin`]), the open
+//! The `/lb` scope: the balancer's own API under `/lb/api/` (`status`, `events`, the pool's
+//! `backends` and `reload`, the simulation controls; every route admin-protected through [`crate::http::admin`]), the open
 //! `/lb/metrics` and `/lb/health`, and the status page. Every other path under `/lb/` is a JSON
 //! 404 and a wrong method a JSON 405: nothing of this namespace is ever proxied.
 
+mod backends;
 mod events;
 mod simulation;
 mod state;
@@ -22,6 +23,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 web::scope("/api")
                     .service(only("/status", web::get().to(status::status)))
                     .service(only("/events", web::get().to(events::events)))
+                    .service(
+                        only("/backends", web::get().to(backends::list))
+                            .route(web::post().to(backends::add)),
+                    )
+                    .service(
+                        only("/backends/{name}", web::get().to(backends::show))
+                            .route(web::patch().to(backends::update))
+                            .route(web::delete().to(backends::remove)),
+                    )
+                    .service(only("/reload", web::post().to(backends::reload)))
                     .service(
                         web::resource("/simulation/{backend}/{action}")
                             .route(web::post().to(simulation::control))

@@ -11,12 +11,12 @@ use actix_web::{HttpResponse, ResponseError};
 use crate::cluster::Cluster;
 use crate::draining::Draining;
 use crate::events::Events;
-use crate::health::ProbeView;
 use crate::http::admin::AdminError;
 use crate::http::error::json_response;
+use crate::http::json_body::{body_status, BodyError};
 use crate::limiter::Limiter;
 use crate::metrics::Metrics;
-use crate::registry::Rotation;
+use crate::registry::{Membership, PoolError, Rotation};
 use crate::settings::AdminSettings;
 use crate::simulation::Simulation;
 use crate::stats::StatsWindow;
@@ -34,8 +34,8 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     /// Request rates over the last ten seconds.
     pub window: Arc<Mutex<StatsWindow>>,
-    /// Last probe per backend.
-    pub probes: ProbeView,
+    /// Pool changes go through it.
+    pub membership: Membership,
     pub limiter: Arc<Limiter>,
     /// Present in cluster mode.
     pub cluster: Option<Cluster>,
@@ -53,6 +53,21 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Unavailable(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Body(#[from] BodyError),
+}
+
+impl From<PoolError> for ApiError {
+    fn from(err: PoolError) -> Self {
+        match err {
+            PoolError::Invalid { .. } | PoolError::Config(_) => Self::BadRequest(err.to_string()),
+            PoolError::Duplicate(_) => Self::Conflict(err.to_string()),
+            PoolError::NotFound(_) => Self::NotFound(err.to_string()),
+            PoolError::Storage(_) | PoolError::Stopped => Self::Unavailable(err.to_string()),
+        }
+    }
 }
 
 impl ResponseError for ApiError {
@@ -62,6 +77,8 @@ impl ResponseError for ApiError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::Body(err) => body_status(err),
         }
     }
 

@@ -6,11 +6,11 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 
 use super::state::{ApiError, ApiState};
-use crate::backend::BackendCounters;
+use crate::backend::{BackendCounters, ProbeReport, Strategy};
 use crate::cluster::{self, ClusterStatus};
-use crate::health::ProbeReport;
 use crate::http::admin;
 use crate::http::error::json_response;
+use crate::registry::MemberStatus;
 
 /// The body of `/lb/api/status`.
 #[derive(Debug, Serialize)]
@@ -19,6 +19,8 @@ struct Status {
     uptime_secs: f64,
     listen: String,
     draining: bool,
+    /// `backends.strategy`.
+    strategy: Strategy,
     totals: Totals,
     backends: Vec<BackendStatus>,
     clients: ClientsSummary,
@@ -37,11 +39,13 @@ struct Totals {
 
 /// One backend: the `stats` event's counters and what only the status shows.
 #[derive(Debug, Serialize)]
-struct BackendStatus {
+pub struct BackendStatus {
     name: String,
     url: String,
     #[serde(flatten)]
     counters: BackendCounters,
+    /// Removed (API or reload): drains, then leaves the pool.
+    leaving: bool,
     simulated: bool,
     /// `up` or the failure mode, when simulated.
     simulation: Option<&'static str>,
@@ -65,33 +69,41 @@ struct Rejected {
     rejected: u64,
 }
 
+/// Every member as the status and the backends API show it, in pool order.
+pub fn backend_statuses(state: &ApiState) -> Vec<BackendStatus> {
+    state
+        .rotation
+        .snapshot()
+        .into_iter()
+        .map(|m| backend_status(state, m))
+        .collect()
+}
+
+/// One member as the status and the backends API show it.
+pub fn backend_status(state: &ApiState, m: MemberStatus) -> BackendStatus {
+    let simulation = state
+        .simulation
+        .as_ref()
+        .and_then(|sim| sim.label(m.backend.id));
+    BackendStatus {
+        name: m.backend.name.clone(),
+        url: m.backend.url.clone(),
+        counters: m.counters(),
+        leaving: m.leaving,
+        simulated: simulation.is_some(),
+        simulation,
+        last_change_ms: (m.changed_at_ms > 0).then_some(m.changed_at_ms),
+        last_probe: m.last_probe,
+    }
+}
+
 /// `GET /lb/api/status`.
 pub async fn status(
     req: HttpRequest,
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
     admin::authorize(&req, &state.admin)?;
-    let backends = state
-        .rotation
-        .snapshot()
-        .iter()
-        .map(|m| {
-            let id = m.backend.id;
-            let simulation = state.simulation.as_ref().and_then(|sim| sim.label(id));
-            BackendStatus {
-                name: m.backend.name.clone(),
-                url: m.backend.url.clone(),
-                counters: m.counters(),
-                simulated: simulation.is_some(),
-                simulation,
-                last_probe: state
-                    .probes
-                    .get(id)
-                    .and_then(|slot| slot.lock().ok().and_then(|p| p.clone())),
-                last_change_ms: (m.changed_at_ms > 0).then_some(m.changed_at_ms),
-            }
-        })
-        .collect();
+    let backends = backend_statuses(&state);
     let totals = state.metrics.totals();
     let (registered, tracked) = state.limiter.tracked().await;
     let top_rejected = state
@@ -109,6 +121,7 @@ pub async fn status(
         uptime_secs: state.started.elapsed().as_secs_f64(),
         listen: state.listen.to_string(),
         draining: state.draining.is_draining(),
+        strategy: state.rotation.strategy(),
         totals: Totals {
             requests: totals.requests,
             requests_per_sec: state.window.lock().map_or(0.0, |w| w.requests_per_sec()),

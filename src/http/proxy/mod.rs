@@ -22,7 +22,7 @@ use awc::error::SendRequestError;
 use awc::{Client, ClientResponse};
 use futures_util::Stream;
 
-use crate::backend::{Backend, BackendId};
+use crate::backend::{Backend, BackendId, Strategy};
 use crate::client::Admission;
 use crate::events::{Events, LbEvent};
 use crate::http::access_log::{self, ServedBy};
@@ -48,8 +48,10 @@ pub struct ProxyState {
     pub rotation: Arc<Rotation>,
     /// Told about failures.
     pub registry: Membership,
-    /// Tells clients apart for the limiter.
+    /// Tells clients apart for the limiter and for `consistent_hash`.
     pub identity: ClientIdentity,
+    /// `backends.strategy = "consistent_hash"`: picks need the client's hash.
+    pub hash_clients: bool,
     /// Other backends tried after a retryable failure (`backends.retries`).
     pub retries: u32,
     /// Request bodies up to this size are buffered so they can be retried.
@@ -78,6 +80,7 @@ impl ProxyState {
             rotation,
             registry,
             identity: ClientIdentity::new(&settings.rate_limit),
+            hash_clients: settings.backends.strategy == Strategy::ConsistentHash,
             retries: settings.backends.retries,
             retry_body_limit_bytes: settings.backends.retry_body_limit_bytes,
             max_request_body_bytes: settings.backends.max_request_body_bytes,
@@ -206,11 +209,13 @@ async fn forward_admitted(
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
 
+    // consistent_hash: the client's place on the ring (computed only for that strategy).
+    let affinity = state.hash_clients.then(|| state.identity.affinity(req));
     // Backends that failed this request; empty (and unallocated) until one does.
     let mut tried: Vec<BackendId> = Vec::new();
     let mut last_failure: Option<(Arc<Backend>, AttemptError)> = None;
     loop {
-        let Some(lease) = state.rotation.pick(&tried) else {
+        let Some(lease) = state.rotation.pick(&tried, affinity) else {
             return Err(give_up(last_failure));
         };
         let backend = Arc::clone(&lease.backend);

@@ -249,8 +249,9 @@ mod tests {
 
     fn fake_lease() -> Lease {
         let backend = crate::backend::Backend::parse(0, "http://127.0.0.1:1").expect("url");
-        let rotation = std::sync::Arc::new(crate::registry::Rotation::new(vec![backend]));
-        rotation.pick(&[]).expect("a healthy backend")
+        let member = crate::registry::Member::new(backend, 1, true);
+        let rotation = crate::registry::Rotation::new(vec![member], Default::default());
+        rotation.pick(&[], None).expect("a healthy backend")
     }
 
     impl Stream for Fake {

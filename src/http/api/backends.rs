@@ -1,0 +1,149 @@
+//! The backends API (admin-protected like all of `/lb/api/`): `GET /lb/api/backends` lists the
+//! pool; `POST` adds `{"url", "weight"?, "name"?}` (201); `GET`/`PATCH`/`DELETE
+//! /lb/api/backends/{name}` show one, change `{"weight"?, "draining"?}` (200) or drain it out of
+//! the pool (202); `POST /lb/api/reload` reads the pool file again (200 with what changed, 400
+//! with the file's problem). Every change goes through the registry, which writes the pool file.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{Map, Value};
+
+use super::state::{ApiError, ApiState};
+use super::status::{backend_status, backend_statuses};
+use crate::backend::{check_weight, BackendSpec};
+use crate::http::admin;
+use crate::http::json_body::read_json;
+use crate::registry::ReloadTrigger;
+
+/// `GET /lb/api/backends`.
+pub async fn list(req: HttpRequest, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+    admin::authorize(&req, &state.admin)?;
+    Ok(HttpResponse::Ok().json(backend_statuses(&state)))
+}
+
+/// `GET /lb/api/backends/{name}`.
+pub async fn show(
+    req: HttpRequest,
+    name: web::Path<String>,
+    state: web::Data<ApiState>,
+) -> Result<HttpResponse, ApiError> {
+    admin::authorize(&req, &state.admin)?;
+    let member = state
+        .rotation
+        .snapshot()
+        .into_iter()
+        .find(|m| m.backend.name == *name)
+        .ok_or_else(|| ApiError::NotFound(format!("No backend named {:?}", name.as_str())))?;
+    Ok(HttpResponse::Ok().json(backend_status(&state, member)))
+}
+
+/// `POST /lb/api/backends`.
+pub async fn add(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<ApiState>,
+) -> Result<HttpResponse, ApiError> {
+    admin::authorize(&req, &state.admin)?;
+    let fields = object(&read_json(&req, payload).await?)?;
+    let mut url = None;
+    let mut weight = None;
+    let mut name = None;
+    for (key, value) in &fields {
+        match key.as_str() {
+            "url" => url = Some(text(key, value)?),
+            "weight" => weight = Some(whole(key, value)?),
+            "name" => name = Some(text(key, value)?),
+            other => return Err(unknown(other)),
+        }
+    }
+    let url = url.ok_or_else(|| ApiError::BadRequest("url: missing".into()))?;
+    let spec = BackendSpec::parse(url, weight, name)
+        .map_err(|(field, problem)| ApiError::BadRequest(format!("{field}: {problem}")))?;
+    let added = state.membership.add(spec).await?;
+    Ok(HttpResponse::Created().json(backend_status(&state, added)))
+}
+
+/// `PATCH /lb/api/backends/{name}`.
+pub async fn update(
+    req: HttpRequest,
+    name: web::Path<String>,
+    payload: web::Payload,
+    state: web::Data<ApiState>,
+) -> Result<HttpResponse, ApiError> {
+    admin::authorize(&req, &state.admin)?;
+    let fields = object(&read_json(&req, payload).await?)?;
+    let mut weight = None;
+    let mut draining = None;
+    for (key, value) in &fields {
+        match key.as_str() {
+            "weight" => {
+                let given = whole(key, value)?;
+                weight = Some(
+                    check_weight(given)
+                        .map_err(|p| ApiError::BadRequest(format!("weight: {p}")))?,
+                );
+            }
+            "draining" => {
+                draining = Some(value.as_bool().ok_or_else(|| {
+                    ApiError::BadRequest("draining: must be true or false".into())
+                })?);
+            }
+            other => return Err(unknown(other)),
+        }
+    }
+    if weight.is_none() && draining.is_none() {
+        return Err(ApiError::BadRequest(
+            "body: give \"weight\" and/or \"draining\"".into(),
+        ));
+    }
+    let updated = state
+        .membership
+        .update(name.into_inner(), weight, draining)
+        .await?;
+    Ok(HttpResponse::Ok().json(backend_status(&state, updated)))
+}
+
+/// `DELETE /lb/api/backends/{name}`: 202, the backend drains and then leaves.
+pub async fn remove(
+    req: HttpRequest,
+    name: web::Path<String>,
+    state: web::Data<ApiState>,
+) -> Result<HttpResponse, ApiError> {
+    admin::authorize(&req, &state.admin)?;
+    let leaving = state.membership.remove(name.into_inner()).await?;
+    Ok(HttpResponse::Accepted().json(backend_status(&state, leaving)))
+}
+
+/// `POST /lb/api/reload`.
+pub async fn reload(
+    req: HttpRequest,
+    state: web::Data<ApiState>,
+) -> Result<HttpResponse, ApiError> {
+    admin::authorize(&req, &state.admin)?;
+    let report = state.membership.reload(ReloadTrigger::Api).await?;
+    Ok(HttpResponse::Ok().json(report))
+}
+
+fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    match serde_json::from_slice(body) {
+        Ok(Value::Object(fields)) => Ok(fields),
+        Ok(_) => Err(ApiError::BadRequest("body: must be a JSON object".into())),
+        Err(e) => Err(ApiError::BadRequest(format!("body: malformed JSON ({e})"))),
+    }
+}
+
+fn text<'v>(key: &str, value: &'v Value) -> Result<&'v str, ApiError> {
+    value
+        .as_str()
+        .ok_or_else(|| ApiError::BadRequest(format!("{key}: must be a string")))
+}
+
+fn whole(key: &str, value: &Value) -> Result<u64, ApiError> {
+    value.as_u64().ok_or_else(|| {
+        ApiError::BadRequest(format!("{key}: must be a whole number from 1 to 1000"))
+    })
+}
+
+fn unknown(key: &str) -> ApiError {
+    let shown: String = key.chars().take(40).collect();
+    ApiError::BadRequest(format!("{shown}: unknown field"))
+}

@@ -1,0 +1,262 @@
+//! One backend's live entry in the pool: its weight, health and draining flags and its counters,
+//! all atomics, shared by every view of the pool that contains it — so a reload that keeps a
+//! URL keeps its health, counters and in-flight requests — and by the [`Lease`] of every
+//! attempt on it, which therefore ends correctly even after the backend left the pool.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::backend::{Backend, BackendCounters, BackendId, BackendState, ProbeReport};
+
+/// Why a proxied attempt on a backend failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Connection refused, unreachable, or the connect timed out.
+    Connect,
+    /// Connected, but the connection broke before a response head arrived.
+    Reset,
+    /// No response head within `backends.response_timeout_ms`.
+    Timeout,
+}
+
+impl FailureKind {
+    /// Short label for logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureKind::Connect => "connect",
+            FailureKind::Reset => "reset",
+            FailureKind::Timeout => "timeout",
+        }
+    }
+}
+
+/// How an attempt on a backend ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A response head arrived (whatever its status).
+    Responded,
+    Failed(FailureKind),
+}
+
+/// One backend's live entry.
+#[derive(Debug)]
+pub struct Member {
+    pub backend: Arc<Backend>,
+    weight: AtomicU32,
+    healthy: AtomicBool,
+    /// No new requests (PATCH `draining`, or on its way out).
+    draining: AtomicBool,
+    /// Deleted or dropped by a reload: leaves the pool when its last request ends.
+    leaving: AtomicBool,
+    /// Added at run time and not yet up: its first good probe brings it in.
+    joining: AtomicBool,
+    /// Attempts sent to this backend.
+    requests: AtomicU64,
+    /// Attempts that failed before a response head.
+    failures: AtomicU64,
+    /// Attempts picked whose [`Lease`] is still alive (until the response body is sent).
+    in_flight: AtomicU64,
+    /// Failures since the last response.
+    consecutive_failures: AtomicU32,
+    /// Unix time (ms) of the last health change; 0 = never changed since it joined.
+    changed_at_ms: AtomicU64,
+    /// The health checker's last probe.
+    last_probe: Mutex<Option<ProbeReport>>,
+}
+
+/// A copy of one member's state, for the APIs and tests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberStatus {
+    pub backend: Arc<Backend>,
+    pub weight: u32,
+    pub healthy: bool,
+    pub draining: bool,
+    pub leaving: bool,
+    pub requests: u64,
+    pub failures: u64,
+    pub in_flight: u64,
+    pub consecutive_failures: u32,
+    /// Unix time (ms) of the last health change; 0 = none since it joined.
+    pub changed_at_ms: u64,
+    pub last_probe: Option<ProbeReport>,
+}
+
+impl MemberStatus {
+    /// The part of the status that the API and the event stream show.
+    pub fn counters(&self) -> BackendCounters {
+        BackendCounters {
+            state: BackendState::from_healthy(self.healthy),
+            weight: self.weight,
+            draining: self.draining,
+            requests: self.requests,
+            failures: self.failures,
+            in_flight: self.in_flight,
+        }
+    }
+}
+
+impl Member {
+    /// A member in rotation at once (`healthy`), or waiting for its first good probe.
+    pub fn new(backend: Backend, weight: u32, healthy: bool) -> Self {
+        Self {
+            backend: Arc::new(backend),
+            weight: AtomicU32::new(weight),
+            healthy: AtomicBool::new(healthy),
+            draining: AtomicBool::new(false),
+            leaving: AtomicBool::new(false),
+            joining: AtomicBool::new(!healthy),
+            requests: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            consecutive_failures: AtomicU32::new(0),
+            changed_at_ms: AtomicU64::new(0),
+            last_probe: Mutex::new(None),
+        }
+    }
+
+    pub fn id(&self) -> BackendId {
+        self.backend.id
+    }
+
+    pub fn weight(&self) -> u32 {
+        self.weight.load(Ordering::Relaxed)
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    pub fn is_leaving(&self) -> bool {
+        self.leaving.load(Ordering::Relaxed)
+    }
+
+    /// Added at run time and not up yet.
+    pub fn is_joining(&self) -> bool {
+        self.joining.load(Ordering::Relaxed)
+    }
+
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Whether a new request may go here: healthy and not draining.
+    pub fn takes_requests(&self) -> bool {
+        self.is_healthy() && !self.is_draining()
+    }
+
+    /// `(in_flight, weight)`, the load the strategies compare.
+    pub fn load(&self) -> (u64, u32) {
+        (self.in_flight(), self.weight())
+    }
+
+    pub(super) fn set_weight(&self, weight: u32) -> bool {
+        self.weight.swap(weight, Ordering::Relaxed) != weight
+    }
+
+    pub(super) fn set_draining(&self, draining: bool) -> bool {
+        self.draining.swap(draining, Ordering::Relaxed) != draining
+    }
+
+    /// Starts the way out: draining, and gone once idle.
+    pub(super) fn mark_leaving(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+        self.leaving.store(true, Ordering::Relaxed);
+    }
+
+    /// Cancels the way out (the pool file lists it again): takes requests again.
+    pub(super) fn stay(&self) {
+        self.leaving.store(false, Ordering::Relaxed);
+        self.draining.store(false, Ordering::Relaxed);
+    }
+
+    /// Returns whether the state changed.
+    pub(super) fn set_health(&self, healthy: bool) -> bool {
+        let changed = self.healthy.swap(healthy, Ordering::Relaxed) != healthy;
+        if healthy {
+            self.joining.store(false, Ordering::Relaxed);
+        }
+        if changed {
+            self.changed_at_ms
+                .store(crate::clock::now_ms(), Ordering::Relaxed);
+        }
+        changed
+    }
+
+    /// Keeps the health checker's last probe for the status API.
+    pub fn set_probe(&self, report: ProbeReport) {
+        if let Ok(mut slot) = self.last_probe.lock() {
+            *slot = Some(report);
+        }
+    }
+
+    /// Counts a new attempt and hands out its lease.
+    pub(super) fn lease(self: &Arc<Self>) -> Lease {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        Lease {
+            backend: Arc::clone(&self.backend),
+            member: Arc::clone(self),
+        }
+    }
+
+    /// Records how an attempt ended; returns the consecutive failures.
+    fn record(&self, outcome: Outcome) -> u32 {
+        match outcome {
+            Outcome::Responded => {
+                // Skip the write in the common case: keeps the cache line shared across cores.
+                if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
+                    self.consecutive_failures.store(0, Ordering::Relaxed);
+                }
+                0
+            }
+            Outcome::Failed(_) => {
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1
+            }
+        }
+    }
+
+    /// A copy of the state.
+    pub fn status(&self) -> MemberStatus {
+        MemberStatus {
+            backend: Arc::clone(&self.backend),
+            weight: self.weight(),
+            healthy: self.is_healthy(),
+            draining: self.is_draining(),
+            leaving: self.is_leaving(),
+            requests: self.requests.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+            in_flight: self.in_flight(),
+            consecutive_failures: self.consecutive_failures.load(Ordering::Relaxed),
+            changed_at_ms: self.changed_at_ms.load(Ordering::Relaxed),
+            last_probe: self.last_probe.lock().ok().and_then(|p| p.clone()),
+        }
+    }
+}
+
+/// One attempt on a picked backend; it counts as in flight until the lease is dropped, which
+/// the proxy does once the response body has been sent (or the client left, or the attempt
+/// failed).
+#[derive(Debug)]
+pub struct Lease {
+    pub backend: Arc<Backend>,
+    member: Arc<Member>,
+}
+
+impl Lease {
+    /// Records how the attempt ended (once its response head arrived or it failed); returns the
+    /// backend's run of consecutive failures.
+    pub fn record(&self, outcome: Outcome) -> u32 {
+        self.member.record(outcome)
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.member.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}

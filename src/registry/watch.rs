@@ -1,0 +1,44 @@
+//! The watch on the pool file: an inotify watch (through `notify`) on the file's folder — not on
+//! the file, because editors and our own atomic writes replace it by rename, which would end a
+//! watch on the old inode — that tells the registry whenever an event names the file. The
+//! registry debounces the events into one reload.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use actix::Recipient;
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
+
+use super::messages::PoolFileTouched;
+
+/// A running watch; dropping it stops it.
+pub struct FileWatch {
+    _watcher: RecommendedWatcher,
+}
+
+impl FileWatch {
+    /// Watches `file`'s folder and tells `registry` about events that concern `file`.
+    pub fn start(file: &Path, registry: Recipient<PoolFileTouched>) -> notify::Result<Self> {
+        let folder: PathBuf = file
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let name: OsString = file.file_name().map(OsString::from).unwrap_or_default();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                let Ok(event) = event else { return };
+                let relevant = matches!(
+                    event.kind,
+                    EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)
+                ) && event
+                    .paths
+                    .iter()
+                    .any(|p| p.file_name() == Some(name.as_os_str()));
+                if relevant {
+                    registry.do_send(PoolFileTouched);
+                }
+            })?;
+        watcher.watch(&folder, RecursiveMode::NonRecursive)?;
+        Ok(Self { _watcher: watcher })
+    }
+}
