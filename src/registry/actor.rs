@@ -60,7 +60,7 @@ pub struct Registry {
     /// Leaving backends and when they go at the latest.
     pub(super) leaving: HashMap<BackendId, Instant>,
     /// Kept alive while the actor runs.
-    pub(super) watcher: Option<watch::FileWatch>,
+    pub(super) _watch: Option<watch::FileWatch>,
     /// The debounced reload waiting for the file to settle.
     pub(super) pending_reload: Option<SpawnHandle>,
 }
@@ -356,6 +356,22 @@ impl Registry {
         });
     }
 
+    /// Starts the watch on the pool file (when asked for), telling `registry`.
+    pub(super) fn watch(
+        options: &PoolOptions,
+        registry: Recipient<PoolFileTouched>,
+    ) -> Option<watch::FileWatch> {
+        let path = options.file.as_ref().filter(|_| options.watch)?;
+        watch::FileWatch::start(path, registry)
+            .inspect_err(|err| {
+                log::warn!(
+                    "cannot watch {} for changes ({err}); reload with SIGHUP or POST /lb/api/reload",
+                    path.display()
+                );
+            })
+            .ok()
+    }
+
     /// The running pool as the reload plan sees it.
     fn running(&self) -> Vec<Running> {
         self.rotation
@@ -377,15 +393,6 @@ impl Actor for Registry {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.run_interval(SWEEP_EVERY, |registry, _| registry.sweep());
-        if let (true, Some(path)) = (self.options.watch, &self.options.file) {
-            match watch::FileWatch::start(path, ctx.address().recipient()) {
-                Ok(watcher) => self.watcher = Some(watcher),
-                Err(err) => log::warn!(
-                    "cannot watch {} for changes ({err}); reload with SIGHUP or POST /lb/api/reload",
-                    path.display()
-                ),
-            }
-        }
     }
 }
 

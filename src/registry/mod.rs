@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use actix::{Actor, Addr};
+use actix::{Actor, Addr, AsyncContext};
 
 use crate::backend::{BackendId, BackendSpec};
 use crate::events::Events;
@@ -50,17 +50,19 @@ impl Membership {
             .map(|m| m.id() + 1)
             .max()
             .unwrap_or(0);
-        let actor = Registry {
-            rotation: Arc::clone(&rotation),
+        let shared = Arc::clone(&rotation);
+        // Created in place so the watch is on before this returns: an edit right after start
+        // is not missed.
+        let actor = Registry::create(move |ctx| Registry {
+            _watch: Registry::watch(&options, ctx.address().recipient()),
+            rotation: shared,
             events,
             passive_failures,
             options,
             next_id,
             leaving: HashMap::new(),
-            watcher: None,
             pending_reload: None,
-        }
-        .start();
+        });
         Self { actor, rotation }
     }
 

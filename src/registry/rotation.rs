@@ -382,4 +382,109 @@ mod tests {
         let counts: Vec<u64> = rotation.snapshot().iter().map(|m| m.requests).collect();
         assert_eq!(counts, [4000, 4000, 4000]);
     }
+
+    /// Weights 3:1 over 400 picks: exactly 300 and 100, never more than three in a row.
+    #[test]
+    fn weights_give_exact_interleaved_shares() {
+        let rotation = weighted(&[3, 1], Strategy::RoundRobin);
+        let order = picks(&rotation, 400);
+        assert_eq!(order.iter().filter(|id| **id == 0).count(), 300);
+        let longest = order
+            .chunk_by(|a, b| a == b)
+            .map(<[BackendId]>::len)
+            .max()
+            .expect("picks");
+        assert!(longest <= 3, "a run of {longest}");
+        assert_eq!(&order[..4], [0, 0, 1, 0]);
+    }
+
+    /// Least-connections sends new requests where fewest are in flight per weight, and goes
+    /// round in pool order on ties.
+    #[test]
+    fn least_connections_follows_in_flight_per_weight() {
+        let rotation = weighted(&[1, 1, 2], Strategy::LeastConnections);
+        let pick = |r: &Rotation| r.pick(&[], None).expect("pick");
+        let ties: Vec<BackendId> = (0..3).map(|_| pick(&rotation).backend.id).collect();
+        assert_eq!(ties, [0, 1, 2], "idle: round in pool order");
+        let held: Vec<Lease> = (0..4).map(|_| pick(&rotation)).collect();
+        let per_backend = |id| held.iter().filter(|l| l.backend.id == id).count();
+        // 4 picks over weights 1, 1, 2 with nothing else in flight: 1, 1, 2.
+        assert_eq!((per_backend(0), per_backend(1), per_backend(2)), (1, 1, 2));
+        drop(held);
+        let slow = pick(&rotation);
+        let others: Vec<BackendId> = (0..6)
+            .map(|_| pick(&rotation).backend.id)
+            .filter(|id| *id == slow.backend.id)
+            .collect();
+        assert!(
+            others.is_empty(),
+            "the busy backend was picked while others were idle"
+        );
+    }
+
+    /// Power of two: of the two drawn, the one with less in flight per weight wins; the first
+    /// drawn wins ties; down members are never drawn.
+    #[test]
+    fn power_of_two_takes_the_less_loaded_of_two() {
+        let rotation = weighted(&[1, 1, 1], Strategy::PowerOfTwo);
+        let view = rotation.view.load();
+        let busy = view.members[0].lease();
+        let mut draws = [0, 0].into_iter();
+        let chosen = power_of_two(&view, &[], &mut |_| draws.next().expect("two draws"));
+        assert_eq!(chosen.map(|m| m.id()), Some(1), "0 is busy, 1 is idle");
+        let mut draws = [1, 1].into_iter();
+        let chosen = power_of_two(&view, &[], &mut |_| draws.next().expect("two draws"));
+        assert_eq!(
+            chosen.map(|m| m.id()),
+            Some(1),
+            "1 and 2 idle: the first drawn"
+        );
+        drop(busy);
+        let chosen = power_of_two(&view, &[0, 1], &mut |_| unreachable!("one left"));
+        assert_eq!(chosen.map(|m| m.id()), Some(2));
+        assert!(power_of_two(&view, &[0, 1, 2], &mut |_| 0).is_none());
+    }
+
+    /// Consistent hashing keeps a key on one backend, moves it clockwise while that one is down,
+    /// and brings it back.
+    #[test]
+    fn consistent_hash_is_sticky_and_fails_over() {
+        let rotation = weighted(&[1, 1, 1], Strategy::ConsistentHash);
+        let key = super::super::strategy::hash_bytes(b"client-7");
+        let owner = rotation.pick(&[], Some(key)).expect("pick").backend.id;
+        for _ in 0..20 {
+            assert_eq!(
+                rotation.pick(&[], Some(key)).expect("pick").backend.id,
+                owner
+            );
+        }
+        assert!(rotation.set_health(owner, false));
+        let fallback = rotation.pick(&[], Some(key)).expect("pick").backend.id;
+        assert_ne!(fallback, owner);
+        assert!(rotation.set_health(owner, true));
+        assert_eq!(
+            rotation.pick(&[], Some(key)).expect("pick").backend.id,
+            owner
+        );
+        let spread: std::collections::HashSet<BackendId> = (0..60_u8)
+            .map(|k| {
+                let key = super::super::strategy::hash_bytes(&[k]);
+                rotation.pick(&[], Some(key)).expect("pick").backend.id
+            })
+            .collect();
+        assert_eq!(spread.len(), 3, "keys spread over every backend");
+    }
+
+    /// A draining member takes no new request, and takes them again when it stops draining.
+    #[test]
+    fn draining_members_are_skipped() {
+        let rotation = rotation(2);
+        let member = rotation.member(0).expect("member 0");
+        member.set_draining(true);
+        rotation.rebuild();
+        assert_eq!(picks(&rotation, 3), [1, 1, 1]);
+        member.set_draining(false);
+        rotation.rebuild();
+        assert_eq!(picks(&rotation, 4).iter().filter(|id| **id == 0).count(), 2);
+    }
 }
