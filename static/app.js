@@ -1,5 +1,6 @@
 // Status page for loadbalancer: live updates from /lb/api/events (server-sent events), with
-// /lb/api/status polling as the fallback; client management through /clients. The event
+// /lb/api/status polling as the fallback; client management through /clients, the pool's
+// through /lb/api/backends (add, weight, drain, remove). The event
 // stream starts with the balancer's recent history (the last events, five minutes of stats),
 // so the log and the chart are filled as soon as the page opens.
 "use strict";
@@ -62,6 +63,7 @@ function renderTotals(status) {
   $("meta").textContent = `v${status.version} · ${status.listen} · up ${Math.floor(up / 60)} min ${up % 60} s` +
     (status.draining ? " · draining" : "");
   renderCluster(status.cluster);
+  $("strategy").textContent = `strategy: ${status.strategy.replace(/_/g, " ")}`;
 }
 
 function renderCluster(c) {
@@ -76,6 +78,13 @@ function renderCluster(c) {
   el.title = others.join("\n");
   el.className = c.redis === "up" ? "pill pill-up" : "pill pill-down";
   el.dataset.redis = c.redis;
+}
+
+// A backend keeps its colour while others come and go.
+function colorOf(name) {
+  state.colors = state.colors || {};
+  if (!(name in state.colors)) state.colors[name] = COLORS[Object.keys(state.colors).length % COLORS.length];
+  return state.colors[name];
 }
 
 function renderBackends(backends) {
@@ -94,19 +103,27 @@ function renderBackends(backends) {
         <button class="danger" data-testid="fail" data-action="fail" data-name="${esc(b.name)}">Fail</button>
         <button class="ok" data-testid="recover" data-action="recover" data-name="${esc(b.name)}">Recover</button>
       </div>` : "";
-    return `<article class="card ${b.state}" data-testid="backend-card" data-name="${esc(b.name)}"
-        style="border-top-color:${b.state === "up" ? COLORS[i % COLORS.length] : ""}">
+    const flag = b.leaving ? "leaving" : b.draining ? "draining" : "";
+    const pool = b.leaving ? "" : `
+      <div class="pool">
+        <input type="number" min="1" max="1000" value="${b.weight}" aria-label="weight of ${esc(b.name)}" data-testid="weight-input">
+        <button class="ghost" data-pool="weight" data-name="${esc(b.name)}" data-testid="set-weight">Set weight</button>
+        <button class="ghost" data-pool="drain" data-name="${esc(b.name)}" data-draining="${b.draining}" data-testid="drain">${b.draining ? "Undrain" : "Drain"}</button>
+        <button class="danger" data-pool="remove" data-name="${esc(b.name)}" data-testid="remove">Remove</button>
+      </div>`;
+    return `<article class="card ${b.state} ${flag}" data-testid="backend-card" data-name="${esc(b.name)}"
+        style="border-top-color:${b.state === "up" && !flag ? colorOf(b.name) : ""}">
       <div class="card-head"><strong>${esc(b.name)}</strong><span class="state" data-testid="state">${b.state}</span></div>
-      <div class="url">${esc(b.url)}</div>
+      <div class="url">${esc(b.url)} · <span data-testid="weight">weight ${b.weight}</span>${flag ? ` · <b data-testid="flag">${flag}</b>` : ""}</div>
       <div class="numbers">
         <div><span>requests</span>${fmt(b.requests)}</div>
         <div><span>failures</span>${fmt(b.failures)}</div>
         <div><span>in flight</span>${fmt(b.in_flight)}</div>
       </div>
-      <div class="probe">${probe}</div>${sim}
+      <div class="probe">${probe}</div>${sim}${pool}
     </article>`;
   }).join("");
-  $("legend").innerHTML = backends.map((b, i) => `<span><i style="background:${COLORS[i % COLORS.length]}"></i>${esc(b.name)}</span>`).join("") +
+  $("legend").innerHTML = backends.map((b) => `<span><i style="background:${colorOf(b.name)}"></i>${esc(b.name)}</span>`).join("") +
     `<span><i style="background:#c27c0e"></i>429/s</span><span><i style="background:#d64545"></i>errors/s</span>`;
 }
 
@@ -137,7 +154,11 @@ function onStats(s) {
   if (!prev) return;
   const point = {
     at: s.at_ms,
-    backends: s.backends.map((b, i) => Math.max(0, b.requests - (prev.backends[i]?.requests ?? b.requests))),
+    // By name: backends join and leave the pool.
+    backends: Object.fromEntries(s.backends.map((b) => {
+      const before = prev.backends.find((x) => x.backend === b.backend);
+      return [b.backend, Math.max(0, b.requests - (before?.requests ?? b.requests))];
+    })),
     limited: Math.max(0, s.rate_limited - prev.rate_limited),
     errors: Math.max(0, s.errors - prev.errors),
   };
@@ -146,7 +167,7 @@ function onStats(s) {
   soon("chart", drawChart, 50);
   if (state.status) {
     const recent = state.history.slice(-10);
-    const perSec = recent.reduce((sum, p) => sum + p.backends.reduce((a, b) => a + b, 0) + p.limited + p.errors, 0) / recent.length;
+    const perSec = recent.reduce((sum, p) => sum + Object.values(p.backends).reduce((a, b) => a + b, 0) + p.limited + p.errors, 0) / recent.length;
     Object.assign(state.status.totals, { requests: s.requests, rate_limited: s.rate_limited, errors: s.errors, requests_per_sec: perSec });
     renderTotals(state.status);
   }
@@ -169,7 +190,7 @@ function drawChart() {
   g.scale(ratio, ratio);
   g.clearRect(0, 0, width, height);
   const series = [];
-  state.backends.forEach((_, i) => series.push({ color: COLORS[i % COLORS.length], values: state.history.map((p) => p.backends[i] || 0) }));
+  state.backends.forEach((b) => series.push({ color: colorOf(b.name), values: state.history.map((p) => p.backends[b.name] || 0) }));
   series.push({ color: "#c27c0e", values: state.history.map((p) => p.limited) });
   series.push({ color: "#d64545", values: state.history.map((p) => p.errors) });
   const max = Math.max(1, ...series.flatMap((s) => s.values));
@@ -201,6 +222,13 @@ function describe(e) {
     case "failover": return [`failover: ${e.from} → ${e.to} (${e.reason})`, "warn"];
     case "simulation": return [`simulation: ${e.backend} ${e.state === "up" ? "recovers" : "fails: " + e.state}${e.manual ? " (by request)" : ""}`, e.state === "up" ? "up" : "warn"];
     case "client": return [`client ${e.client_id} ${e.action}`, ""];
+    case "backend_added": return [`${e.backend} (${e.url}) added with weight ${e.weight}; joins on its first good probe`, "up"];
+    case "backend_draining": return [e.draining ? `${e.backend} is draining: no new requests` : `${e.backend} takes requests again`, e.draining ? "warn" : "up"];
+    case "backend_removed": return [`${e.backend} left the pool (${e.reason})`, "warn"];
+    case "backend_weight": return [`${e.backend} now has weight ${e.weight}`, ""];
+    case "reload": return e.ok
+      ? [`pool reloaded (${e.trigger}): added ${e.added.join(", ") || "none"}, removed ${e.removed.join(", ") || "none"}, changed ${e.changed.join(", ") || "none"}`, ""]
+      : [`pool reload refused (${e.trigger}), nothing changed: ${e.error}`, "down"];
     case "redis": return [e.state === "up" ? `Redis is UP: limits shared again` : `Redis is DOWN (${e.reason}): limiting alone`, e.state];
     default: return null;
   }
@@ -244,6 +272,22 @@ document.addEventListener("click", async (ev) => {
       await api(`/lb/api/simulation/${encodeURIComponent(name)}/${button.dataset.action}`, { method: "POST", body });
       await refreshStatus();
     } catch (err) { log(`${name}: ${err.message}`, "down"); } finally { button.disabled = false; }
+  } else if (button.dataset.pool) {
+    const name = button.dataset.name;
+    const path = `/lb/api/backends/${encodeURIComponent(name)}`;
+    const action = button.dataset.pool;
+    button.disabled = true;
+    try {
+      if (action === "remove") await api(path, { method: "DELETE" });
+      else {
+        const body = action === "weight"
+          ? { weight: Number(button.closest(".card").querySelector("[data-testid=weight-input]").value) }
+          : { draining: button.dataset.draining !== "true" };
+        await api(path, { method: "PATCH", body: JSON.stringify(body) });
+      }
+      $("backend-error").textContent = "";
+      await refreshStatus();
+    } catch (err) { $("backend-error").textContent = `${name}: ${err.message}`; } finally { button.disabled = false; }
   } else if (button.dataset.edit) {
     const c = state.clients.find((x) => x.client_id === button.dataset.edit);
     const form = $("client-form");
@@ -281,6 +325,20 @@ $("client-form").addEventListener("submit", async (ev) => {
     resetForm();
     await refreshClients();
   } catch (err) { $("form-error").textContent = err.message; }
+});
+
+$("backend-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const form = ev.target;
+  const body = { url: form.url.value.trim() };
+  if (form.weight.value.trim()) body.weight = Number(form.weight.value) || form.weight.value;
+  if (form.name.value.trim()) body.name = form.name.value.trim();
+  try {
+    await api("/lb/api/backends", { method: "POST", body: JSON.stringify(body) });
+    $("backend-error").textContent = "";
+    form.reset();
+    await refreshStatus();
+  } catch (err) { $("backend-error").textContent = err.message; }
 });
 
 $("token-form").addEventListener("submit", (ev) => {

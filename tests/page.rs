@@ -14,6 +14,7 @@ use std::process::Command;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::backend::TestBackend;
 use common::webdriver::Browser;
 use common::{refused_addr, settings_for, start_balancer};
 use serde_json::json;
@@ -273,6 +274,141 @@ async fn story(browser: Rc<Browser>, page: String, opened_ms: u128) {
     browser.click("#client-submit").await;
     browser
         .wait_until("the validation message", SOON, "return document.getElementById('form-error').textContent.includes('capacity: must be between')")
+        .await;
+}
+
+/// The pool from the page: the strategy is shown; a backend added through the form joins and
+/// shows its weight; a new weight, a drain and a removal act on the pool; each shows in the
+/// event log; a bad URL shows the API's message.
+#[actix_web::test]
+async fn operator_manages_the_pool_from_the_page() {
+    const TEST: &str = "operator_manages_the_pool_from_the_page";
+    if !common::webdriver::required_or_skip(TEST) {
+        return;
+    }
+    let (first, extra) = (TestBackend::start("first"), TestBackend::start("extra"));
+    let mut settings = settings_for(&[first.url()]);
+    settings.backends.strategy = "least_connections".parse().expect("strategy");
+    settings.health.interval = Duration::from_millis(200);
+    let lb = start_balancer(&settings);
+    let browser = Rc::new(Browser::start().await);
+    let steps = actix_rt::spawn(pool_story(Rc::clone(&browser), lb.url("/lb/"), extra.url()));
+    if let Err(failure) = steps.await {
+        let shot = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join("../browser-artifacts/page-pool-failure.png");
+        browser.screenshot(&shot).await;
+        panic!(
+            "browser story failed (screenshot: {}): {failure:?}",
+            shot.display()
+        );
+    }
+    let members = lb.handle.members();
+    assert_eq!(members.len(), 1, "extra left the pool");
+    assert!(members[0].draining, "backend-1 drains");
+    if let Ok(browser) = Rc::try_unwrap(browser) {
+        browser.quit().await;
+    }
+}
+
+async fn pool_story(browser: Rc<Browser>, page: String, extra: String) {
+    let logged = |text: &str| {
+        format!("return document.getElementById('log').textContent.includes({text:?})")
+    };
+    let card = |name: &str, inner: &str| {
+        format!("[data-testid=backend-card][data-name=\"{name}\"] {inner}")
+    };
+    browser.open(&page).await;
+    browser
+        .wait_until("the strategy", SOON, "return document.getElementById('strategy').textContent === 'strategy: least connections'")
+        .await;
+    browser.type_into("#backend-form [name=url]", &extra).await;
+    browser.type_into("#backend-form [name=weight]", "2").await;
+    browser
+        .type_into("#backend-form [name=name]", "extra")
+        .await;
+    browser.click("#backend-submit").await;
+    browser
+        .wait_until("the added event", SOON, &logged("extra ("))
+        .await;
+    browser
+        .wait_until("extra joins", SOON, &card_shows("extra", "up"))
+        .await;
+    let weight = browser
+        .script(
+            &format!(
+                "return document.querySelector('{}').textContent",
+                card("extra", "[data-testid=weight]")
+            ),
+            json!([]),
+        )
+        .await;
+    assert_eq!(weight, json!("weight 2"));
+    browser
+        .script(
+            &format!(
+                "document.querySelector('{}').value = '4'",
+                card("extra", "[data-testid=weight-input]")
+            ),
+            json!([]),
+        )
+        .await;
+    browser
+        .click(&card("extra", "[data-testid=set-weight]"))
+        .await;
+    browser
+        .wait_until("the weight event", SOON, &logged("extra now has weight 4"))
+        .await;
+    browser
+        .wait_until(
+            "the new weight on the card",
+            SOON,
+            &format!(
+                "return document.querySelector('{}').textContent === 'weight 4'",
+                card("extra", "[data-testid=weight]")
+            ),
+        )
+        .await;
+    browser
+        .click(&card("backend-1", "[data-testid=drain]"))
+        .await;
+    browser
+        .wait_until("the drain event", SOON, &logged("backend-1 is draining"))
+        .await;
+    browser
+        .wait_until(
+            "the draining flag",
+            SOON,
+            &format!(
+                "return document.querySelector('{}')?.textContent === 'draining'",
+                card("backend-1", "[data-testid=flag]")
+            ),
+        )
+        .await;
+    browser.click(&card("extra", "[data-testid=remove]")).await;
+    browser
+        .wait_until(
+            "the removal in the log",
+            SOON,
+            &logged("extra left the pool"),
+        )
+        .await;
+    browser
+        .wait_until(
+            "the card is gone",
+            SOON,
+            "return document.querySelectorAll('[data-testid=backend-card]').length === 1",
+        )
+        .await;
+    browser
+        .type_into("#backend-form [name=url]", "ftp://nowhere:1")
+        .await;
+    browser.click("#backend-submit").await;
+    browser
+        .wait_until(
+            "the API's message",
+            SOON,
+            "return document.getElementById('backend-error').textContent.includes('url:')",
+        )
         .await;
 }
 
