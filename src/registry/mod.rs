@@ -6,6 +6,7 @@
 //! lock and makes no actor round trip.
 
 mod actor;
+mod changes;
 mod file;
 mod member;
 mod messages;
