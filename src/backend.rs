@@ -23,7 +23,8 @@ pub const MAX_NAME_LEN: usize = 64;
 /// One upstream server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Backend {
-    /// Identity while the process runs (see [`BackendId`]).
+    /// Identity while the process runs: 0, 1, 2, … in pool-file order at start, then the next
+    /// number for each backend added.
     pub id: BackendId,
     /// The URL as written in `config.json`, without a trailing slash.
     pub url: String,
@@ -281,7 +282,7 @@ impl BackendState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct BackendCounters {
     pub state: BackendState,
-    /// Its share relative to the others (1–[`MAX_WEIGHT`]).
+    /// Its share relative to the others (1–1000).
     pub weight: u32,
     /// Taking no new requests (by hand, or on its way out of the pool).
     pub draining: bool,

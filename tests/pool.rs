@@ -255,12 +255,55 @@ async fn the_backends_api_refuses_bad_input_with_the_field_named() {
     );
 }
 
+/// When the pool file cannot be written, a change is refused with 503 and nothing changes.
+#[actix_web::test]
+async fn a_change_the_file_cannot_take_is_refused_and_changes_nothing() {
+    let (a, b) = (TestBackend::start("a"), TestBackend::start("b"));
+    let (mut settings, _) = with_pool_file(&[&a], json!([a.url()]));
+    // A folder that does not exist: the temporary file cannot be created.
+    settings.backends.file = Some(fresh_dir().join("gone").join("config.json"));
+    let lb = start_balancer(&settings);
+    let body = json!({"url": b.url()}).to_string();
+    for (method, path, body) in [
+        ("POST", "/lb/api/backends", Some(body.as_str())),
+        (
+            "PATCH",
+            "/lb/api/backends/backend-1",
+            Some(r#"{"weight": 2}"#),
+        ),
+        ("DELETE", "/lb/api/backends/backend-1", None),
+    ] {
+        let (status, answer) = call(&lb, method, path, body).await;
+        assert_eq!(status, 503, "{method}: {answer}");
+        let message = answer["message"].as_str().expect("message");
+        assert!(
+            message.contains("nothing was changed") && message.contains("gone"),
+            "{message}"
+        );
+    }
+    let members = lb.handle.members();
+    assert_eq!(members.len(), 1);
+    assert_eq!((members[0].weight, members[0].draining), (1, false));
+    // Draining is not written to the file, so it still works.
+    let (status, _) = call(
+        &lb,
+        "PATCH",
+        "/lb/api/backends/backend-1",
+        Some(r#"{"draining": true}"#),
+    )
+    .await;
+    assert_eq!(status, 200);
+}
+
 /// A backend added through the API is probed at once and takes traffic within one probe
 /// interval; weight changes and drains apply at once; every change is in the pool file.
 #[actix_web::test]
 async fn added_backends_take_traffic_and_changes_reach_the_file() {
     let (a, b) = (TestBackend::start("a"), TestBackend::start("b"));
-    let (settings, path) = with_pool_file(&[&a], json!([a.url()]));
+    let (mut settings, path) = with_pool_file(&[&a], json!([a.url()]));
+    // One probe interval is the bound: a new backend must not wait for healthy_threshold (2)
+    // probes, which would take a whole interval more.
+    settings.health.interval = Duration::from_secs(1);
     let lb = start_balancer(&settings);
     let body = json!({"url": b.url(), "weight": 2, "name": "bee"}).to_string();
     let added_at = Instant::now();
