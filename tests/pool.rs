@@ -419,6 +419,51 @@ async fn a_deleted_backend_finishes_its_request_and_gets_no_new_one() {
     ));
 }
 
+/// A removed backend whose request outlasts the drain grace (`server.shutdown_timeout_secs`)
+/// leaves the pool when the grace ends; the request itself is not cut and still completes.
+#[actix_web::test]
+async fn a_removed_backend_leaves_when_the_drain_grace_ends() {
+    let (a, b) = (TestBackend::start("a"), TestBackend::start("b"));
+    let (mut settings, _) = with_pool_file(&[&a, &b], json!([]));
+    settings.server.shutdown_timeout = Duration::from_secs(1);
+    let lb = start_balancer(&settings);
+    let slow = actix_rt::spawn({
+        let url = lb.url("/slow/2500");
+        async move {
+            client()
+                .get(url)
+                .send()
+                .await
+                .expect("response")
+                .status()
+                .as_u16()
+        }
+    });
+    eventually("the slow request reaches a", Duration::from_secs(5), || {
+        (!a.requests().is_empty()).then_some(())
+    })
+    .await;
+    let removed_at = Instant::now();
+    assert_eq!(
+        call(&lb, "DELETE", "/lb/api/backends/backend-1", None)
+            .await
+            .0,
+        202
+    );
+    eventually(
+        "backend-1 leaves at the grace's end",
+        Duration::from_secs(3),
+        || (lb.handle.members().len() == 1).then_some(()),
+    )
+    .await;
+    let waited = removed_at.elapsed();
+    assert!(
+        waited >= Duration::from_millis(950),
+        "left after {waited:?}, before the grace"
+    );
+    assert_eq!(slow.await.expect("slow request"), 200);
+}
+
 /// `POST /lb/api/reload` applies the file's difference (kept members keep their counters); a
 /// broken file answers 400 naming the problem and leaves the pool as it was.
 #[actix_web::test]
