@@ -4,10 +4,11 @@
 //!
 //! Layers point one way: `http/` (the server wiring, proxy and APIs) uses the domain folders
 //! (`registry/`, `health/`, `limiter/`, `persistence/`, `simulation/`, `events/`, `stats/`),
-//! which use the leaf value types (`backend`, `client`, `clock`, `draining`, `net`). The
+//! which use the leaf value types (`backend`, `certs`, `client`, `clock`, `draining`, `net`). The
 //! architecture map in the README names the file of each concept.
 
 mod backend;
+mod certs;
 pub mod cli;
 mod client;
 mod clock;
@@ -31,7 +32,9 @@ pub use backend::{Backend, BackendCounters, BackendState};
 pub use client::{ClientKey, Limits};
 pub use events::{BackendStat, Events, LbEvent, Stamped, Subscription};
 pub use health::PROBE_USER_AGENT;
-pub use http::server::{run, start, Balancer, BalancerHandle, ShutdownHook, StartError};
+pub use http::server::{
+    run, start, start_listeners, Balancer, BalancerHandle, ShutdownHook, StartError,
+};
 pub use limiter::Limiter;
 pub use registry::MemberStatus;
 pub use settings::Settings;

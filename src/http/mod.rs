@@ -13,3 +13,4 @@ pub mod page;
 pub mod proxy;
 pub mod server;
 pub mod shutdown;
+pub mod tls;

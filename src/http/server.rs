@@ -16,6 +16,7 @@ use actix_web::http::KeepAlive;
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
+use crate::certs::CertError;
 use crate::cluster::{self, Cluster};
 use crate::draining::Draining;
 use crate::events::Events;
@@ -25,6 +26,7 @@ use crate::http::api::{self, ApiState};
 use crate::http::clients::{self, ClientsState};
 use crate::http::proxy::{self, ProxyState};
 use crate::http::shutdown::{Hangups, Signals};
+use crate::http::tls::{self, TlsReloader};
 use crate::limiter::Limiter;
 use crate::metrics::Metrics;
 use crate::persistence::{Database, DbError, SavedClient, Store};
@@ -54,6 +56,8 @@ pub type ShutdownHook = Box<dyn FnOnce() -> Pin<Box<dyn Future<Output = ()>>>>;
 pub struct Balancer {
     /// The address actually bound (useful with port 0).
     pub local_addr: SocketAddr,
+    /// The TLS listener's address, when there is one.
+    pub tls_addr: Option<SocketAddr>,
     server: Server,
     handle: BalancerHandle,
     hooks: Vec<ShutdownHook>,
@@ -68,6 +72,8 @@ pub struct BalancerHandle {
     events: Events,
     limiter: Arc<Limiter>,
     shutdown_timeout: Duration,
+    /// Present with a TLS listener.
+    tls: Option<TlsReloader>,
 }
 
 impl BalancerHandle {
@@ -92,6 +98,15 @@ impl BalancerHandle {
     /// Reads the pool file again and applies the difference (what SIGHUP does).
     pub async fn reload(&self) -> Result<ReloadReport, PoolError> {
         self.membership.reload(ReloadTrigger::Signal).await
+    }
+
+    /// Reads the TLS certificate and key again (SIGHUP does this too); without a TLS listener
+    /// there is nothing to do. A bad pair is logged and the old one kept.
+    pub async fn reload_certificate(&self) -> Result<(), CertError> {
+        match &self.tls {
+            Some(tls) => tls.reload().await,
+            None => Ok(()),
+        }
     }
 
     /// The event stream (subscribe to see backends go down and up).
@@ -150,10 +165,31 @@ struct Domain {
     draining: Draining,
 }
 
-/// Starts the balancer on `listener`: opens the database, starts the actors (and the simulated
-/// backends, if enabled), then the HTTP server. Must be called inside an actix system.
+/// Starts the balancer on `listener` (plain HTTP only): opens the database, starts the actors
+/// (and the simulated backends, if enabled), then the HTTP server. Must be called inside an
+/// actix system.
 pub fn start(settings: &Settings, listener: TcpListener) -> Result<Balancer, StartError> {
+    start_listeners(settings, listener, None)
+}
+
+/// As [`start`], with a TLS listener as well when `settings.tls` is set and `tls` is given.
+pub fn start_listeners(
+    settings: &Settings,
+    listener: TcpListener,
+    tls: Option<TcpListener>,
+) -> Result<Balancer, StartError> {
     let local_addr = listener.local_addr()?;
+    let tls = match (&settings.tls, tls) {
+        (Some(tls_settings), Some(tls_listener)) => {
+            let (config, reloader) = tls::server_config(tls_settings);
+            Some((tls_listener, config, reloader))
+        }
+        _ => None,
+    };
+    let tls_addr = match &tls {
+        Some((tls_listener, _, _)) => Some(tls_listener.local_addr()?),
+        None => None,
+    };
     let (database, saved) = open_database(settings)?;
     // Everything that can fail (the database above, the simulated ports here) happens before
     // the first actor starts, so a failed start leaves nothing running.
@@ -166,7 +202,11 @@ pub fn start(settings: &Settings, listener: TcpListener) -> Result<Balancer, Sta
         None
     };
     let domain = start_actors(settings, database, saved, simulator);
-    let server = start_server(settings, listener, local_addr, &domain)?;
+    let (tls_listener, reloader) = match tls {
+        Some((tls_listener, config, reloader)) => (Some((tls_listener, config)), Some(reloader)),
+        None => (None, None),
+    };
+    let server = start_server(settings, listener, tls_listener, local_addr, &domain)?;
     if let Some(cluster) = &domain.cluster {
         cluster::start_agent(cluster, local_addr.to_string(), domain.limiter.replica());
     }
@@ -177,9 +217,11 @@ pub fn start(settings: &Settings, listener: TcpListener) -> Result<Balancer, Sta
         events: domain.events.clone(),
         limiter: Arc::clone(&domain.limiter),
         shutdown_timeout: settings.server.shutdown_timeout,
+        tls: reloader,
     };
     let mut balancer = Balancer {
         local_addr,
+        tls_addr,
         server,
         handle,
         hooks: Vec::new(),
@@ -286,6 +328,7 @@ fn start_actors(
 fn start_server(
     settings: &Settings,
     listener: TcpListener,
+    tls: Option<(TcpListener, rustls::ServerConfig)>,
     local_addr: SocketAddr,
     domain: &Domain,
 ) -> io::Result<Server> {
@@ -346,10 +389,16 @@ fn start_server(
             .keep_alive
             .map_or(KeepAlive::Disabled, KeepAlive::Timeout),
     )
-    .disable_signals()
-    .listen(listener)?
-    .run();
-    Ok(server)
+    .disable_signals();
+    let server = match tls {
+        // Only then do connections need telling apart (for X-Forwarded-Proto).
+        Some((tls_listener, config)) => server
+            .on_connect(tls::mark_tls)
+            .listen(listener)?
+            .listen_rustls_0_23(tls_listener, config)?,
+        None => server.listen(listener)?,
+    };
+    Ok(server.run())
 }
 
 /// What the binary runs: bind `server.listen`, serve, drain on SIGINT/SIGTERM, run the hooks.
@@ -366,10 +415,22 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
             format!("cannot install the SIGHUP handler: {err}"),
         )
     })?;
+    let tls_listener = match &settings.tls {
+        Some(tls) => Some(TcpListener::bind(tls.listen).map_err(|err| {
+            io::Error::new(
+                err.kind(),
+                format!("cannot listen on {} (TLS): {err}", tls.listen),
+            )
+        })?),
+        None => None,
+    };
     let signals = Signals::install().map_err(|err| {
         io::Error::new(err.kind(), format!("cannot install signal handlers: {err}"))
     })?;
-    let balancer = start(&settings, listener)?;
+    let balancer = start_listeners(&settings, listener, tls_listener)?;
+    if let Some(addr) = balancer.tls_addr {
+        log::info!("TLS listening on {addr} (HTTP/2 and HTTP/1.1 by ALPN)");
+    }
     let pool: Vec<String> = settings
         .backends
         .pool
@@ -393,8 +454,9 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
     actix_rt::spawn(hangups.reload_on_each(move || {
         let reloader = reloader.clone();
         async move {
-            // The outcome is logged and published by the registry.
+            // The outcomes are logged (and the pool's published) where they happen.
             let _ = reloader.reload().await;
+            let _ = reloader.reload_certificate().await;
         }
     }));
     actix_rt::spawn(

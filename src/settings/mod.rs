@@ -11,11 +11,15 @@ mod raw;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::header::HeaderName;
+use rustls::sign::CertifiedKey;
 
 use crate::backend::{Backend, PoolEntry, Strategy};
+use crate::certs;
+pub use crate::certs::load as load_certificate;
 use crate::net::{is_loopback_authority, Cidr};
 use crate::simulation::schedule::{FaultMode, Plan};
 use checker::Checker;
@@ -49,6 +53,8 @@ pub struct Settings {
     pub admin: AdminSettings,
     pub simulation: SimulationSettings,
     pub cluster: ClusterSettings,
+    /// `None`: no TLS listener.
+    pub tls: Option<TlsSettings>,
 }
 
 /// `[server]`.
@@ -141,6 +147,18 @@ pub struct SimulationSettings {
     pub plan: Plan,
     /// `None` = draw one at start.
     pub seed: Option<u64>,
+}
+
+/// `[tls]`: a TLS listener next to the plain one.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    pub listen: SocketAddr,
+    /// PEM certificate chain (relative paths resolved against the settings file's folder).
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+    /// The pair as read at start (checked to belong together); SIGHUP reads the files again.
+    pub certified: Arc<CertifiedKey>,
 }
 
 /// `[cluster]`.
@@ -270,6 +288,7 @@ impl Settings {
         let limits = &raw.rate_limit;
         let simulation = simulation(&check, &raw.simulation, &pool)?;
         let cluster = cluster(&check, &raw.cluster)?;
+        let tls = tls(&check, &raw.tls, base_dir)?;
         Ok(Self {
             server: ServerSettings {
                 listen: check.socket_addr("server.listen", &server.listen)?,
@@ -360,6 +379,7 @@ impl Settings {
             },
             simulation,
             cluster,
+            tls,
         })
     }
 
@@ -429,6 +449,35 @@ fn simulation(
         },
         seed: (raw.seed != 0).then_some(raw.seed),
     })
+}
+
+/// The TLS section: with `listen` set, `cert` and `key` must name a certificate chain and its
+/// private key; each problem names the key and the file.
+fn tls(
+    check: &Checker,
+    raw: &raw::RawTls,
+    base_dir: &Path,
+) -> Result<Option<TlsSettings>, ConfigError> {
+    if raw.listen.trim().is_empty() {
+        return Ok(None);
+    }
+    let listen = check.socket_addr("tls.listen", &raw.listen)?;
+    let cert = check.file_path("tls.cert", &raw.cert, base_dir)?;
+    let key = check.file_path("tls.key", &raw.key, base_dir)?;
+    let certified = certs::load(&cert, &key).map_err(|err| {
+        let which = if err.file == cert {
+            "tls.cert"
+        } else {
+            "tls.key"
+        };
+        check.invalid(which, err)
+    })?;
+    Ok(Some(TlsSettings {
+        listen,
+        cert,
+        key,
+        certified,
+    }))
 }
 
 /// The cluster section; a malformed Redis URL is a configuration error, an unreachable Redis

@@ -37,6 +37,7 @@ pub struct RawSettings {
     pub admin: RawAdmin,
     pub simulation: RawSimulation,
     pub cluster: RawCluster,
+    pub tls: RawTls,
 }
 
 /// `[server]`: the listener and its connection limits.
@@ -168,6 +169,15 @@ impl Default for RawPersistence {
 #[serde(default, deny_unknown_fields)]
 pub struct RawAdmin {
     pub token: String,
+}
+
+/// `[tls]`: the TLS listener (empty `listen` = none).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawTls {
+    pub listen: String,
+    pub cert: String,
+    pub key: String,
 }
 
 /// `[simulation]`: in-process simulated backends.

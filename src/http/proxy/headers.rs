@@ -11,7 +11,7 @@ use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 /// `X-Forwarded-For`: the chain of client addresses.
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-/// `X-Forwarded-Proto`: the scheme the client used (always `http` here).
+/// `X-Forwarded-Proto`: the scheme the client used (`https` on the TLS listener).
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 /// `X-Forwarded-Host`: the `Host` the client sent.
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -65,7 +65,7 @@ fn copy_end_to_end(source: &HeaderMap, extra: usize, also_skip: &[HeaderName]) -
 }
 
 /// The headers sent to the backend for a client request from `peer`.
-pub fn to_backend(client: &HeaderMap, peer: Option<IpAddr>) -> HeaderMap {
+pub fn to_backend(client: &HeaderMap, peer: Option<IpAddr>, via_tls: bool) -> HeaderMap {
     let skip = [
         header::CONTENT_LENGTH,
         X_FORWARDED_FOR,
@@ -76,7 +76,8 @@ pub fn to_backend(client: &HeaderMap, peer: Option<IpAddr>) -> HeaderMap {
     if let Some(xff) = forwarded_for(client, peer) {
         out.insert(X_FORWARDED_FOR, xff);
     }
-    out.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    let proto = if via_tls { "https" } else { "http" };
+    out.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     if let Some(host) = client.get(header::HOST) {
         out.insert(X_FORWARDED_HOST, host.clone());
     }
@@ -150,7 +151,7 @@ mod tests {
             ("accept", "a"),
             ("accept", "b"),
         ]);
-        let out = to_backend(&client, peer());
+        let out = to_backend(&client, peer(), false);
         for gone in [
             "connection",
             "keep-alive",
@@ -167,6 +168,8 @@ mod tests {
         assert_eq!(out.get("host").expect("host kept"), "shop.test");
         assert_eq!(out.get("x-forwarded-host").expect("xfh"), "shop.test");
         assert_eq!(out.get("x-forwarded-proto").expect("xfp"), "http");
+        let tls = to_backend(&client, peer(), true);
+        assert_eq!(tls.get("x-forwarded-proto").expect("xfp"), "https");
     }
 
     /// The peer is appended to every existing X-Forwarded-For value, in order.
@@ -176,7 +179,7 @@ mod tests {
             ("x-forwarded-for", "203.0.113.1"),
             ("x-forwarded-for", "198.51.100.2, 10.0.0.1"),
         ]);
-        let out = to_backend(&client, peer());
+        let out = to_backend(&client, peer(), false);
         assert_eq!(
             out.get("x-forwarded-for").expect("xff"),
             "203.0.113.1, 198.51.100.2, 10.0.0.1, 192.0.2.7"
@@ -184,6 +187,7 @@ mod tests {
         let out = to_backend(
             &HeaderMap::new(),
             Some("::ffff:10.1.2.3".parse().expect("ip")),
+            false,
         );
         assert_eq!(out.get("x-forwarded-for").expect("xff"), "10.1.2.3");
     }

@@ -27,6 +27,7 @@ use crate::client::Admission;
 use crate::events::{Events, LbEvent};
 use crate::http::access_log::{self, ServedBy};
 use crate::http::client_id::ClientIdentity;
+use crate::http::tls::ViaTls;
 use crate::limiter::{AdmitError, Limiter};
 use crate::metrics::Metrics;
 use crate::registry::{FailureKind, Lease, Membership, Outcome, Rotation};
@@ -209,6 +210,7 @@ async fn forward_admitted(
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
 
+    let via_tls = req.conn_data::<ViaTls>().is_some();
     // consistent_hash: the client's place on the ring (computed only for that strategy).
     let affinity = state.hash_clients.then(|| state.identity.affinity(req));
     // Backends that failed this request; empty (and unallocated) until one does.
@@ -227,7 +229,7 @@ async fn forward_admitted(
         let mut upstream = client.request(req.method().clone(), upstream_uri(&backend, &target));
         // Built for each attempt rather than cloned: awc consumes the request, and nearly every
         // request makes one attempt only.
-        *upstream.headers_mut() = headers::to_backend(req.headers(), peer);
+        *upstream.headers_mut() = headers::to_backend(req.headers(), peer, via_tls);
         let failure = match upstream.send_body(body.for_attempt()).await {
             Ok(response) => {
                 lease.record(Outcome::Responded);
