@@ -94,6 +94,14 @@ pub fn describe(settings: &Settings) -> String {
             entry.backend.name, entry.backend.url, entry.weight
         ));
     }
+    if let Some(tls) = &settings.tls {
+        lines.push(format!(
+            "TLS on {} with {} (key {})",
+            tls.listen,
+            tls.cert.display(),
+            tls.key.display()
+        ));
+    }
     let limits = &settings.rate_limit;
     lines.push(if limits.enabled {
         format!(

@@ -220,6 +220,22 @@ fn simulation_requires_loopback_backends() {
 /// Simulation means must be positive and modes known.
 #[test]
 fn simulation_values_are_checked() {
+    let err = validate(|r| r.tls.listen = "127.0.0.1:8443".into()).expect_err("no certificate");
+    assert!(
+        err.to_string().contains("tls.cert: must not be empty"),
+        "{err}"
+    );
+    let err = validate(|r| {
+        r.tls.listen = "127.0.0.1:8443".into();
+        r.tls.cert = "server.crt".into();
+        r.tls.key = "server.key".into();
+    })
+    .expect_err("missing files");
+    assert!(
+        err.to_string().contains("/etc/lb/server.crt"),
+        "relative to the settings: {err}"
+    );
+    assert!(validate(|_| {}).expect("defaults").tls.is_none());
     let err = validate(|r| r.backends.strategy = "random".into()).expect_err("bad strategy");
     assert!(err.to_string().contains("backends.strategy"), "{err}");
     let s = validate(|r| r.backends.strategy = "least_connections".into()).expect("valid");
