@@ -28,9 +28,12 @@ pub struct Backend {
     pub id: BackendId,
     /// The URL as written in `config.json`, without a trailing slash.
     pub url: String,
-    /// `host:port` to connect to (port 80 when the URL has none), parsed once so that each
-    /// upstream request's URI is put together from parts rather than formatted and re-parsed.
+    /// `host:port` to connect to (port 80, or 443 for `https://`, when the URL has none), parsed
+    /// once so that each upstream request's URI is put together from parts rather than
+    /// formatted and re-parsed.
     pub authority: Authority,
+    /// `https://`: reached over TLS, its certificate verified for the URL's host.
+    pub tls: bool,
     /// Short stable name for logs, the API and the status page: `backend-1`, `backend-2`, … or
     /// the one the pool file gives.
     pub name: String,
@@ -40,11 +43,12 @@ impl Backend {
     /// Parses an `http://host[:port]` URL; any path, query, user info or other scheme is refused.
     /// The name is the default one for position `id` (`backend-{id + 1}`).
     pub fn parse(id: BackendId, text: &str) -> Result<Self, String> {
-        let (url, authority) = parse_url(text)?;
+        let (url, authority, tls) = parse_url(text)?;
         Ok(Self {
             id,
             url,
             authority,
+            tls,
             name: default_name(id),
         })
     }
@@ -55,22 +59,28 @@ impl Backend {
             id,
             url: spec.url.clone(),
             authority: spec.authority.clone(),
+            tls: spec.tls,
             name,
         }
     }
 }
 
-/// The URL without a trailing slash and the `host:port` to connect to; `Err` says why not.
-fn parse_url(text: &str) -> Result<(String, Authority), String> {
+/// The URL without a trailing slash, the `host:port` to connect to, and whether it is
+/// `https://`; `Err` says why not.
+fn parse_url(text: &str) -> Result<(String, Authority, bool), String> {
     let url = text.trim().trim_end_matches('/');
     let uri: Uri = url
         .parse()
         .map_err(|_| format!("{text:?} is not a URL of the form http://host:port"))?;
-    if uri.scheme_str() != Some("http") {
-        return Err(format!(
-            "{text:?}: only http:// backends are supported (TLS to backends is not)"
-        ));
-    }
+    let tls = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => {
+            return Err(format!(
+                "{text:?}: a backend URL is http://host[:port] or https://host[:port]"
+            ))
+        }
+    };
     let authority = uri
         .authority()
         .filter(|a| !a.host().is_empty() && !a.as_str().contains('@'))
@@ -80,13 +90,13 @@ fn parse_url(text: &str) -> Result<(String, Authority), String> {
             "{text:?}: a backend URL may not have a path or query (expected http://host:port)"
         ));
     }
-    let port = authority.port_u16().unwrap_or(80);
+    let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
     if port == 0 {
         return Err(format!("{text:?}: port 0 is not a valid backend port"));
     }
     let authority = Authority::try_from(format!("{}:{port}", authority.host()))
         .map_err(|err| format!("{text:?}: {err}"))?;
-    Ok((url.to_owned(), authority))
+    Ok((url.to_owned(), authority, tls))
 }
 
 /// `backend-{position + 1}`: the name of an entry that gives none.
@@ -123,6 +133,8 @@ pub struct BackendSpec {
     pub url: String,
     /// `host:port`: two entries with the same one are the same backend.
     pub authority: Authority,
+    /// `https://`.
+    pub tls: bool,
     /// 1–[`MAX_WEIGHT`].
     pub weight: u32,
     /// `None`: the default ([`default_name`] of its position, if free).
@@ -136,7 +148,7 @@ impl BackendSpec {
         weight: Option<u64>,
         name: Option<&str>,
     ) -> Result<Self, (&'static str, String)> {
-        let (url, authority) = parse_url(url).map_err(|p| ("url", p))?;
+        let (url, authority, tls) = parse_url(url).map_err(|p| ("url", p))?;
         let weight = weight
             .map_or(Ok(1), check_weight)
             .map_err(|p| ("weight", p))?;
@@ -146,6 +158,7 @@ impl BackendSpec {
         Ok(Self {
             url,
             authority,
+            tls,
             weight,
             name: name.map(str::to_owned),
         })
@@ -354,6 +367,8 @@ mod tests {
         );
         let spec = BackendSpec::parse("http://a:1/", Some(1000), Some("big.1")).expect("valid");
         assert_eq!((spec.url.as_str(), spec.weight), ("http://a:1", 1000));
+        let secure = BackendSpec::parse("https://a", None, None).expect("https");
+        assert_eq!((secure.authority.as_str(), secure.tls), ("a:443", true));
         assert_eq!("power_of_two".parse(), Ok(Strategy::PowerOfTwo));
         assert!("random".parse::<Strategy>().is_err());
     }

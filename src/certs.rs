@@ -1,6 +1,7 @@
-//! A certificate chain and its private key from PEM files, checked to belong together, as
-//! rustls serves them. Used when the settings are validated (a bad pair is a configuration
-//! error naming the file) and when the TLS listener re-reads them on SIGHUP.
+//! Certificates from PEM files: a chain and its private key, checked to belong together, as
+//! rustls serves them (when the settings are validated — a bad pair is a configuration error
+//! naming the file — and when the TLS listener re-reads them on SIGHUP); and extra trust roots
+//! for `https://` backends.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,6 +17,22 @@ use rustls::sign::CertifiedKey;
 pub struct CertError {
     pub file: PathBuf,
     pub problem: String,
+}
+
+/// The certificates of a PEM file of trust roots (at least one).
+pub fn load_roots(path: &Path) -> Result<Vec<CertificateDer<'static>>, CertError> {
+    let fail = |problem: String| CertError {
+        file: path.to_path_buf(),
+        problem,
+    };
+    let roots = CertificateDer::pem_file_iter(path)
+        .map_err(|e| fail(format!("cannot read certificates: {e}")))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| fail(format!("not a PEM certificate file: {e}")))?;
+    if roots.is_empty() {
+        return Err(fail("no CERTIFICATE block in the file".into()));
+    }
+    Ok(roots)
 }
 
 /// Reads `cert` (a PEM chain, leaf first) and `key` (PEM PKCS#8, PKCS#1 RSA or SEC1 EC).

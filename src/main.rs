@@ -42,6 +42,10 @@ fn main() -> ExitCode {
             log::error!("cannot use the database: {err}");
             ExitCode::from(exit::CONFIG)
         }
+        Err(err @ StartError::Tls(_)) => {
+            log::error!("{err}");
+            ExitCode::from(exit::CONFIG)
+        }
         Err(StartError::Io(err)) => {
             log::error!("{err}");
             ExitCode::from(exit::RUNTIME)

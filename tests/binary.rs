@@ -74,7 +74,11 @@ fn bad_configuration_exits_2_with_a_clear_message() {
         (
             &["--backends", "badurl.json"],
             &[],
-            &["badurl.json", "backends[0]", "only http://"],
+            &[
+                "badurl.json",
+                "backends[0]",
+                "http://host[:port] or https://",
+            ],
         ),
         (
             &["--backends", "malformed.json"],

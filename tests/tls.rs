@@ -1,7 +1,8 @@
-//! The TLS listener with real certificates made by the tests: HTTP/2 and HTTP/1.1 clients by
-//! ALPN, `X-Forwarded-Proto`, the plain listener next to it unchanged, a bad certificate or key
-//! at start (exit 2 naming the file), and SIGHUP re-reading the pair for new handshakes (a bad
-//! pair on reload keeps the old one).
+//! TLS with real certificates made by the tests: the TLS listener (HTTP/2 and HTTP/1.1 clients
+//! by ALPN, `X-Forwarded-Proto`, the plain listener next to it unchanged, a bad certificate or
+//! key at start is exit 2 naming the file, SIGHUP re-reads the pair for new handshakes and a bad
+//! pair on reload keeps the old one) and `https://` backends (trusted through
+//! `backends.ca_file`; an untrusted one is a connect failure).
 
 mod common;
 
@@ -232,4 +233,56 @@ async fn sighup_reloads_the_certificate_for_new_handshakes() {
     signal(&child, "TERM");
     let status = common::process::wait_with_deadline(&mut child, Duration::from_secs(10));
     assert_eq!(status.code(), Some(0));
+}
+
+/// An `https://` backend whose certificate's CA is in `backends.ca_file` is proxied to and
+/// probed over TLS.
+#[actix_web::test]
+async fn an_https_backend_trusted_through_ca_file_serves() {
+    let ca = TestCa::new("backend CA");
+    let backend = ca.https_backend();
+    let mut settings = settings_for(&[format!("https://{backend}")]);
+    settings.backends.ca_file = Some(ca.ca_file(&fresh_dir(), "ca"));
+    settings.health.interval = Duration::from_millis(100);
+    let lb = common::start_balancer(&settings);
+    let mut res = common::client()
+        .get(lb.url("/through"))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.body().await.expect("body"), "https backend");
+    common::eventually("a good probe over TLS", Duration::from_secs(3), || {
+        let member = lb.handle.members().pop()?;
+        member.last_probe.filter(|p| p.ok).map(|_| ())
+    })
+    .await;
+}
+
+/// A backend whose certificate is not trusted is a connect failure: a JSON 502 to the client,
+/// and the backend goes down (passively, and by its probes), with the reason logged.
+#[actix_web::test]
+async fn an_untrusted_https_backend_is_a_connect_failure() {
+    let (ours, theirs) = (TestCa::new("ours"), TestCa::new("theirs"));
+    let backend = theirs.https_backend();
+    let mut settings = settings_for(&[format!("https://{backend}")]);
+    settings.backends.ca_file = Some(ours.ca_file(&fresh_dir(), "ca"));
+    settings.health.interval = Duration::from_millis(200);
+    let lb = common::start_balancer(&settings);
+    let (status, body) = common::call(&lb, "GET", "/", None).await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["code"], 502);
+    common::eventually("the backend goes down", Duration::from_secs(10), || {
+        (!lb.handle.members().pop()?.healthy).then_some(())
+    })
+    .await;
+    let probe = common::eventually("a failed probe", Duration::from_secs(5), || {
+        lb.handle.members().pop()?.last_probe.filter(|p| !p.ok)
+    })
+    .await;
+    let reason = probe.error.unwrap_or_default().to_lowercase();
+    assert!(
+        reason.contains("certificate") || reason.contains("issuer"),
+        "{reason}"
+    );
 }

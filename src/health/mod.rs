@@ -60,8 +60,9 @@ impl HealthChecker {
         registry: Membership,
         settings: HealthSettings,
         connect_timeout: Duration,
+        tls: &Arc<rustls::ClientConfig>,
     ) -> Self {
-        let client = upstream::client(connect_timeout.min(settings.timeout), settings.timeout);
+        let client = upstream::client(connect_timeout.min(settings.timeout), settings.timeout, tls);
         Self {
             rotation,
             registry,
@@ -171,7 +172,8 @@ async fn probe_once(
     backend: Arc<Backend>,
     settings: HealthSettings,
 ) -> Result<(), String> {
-    let url = format!("http://{}{}", backend.authority, settings.path);
+    let scheme = if backend.tls { "https" } else { "http" };
+    let url = format!("{scheme}://{}{}", backend.authority, settings.path);
     let response = client
         .get(url)
         .insert_header((header::USER_AGENT, PROBE_USER_AGENT))

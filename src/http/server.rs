@@ -47,6 +47,9 @@ pub enum StartError {
     /// Listening or spawning failed (an address in use, ...).
     #[error("{0}")]
     Io(#[from] io::Error),
+    /// `backends.ca_file` could not be used (it was checked at load; it changed since): exit 2.
+    #[error("backends.ca_file: {0}")]
+    Tls(#[from] CertError),
 }
 
 /// Work that must run after the last request finished and before the process exits.
@@ -179,6 +182,16 @@ pub fn start_listeners(
     tls: Option<TcpListener>,
 ) -> Result<Balancer, StartError> {
     let local_addr = listener.local_addr()?;
+    let backend_tls = upstream::tls_config(
+        settings.backends.ca_file.as_deref(),
+        settings.backends.tls_verify,
+    )?;
+    if !settings.backends.tls_verify {
+        log::warn!(
+            "backends.tls_verify = false: https:// backends' certificates are NOT verified; \
+             anyone on the path to them can read and change the traffic. For testing only."
+        );
+    }
     let tls = match (&settings.tls, tls) {
         (Some(tls_settings), Some(tls_listener)) => {
             let (config, reloader) = tls::server_config(tls_settings);
@@ -201,12 +214,19 @@ pub fn start_listeners(
     } else {
         None
     };
-    let domain = start_actors(settings, database, saved, simulator);
+    let domain = start_actors(settings, database, saved, simulator, &backend_tls);
     let (tls_listener, reloader) = match tls {
         Some((tls_listener, config, reloader)) => (Some((tls_listener, config)), Some(reloader)),
         None => (None, None),
     };
-    let server = start_server(settings, listener, tls_listener, local_addr, &domain)?;
+    let server = start_server(
+        settings,
+        listener,
+        tls_listener,
+        local_addr,
+        &domain,
+        backend_tls,
+    )?;
     if let Some(cluster) = &domain.cluster {
         cluster::start_agent(cluster, local_addr.to_string(), domain.limiter.replica());
     }
@@ -264,6 +284,7 @@ fn start_actors(
     database: Database,
     saved: Vec<SavedClient>,
     simulator: Option<Simulator>,
+    backend_tls: &Arc<rustls::ClientConfig>,
 ) -> Domain {
     let events = Events::start();
     let cluster = Cluster::new(&settings.cluster, events.clone());
@@ -310,6 +331,7 @@ fn start_actors(
         membership.clone(),
         settings.health.clone(),
         settings.backends.connect_timeout,
+        backend_tls,
     )
     .start();
     Domain {
@@ -331,6 +353,7 @@ fn start_server(
     tls: Option<(TcpListener, rustls::ServerConfig)>,
     local_addr: SocketAddr,
     domain: &Domain,
+    backend_tls: Arc<rustls::ClientConfig>,
 ) -> io::Result<Server> {
     let api_state = web::Data::new(ApiState {
         rotation: Arc::clone(&domain.rotation),
@@ -374,6 +397,7 @@ fn start_server(
             .app_data(web::Data::new(upstream::client(
                 connect_timeout,
                 response_timeout,
+                &backend_tls,
             )))
             .wrap(from_fn(log_requests))
             .configure(clients::configure)

@@ -96,6 +96,10 @@ pub struct BackendSettings {
     pub retry_body_limit_bytes: u64,
     /// Larger request bodies are refused with 413; `None` = unlimited.
     pub max_request_body_bytes: Option<u64>,
+    /// Extra trust roots for `https://` backends (PEM), checked at start.
+    pub ca_file: Option<PathBuf>,
+    /// Verify `https://` backends' certificates (false only for testing).
+    pub tls_verify: bool,
 }
 
 /// `[health]` (used by the health checker).
@@ -325,6 +329,8 @@ impl Settings {
                 )?,
                 max_request_body_bytes: (backends.max_request_body_bytes > 0)
                     .then_some(backends.max_request_body_bytes),
+                ca_file: ca_file(&check, &backends.ca_file, base_dir)?,
+                tls_verify: backends.tls_verify,
             },
             health: HealthSettings {
                 interval: check.nonzero_ms("health.interval_ms", health.interval_ms)?,
@@ -426,6 +432,14 @@ fn simulation(
         ));
     }
     if raw.enabled {
+        if let Some(secure) = pool.iter().map(|entry| &entry.backend).find(|b| b.tls) {
+            let problem = format!(
+                "backends[{}] {} is https://, and simulated backends speak plain HTTP; \
+                 set simulation.enabled = false to use real backends",
+                secure.id, secure.url
+            );
+            return Err(check.invalid("simulation.enabled", problem));
+        }
         let remote = pool
             .iter()
             .map(|entry| &entry.backend)
@@ -449,6 +463,16 @@ fn simulation(
         },
         seed: (raw.seed != 0).then_some(raw.seed),
     })
+}
+
+/// `backends.ca_file`: empty = none; else a readable PEM file with at least one certificate.
+fn ca_file(check: &Checker, text: &str, base_dir: &Path) -> Result<Option<PathBuf>, ConfigError> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    let path = base_dir.join(text);
+    certs::load_roots(&path).map_err(|err| check.invalid("backends.ca_file", err))?;
+    Ok(Some(path))
 }
 
 /// The TLS section: with `listen` set, `cert` and `key` must name a certificate chain and its

@@ -148,9 +148,9 @@ mod tests {
             (r#"{"backends": []}"#, "backends", "empty"),
             (r#"{"pool": []}"#, "backends", "not a valid pool file"),
             (
-                r#"{"backends": ["https://a:1"]}"#,
+                r#"{"backends": ["ftp://a:1"]}"#,
                 "backends[0]",
-                "only http://",
+                "https://host",
             ),
             (r#"{"backends": ["http://a:1/x"]}"#, "backends[0]", "path"),
             (

@@ -80,6 +80,8 @@ pub struct RawBackends {
     pub retry_body_limit_bytes: u64,
     /// 0 = no limit on proxied request bodies.
     pub max_request_body_bytes: u64,
+    pub ca_file: String,
+    pub tls_verify: bool,
 }
 
 impl Default for RawBackends {
@@ -93,6 +95,8 @@ impl Default for RawBackends {
             retries: DEFAULT_RETRIES,
             retry_body_limit_bytes: DEFAULT_RETRY_BODY_LIMIT_BYTES,
             max_request_body_bytes: 0,
+            ca_file: String::new(),
+            tls_verify: true,
         }
     }
 }

@@ -211,6 +211,19 @@ fn simulation_requires_loopback_backends() {
     let mut raw = RawSettings::default();
     raw.simulation.enabled = false;
     assert!(Settings::from_raw(raw, "Settings.toml", Path::new(""), None, pool).is_ok());
+    let secure = vec![PoolEntry::new(
+        Backend::parse(0, "https://127.0.0.1:9443").expect("valid"),
+    )];
+    let mut simulated = RawSettings::default();
+    simulated.simulation.enabled = true;
+    let err = Settings::from_raw(simulated, "Settings.toml", Path::new(""), None, secure)
+        .expect_err("https with simulation");
+    assert!(err.to_string().contains("speak plain HTTP"), "{err}");
+    let err = validate(|r| r.backends.ca_file = "missing.pem".into()).expect_err("no CA file");
+    assert!(
+        err.to_string().contains("backends.ca_file") && err.to_string().contains("missing.pem"),
+        "{err}"
+    );
     for host in ["localhost:1", "127.0.0.2:80", "[::1]:80"] {
         assert!(crate::net::is_loopback_authority(host), "{host}");
     }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+use rustls::pki_types::pem::PemObject;
 
 /// A certificate authority of the tests' own.
 pub struct TestCa {
@@ -39,6 +40,44 @@ impl TestCa {
         std::fs::write(&cert_path, cert.pem()).expect("write certificate");
         std::fs::write(&key_path, key.serialize_pem()).expect("write key");
         (cert_path, key_path)
+    }
+
+    /// Writes the CA's certificate as `{stem}.pem` into `dir` (a `backends.ca_file`).
+    pub fn ca_file(&self, dir: &Path, stem: &str) -> PathBuf {
+        let path = dir.join(format!("{stem}.pem"));
+        std::fs::write(&path, self.issuer.pem()).expect("write CA");
+        path
+    }
+
+    /// An HTTPS backend on 127.0.0.1 serving a certificate of this CA; it answers
+    /// `https backend` to everything. Runs inside the current actix system.
+    pub fn https_backend(&self) -> std::net::SocketAddr {
+        let dir = super::fresh_dir();
+        let (cert, key) = self.server_files(&dir, "backend");
+        let chain = rustls::pki_types::CertificateDer::pem_file_iter(&cert)
+            .expect("read")
+            .collect::<Result<Vec<_>, _>>()
+            .expect("certificates");
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&key).expect("key");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .expect("server config");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = actix_web::HttpServer::new(|| {
+            actix_web::App::new().default_service(actix_web::web::to(|| async { "https backend" }))
+        })
+        .workers(1)
+        .disable_signals()
+        .listen_rustls_0_23(listener, config)
+        .expect("listen")
+        .run();
+        actix_rt::spawn(server);
+        addr
     }
 
     /// A client (its own connection pool, so every client makes a new handshake) that trusts

@@ -258,11 +258,15 @@ async fn forward_admitted(
     }
 }
 
-/// `http://` + the backend's authority + the client's path and query, put together from parts
+/// `http://` (or `https://`) + the backend's authority + the client's path and query, put together from parts
 /// already parsed (both are shared buffers; nothing is formatted or parsed again).
 fn upstream_uri(backend: &Backend, target: &PathAndQuery) -> Uri {
     let mut parts = uri::Parts::default();
-    parts.scheme = Some(uri::Scheme::HTTP);
+    parts.scheme = Some(if backend.tls {
+        uri::Scheme::HTTPS
+    } else {
+        uri::Scheme::HTTP
+    });
     parts.authority = Some(backend.authority.clone());
     parts.path_and_query = Some(target.clone());
     // Scheme, authority and path all present: `from_parts` has nothing to refuse.
