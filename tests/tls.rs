@@ -286,3 +286,135 @@ async fn an_untrusted_https_backend_is_a_connect_failure() {
         "{reason}"
     );
 }
+
+/// HTTP/2 request-smuggling shapes never reach a backend: a request carrying
+/// `transfer-encoding` or `connection` (connection-specific, RFC 9113 §8.2.2) is refused on the
+/// stream, while the same request without it is proxied. Frames are written by hand, because
+/// HTTP/2 client libraries refuse to send such headers.
+#[actix_web::test]
+async fn http2_smuggling_shapes_never_reach_a_backend() {
+    let backend = TestBackend::start("b");
+    let ca = TestCa::new("test CA");
+    let (_, tls, _handle) = start_both(&tls_settings(&backend, &ca));
+    let config = ca.raw_client_config(&[b"h2"]);
+    // On the blocking pool, so this thread keeps running the balancer's actors meanwhile.
+    let exchange = move |extra: Option<(&'static str, &'static str)>| {
+        let config = std::sync::Arc::clone(&config);
+        actix_rt::task::spawn_blocking(move || h2_get(tls, config, extra))
+    };
+    let plain = exchange(None).await.expect("h2 exchange");
+    assert!(plain.iter().any(|f| f == ":status 200"), "{plain:?}");
+    assert_eq!(backend.requests().len(), 1);
+    for shape in [
+        ("transfer-encoding", "chunked"),
+        ("connection", "keep-alive"),
+    ] {
+        let answer = exchange(Some(shape)).await.expect("h2 exchange");
+        assert!(
+            !answer.iter().any(|f| f == ":status 200"),
+            "{shape:?}: {answer:?}"
+        );
+        assert!(
+            answer
+                .iter()
+                .any(|f| f.starts_with("RST_STREAM") || f.starts_with("GOAWAY")),
+            "{shape:?} was not refused: {answer:?}"
+        );
+    }
+    assert_eq!(
+        backend.requests().len(),
+        1,
+        "a smuggling shape reached the backend"
+    );
+}
+
+/// One HTTP/2 GET / over TLS, with an optional extra header written as a literal; returns what
+/// came back: `:status N` for a response, or the frame type that refused it.
+fn h2_get(
+    addr: SocketAddr,
+    config: std::sync::Arc<rustls::ClientConfig>,
+    extra: Option<(&str, &str)>,
+) -> Vec<String> {
+    use std::io::{Read, Write};
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let connection = rustls::ClientConnection::new(config, name).expect("client");
+    let socket = std::net::TcpStream::connect(addr).expect("connect");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut tls = rustls::StreamOwned::new(connection, socket);
+    let mut block = vec![0x82, 0x87, 0x84]; // :method GET, :scheme https, :path / (static table)
+    let authority = format!("localhost:{}", addr.port());
+    block.extend([0x41, authority.len() as u8]); // :authority, literal value
+    block.extend(authority.as_bytes());
+    if let Some((name, value)) = extra {
+        block.extend([0x00, name.len() as u8]); // literal without indexing, new name
+        block.extend(name.as_bytes());
+        block.push(value.len() as u8);
+        block.extend(value.as_bytes());
+    }
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend([0, 0, 0, 0x4, 0, 0, 0, 0, 0]); // empty SETTINGS
+    let len = block.len();
+    out.extend([
+        (len >> 16) as u8,
+        (len >> 8) as u8,
+        len as u8,
+        0x1,
+        0x5,
+        0,
+        0,
+        0,
+        1,
+    ]);
+    out.extend(&block); // HEADERS, END_STREAM | END_HEADERS, stream 1
+    tls.write_all(&out).expect("write frames");
+    let mut seen = Vec::new();
+    let mut buffer = Vec::new();
+    let mut chunk = [0_u8; 16_384];
+    while let Ok(n) = tls.read(&mut chunk) {
+        if n == 0 {
+            break;
+        }
+        buffer.extend(&chunk[..n]);
+        while buffer.len() >= 9 {
+            let length = (usize::from(buffer[0]) << 16)
+                | (usize::from(buffer[1]) << 8)
+                | usize::from(buffer[2]);
+            if buffer.len() < 9 + length {
+                break;
+            }
+            let (kind, stream) = (
+                buffer[3],
+                u32::from_be_bytes([buffer[5], buffer[6], buffer[7], buffer[8]]) & 0x7fff_ffff,
+            );
+            let payload = buffer[9..9 + length].to_vec();
+            buffer.drain(..9 + length);
+            match kind {
+                0x1 if stream == 1 => {
+                    // The first header of a response is :status; 0x88 is "200" in the static table.
+                    let status = if payload.first() == Some(&0x88) {
+                        "200".to_owned()
+                    } else {
+                        format!("{:02x?}", payload.first())
+                    };
+                    seen.push(format!(":status {status}"));
+                }
+                0x3 => seen.push(format!("RST_STREAM {stream}")),
+                0x7 => seen.push("GOAWAY".to_owned()),
+                0x4 if buffer.is_empty() && seen.is_empty() => {
+                    // Acknowledge the server's SETTINGS so it goes on.
+                    let _ = tls.write_all(&[0, 0, 0, 0x4, 0x1, 0, 0, 0, 0]);
+                }
+                _ => {}
+            }
+        }
+        if seen
+            .iter()
+            .any(|s| s.starts_with(":status") || s.starts_with("RST_STREAM") || s == "GOAWAY")
+        {
+            break;
+        }
+    }
+    seen
+}

@@ -80,6 +80,22 @@ impl TestCa {
         addr
     }
 
+    /// A rustls client configuration that trusts only this CA and offers `alpn`.
+    pub fn raw_client_config(&self, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(self.issuer.der().clone())
+            .expect("CA into the root store");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Arc::new(config)
+    }
+
     /// A client (its own connection pool, so every client makes a new handshake) that trusts
     /// only this CA and offers `alpn` (e.g. `[b"h2", b"http/1.1"]`).
     pub fn client(&self, alpn: &[&[u8]]) -> awc::Client {
