@@ -43,6 +43,36 @@ http {
 CONF
 }
 
+# Writes $1/nginx.conf for nginx as a proxy in front of the three backends of
+# write_nginx_backends (upstream keep-alive, no access log); $2 is the server block's listen
+# directive and any more lines of it (e.g. the TLS certificate).
+write_nginx_proxy() {
+  mkdir -p "$1"
+  cat > "$1/nginx.conf" <<CONF
+worker_processes auto;
+daemon off;
+pid $1/nginx.pid;
+error_log $1/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  upstream pool {
+    server 127.0.0.1:19001; server 127.0.0.1:19002; server 127.0.0.1:19003;
+    keepalive 128;
+  }
+  server {
+    $2
+    location / {
+      proxy_pass http://pool;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+CONF
+}
+
 # Makes the scratch folder $work and the list $pids of background processes; on exit every
 # one of them gets TERM (not KILL: a killed nginx master leaves its workers holding the ports)
 # and the folder is removed.

@@ -25,31 +25,8 @@ need_tools wrk nginx haproxy
 cargo build --release --quiet
 make_workspace
 
-mkdir -p "$work/nginx-proxy"
 write_nginx_backends "$work/nginx-backends"
-cat > "$work/nginx-proxy/nginx.conf" <<CONF
-worker_processes auto;
-daemon off;
-pid $work/nginx-proxy/nginx.pid;
-error_log $work/nginx-proxy/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  upstream pool {
-    server 127.0.0.1:19001; server 127.0.0.1:19002; server 127.0.0.1:19003;
-    keepalive 128;
-  }
-  server {
-    listen 127.0.0.1:18081;
-    location / {
-      proxy_pass http://pool;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }
-  }
-}
-CONF
+write_nginx_proxy "$work/nginx-proxy" "listen 127.0.0.1:18081;"
 cat > "$work/haproxy.cfg" <<CONF
 global
   nbthread 2

@@ -24,33 +24,11 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
   -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
   -keyout "$work/server.key" -out "$work/server.crt" 2>/dev/null
 write_nginx_backends "$work/nginx-backends"
-mkdir -p "$work/nginx-tls" "$work/lb"
-cat > "$work/nginx-tls/nginx.conf" <<CONF
-worker_processes auto;
-daemon off;
-pid $work/nginx-tls/nginx.pid;
-error_log $work/nginx-tls/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  upstream pool {
-    server 127.0.0.1:19001; server 127.0.0.1:19002; server 127.0.0.1:19003;
-    keepalive 128;
-  }
-  server {
-    listen 127.0.0.1:18444 ssl http2;
+mkdir -p "$work/lb"
+write_nginx_proxy "$work/nginx-tls" "listen 127.0.0.1:18444 ssl http2;
     ssl_certificate $work/server.crt;
     ssl_certificate_key $work/server.key;
-    ssl_protocols TLSv1.2 TLSv1.3;
-    location / {
-      proxy_pass http://pool;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }
-  }
-}
-CONF
+    ssl_protocols TLSv1.2 TLSv1.3;"
 write_balancer_settings "$work/lb/Settings.toml" 18442 true
 cat >> "$work/lb/Settings.toml" <<CONF
 [tls]

@@ -99,19 +99,8 @@ impl TestCa {
     /// A client (its own connection pool, so every client makes a new handshake) that trusts
     /// only this CA and offers `alpn` (e.g. `[b"h2", b"http/1.1"]`).
     pub fn client(&self, alpn: &[&[u8]]) -> awc::Client {
-        let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(self.issuer.der().clone())
-            .expect("CA into the root store");
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("TLS versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         awc::Client::builder()
-            .connector(awc::Connector::new().rustls_0_23(Arc::new(config)))
+            .connector(awc::Connector::new().rustls_0_23(self.raw_client_config(alpn)))
             .timeout(Duration::from_secs(10))
             .disable_redirects()
             .finish()
