@@ -1,6 +1,7 @@
-//! `loadbalancer`: an HTTP/1.1 load balancer with per-client rate limiting, on actix-web,
-//! actix actors and awc. `main.rs` only parses arguments and calls [`run`]; everything else
-//! lives here so integration tests can start a balancer on `127.0.0.1:0` with [`start`].
+//! `loadbalancer`: an HTTP load balancer (HTTP/1.1; HTTP/2 over TLS) with per-client rate
+//! limiting, on actix-web, actix actors and awc. `main.rs` only parses arguments and calls
+//! [`run`]; everything else lives here so integration tests can start a balancer on
+//! `127.0.0.1:0` with [`start`].
 //!
 //! Layers point one way: `http/` (the server wiring, proxy and APIs) uses the domain folders
 //! (`registry/`, `health/`, `limiter/`, `persistence/`, `simulation/`, `events/`, `stats/`),
