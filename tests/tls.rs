@@ -124,28 +124,15 @@ fn a_bad_certificate_or_key_is_exit_2_naming_the_file() {
         "broken.pem",
         "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n",
     );
+    let text = |path: &std::path::Path| path.to_str().expect("utf-8").to_owned();
+    let (cert, key, other_key) = (text(&cert), text(&key), text(&other_key));
     let cases = [
+        ("missing.crt", key.as_str(), "tls.cert", "missing.crt"),
+        ("broken.pem", key.as_str(), "tls.cert", "broken.pem"),
+        (cert.as_str(), "missing.key", "tls.key", "missing.key"),
         (
-            "missing.crt",
-            key.to_str().expect("utf-8"),
-            "tls.cert",
-            "missing.crt",
-        ),
-        (
-            "broken.pem",
-            key.to_str().expect("utf-8"),
-            "tls.cert",
-            "broken.pem",
-        ),
-        (
-            cert.to_str().expect("utf-8"),
-            "missing.key",
-            "tls.key",
-            "missing.key",
-        ),
-        (
-            cert.to_str().expect("utf-8"),
-            other_key.to_str().expect("utf-8"),
+            cert.as_str(),
+            other_key.as_str(),
             "tls.key",
             "does not belong",
         ),
