@@ -49,6 +49,13 @@ impl Checker<'_> {
         }
     }
 
+    pub fn nonzero_secs(&self, key: &str, secs: u64) -> Result<Duration, ConfigError> {
+        match secs {
+            0 => Err(self.invalid(key, "must be greater than 0")),
+            secs => Ok(Duration::from_secs(secs)),
+        }
+    }
+
     pub fn nonzero(&self, key: &str, n: u32) -> Result<NonZeroU32, ConfigError> {
         NonZeroU32::new(n).ok_or_else(|| self.invalid(key, "must be at least 1"))
     }

@@ -72,6 +72,8 @@ pub struct ServerSettings {
     pub keep_alive: Option<Duration>,
     /// A client that takes no byte of a response for this long is cut off (stalled reader).
     pub send_timeout: Duration,
+    /// An upgraded (WebSocket) connection with no byte either way for this long is closed.
+    pub tunnel_idle_timeout: Duration,
 }
 
 /// `[backends]` and the pool from `config.json`.
@@ -308,6 +310,15 @@ impl Settings {
                 keep_alive: (server.keep_alive_secs > 0)
                     .then(|| Duration::from_secs(server.keep_alive_secs)),
                 send_timeout: check.nonzero_ms("server.send_timeout_ms", server.send_timeout_ms)?,
+                // A week at most: far past any sensible idle time, and instants stay in range.
+                tunnel_idle_timeout: check.nonzero_secs(
+                    "server.tunnel_idle_timeout_secs",
+                    check.at_most(
+                        "server.tunnel_idle_timeout_secs",
+                        server.tunnel_idle_timeout_secs,
+                        7 * 24 * 3600,
+                    )?,
+                )?,
             },
             backends: BackendSettings {
                 file: backends_file,

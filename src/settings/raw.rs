@@ -16,6 +16,7 @@ pub const DEFAULT_KEEP_ALIVE_SECS: u64 = 5;
 /// `[server]` default: a client that takes no byte of a response for this many milliseconds is
 /// cut off, and the backend connection feeding it is closed.
 pub const DEFAULT_SEND_TIMEOUT_MS: u64 = 60_000;
+pub const DEFAULT_TUNNEL_IDLE_TIMEOUT_SECS: u64 = 300;
 /// `[backends]` default: TCP connect timeout, in milliseconds.
 pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 1000;
 /// `[backends]` default: time until the backend's response head arrives, in milliseconds.
@@ -52,6 +53,8 @@ pub struct RawServer {
     /// 0 disables keep-alive.
     pub keep_alive_secs: u64,
     pub send_timeout_ms: u64,
+    /// An upgraded (WebSocket) connection with no byte either way for this long is closed.
+    pub tunnel_idle_timeout_secs: u64,
 }
 
 impl Default for RawServer {
@@ -63,6 +66,7 @@ impl Default for RawServer {
             client_request_timeout_ms: DEFAULT_CLIENT_REQUEST_TIMEOUT_MS,
             keep_alive_secs: DEFAULT_KEEP_ALIVE_SECS,
             send_timeout_ms: DEFAULT_SEND_TIMEOUT_MS,
+            tunnel_idle_timeout_secs: DEFAULT_TUNNEL_IDLE_TIMEOUT_SECS,
         }
     }
 }

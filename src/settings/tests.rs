@@ -33,6 +33,7 @@ fn defaults_match_the_contract() {
     assert_eq!(s.server.client_request_timeout, Duration::from_millis(5000));
     assert_eq!(s.server.keep_alive, Some(Duration::from_secs(5)));
     assert_eq!(s.server.send_timeout, Duration::from_millis(60_000));
+    assert_eq!(s.server.tunnel_idle_timeout, Duration::from_secs(300));
     assert_eq!(s.backends.connect_timeout, Duration::from_millis(1000));
     assert_eq!(s.backends.response_timeout, Duration::from_millis(30_000));
     assert_eq!(s.backends.retries, 2);
@@ -96,6 +97,16 @@ fn bad_values_name_their_key() {
             "server.send_timeout_ms",
             Box::new(|r| r.server.send_timeout_ms = 0),
             "greater than 0",
+        ),
+        (
+            "server.tunnel_idle_timeout_secs",
+            Box::new(|r| r.server.tunnel_idle_timeout_secs = 0),
+            "greater than 0",
+        ),
+        (
+            "server.tunnel_idle_timeout_secs",
+            Box::new(|r| r.server.tunnel_idle_timeout_secs = 1 << 40),
+            "maximum 604800",
         ),
         (
             "backends.connect_timeout_ms",
