@@ -44,6 +44,8 @@ pub struct Metrics {
     clients: Gauge,
     tracked_buckets: Gauge,
     upstream_failures: Family<FailureLabels, Counter>,
+    tunnels_open: Gauge,
+    tunnels: Counter,
     /// Proxied requests answered, any status (for the stats tick).
     proxied: AtomicU64,
     /// 5xx the balancer answered itself (502, 503, 504).
@@ -61,6 +63,8 @@ impl Default for Metrics {
         let clients = Gauge::default();
         let tracked_buckets = Gauge::default();
         let upstream_failures = Family::<FailureLabels, Counter>::default();
+        let tunnels_open = Gauge::default();
+        let tunnels = Counter::default();
         registry.register(
             "lb_requests",
             "Proxied requests by backend and status",
@@ -97,6 +101,16 @@ impl Default for Metrics {
             "Attempts that failed before a response, by backend and kind",
             upstream_failures.clone(),
         );
+        registry.register(
+            "lb_websocket_tunnels_open",
+            "WebSocket tunnels open now",
+            tunnels_open.clone(),
+        );
+        registry.register(
+            "lb_websocket_tunnels",
+            "WebSocket tunnels opened (backend answered 101)",
+            tunnels.clone(),
+        );
         Self {
             registry,
             requests,
@@ -107,6 +121,8 @@ impl Default for Metrics {
             clients,
             tracked_buckets,
             upstream_failures,
+            tunnels_open,
+            tunnels,
             proxied: AtomicU64::new(0),
             own_errors: AtomicU64::new(0),
         }
@@ -146,6 +162,15 @@ impl Metrics {
             kind: kind.to_owned(),
         };
         self.upstream_failures.get_or_create(&labels).inc();
+    }
+
+    pub fn tunnel_opened(&self) {
+        self.tunnels_open.inc();
+        self.tunnels.inc();
+    }
+
+    pub fn tunnel_closed(&self) {
+        self.tunnels_open.dec();
     }
 
     pub fn totals(&self) -> Totals {

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::ConnectionType;
+use actix_web::http::{ConnectionType, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{web, Error};
 
@@ -38,8 +38,14 @@ pub async fn log_requests(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let line = RequestLine::capture(&req);
+    let asked_upgrade = req.head().upgrade();
     let mut res = next.call(req).await?;
-    if draining.is_draining() {
+    let switched = res.status() == StatusCode::SWITCHING_PROTOCOLS;
+    // A tunnel that switched just as the drain began keeps its upgrade (it ends with the
+    // grace). A request that asked for an upgrade it did not get (`h2c`, or an error) is
+    // answered `Connection: close`: actix-http does not keep such a connection alive, and
+    // would otherwise answer `Connection: upgrade` without switching.
+    if (draining.is_draining() || asked_upgrade) && !switched {
         res.response_mut()
             .head_mut()
             .set_connection_type(ConnectionType::Close);

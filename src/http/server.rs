@@ -24,7 +24,7 @@ use crate::health::HealthChecker;
 use crate::http::access_log::log_requests;
 use crate::http::api::{self, ApiState};
 use crate::http::clients::{self, ClientsState};
-use crate::http::proxy::{self, ProxyState};
+use crate::http::proxy::{self, ProxyState, Tunnels};
 use crate::http::shutdown::{Hangups, Signals};
 use crate::http::tls::{self, TlsReloader};
 use crate::limiter::Limiter;
@@ -66,6 +66,9 @@ pub struct Balancer {
     hooks: Vec<ShutdownHook>,
 }
 
+/// How long before the end of a drain's grace open tunnels are closed.
+const TUNNEL_CLOSE_MARGIN: Duration = Duration::from_millis(100);
+
 /// Cheap to clone; controls a running balancer.
 #[derive(Clone)]
 pub struct BalancerHandle {
@@ -77,14 +80,30 @@ pub struct BalancerHandle {
     shutdown_timeout: Duration,
     /// Present with a TLS listener.
     tls: Option<TlsReloader>,
+    /// Ended when the drain's grace is over.
+    tunnels: Arc<Tunnels>,
 }
 
 impl BalancerHandle {
     /// Stops accepting and waits for in-flight requests (at most the shutdown timeout).
-    /// actix-server closes idle kept-alive connections at once.
+    /// actix-server closes idle kept-alive connections at once. WebSocket tunnels never finish
+    /// on their own: they are ended a moment before actix-server's deadline, so that they
+    /// close cleanly and the server stops on its own rather than by force.
     pub async fn shutdown(&self) {
         self.begin_drain();
+        let tunnels = Arc::clone(&self.tunnels);
+        let grace = self.shutdown_timeout;
+        let closer = actix_rt::spawn(async move {
+            actix_rt::time::sleep(grace.saturating_sub(TUNNEL_CLOSE_MARGIN)).await;
+            tunnels.close_all();
+        });
         self.server.stop(true).await;
+        closer.abort();
+    }
+
+    /// WebSocket tunnels open now.
+    pub fn open_tunnels(&self) -> usize {
+        self.tunnels.open()
     }
 
     /// Marks the balancer as draining without stopping it yet: `/lb/health` answers 503 and
@@ -219,6 +238,11 @@ pub fn start_listeners(
         Some((tls_listener, config, reloader)) => (Some((tls_listener, config)), Some(reloader)),
         None => (None, None),
     };
+    let tunnels = Arc::new(Tunnels::new(
+        settings,
+        Arc::clone(&backend_tls),
+        domain.draining.clone(),
+    ));
     let server = start_server(
         settings,
         listener,
@@ -226,6 +250,7 @@ pub fn start_listeners(
         local_addr,
         &domain,
         backend_tls,
+        Arc::clone(&tunnels),
     )?;
     if let Some(cluster) = &domain.cluster {
         cluster::start_agent(cluster, local_addr.to_string(), domain.limiter.replica());
@@ -238,6 +263,7 @@ pub fn start_listeners(
         limiter: Arc::clone(&domain.limiter),
         shutdown_timeout: settings.server.shutdown_timeout,
         tls: reloader,
+        tunnels,
     };
     let mut balancer = Balancer {
         local_addr,
@@ -354,6 +380,7 @@ fn start_server(
     local_addr: SocketAddr,
     domain: &Domain,
     backend_tls: Arc<rustls::ClientConfig>,
+    tunnels: Arc<Tunnels>,
 ) -> io::Result<Server> {
     let api_state = web::Data::new(ApiState {
         rotation: Arc::clone(&domain.rotation),
@@ -381,6 +408,7 @@ fn start_server(
         domain.events.clone(),
         Arc::clone(&domain.rotation),
         domain.membership.clone(),
+        tunnels,
     ));
     let draining = web::Data::new(domain.draining.clone());
     let (connect_timeout, response_timeout) = (

@@ -7,6 +7,7 @@ pub mod process;
 pub mod redis;
 pub mod tls;
 pub mod webdriver;
+pub mod ws;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -49,9 +49,8 @@ impl TestCa {
         path
     }
 
-    /// An HTTPS backend on 127.0.0.1 serving a certificate of this CA; it answers
-    /// `https backend` to everything. Runs inside the current actix system.
-    pub fn https_backend(&self) -> std::net::SocketAddr {
+    /// A server configuration with a fresh `localhost` certificate of this CA.
+    pub fn server_config(&self) -> rustls::ServerConfig {
         let dir = super::fresh_dir();
         let (cert, key) = self.server_files(&dir, "backend");
         let chain = rustls::pki_types::CertificateDer::pem_file_iter(&cert)
@@ -60,12 +59,18 @@ impl TestCa {
             .expect("certificates");
         let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&key).expect("key");
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
+        rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .expect("versions")
             .with_no_client_auth()
             .with_single_cert(chain, key)
-            .expect("server config");
+            .expect("server config")
+    }
+
+    /// An HTTPS backend on 127.0.0.1 serving a certificate of this CA; it answers
+    /// `https backend` to everything. Runs inside the current actix system.
+    pub fn https_backend(&self) -> std::net::SocketAddr {
+        let config = self.server_config();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
         let server = actix_web::HttpServer::new(|| {

@@ -36,6 +36,9 @@ pub enum ProxyError {
     /// Cluster mode with Redis down and `cluster.on_redis_down = "deny"`.
     #[error("Service unavailable: the shared rate limiter (Redis) cannot be reached")]
     SharedLimitsDown,
+    /// A drain has begun: no new WebSocket tunnel is opened.
+    #[error("Service unavailable: shutting down")]
+    Draining,
     /// Every backend is out of rotation.
     #[error("No healthy backend available")]
     NoHealthyBackend,
@@ -55,9 +58,10 @@ impl ResponseError for ProxyError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::BadRequest(_) | Self::BodyRead => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::NoHealthyBackend | Self::LimiterStopped | Self::SharedLimitsDown => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::NoHealthyBackend
+            | Self::LimiterStopped
+            | Self::SharedLimitsDown
+            | Self::Draining => StatusCode::SERVICE_UNAVAILABLE,
             Self::BadGateway => StatusCode::BAD_GATEWAY,
             Self::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
         }

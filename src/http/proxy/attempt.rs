@@ -1,0 +1,199 @@
+//! The attempts of one request: which backends were tried, what failed, whether another may
+//! be tried, and the answer when none is left. Plain requests and WebSocket handshakes share it.
+
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use actix_web::http::Method;
+use awc::error::SendRequestError;
+
+use super::body::{self, RequestBody};
+use super::error::ProxyError;
+use super::state::ProxyState;
+use crate::backend::{Backend, BackendId};
+use crate::events::LbEvent;
+use crate::registry::{FailureKind, Lease, Outcome};
+
+/// The backends one request has tried, and its last failure.
+pub struct Attempts<'a> {
+    state: &'a ProxyState,
+    /// `consistent_hash`: the client's place on the ring.
+    affinity: Option<u64>,
+    /// Backends that failed this request; empty (and unallocated) until one does.
+    tried: Vec<BackendId>,
+    last_failure: Option<(Arc<Backend>, AttemptError)>,
+}
+
+impl<'a> Attempts<'a> {
+    pub fn new(state: &'a ProxyState, affinity: Option<u64>) -> Self {
+        Self {
+            state,
+            affinity,
+            tried: Vec::new(),
+            last_failure: None,
+        }
+    }
+
+    /// The next backend to try (a failover is logged and published), or the answer when none
+    /// is left.
+    pub fn next(&mut self) -> Result<Lease, ProxyError> {
+        let Some(lease) = self.state.rotation.pick(&self.tried, self.affinity) else {
+            return Err(give_up(self.last_failure.take()));
+        };
+        if let Some((failed, why)) = &self.last_failure {
+            log::warn!(
+                "backend {failed} failed ({why}); retrying on {}",
+                lease.backend
+            );
+            publish_failover(self.state, failed, &lease.backend, why);
+        }
+        Ok(lease)
+    }
+
+    /// Counts a failed attempt against its backend. `Ok` when another backend may be tried
+    /// (`retryable` and retries left), else the client's answer.
+    pub fn failed(
+        &mut self,
+        lease: Lease,
+        failure: AttemptError,
+        retryable: bool,
+    ) -> Result<(), ProxyError> {
+        let Some(kind) = failure.kind() else {
+            // The client's own upload failed: not the backend's fault, nothing to retry.
+            lease.record(Outcome::Responded);
+            return Err(failure.client_error());
+        };
+        let backend = Arc::clone(&lease.backend);
+        self.tried.push(backend.id);
+        let consecutive = lease.record(Outcome::Failed(kind));
+        drop(lease);
+        let state = self.state;
+        state
+            .metrics
+            .record_upstream_failure(&backend.name, kind.as_str());
+        state.registry.report_failure(backend.id, kind, consecutive);
+        let retries_left = self.tried.len() <= state.retries as usize;
+        if !(retries_left && retryable) {
+            log::error!("backend {backend} failed ({failure}); not retried");
+            return Err(failure.status_error());
+        }
+        self.last_failure = Some((backend, failure));
+        Ok(())
+    }
+}
+
+/// Publishes a failover event unless one went out less than a second ago.
+fn publish_failover(state: &ProxyState, from: &Backend, to: &Backend, why: &AttemptError) {
+    let now_ms = crate::clock::now_ms();
+    let last = state.last_failover_event_ms.load(Ordering::Relaxed);
+    let due = now_ms.saturating_sub(last) >= 1000
+        && state
+            .last_failover_event_ms
+            .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok();
+    if due {
+        state.events.publish(LbEvent::Failover {
+            from: from.name.clone(),
+            to: to.name.clone(),
+            reason: why.to_string(),
+        });
+    }
+}
+
+/// No backend (left) to try: 503 when none was tried, else the last failure's status.
+fn give_up(last_failure: Option<(Arc<Backend>, AttemptError)>) -> ProxyError {
+    match last_failure {
+        None => ProxyError::NoHealthyBackend,
+        Some((backend, failure)) => {
+            log::error!("backend {backend} failed ({failure}); no other healthy backend to try");
+            failure.status_error()
+        }
+    }
+}
+
+/// One failed attempt, classified.
+#[derive(Debug)]
+pub enum AttemptError {
+    /// Never connected: the request did not reach the backend.
+    Connect(String),
+    /// Connected, but broke before a response head.
+    Reset(String),
+    /// No response head in time.
+    Timeout,
+    /// The client's upload failed, or outgrew `max_request_body_bytes`, while being sent.
+    ClientBody { reason: String, too_large: bool },
+}
+
+impl From<SendRequestError> for AttemptError {
+    fn from(err: SendRequestError) -> Self {
+        match err {
+            SendRequestError::Connect(e) => Self::Connect(e.to_string()),
+            SendRequestError::Timeout => Self::Timeout,
+            SendRequestError::Body(e) => Self::ClientBody {
+                too_large: e.downcast_ref::<body::BodyTooLarge>().is_some(),
+                reason: e.to_string(),
+            },
+            other => Self::Reset(other.to_string()),
+        }
+    }
+}
+
+impl AttemptError {
+    /// The failure as the registry counts it; `None` when the client was at fault.
+    pub fn kind(&self) -> Option<FailureKind> {
+        match self {
+            Self::Connect(_) => Some(FailureKind::Connect),
+            Self::Reset(_) => Some(FailureKind::Reset),
+            Self::Timeout => Some(FailureKind::Timeout),
+            Self::ClientBody { .. } => None,
+        }
+    }
+
+    /// A refused connect never delivered anything, so any method may move on as long as the body
+    /// is intact. A reset after sending is retried only for idempotent methods (RFC 9110 §9.2.2)
+    /// whose body was held in memory. A timeout is not retried: the backend may still be working,
+    /// and a second wait would double the client's.
+    pub fn retryable(&self, method: &Method, body: &RequestBody) -> bool {
+        match self {
+            Self::Connect(_) => body.replayable(),
+            Self::Reset(_) => is_idempotent(method) && body.in_memory(),
+            Self::Timeout | Self::ClientBody { .. } => false,
+        }
+    }
+
+    pub fn status_error(&self) -> ProxyError {
+        match self {
+            Self::Timeout => ProxyError::GatewayTimeout,
+            Self::ClientBody { .. } => self.client_error(),
+            Self::Connect(_) | Self::Reset(_) => ProxyError::BadGateway,
+        }
+    }
+
+    pub fn client_error(&self) -> ProxyError {
+        match self {
+            Self::ClientBody {
+                too_large: true, ..
+            } => ProxyError::PayloadTooLarge,
+            _ => ProxyError::BodyRead,
+        }
+    }
+}
+
+impl fmt::Display for AttemptError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Connect(reason) => write!(f, "connect: {reason}"),
+            Self::Reset(reason) => write!(f, "broke before responding: {reason}"),
+            Self::Timeout => f.write_str("no response within the response timeout"),
+            Self::ClientBody { reason, .. } => write!(f, "client upload failed: {reason}"),
+        }
+    }
+}
+
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}

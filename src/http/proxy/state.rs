@@ -1,0 +1,75 @@
+//! What every worker's proxy handler shares, built once from the settings and the domain's
+//! handles.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::backend::Strategy;
+use crate::events::Events;
+use crate::http::client_id::ClientIdentity;
+use crate::limiter::Limiter;
+use crate::metrics::Metrics;
+use crate::registry::{Membership, Rotation};
+use crate::settings::Settings;
+
+use super::tunnels::Tunnels;
+
+/// What every worker's proxy handler shares.
+pub struct ProxyState {
+    /// Admission per client; `None` when `rate_limit.enabled` is off.
+    pub limiter: Option<Arc<Limiter>>,
+    /// Counted on every request.
+    pub metrics: Arc<Metrics>,
+    /// Where failovers are published.
+    pub events: Events,
+    /// When the last failover event went out (ms since `UNIX_EPOCH`); one a second at most.
+    pub last_failover_event_ms: AtomicU64,
+    /// Where backends are picked and counted.
+    pub rotation: Arc<Rotation>,
+    /// Told about failures.
+    pub registry: Membership,
+    /// Tells clients apart for the limiter and for `consistent_hash`.
+    pub identity: ClientIdentity,
+    /// `backends.strategy = "consistent_hash"`: picks need the client's hash.
+    pub hash_clients: bool,
+    /// Other backends tried after a retryable failure (`backends.retries`).
+    pub retries: u32,
+    /// Request bodies up to this size are buffered so they can be retried.
+    pub retry_body_limit_bytes: u64,
+    /// `backends.max_request_body_bytes`.
+    pub max_request_body_bytes: Option<u64>,
+    /// `server.send_timeout_ms`: a stalled reader is cut off after this.
+    pub send_timeout: Duration,
+    /// WebSocket tunnels: how they reach backends, and the signal that ends them.
+    pub tunnels: Arc<Tunnels>,
+}
+
+impl ProxyState {
+    /// The proxy's state from the settings and the domain's handles.
+    pub fn new(
+        settings: &Settings,
+        limiter: &Arc<Limiter>,
+        metrics: Arc<Metrics>,
+        events: Events,
+        rotation: Arc<Rotation>,
+        registry: Membership,
+        tunnels: Arc<Tunnels>,
+    ) -> Self {
+        Self {
+            limiter: settings.rate_limit.enabled.then(|| Arc::clone(limiter)),
+            metrics,
+            events,
+            last_failover_event_ms: AtomicU64::new(0),
+            rotation,
+            registry,
+            identity: ClientIdentity::new(&settings.rate_limit),
+            hash_clients: settings.backends.strategy == Strategy::ConsistentHash,
+            retries: settings.backends.retries,
+            retry_body_limit_bytes: settings.backends.retry_body_limit_bytes,
+            max_request_body_bytes: settings.backends.max_request_body_bytes,
+            send_timeout: settings.server.send_timeout,
+            tunnels,
+        }
+    }
+}
