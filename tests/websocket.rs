@@ -1,7 +1,8 @@
 //! WebSocket tunnels with real peers (tungstenite clients and echo backends): many sockets with
 //! text and large binary messages both ways, subprotocols passed through, bytes carried as they
 //! are, closes from either side, the rate limit before any `101`, the idle timeout, the backend's
-//! own answer when it refuses, failover of the handshake, counting in flight, `wss://` backends,
+//! own answer when it refuses, failover of the handshake, counting in flight, `wss://` backends
+//! and `wss://` clients on the TLS listener, the namespaces kept, SIGTERM on the binary,
 //! and `Upgrade` values other than `websocket` proxied as plain HTTP.
 
 mod common;
@@ -617,4 +618,78 @@ fn sigterm_closes_open_tunnels_at_the_end_of_the_grace_and_exits_0() {
             .any(|l| l.contains("closing 3 open WebSocket tunnel(s)")),
         "{lines:#?}"
     );
+}
+
+/// Once a drain has begun no new tunnel is opened (JSON 503), while an open one still works.
+#[actix_web::test]
+async fn no_new_tunnels_while_draining() {
+    let backend = WsBackend::start();
+    let lb = start_balancer(&settings_for(&[backend.url()]));
+    let (mut open, _) = connect(lb.addr, "/before", &[]).await;
+    lb.handle.begin_drain();
+    let addr = lb.addr;
+    let (head, body) = actix_web::rt::task::spawn_blocking(move || {
+        RawConnection::open(addr).exchange(
+            b"GET /during HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            false,
+        )
+    })
+    .await
+    .expect("raw client");
+    assert!(head.starts_with("HTTP/1.1 503"), "{head}");
+    let error: serde_json::Value = serde_json::from_slice(&body).expect("JSON error");
+    assert_eq!(error["code"], 503);
+    assert_eq!(backend.handshake_count(), 1);
+    open.send(Message::text("still here")).await.expect("send");
+    assert_eq!(next_message(&mut open).await, Message::text("still here"));
+}
+
+/// A `wss://` client on the TLS listener (HTTP/1.1 by ALPN): the tunnel works the same, and
+/// the backend is told `X-Forwarded-Proto: https`.
+#[actix_web::test]
+async fn tunnels_work_on_the_tls_listener() {
+    let backend = WsBackend::start();
+    let ca = TestCa::new("listener CA");
+    let mut settings = settings_for(&[backend.url()]);
+    let (cert, key) = ca.server_files(&fresh_dir(), "listener");
+    let certified = loadbalancer::settings::load_certificate(&cert, &key).expect("valid pair");
+    settings.tls = Some(loadbalancer::settings::TlsSettings {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        cert,
+        key,
+        certified,
+    });
+    let plain = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let tls = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let balancer = loadbalancer::start_listeners(&settings, plain, Some(tls)).expect("starts");
+    let tls_addr = balancer.tls_addr.expect("TLS address");
+    actix_rt::spawn(async move {
+        let _ = balancer.run().await;
+    });
+
+    let tcp = tokio::net::TcpStream::connect(tls_addr)
+        .await
+        .expect("connect");
+    let connector = tokio_rustls::TlsConnector::from(ca.raw_client_config(&[b"http/1.1"]));
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let stream = connector.connect(name, tcp).await.expect("TLS handshake");
+    let request = format!("wss://localhost:{}/secure-client", tls_addr.port())
+        .into_client_request()
+        .expect("request");
+    let (mut socket, response) = tokio_tungstenite::client_async(request, stream)
+        .await
+        .expect("WebSocket handshake over TLS");
+    assert_eq!(response.status().as_u16(), 101);
+    let binary = binary_for(2, 300 * 1024);
+    socket
+        .send(Message::binary(binary.clone()))
+        .await
+        .expect("send");
+    match actix_rt::time::timeout(Duration::from_secs(10), socket.next()).await {
+        Ok(Some(Ok(Message::Binary(echo)))) => assert!(echo == binary, "echo differs"),
+        other => panic!("expected the binary echo, got {other:?}"),
+    }
+    let (_, headers) = backend.handshakes.lock().expect("lock")[0].clone();
+    assert_eq!(headers["x-forwarded-proto"], "https");
 }
