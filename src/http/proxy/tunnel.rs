@@ -23,7 +23,7 @@ use actix_codec::{Decoder, Encoder};
 use actix_http::h1::{ClientCodec, Message, MessageType};
 use actix_http::{ConnectionType, RequestHead, RequestHeadType, ResponseHead};
 use actix_web::body::{BodySize, BodyStream};
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header::{self, HeaderMap, HeaderValue};
 use actix_web::http::uri::PathAndQuery;
 use actix_web::http::{Method, StatusCode, Uri, Version};
 use actix_web::web::{self, Bytes, BytesMut};
@@ -61,7 +61,14 @@ const QUEUED_CHUNKS: usize = 8;
 /// upgrade` is refused, because actix-http reads such a request's body until the connection
 /// ends, so it cannot be proxied as a plain request either.
 pub fn requested(req: &HttpRequest) -> Result<bool, ProxyError> {
-    let headers = req.headers();
+    requested_by(req.method(), req.version(), req.headers())
+}
+
+fn requested_by(
+    method: &Method,
+    version: Version,
+    headers: &HeaderMap,
+) -> Result<bool, ProxyError> {
     let websocket = headers
         .get_all(header::UPGRADE)
         .filter_map(|value| value.to_str().ok())
@@ -74,7 +81,7 @@ pub fn requested(req: &HttpRequest) -> Result<bool, ProxyError> {
         .filter_map(|value| value.to_str().ok())
         .flat_map(|list| list.split(','))
         .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
-    if req.method() == Method::GET && req.version() == Version::HTTP_11 && connection_upgrade {
+    if method == Method::GET && version == Version::HTTP_11 && connection_upgrade {
         Ok(true)
     } else {
         Err(ProxyError::BadRequest(
@@ -470,4 +477,61 @@ async fn run(pump: Pump, tunnels: &Tunnels, to_client: mpsc::Sender<Bytes>) -> (
     };
     drop(lease);
     (ended, sent_up.get(), sent_down.get())
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::http::header::HeaderName;
+
+    use super::*;
+
+    fn asks(method: Method, version: Version, headers: &[(&str, &str)]) -> Result<bool, String> {
+        let mut map = HeaderMap::new();
+        for &(name, value) in headers {
+            map.append(
+                HeaderName::try_from(name).expect("name"),
+                HeaderValue::try_from(value).expect("value"),
+            );
+        }
+        requested_by(&method, version, &map).map_err(|err| err.to_string())
+    }
+
+    #[test]
+    fn only_websocket_handshakes_are_tunnelled() {
+        let (get, h11) = (Method::GET, Version::HTTP_11);
+        let handshake = [("upgrade", "websocket"), ("connection", "Upgrade")];
+        assert_eq!(asks(get.clone(), h11, &handshake), Ok(true));
+        // Case and extra connection options do not matter.
+        let mixed = [
+            ("upgrade", " WebSocket "),
+            ("connection", "keep-alive, upgrade"),
+        ];
+        assert_eq!(asks(get.clone(), h11, &mixed), Ok(true));
+        // Other upgrades, or none, are plain requests.
+        let h2c = [
+            ("upgrade", "h2c"),
+            ("connection", "Upgrade, HTTP2-Settings"),
+        ];
+        assert_eq!(asks(get.clone(), h11, &h2c), Ok(false));
+        assert_eq!(asks(get.clone(), h11, &[]), Ok(false));
+        // A websocket upgrade that is not a valid handshake is refused.
+        for (method, version, headers) in [
+            (Method::POST, h11, &handshake[..]),
+            (get.clone(), Version::HTTP_10, &handshake[..]),
+            (get.clone(), h11, &[("upgrade", "websocket")][..]),
+            (
+                get.clone(),
+                h11,
+                &[("upgrade", "websocket"), ("connection", "close")][..],
+            ),
+        ] {
+            let refused = asks(method.clone(), version, headers);
+            assert!(
+                refused
+                    .as_ref()
+                    .is_err_and(|e| e.contains("WebSocket handshake")),
+                "{method} {version:?} {headers:?}: {refused:?}"
+            );
+        }
+    }
 }
