@@ -82,7 +82,9 @@ async fn admit_and_forward(
         None => None,
     };
     let (mut response, backend) = if websocket {
-        tunnel::open(&req, payload, state).await?
+        // Boxed: the handshake's state (codec, buffers, connect) would otherwise make every
+        // request's future larger.
+        Box::pin(tunnel::open(&req, payload, state)).await?
     } else {
         forward_admitted(&req, payload, state, client).await?
     };
