@@ -24,7 +24,7 @@ use crate::health::HealthChecker;
 use crate::http::access_log::log_requests;
 use crate::http::api::{self, ApiState};
 use crate::http::clients::{self, ClientsState};
-use crate::http::proxy::{self, ProxyState, Tunnels};
+use crate::http::proxy::{self, ProxyState, Tunnels, WorkerClients};
 use crate::http::shutdown::{Hangups, Signals};
 use crate::http::tls::{self, TlsReloader};
 use crate::limiter::Limiter;
@@ -422,7 +422,7 @@ fn start_server(
             .app_data(clients_state.clone())
             .app_data(draining.clone())
             // Built here, so once per worker thread: an awc Client is not Send.
-            .app_data(web::Data::new(upstream::client(
+            .app_data(web::Data::new(WorkerClients::new(
                 connect_timeout,
                 response_timeout,
                 &backend_tls,

@@ -8,6 +8,7 @@ mod attempt;
 mod body;
 mod error;
 pub mod headers;
+mod origin;
 mod response;
 mod stall;
 mod state;
@@ -19,9 +20,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::http::uri::{self, PathAndQuery};
-use actix_web::http::{Method, Uri};
+use actix_web::http::{header, Method, Uri};
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
-use awc::Client;
 
 use crate::backend::Backend;
 use crate::client::Admission;
@@ -34,6 +34,7 @@ use crate::registry::Outcome;
 use attempt::{AttemptError, Attempts};
 use body::RequestBody;
 pub use error::ProxyError;
+pub use origin::WorkerClients;
 use response::{to_client, Forwarded};
 pub use state::ProxyState;
 pub use tunnels::Tunnels;
@@ -43,10 +44,10 @@ pub async fn forward(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<ProxyState>,
-    client: web::Data<Client>,
+    clients: web::Data<WorkerClients>,
 ) -> Result<HttpResponse, ProxyError> {
     let started = Instant::now();
-    match admit_and_forward(req, payload, &state, &client).await {
+    match admit_and_forward(req, payload, &state, &clients).await {
         Ok((mut response, backend)) => {
             state.metrics.record_request(
                 Some(&backend.name),
@@ -71,7 +72,7 @@ async fn admit_and_forward(
     req: HttpRequest,
     payload: web::Payload,
     state: &ProxyState,
-    client: &Client,
+    clients: &WorkerClients,
 ) -> Result<Forwarded, ProxyError> {
     if req.method() == Method::CONNECT {
         return Err(ProxyError::MethodNotAllowed);
@@ -86,7 +87,7 @@ async fn admit_and_forward(
         // request's future larger.
         Box::pin(tunnel::open(&req, payload, state)).await?
     } else {
-        forward_admitted(&req, payload, state, client).await?
+        forward_admitted(&req, payload, state, clients).await?
     };
     if let Some(admission) = admission {
         response
@@ -127,7 +128,7 @@ async fn forward_admitted(
     req: &HttpRequest,
     payload: web::Payload,
     state: &ProxyState,
-    client: &Client,
+    clients: &WorkerClients,
 ) -> Result<Forwarded, ProxyError> {
     let peer = req.peer_addr().map(|addr| addr.ip());
     let body = RequestBody::prepare(
@@ -148,13 +149,51 @@ async fn forward_admitted(
     // consistent_hash: the client's place on the ring (computed only for that strategy).
     let affinity = state.hash_clients.then(|| state.identity.affinity(req));
     let mut attempts = Attempts::new(state, affinity);
+    // `Expect` is left to awc, which knows how to wait for the backend's `100`.
+    let expects = req.headers().contains_key(header::EXPECT);
     loop {
         let lease = attempts.next()?;
         let backend = Arc::clone(&lease.backend);
-        let mut upstream = client.request(req.method().clone(), upstream_uri(&backend, &target));
+        let own_client = !backend.tls && !expects;
+        let headers = headers::to_backend(req.headers(), peer, via_tls);
+        if own_client {
+            let replayable = attempt::is_idempotent(req.method()) && body.in_memory();
+            let sent = clients
+                .origins
+                .send(
+                    &backend,
+                    req.method(),
+                    &target,
+                    headers,
+                    || body.for_attempt(),
+                    replayable,
+                )
+                .await;
+            let failure = match sent {
+                Ok(answer) => {
+                    lease.record(Outcome::Responded);
+                    let response = to_client(
+                        req.method(),
+                        answer.head.status,
+                        &answer.head.headers,
+                        answer.body,
+                        lease,
+                        state.send_timeout,
+                    );
+                    return Ok((response, backend));
+                }
+                Err(failure) => failure,
+            };
+            let retryable = failure.retryable(req.method(), &body);
+            attempts.failed(lease, failure, retryable)?;
+            continue;
+        }
+        let mut upstream = clients
+            .awc
+            .request(req.method().clone(), upstream_uri(&backend, &target));
         // Built for each attempt rather than cloned: awc consumes the request, and nearly every
         // request makes one attempt only.
-        *upstream.headers_mut() = headers::to_backend(req.headers(), peer, via_tls);
+        *upstream.headers_mut() = headers;
         let failure = match upstream.send_body(body.for_attempt()).await {
             Ok(mut response) => {
                 lease.record(Outcome::Responded);
