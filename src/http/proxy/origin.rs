@@ -42,6 +42,8 @@ use crate::backend::{Backend, BackendId};
 const IDLE_FOR: Duration = Duration::from_secs(15);
 /// Idle connections kept per backend and worker.
 const MAX_IDLE: usize = 512;
+/// Body chunks at least this large are written from their own buffer rather than copied.
+const DIRECT_WRITE: usize = 8 * 1024;
 /// Read buffer reserve.
 const READ_CHUNK: usize = 16 * 1024;
 /// A response head larger than this is refused (actix-http's codec caps lower first).
@@ -214,9 +216,25 @@ impl Origins {
                 )
                 .map_err(Failure::Reset)?;
             if !matches!(size, BodySize::None | BodySize::Sized(0)) {
+                let mut wrote_directly = false;
                 loop {
                     let next = std::future::poll_fn(|cx| Pin::new(&mut body).poll_next(cx)).await;
                     match next {
+                        // Large chunks go out from the buffer the server handed over, with
+                        // what is waiting and their framing, in one vectored write: no copy.
+                        Some(Ok(chunk)) if chunk.len() >= DIRECT_WRITE => {
+                            let chunked = matches!(size, BodySize::Stream);
+                            if chunked {
+                                use std::fmt::Write as _;
+                                let _ = write!(conn.write, "{:X}\r\n", chunk.len());
+                            }
+                            let tail: &[u8] = if chunked { b"\r\n" } else { b"" };
+                            write_parts(&mut conn.io, [&conn.write[..], &chunk[..], tail])
+                                .await
+                                .map_err(Failure::Stale)?;
+                            conn.write.clear();
+                            wrote_directly = true;
+                        }
                         Some(Ok(chunk)) => {
                             conn.codec
                                 .encode(Message::Chunk(Some(chunk)), &mut conn.write)
@@ -234,9 +252,13 @@ impl Origins {
                         None => break,
                     }
                 }
-                conn.codec
-                    .encode(Message::Chunk(None), &mut conn.write)
-                    .map_err(Failure::Reset)?;
+                // A sized body needs no end mark (and the codec's count of it missed the
+                // chunks written directly); a chunked one ends with the last chunk.
+                if !(wrote_directly && matches!(size, BodySize::Sized(_))) {
+                    conn.codec
+                        .encode(Message::Chunk(None), &mut conn.write)
+                        .map_err(Failure::Reset)?;
+                }
             }
             write_out(&mut conn).await?;
             read_head(&mut conn).await
@@ -335,6 +357,25 @@ async fn write_out(conn: &mut Connection) -> Result<(), Failure> {
         .map_err(Failure::Stale)?;
     conn.write.clear();
     Ok(())
+}
+
+/// Writes `parts` in order, with as few vectored writes as the socket takes.
+async fn write_parts(io: &mut TcpStream, mut parts: [&[u8]; 3]) -> io::Result<()> {
+    loop {
+        let slices = parts.map(io::IoSlice::new);
+        let mut written = io.write_vectored(&slices).await?;
+        if written == 0 && parts.iter().any(|part| !part.is_empty()) {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        for part in &mut parts {
+            let taken = written.min(part.len());
+            *part = &part[taken..];
+            written -= taken;
+        }
+        if parts.iter().all(|part| part.is_empty()) {
+            return Ok(());
+        }
+    }
 }
 
 /// Reads the answer's head, passing over informational answers other than `101`.
