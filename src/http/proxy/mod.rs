@@ -1,8 +1,9 @@
 //! The proxy: every request outside `/clients` and `/lb/` is sent to the next backend of the
-//! shared [`crate::registry::Rotation`], through this worker's awc `Client`, with bodies
-//! streamed both ways. Failures that are safe to retry move the request to the next healthy
-//! backend ([`attempt`]); the rest become JSON errors (see [`ProxyError`]). WebSocket
-//! handshakes become byte tunnels instead ([`tunnel`]).
+//! shared [`crate::registry::Rotation`], with bodies streamed both ways: plain backends over
+//! this worker's own kept-alive connections ([`origin`]), HTTPS ones through its awc `Client`.
+//! Failures that are safe to retry move the request to the next healthy backend
+//! ([`attempt`]); the rest become JSON errors (see [`ProxyError`]). WebSocket handshakes become
+//! byte tunnels instead ([`tunnel`]).
 
 mod attempt;
 mod body;
