@@ -13,6 +13,7 @@ use std::thread;
 use std::time::Duration;
 
 use common::{client, eventually, settings_for, start_balancer};
+use loadbalancer::Settings;
 
 /// How the raw backend treats its connections.
 #[derive(Clone, Copy)]
@@ -80,6 +81,14 @@ fn serve(mut stream: TcpStream, manner: Manner) {
     }
 }
 
+/// One worker (so one pool of connections) in front of `backend`, probes far apart.
+fn one_worker_in_front_of(backend: SocketAddr) -> Settings {
+    let mut settings = settings_for(&[format!("http://{backend}")]);
+    settings.server.workers = 1;
+    settings.health.interval = Duration::from_secs(3600);
+    settings
+}
+
 async fn get(url: &str) -> (u16, String) {
     let mut res = client().get(url).send().await.expect("response");
     let body = res.body().await.expect("body");
@@ -93,10 +102,7 @@ async fn get(url: &str) -> (u16, String) {
 #[actix_web::test]
 async fn backend_connections_are_kept_alive_and_reused() {
     let (addr, connections) = raw_backend(Manner::KeepAlive);
-    let mut settings = settings_for(&[format!("http://{addr}")]);
-    settings.server.workers = 1;
-    settings.health.interval = Duration::from_secs(3600);
-    let lb = start_balancer(&settings);
+    let lb = start_balancer(&one_worker_in_front_of(addr));
     for _ in 0..20 {
         assert_eq!(get(&lb.url("/again")).await, (200, "hello".to_owned()));
     }
@@ -111,10 +117,7 @@ async fn backend_connections_are_kept_alive_and_reused() {
 #[actix_web::test]
 async fn a_connection_dropped_by_the_backend_is_replaced_for_requests_that_may_be_resent() {
     let (addr, connections) = raw_backend(Manner::DropsSecond);
-    let mut settings = settings_for(&[format!("http://{addr}")]);
-    settings.server.workers = 1;
-    settings.health.interval = Duration::from_secs(3600);
-    let lb = start_balancer(&settings);
+    let lb = start_balancer(&one_worker_in_front_of(addr));
     for _ in 0..5 {
         assert_eq!(get(&lb.url("/resent")).await, (200, "hello".to_owned()));
     }
@@ -146,9 +149,7 @@ async fn a_connection_dropped_by_the_backend_is_replaced_for_requests_that_may_b
 #[actix_web::test]
 async fn a_body_ended_by_closing_is_passed_on_whole() {
     let (addr, _) = raw_backend(Manner::CloseDelimited);
-    let mut settings = settings_for(&[format!("http://{addr}")]);
-    settings.health.interval = Duration::from_secs(3600);
-    let lb = start_balancer(&settings);
+    let lb = start_balancer(&one_worker_in_front_of(addr));
     for _ in 0..3 {
         assert_eq!(
             get(&lb.url("/to-close")).await,

@@ -18,15 +18,7 @@ use loadbalancer::Settings;
 /// Settings in front of `backend` with a TLS listener serving a certificate of `ca`.
 fn tls_settings(backend: &TestBackend, ca: &TestCa) -> Settings {
     let mut settings = settings_for(&[backend.url()]);
-    let dir = fresh_dir();
-    let (cert, key) = ca.server_files(&dir, "server");
-    let certified = loadbalancer::settings::load_certificate(&cert, &key).expect("valid pair");
-    settings.tls = Some(loadbalancer::settings::TlsSettings {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        cert,
-        key,
-        certified,
-    });
+    ca.add_listener(&mut settings);
     settings
 }
 

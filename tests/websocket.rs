@@ -48,6 +48,25 @@ async fn connect(
         .expect("WebSocket handshake through the balancer")
 }
 
+/// A WebSocket handshake for `path`, as raw HTTP/1.1.
+fn handshake_request(path: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+}
+
+/// A WebSocket handshake for `path` in raw HTTP/1.1 on a connection of its own; returns the
+/// answer's head, and its body as far as its `Content-Length` goes.
+async fn raw_handshake(addr: SocketAddr, path: &str) -> (String, Vec<u8>) {
+    let request = handshake_request(path);
+    actix_web::rt::task::spawn_blocking(move || {
+        RawConnection::open(addr).exchange(request.as_bytes(), false)
+    })
+    .await
+    .expect("raw client")
+}
+
 /// The next data message, skipping control frames, within 10 s.
 async fn next_message(socket: &mut Socket) -> Message {
     let deadline = Duration::from_secs(10);
@@ -191,10 +210,7 @@ async fn the_tunnel_carries_bytes_as_they_are() {
             .set_read_timeout(Some(Duration::from_secs(10)))
             .expect("timeout");
         stream
-            .write_all(
-                b"GET /raw HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-                  Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-            )
+            .write_all(handshake_request("/raw").as_bytes())
             .expect("handshake");
         let mut received = Vec::new();
         let mut buf = [0u8; 65536];
@@ -300,17 +316,7 @@ async fn handshakes_are_rate_limited_before_any_switch() {
     let (mut first, _) = connect(lb.addr, "/limited", &[]).await;
     first.send(Message::text("in")).await.expect("send");
     assert_eq!(next_message(&mut first).await, Message::text("in"));
-    let addr = lb.addr;
-    let (head, body) = actix_web::rt::task::spawn_blocking(move || {
-        let mut conn = RawConnection::open(addr);
-        conn.exchange(
-            b"GET /limited HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-            false,
-        )
-    })
-    .await
-    .expect("raw client");
+    let (head, body) = raw_handshake(lb.addr, "/limited").await;
     assert!(head.starts_with("HTTP/1.1 429"), "{head}");
     assert!(!head.contains("101"), "{head}");
     assert!(
@@ -364,10 +370,7 @@ async fn a_backend_that_does_not_switch_is_answered_as_it_is() {
     let refused = |path: &'static str| {
         actix_web::rt::task::spawn_blocking(move || {
             let mut conn = RawConnection::open(addr);
-            let request = format!(
-                "GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-            );
+            let request = handshake_request(path);
             let (head, _) = conn.exchange(request.as_bytes(), true);
             (head, String::from_utf8_lossy(&conn.rest()).to_string())
         })
@@ -415,16 +418,7 @@ async fn handshakes_fail_over_and_end_in_json_errors() {
         s.health.interval = Duration::from_secs(3600);
         s
     });
-    let addr = only_dead.addr;
-    let (head, body) = actix_web::rt::task::spawn_blocking(move || {
-        RawConnection::open(addr).exchange(
-            b"GET /nowhere HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-            false,
-        )
-    })
-    .await
-    .expect("raw client");
+    let (head, body) = raw_handshake(only_dead.addr, "/nowhere").await;
     assert!(head.starts_with("HTTP/1.1 502"), "{head}");
     let error: serde_json::Value = serde_json::from_slice(&body).expect("JSON error");
     assert!(error["message"]
@@ -537,16 +531,18 @@ async fn the_balancer_namespaces_are_never_tunnelled() {
     let lb = start_balancer(&settings_for(&[backend.url()]));
     let addr = lb.addr;
     let heads = actix_web::rt::task::spawn_blocking(move || {
-        ["/lb/health", "/lb/no-such-route", "/clients", "/lb/api/events"]
-            .map(|path| {
-                let mut conn = RawConnection::open(addr);
-                let request = format!(
-                    "GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-                     Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-                );
-                let (head, _) = conn.exchange(request.as_bytes(), true);
-                (path, head)
-            })
+        [
+            "/lb/health",
+            "/lb/no-such-route",
+            "/clients",
+            "/lb/api/events",
+        ]
+        .map(|path| {
+            let mut conn = RawConnection::open(addr);
+            let request = handshake_request(path);
+            let (head, _) = conn.exchange(request.as_bytes(), true);
+            (path, head)
+        })
     })
     .await
     .expect("raw client");
@@ -627,16 +623,7 @@ async fn no_new_tunnels_while_draining() {
     let lb = start_balancer(&settings_for(&[backend.url()]));
     let (mut open, _) = connect(lb.addr, "/before", &[]).await;
     lb.handle.begin_drain();
-    let addr = lb.addr;
-    let (head, body) = actix_web::rt::task::spawn_blocking(move || {
-        RawConnection::open(addr).exchange(
-            b"GET /during HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-            false,
-        )
-    })
-    .await
-    .expect("raw client");
+    let (head, body) = raw_handshake(lb.addr, "/during").await;
     assert!(head.starts_with("HTTP/1.1 503"), "{head}");
     let error: serde_json::Value = serde_json::from_slice(&body).expect("JSON error");
     assert_eq!(error["code"], 503);
@@ -652,14 +639,7 @@ async fn tunnels_work_on_the_tls_listener() {
     let backend = WsBackend::start();
     let ca = TestCa::new("listener CA");
     let mut settings = settings_for(&[backend.url()]);
-    let (cert, key) = ca.server_files(&fresh_dir(), "listener");
-    let certified = loadbalancer::settings::load_certificate(&cert, &key).expect("valid pair");
-    settings.tls = Some(loadbalancer::settings::TlsSettings {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        cert,
-        key,
-        certified,
-    });
+    ca.add_listener(&mut settings);
     let plain = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let tls = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let balancer = loadbalancer::start_listeners(&settings, plain, Some(tls)).expect("starts");

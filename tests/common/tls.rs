@@ -49,6 +49,18 @@ impl TestCa {
         path
     }
 
+    /// Gives `settings` a TLS listener on 127.0.0.1:0 serving a fresh certificate of this CA.
+    pub fn add_listener(&self, settings: &mut loadbalancer::Settings) {
+        let (cert, key) = self.server_files(&super::fresh_dir(), "server");
+        let certified = loadbalancer::settings::load_certificate(&cert, &key).expect("valid pair");
+        settings.tls = Some(loadbalancer::settings::TlsSettings {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            cert,
+            key,
+            certified,
+        });
+    }
+
     /// A server configuration with a fresh `localhost` certificate of this CA.
     pub fn server_config(&self) -> rustls::ServerConfig {
         let dir = super::fresh_dir();
