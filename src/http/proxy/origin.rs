@@ -137,16 +137,15 @@ impl Origins {
                 headers.insert(header::HOST, host);
             }
         }
-        let head = || {
-            let mut head = RequestHead::default();
-            head.method = method.clone();
-            head.uri = Uri::from(target.clone());
-            head.version = Version::HTTP_11;
-            head.headers = headers.clone();
-            head
-        };
+        let mut head = RequestHead::default();
+        head.method = method.clone();
+        head.uri = Uri::from(target.clone());
+        head.version = Version::HTTP_11;
+        head.headers = headers;
+        // Shared with a second exchange, if the first one's connection turns out gone.
+        let head = Rc::new(head);
         if let Some(conn) = self.take_idle(backend.id) {
-            match self.exchange(conn, backend.id, head(), body()).await {
+            match self.exchange(conn, backend.id, Rc::clone(&head), body()).await {
                 Err(Failure::Stale(why)) if replayable => {
                     log::debug!("kept-alive connection to {backend} was gone ({why}); a new one");
                 }
@@ -154,7 +153,7 @@ impl Origins {
             }
         }
         let conn = self.connect(backend).await?;
-        self.exchange(conn, backend.id, head(), body())
+        self.exchange(conn, backend.id, head, body())
             .await
             .map_err(Failure::into_attempt)
     }
@@ -201,7 +200,7 @@ impl Origins {
         &self,
         mut conn: Connection,
         backend: BackendId,
-        head: RequestHead,
+        head: Rc<RequestHead>,
         mut body: BoxBody,
     ) -> Result<Answer, Failure> {
         let size = body.size();
@@ -211,7 +210,7 @@ impl Origins {
             conn.write.clear();
             conn.codec
                 .encode(
-                    Message::Item((RequestHeadType::Owned(head), size)),
+                    Message::Item((RequestHeadType::Rc(head, None), size)),
                     &mut conn.write,
                 )
                 .map_err(Failure::Reset)?;
