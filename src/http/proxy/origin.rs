@@ -145,7 +145,10 @@ impl Origins {
         // Shared with a second exchange, if the first one's connection turns out gone.
         let head = Rc::new(head);
         if let Some(conn) = self.take_idle(backend.id) {
-            match self.exchange(conn, backend.id, Rc::clone(&head), body()).await {
+            match self
+                .exchange(conn, backend.id, Rc::clone(&head), body())
+                .await
+            {
                 Err(Failure::Stale(why)) if replayable => {
                     log::debug!("kept-alive connection to {backend} was gone ({why}); a new one");
                 }
