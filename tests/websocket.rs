@@ -68,7 +68,10 @@ async fn raw_handshake(addr: SocketAddr, path: &str) -> (String, Vec<u8>) {
 }
 
 /// The next data message, skipping control frames, within 10 s.
-async fn next_message(socket: &mut Socket) -> Message {
+async fn next_message<S>(socket: &mut WebSocketStream<S>) -> Message
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     let deadline = Duration::from_secs(10);
     loop {
         let message = actix_rt::time::timeout(deadline, socket.next())
@@ -79,6 +82,22 @@ async fn next_message(socket: &mut Socket) -> Message {
         if message.is_text() || message.is_binary() || message.is_close() {
             return message;
         }
+    }
+}
+
+/// Sends `len` bytes of socket `id`'s binary content and checks that they come back whole.
+async fn echoes_binary<S>(socket: &mut WebSocketStream<S>, id: usize, len: usize)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let binary = binary_for(id, len);
+    socket
+        .send(Message::binary(binary.clone()))
+        .await
+        .expect("send");
+    match next_message(socket).await {
+        Message::Binary(echo) => assert!(echo == binary, "socket {id}: echo differs"),
+        other => panic!("socket {id}: expected the binary echo, got {other:?}"),
     }
 }
 
@@ -120,15 +139,7 @@ async fn twenty_sockets_carry_text_and_large_binary_both_ways() {
                 .await
                 .expect("send");
             assert_eq!(next_message(&mut socket).await, Message::text(text));
-            let binary = binary_for(i, 300 * 1024);
-            socket
-                .send(Message::binary(binary.clone()))
-                .await
-                .expect("send");
-            match next_message(&mut socket).await {
-                Message::Binary(echo) => assert!(echo == binary, "socket {i}: echo differs"),
-                other => panic!("socket {i}: expected the binary echo, got {other:?}"),
-            }
+            echoes_binary(&mut socket, i, 300 * 1024).await;
             socket.close(None).await.expect("close");
             assert!(ends_within(&mut socket, Duration::from_secs(5)).await);
         }));
@@ -467,15 +478,7 @@ async fn tunnels_reach_https_backends() {
     settings.health.interval = Duration::from_secs(3600);
     let lb = start_balancer(&settings);
     let (mut socket, _) = connect(lb.addr, "/secure", &[]).await;
-    let binary = binary_for(1, 100 * 1024);
-    socket
-        .send(Message::binary(binary.clone()))
-        .await
-        .expect("send");
-    match next_message(&mut socket).await {
-        Message::Binary(echo) => assert!(echo == binary, "echo differs"),
-        other => panic!("expected the binary echo, got {other:?}"),
-    }
+    echoes_binary(&mut socket, 1, 100 * 1024).await;
     assert_eq!(backend.handshake_count(), 1);
 }
 
@@ -661,15 +664,7 @@ async fn tunnels_work_on_the_tls_listener() {
         .await
         .expect("WebSocket handshake over TLS");
     assert_eq!(response.status().as_u16(), 101);
-    let binary = binary_for(2, 300 * 1024);
-    socket
-        .send(Message::binary(binary.clone()))
-        .await
-        .expect("send");
-    match actix_rt::time::timeout(Duration::from_secs(10), socket.next()).await {
-        Ok(Some(Ok(Message::Binary(echo)))) => assert!(echo == binary, "echo differs"),
-        other => panic!("expected the binary echo, got {other:?}"),
-    }
+    echoes_binary(&mut socket, 2, 300 * 1024).await;
     let (_, headers) = backend.handshakes.lock().expect("lock")[0].clone();
     assert_eq!(headers["x-forwarded-proto"], "https");
 }
