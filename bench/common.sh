@@ -23,12 +23,12 @@ wait_port() {
   exit 1
 }
 
-# Writes $1/nginx.conf for three nginx backends that `return 200 "ok\n"` on
-# 127.0.0.1:19001-19003 (no access log, kept-alive connections never retired).
-write_nginx_backends() {
+# Writes $1/nginx.conf: $2 worker processes, no daemon, no access log, kept-alive
+# connections never retired, and $3 inside the `http` block.
+write_nginx_conf() {
   mkdir -p "$1"
   cat > "$1/nginx.conf" <<CONF
-worker_processes 1;
+worker_processes $2;
 daemon off;
 pid $1/nginx.pid;
 error_log $1/error.log warn;
@@ -36,27 +36,25 @@ events { worker_connections 4096; }
 http {
   access_log off;
   keepalive_requests 1000000;
-  server { listen 127.0.0.1:19001; location / { return 200 "ok\n"; } }
-  server { listen 127.0.0.1:19002; location / { return 200 "ok\n"; } }
-  server { listen 127.0.0.1:19003; location / { return 200 "ok\n"; } }
+$3
 }
 CONF
 }
 
+# Writes $1/nginx.conf for three nginx backends that `return 200 "ok\n"` on
+# 127.0.0.1:19001-19003.
+write_nginx_backends() {
+  write_nginx_conf "$1" 1 '
+  server { listen 127.0.0.1:19001; location / { return 200 "ok\n"; } }
+  server { listen 127.0.0.1:19002; location / { return 200 "ok\n"; } }
+  server { listen 127.0.0.1:19003; location / { return 200 "ok\n"; } }'
+}
+
 # Writes $1/nginx.conf for nginx as a proxy in front of the three backends of
-# write_nginx_backends (upstream keep-alive, no access log); $2 is the server block's listen
-# directive and any more lines of it (e.g. the TLS certificate).
+# write_nginx_backends (upstream keep-alive); $2 is the server block's listen directive and any
+# more lines of it (e.g. the TLS certificate).
 write_nginx_proxy() {
-  mkdir -p "$1"
-  cat > "$1/nginx.conf" <<CONF
-worker_processes auto;
-daemon off;
-pid $1/nginx.pid;
-error_log $1/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
+  write_nginx_conf "$1" auto "
   upstream pool {
     server 127.0.0.1:19001; server 127.0.0.1:19002; server 127.0.0.1:19003;
     keepalive 128;
@@ -66,11 +64,9 @@ http {
     location / {
       proxy_pass http://pool;
       proxy_http_version 1.1;
-      proxy_set_header Connection "";
+      proxy_set_header Connection \"\";
     }
-  }
-}
-CONF
+  }"
 }
 
 # Makes the scratch folder $work and the list $pids of background processes; on exit every

@@ -23,29 +23,20 @@ cargo build --release --quiet --example ws_echo
 make_workspace
 echo_bin=$(realpath target/release/examples/ws_echo)
 
-mkdir -p "$work/lb" "$work/nginx"
+mkdir -p "$work/lb"
 write_balancer_settings "$work/lb/Settings.toml" 18480 true
 echo '{"backends": ["http://127.0.0.1:19101"]}' > "$work/config.json"
-cat > "$work/nginx/nginx.conf" <<CONF
-worker_processes auto;
-daemon off;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
+write_nginx_conf "$work/nginx" auto '
   server {
     listen 127.0.0.1:18481;
     location / {
       proxy_pass http://127.0.0.1:19101;
       proxy_http_version 1.1;
-      proxy_set_header Upgrade \$http_upgrade;
+      proxy_set_header Upgrade $http_upgrade;
       proxy_set_header Connection "upgrade";
       proxy_read_timeout 300s;
     }
-  }
-}
-CONF
+  }'
 "$echo_bin" serve 127.0.0.1:19101 & pids+=($!)
 nginx -c "$work/nginx/nginx.conf" & pids+=($!)
 bin=$(realpath target/release/loadbalancer)
