@@ -1,15 +1,17 @@
-//! Admissions gathered per worker turn. Every request needs one answer from its client's shard,
-//! and a cross-thread round trip per request costs a thread wake-up on each side under load
-//! (measured: 0.9 context switches per request with the limiter on, 0.35 with it off). So a
-//! worker does not send one message per request: the requests that ask during one turn of the
-//! worker's event loop are queued on the worker thread, and a task spawned by the first of them
-//! — which runs after the tasks already woken in that turn — sends each shard one
-//! [`AdmitMany`] and hands every request its own answer. A lone request pays one spawn more
-//! (not measurable next to the thread hop); under load one round trip serves many requests.
-//! The shards stay the only owners of the buckets, and the answers are exactly those of one
-//! message per request, in arrival order. A request dropped while waiting loses nothing but
-//! its answer: the flush does not depend on it. (Sending a lone request at once and batching
-//! only while a message is out measured slower; docs/performance.md has the figures.)
+//! Admissions gathered per worker turn, for the asks that go to a shard's actor: all of them in
+//! cluster mode, and a single instance's when the shard's map is busy or an eviction is due
+//! (the others are taken on the worker's thread, [`super::map::SharedMap`]). Each such ask
+//! needs one answer from its client's shard, and a cross-thread round trip per request costs a
+//! thread wake-up on each side under load (measured: 0.9 context switches per request with the
+//! limiter on, 0.35 with it off). So a worker does not send one message per request: the
+//! requests that ask during one turn of the worker's event loop are queued on the worker
+//! thread, and a task spawned by the first of them — which runs after the tasks already woken
+//! in that turn — sends each shard one [`AdmitMany`] and hands every request its own answer. A
+//! lone request pays one spawn more (not measurable next to the thread hop); under load one
+//! round trip serves many requests. The answers are exactly those of one message per request,
+//! in arrival order. A request dropped while waiting loses nothing but its answer: the flush
+//! does not depend on it. (Sending a lone request at once and batching only while a message is
+//! out measured slower; docs/performance.md has the figures.)
 
 use std::cell::RefCell;
 
@@ -120,29 +122,98 @@ mod tests {
         )
     }
 
-    async fn poll_once<F: std::future::Future>(
-        mut future: std::pin::Pin<&mut F>,
+    /// Polls `future` once, here and now (no await: the tests hold a lock meanwhile).
+    fn poll_now<F: std::future::Future>(
+        future: std::pin::Pin<&mut F>,
     ) -> std::task::Poll<F::Output> {
-        futures_util::future::poll_fn(|cx| std::task::Poll::Ready(future.as_mut().poll(cx))).await
+        let mut cx = std::task::Context::from_waker(futures_util::task::noop_waker_ref());
+        future.poll(&mut cx)
     }
 
     /// A request dropped while waiting for its answer (its client went away) holds up no
-    /// other: the next admissions are answered.
+    /// other: the next admissions are answered. (The test holds the shard's lock at first, so
+    /// that the asks go to the shard's actor and wait.)
     #[actix_rt::test]
     async fn a_request_dropped_while_waiting_holds_up_no_other() {
         let dir = tempfile::tempdir().expect("tempdir");
         let limiter = limiter(dir.path(), 1);
         let key = ClientKey::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let held = limiter.maps[0].lock();
         let mut first = Box::pin(limiter.admit(key.clone()));
-        let polled = poll_once(first.as_mut()).await;
+        let polled = poll_now(first.as_mut());
         assert!(polled.is_pending(), "the shard answers from another thread");
         let mut second = Box::pin(limiter.admit(key.clone()));
-        assert!(poll_once(second.as_mut()).await.is_pending());
+        assert!(poll_now(second.as_mut()).is_pending());
         drop(first);
+        drop(held);
         let answered = actix_rt::time::timeout(Duration::from_secs(5), second).await;
         assert!(answered.expect("answered in time").is_ok());
         let third = actix_rt::time::timeout(Duration::from_secs(5), limiter.admit(key)).await;
         assert!(third.expect("answered in time").is_ok());
+    }
+
+    /// While the shard's map is locked (its actor sweeping or flushing), a worker is not made
+    /// to wait: the ask goes to the actor, and is answered, exactly, once the lock is free.
+    #[actix_rt::test]
+    async fn a_busy_map_sends_the_ask_to_the_shard_without_blocking_the_worker() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let limiter = limiter(dir.path(), 1);
+        let key = ClientKey::Ip(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 7)));
+        let held = limiter.maps[0].lock();
+        let mut asks: Vec<_> = (0..12)
+            .map(|_| Box::pin(limiter.admit(key.clone())))
+            .collect();
+        for ask in &mut asks {
+            assert!(poll_now(ask.as_mut()).is_pending());
+        }
+        drop(held);
+        let answers =
+            actix_rt::time::timeout(Duration::from_secs(5), futures_util::future::join_all(asks))
+                .await
+                .expect("answered in time");
+        let allowed: Vec<bool> = answers
+            .iter()
+            .map(|answer| answer.as_ref().expect("answered").decision.allowed)
+            .collect();
+        assert_eq!(allowed, (0..12).map(|i| i < 10).collect::<Vec<_>>());
+        // The next ask is taken on this thread, from the same bucket.
+        let next = limiter.admit(key.clone());
+        let polled = poll_now(std::pin::pin!(next));
+        let std::task::Poll::Ready(Ok(admission)) = polled else {
+            panic!("an uncontended ask is answered at once: {polled:?}");
+        };
+        assert!(!admission.decision.allowed);
+    }
+
+    /// Four threads, each its own actix system (as the HTTP workers are), take tokens of one
+    /// client at once, through the map's lock or the shard's actor as it comes: exactly the
+    /// capacity is admitted.
+    #[test]
+    fn workers_on_several_threads_share_one_bucket_exactly() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let limiter =
+            actix_rt::System::new().block_on(async { std::sync::Arc::new(limiter(dir.path(), 2)) });
+        let key = ClientKey::Ip(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 9)));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (limiter, key) = (std::sync::Arc::clone(&limiter), key.clone());
+                std::thread::spawn(move || {
+                    actix_rt::System::new().block_on(async move {
+                        let asks = (0..200).map(|_| limiter.admit(key.clone()));
+                        let answers = futures_util::future::join_all(asks).await;
+                        answers
+                            .into_iter()
+                            .filter(|answer| answer.as_ref().expect("answered").decision.allowed)
+                            .count()
+                    })
+                })
+            })
+            .collect();
+        let allowed: usize = threads
+            .into_iter()
+            .map(|thread| thread.join().expect("thread"))
+            .sum();
+        assert_eq!(allowed, 10);
     }
 
     /// Sixty admissions for two clients on two shards, all asked at once (so most of them are

@@ -2,9 +2,13 @@
 //! evicted) and unregistered peers by IP (default limits). A full, idle IP bucket carries no
 //! information and is swept; past `max_tracked` IP buckets the least recently seen go first.
 //! Registered clients whose level changed are marked dirty until the next flush.
+//!
+//! [`SharedMap`] is how a shard's map is held: by its actor and, for a single instance, by the
+//! handlers, which admit under its lock on their own thread.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::Instant;
 
 use super::bucket::TokenBucket;
@@ -129,6 +133,17 @@ impl BucketMap {
             self.count_rejection(key);
         }
         admission
+    }
+
+    /// [`Self::admit`], unless that would evict (a new IP with the map at its cap): `None`
+    /// then, so that the O(n) eviction pass runs on the shard's thread, never on a worker's.
+    pub fn admit_without_evicting(&mut self, key: &ClientKey, now: Instant) -> Option<Admission> {
+        if let ClientKey::Ip(ip) = key {
+            if self.anonymous.len() >= self.max_tracked && !self.anonymous.contains_key(ip) {
+                return None;
+            }
+        }
+        Some(self.admit(key, now))
     }
 
     fn count_rejection(&mut self, key: &ClientKey) {
@@ -306,6 +321,39 @@ impl BucketMap {
     }
 }
 
+/// One shard's map behind a lock, shared by the shard's actor (admin writes, flushes, sweeps,
+/// cluster mode) and the request handlers of a single instance, which take their tokens under
+/// the lock on their own thread instead of a round trip to the shard's (measured in
+/// docs/performance.md). Every admission of a client still goes through this one map, so the
+/// limits are exactly those of the actor alone. The lock is held for one map operation at a
+/// time, never across an await.
+#[derive(Debug, Clone)]
+pub struct SharedMap(Arc<Mutex<BucketMap>>);
+
+impl SharedMap {
+    pub fn new(map: BucketMap) -> Self {
+        Self(Arc::new(Mutex::new(map)))
+    }
+
+    /// The map, once the lock is free. A panic while it was held leaves buckets that are each
+    /// still whole, so a poisoned lock is taken over rather than passed on.
+    pub fn lock(&self) -> MutexGuard<'_, BucketMap> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes a token for `key` at once if the lock is free and no eviction is due; `None`
+    /// otherwise (the shard's actor holds the lock for a sweep or a flush, or the other worker
+    /// holds it this instant), and the ask goes to the actor, which never makes a worker wait.
+    pub fn try_admit(&self, key: &ClientKey, now: Instant) -> Option<Admission> {
+        let mut map = match self.0.try_lock() {
+            Ok(map) => map,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return None,
+        };
+        map.admit_without_evicting(key, now)
+    }
+}
+
 fn record(id: &str, client: &mut Registered, now: Instant) -> ClientRecord {
     ClientRecord {
         client_id: id.to_owned(),
@@ -395,6 +443,25 @@ mod tests {
         assert!(!map
             .anonymous
             .contains_key(&IpAddr::from(0u32.to_be_bytes())));
+    }
+
+    /// At the cap, a new IP is left to the shard's actor (the eviction pass is O(n)); known IPs
+    /// and registered clients are still admitted at once.
+    #[test]
+    fn no_eviction_without_the_shard() {
+        let now = Instant::now();
+        let mut map = BucketMap::new(limits(10, 0.001), 3);
+        map.upsert("known", None, limits(5, 0.001), now);
+        for n in 0..3u32 {
+            assert!(map.admit_without_evicting(&ip(n), now).is_some());
+        }
+        assert!(map.admit_without_evicting(&ip(3), now).is_none());
+        assert_eq!(map.tracked(), (1, 3), "nothing evicted, nothing added");
+        let again = map.admit_without_evicting(&ip(0), now).expect("known IP");
+        assert_eq!(again.decision.remaining, 8);
+        let registered = ClientKey::Registered("known".into());
+        let admitted = map.admit_without_evicting(&registered, now);
+        assert_eq!(admitted.expect("registered").decision.remaining, 4);
     }
 
     /// Rejections are counted per client and ranked.

@@ -1,7 +1,10 @@
 //! Per-client rate limiting: token buckets ([`bucket`]) kept per shard ([`map`]) by
 //! `BucketStore` actors ([`shard`]), one per core on arbiters of their own; a client's key is
-//! hashed to exactly one shard. [`Limiter`] is what handlers hold: it sends each ask to the right
-//! shard (admissions batched per worker turn, [`batch`]).
+//! hashed to exactly one shard. [`Limiter`] is what handlers hold. A single instance's handler
+//! takes its token from the shard's map under its lock, on the handler's own thread
+//! ([`map::SharedMap`]); when the lock is busy, an eviction is due, or in cluster mode (where
+//! the shard asks Redis), the ask goes to the shard's actor (admissions batched per worker turn,
+//! [`batch`]).
 //!
 //! A request is counted against its API key when that key is a registered `client_id`, else
 //! against its client address (found by the HTTP layer). An unregistered key gets no bucket of
@@ -17,7 +20,7 @@ use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::{Actor, Addr, Arbiter, MailboxError};
 
@@ -27,6 +30,7 @@ use crate::client::{Admission, ClientKey, ClientRecord, Limits};
 use crate::cluster::{Change, Cluster, Replica};
 use crate::persistence::{SavedClient, Store};
 use crate::settings::RateLimitSettings;
+use map::SharedMap;
 use shard::BucketStore;
 pub use shard::ClientError;
 use shard::{
@@ -48,6 +52,9 @@ pub enum AdmitError {
 /// The handlers' way to the bucket shards.
 pub struct Limiter {
     shards: Vec<Addr<BucketStore>>,
+    /// The shards' maps, by shard, for admissions on the handler's thread; empty in cluster
+    /// mode, where every admission goes through the shard's leases.
+    maps: Vec<SharedMap>,
     /// Registered client ids, so an API key is resolved before choosing a shard.
     registered: Arc<RwLock<HashSet<String>>>,
 }
@@ -77,25 +84,26 @@ impl Limiter {
             let key = ClientKey::Registered(client.record.client_id.clone());
             by_shard[shard_index(&key, shard_count)].push(client);
         }
-        let shards = by_shard
+        let maps: Vec<SharedMap> = by_shard
             .into_iter()
-            .map(|saved| {
-                let (store, registered) = (store.clone(), Arc::clone(&registered));
-                let cluster = cluster.clone();
+            .map(|saved| SharedMap::new(shard::restored_map(defaults, per_shard_cap, saved)))
+            .collect();
+        let shards = maps
+            .iter()
+            .map(|map| {
+                let (map, store) = (map.clone(), store.clone());
+                let (registered, cluster) = (Arc::clone(&registered), cluster.clone());
                 BucketStore::start_in_arbiter(&Arbiter::new().handle(), move |_| {
-                    BucketStore::new(
-                        defaults,
-                        per_shard_cap,
-                        store,
-                        flush_interval,
-                        registered,
-                        saved,
-                        cluster,
-                    )
+                    BucketStore::new(map, store, flush_interval, registered, cluster)
                 })
             })
             .collect();
-        Self { shards, registered }
+        let maps = if cluster.is_some() { Vec::new() } else { maps };
+        Self {
+            shards,
+            maps,
+            registered,
+        }
     }
 
     /// Who a request counts against: its API key when that is a registered client id, else
@@ -113,9 +121,19 @@ impl Limiter {
         &self.shards[shard_index(key, self.shards.len())]
     }
 
-    /// Takes a token for `key`; admissions from one worker turn travel together (`batch.rs`).
+    /// Takes a token for `key`: at once from the shard's map when its lock is free (a single
+    /// instance), else from the shard's actor, where the admissions of one worker turn travel
+    /// together (`batch.rs`).
     pub async fn admit(&self, key: ClientKey) -> Result<Admission, AdmitError> {
-        match batch::admit(self.shard(&key), key).await {
+        let index = shard_index(&key, self.shards.len());
+        if let Some(admission) = self
+            .maps
+            .get(index)
+            .and_then(|map| map.try_admit(&key, Instant::now()))
+        {
+            return Ok(admission);
+        }
+        match batch::admit(&self.shards[index], key).await {
             Ok(Some(admission)) => Ok(admission),
             Ok(None) => Err(AdmitError::SharedLimitsDown),
             Err(_) => Err(AdmitError::Stopped),

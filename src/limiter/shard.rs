@@ -1,5 +1,7 @@
 //! `BucketStore`: one shard of the rate limiter, an actor on its own arbiter that owns a
-//! [`BucketMap`]. Requests are admitted here by message; admin writes go to the `Store`
+//! [`BucketMap`] (behind a lock it shares with the handlers of a single instance, which take
+//! most tokens on their own thread: [`SharedMap`]). Requests are admitted here by message in
+//! cluster mode, and otherwise when the map's lock is busy or an eviction is due; admin writes go to the `Store`
 //! first and change memory only once SQLite has committed them, so memory and disk agree.
 //! Dirty token levels are flushed every `persistence.flush_interval_ms`; idle full buckets
 //! are swept every few seconds.
@@ -24,6 +26,7 @@ use actix::{
 
 use super::bucket::TokenBucket;
 use super::map::BucketMap;
+use super::map::SharedMap;
 use crate::client::{Admission, ClientKey, ClientRecord, Decision, Limits};
 use crate::cluster::lease::{Ask, Grant, LeaseBook};
 use crate::cluster::{Change, Cluster, NameChange, StoredClient};
@@ -116,7 +119,8 @@ pub struct SweepNow;
 
 /// One shard.
 pub struct BucketStore {
-    map: BucketMap,
+    /// Also held by the handlers of a single instance, which admit under its lock.
+    map: SharedMap,
     store: Addr<Store>,
     flush_interval: Duration,
     /// Registered ids across all shards, read by the handlers to resolve API keys.
@@ -135,33 +139,36 @@ struct Shared {
     alone: Option<(usize, BucketMap)>,
 }
 
+/// A shard's map holding `saved` clients, each credited the refill for the time since it was
+/// saved.
+pub fn restored_map(defaults: Limits, max_tracked: usize, saved: Vec<SavedClient>) -> BucketMap {
+    let now = Instant::now();
+    let mut map = BucketMap::new(defaults, max_tracked);
+    for client in saved {
+        let down_for = client.saved_at.elapsed().unwrap_or_default();
+        let mut bucket = TokenBucket::with_tokens(client.record.limits, client.record.tokens, now);
+        bucket.credit(down_for);
+        let tokens = bucket.tokens(now);
+        map.restore(
+            ClientRecord {
+                tokens,
+                ..client.record
+            },
+            now,
+        );
+    }
+    map
+}
+
 impl BucketStore {
-    /// A shard holding `saved` clients, each credited the refill for the time since it was saved.
+    /// The shard owning `map` (see [`restored_map`]).
     pub fn new(
-        defaults: Limits,
-        max_tracked: usize,
+        map: SharedMap,
         store: Addr<Store>,
         flush_interval: Duration,
         registered: Arc<RwLock<HashSet<String>>>,
-        saved: Vec<SavedClient>,
         cluster: Option<(Cluster, Duration)>,
     ) -> Self {
-        let now = Instant::now();
-        let mut map = BucketMap::new(defaults, max_tracked);
-        for client in saved {
-            let down_for = client.saved_at.elapsed().unwrap_or_default();
-            let mut bucket =
-                TokenBucket::with_tokens(client.record.limits, client.record.tokens, now);
-            bucket.credit(down_for);
-            let tokens = bucket.tokens(now);
-            map.restore(
-                ClientRecord {
-                    tokens,
-                    ..client.record
-                },
-                now,
-            );
-        }
         Self {
             map,
             store,
@@ -178,7 +185,7 @@ impl BucketStore {
 
     /// Writes the dirty levels; finishes when the store has answered.
     fn flush(&mut self) -> Pin<Box<dyn ActorFuture<Self, Output = ()>>> {
-        let dirty = self.map.take_dirty(Instant::now());
+        let dirty = self.map.lock().take_dirty(Instant::now());
         if dirty.is_empty() {
             return Box::pin(actix::fut::ready(()));
         }
@@ -187,7 +194,7 @@ impl BucketStore {
         Box::pin(write.into_actor(self).map(move |result, shard, _| {
             if !matches!(result, Ok(Ok(()))) {
                 // Logged by the store; keep them dirty for the next flush.
-                shard.map.mark_dirty(&ids);
+                shard.map.lock().mark_dirty(&ids);
             }
         }))
     }
@@ -212,9 +219,11 @@ impl Actor for BucketStore {
             ctx.wait(flush);
         });
         ctx.run_interval(SWEEP_EVERY, |shard, _| {
-            shard.map.sweep(Instant::now());
+            shard.map.lock().sweep(Instant::now());
         });
-        ctx.run_interval(REJECTION_PERIOD, |shard, _| shard.map.reset_rejections());
+        ctx.run_interval(REJECTION_PERIOD, |shard, _| {
+            shard.map.lock().reset_rejections()
+        });
         if let Some(shared) = &self.shared {
             if !shared.lease.is_zero() {
                 ctx.run_interval(shared.lease, |shard, ctx| shard.give_back(ctx));
@@ -229,12 +238,10 @@ impl Handler<AdmitMany> for BucketStore {
     fn handle(&mut self, msg: AdmitMany, _: &mut Context<Self>) -> Self::Result {
         let now = Instant::now();
         match &self.shared {
-            None => ActorResponse::reply(
-                msg.0
-                    .iter()
-                    .map(|key| Some(self.map.admit(key, now)))
-                    .collect(),
-            ),
+            None => {
+                let mut map = self.map.lock();
+                ActorResponse::reply(msg.0.iter().map(|key| Some(map.admit(key, now))).collect())
+            }
             Some(shared) if !shared.cluster.is_up() => {
                 ActorResponse::reply(self.admit_alone(&msg.0, now))
             }
@@ -264,10 +271,11 @@ impl BucketStore {
             .set_contenders(shared.cluster.live_instances());
         let mut answers: Vec<Option<Admission>> = vec![None; keys.len()];
         let mut pending: Vec<Pending> = Vec::new();
+        let mut map = self.map.lock();
         for (at, key) in keys.into_iter().enumerate() {
-            let limits = self.map.limits_for(&key);
+            let limits = map.limits_for(&key);
             if let Some(decision) = shared.leases.take(&key, now) {
-                answers[at] = Some(judged(&mut self.map, &key, decision, limits, now));
+                answers[at] = Some(judged(&mut map, &key, decision, limits, now));
                 continue;
             }
             match pending.iter_mut().find(|(waiting, _, _)| *waiting == key) {
@@ -323,6 +331,7 @@ impl BucketStore {
         let Some(shared) = self.shared.as_mut() else {
             return;
         };
+        let mut map = self.map.lock();
         for (((key, limits, ask), grant), (_, _, positions)) in asks.iter().zip(grants).zip(pending)
         {
             let decisions =
@@ -330,18 +339,16 @@ impl BucketStore {
                     .leases
                     .grant(key, *ask, grant, positions.len() as u64, *limits, now);
             for (at, decision) in positions.iter().zip(decisions) {
-                answers[*at] = Some(judged(&mut self.map, key, decision, *limits, now));
+                answers[*at] = Some(judged(&mut map, key, decision, *limits, now));
             }
         }
     }
 
     /// Cluster mode with Redis down: `cluster.on_redis_down` decides.
     fn admit_alone(&mut self, keys: &[ClientKey], now: Instant) -> Vec<Option<Admission>> {
+        let mut map = self.map.lock();
         let Some(shared) = self.shared.as_mut() else {
-            return keys
-                .iter()
-                .map(|key| Some(self.map.admit(key, now)))
-                .collect();
+            return keys.iter().map(|key| Some(map.admit(key, now))).collect();
         };
         if !shared.leases.is_empty() {
             // Redis's buckets are the truth again when it returns; what was held is dropped.
@@ -352,7 +359,7 @@ impl BucketStore {
             OnRedisDown::Allow => keys
                 .iter()
                 .map(|key| {
-                    let limits = self.map.limits_for(key);
+                    let limits = map.limits_for(key);
                     Some(Admission {
                         decision: Decision {
                             allowed: true,
@@ -368,7 +375,7 @@ impl BucketStore {
             OnRedisDown::Local => {
                 let instances = shared.cluster.live_instances();
                 if shared.alone.as_ref().map(|(n, _)| *n) != Some(instances) {
-                    shared.alone = Some((instances, self.map.divided(instances, now)));
+                    shared.alone = Some((instances, map.divided(instances, now)));
                 }
                 let Some((_, alone)) = shared.alone.as_mut() else {
                     return Vec::new();
@@ -388,10 +395,11 @@ impl BucketStore {
         if refunds.is_empty() || !shared.cluster.is_up() {
             return;
         }
+        let map = self.map.lock();
         let asks: Vec<(ClientKey, Limits, Ask)> = refunds
             .into_iter()
             .map(|(key, refund)| {
-                let limits = self.map.limits_for(&key);
+                let limits = map.limits_for(&key);
                 (key, limits, Ask { want: 0, refund })
             })
             .collect();
@@ -410,10 +418,12 @@ impl BucketStore {
         let now = Instant::now();
         let unchanged = self
             .map
+            .lock()
             .get(&record.client_id, now)
             .is_some_and(|known| known.name == record.name && known.limits == record.limits);
         let applied = self
             .map
+            .lock()
             .upsert(&record.client_id, record.name, record.limits, now);
         self.set_registered(&record.client_id, true);
         if !unchanged {
@@ -423,7 +433,7 @@ impl BucketStore {
     }
 
     fn apply_delete(&mut self, id: &str) {
-        if self.map.remove(id) {
+        if self.map.lock().remove(id) {
             self.store.do_send(DeleteClient(id.to_owned()));
         }
         self.set_registered(id, false);
@@ -462,6 +472,7 @@ impl Handler<ApplyRemote> for BucketStore {
                 let keep: HashSet<&str> = records.iter().map(|r| r.client_id.as_str()).collect();
                 let gone: Vec<String> = self
                     .map
+                    .lock()
                     .list(Instant::now())
                     .into_iter()
                     .map(|r| r.client_id)
@@ -492,9 +503,11 @@ fn write_through(
     save.into_actor(shard).map(move |answer, shard, _| {
         committed(answer)?;
         let now = Instant::now();
-        let saved = shard
-            .map
-            .upsert(&record.client_id, record.name.clone(), record.limits, now);
+        let saved =
+            shard
+                .map
+                .lock()
+                .upsert(&record.client_id, record.name.clone(), record.limits, now);
         shard.set_registered(&record.client_id, true);
         Ok(saved)
     })
@@ -531,7 +544,12 @@ impl Handler<CreateClient> for BucketStore {
                 },
             )));
         }
-        if self.map.get(&msg.client_id, Instant::now()).is_some() {
+        if self
+            .map
+            .lock()
+            .get(&msg.client_id, Instant::now())
+            .is_some()
+        {
             return AtomicResponse::new(Box::pin(actix::fut::ready(Err(ClientError::Exists(
                 msg.client_id,
             )))));
@@ -571,7 +589,7 @@ impl Handler<UpdateClient> for BucketStore {
             )));
         }
         let now = Instant::now();
-        let Some(current) = self.map.get(&msg.client_id, now) else {
+        let Some(current) = self.map.lock().get(&msg.client_id, now) else {
             return AtomicResponse::new(Box::pin(actix::fut::ready(Err(ClientError::NotFound(
                 msg.client_id,
             )))));
@@ -614,7 +632,7 @@ impl Handler<RemoveClient> for BucketStore {
                 },
             )));
         }
-        if self.map.get(&id, Instant::now()).is_none() {
+        if self.map.lock().get(&id, Instant::now()).is_none() {
             return AtomicResponse::new(Box::pin(actix::fut::ready(Err(ClientError::NotFound(
                 id,
             )))));
@@ -623,7 +641,7 @@ impl Handler<RemoveClient> for BucketStore {
         AtomicResponse::new(Box::pin(delete.into_actor(self).map(
             move |answer, shard, _| {
                 committed(answer)?;
-                shard.map.remove(&id);
+                shard.map.lock().remove(&id);
                 shard.set_registered(&id, false);
                 Ok(())
             },
@@ -635,7 +653,7 @@ impl Handler<GetClient> for BucketStore {
     type Result = ActorResponse<Self, Option<ClientRecord>>;
 
     fn handle(&mut self, msg: GetClient, _: &mut Context<Self>) -> Self::Result {
-        let record = self.map.get(&msg.0, Instant::now());
+        let record = self.map.lock().get(&msg.0, Instant::now());
         match record {
             Some(record) if self.shared.is_some() => {
                 self.with_shared_levels(vec![record], |mut all| all.pop())
@@ -649,7 +667,7 @@ impl Handler<ListClients> for BucketStore {
     type Result = ActorResponse<Self, Vec<ClientRecord>>;
 
     fn handle(&mut self, _: ListClients, _: &mut Context<Self>) -> Self::Result {
-        let records = self.map.list(Instant::now());
+        let records = self.map.lock().list(Instant::now());
         if self.shared.is_some() && !records.is_empty() {
             self.with_shared_levels(records, |all| all)
         } else {
@@ -698,7 +716,7 @@ impl Handler<CountBuckets> for BucketStore {
     type Result = MessageResult<CountBuckets>;
 
     fn handle(&mut self, _: CountBuckets, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.map.tracked())
+        MessageResult(self.map.lock().tracked())
     }
 }
 
@@ -707,7 +725,7 @@ impl Handler<SweepNow> for BucketStore {
     type Result = usize;
 
     fn handle(&mut self, _: SweepNow, _: &mut Context<Self>) -> usize {
-        self.map.sweep(Instant::now())
+        self.map.lock().sweep(Instant::now())
     }
 }
 
@@ -715,6 +733,6 @@ impl Handler<TopRejected> for BucketStore {
     type Result = MessageResult<TopRejected>;
 
     fn handle(&mut self, msg: TopRejected, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.map.top_rejected(msg.0))
+        MessageResult(self.map.lock().top_rejected(msg.0))
     }
 }
