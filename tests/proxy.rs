@@ -148,6 +148,55 @@ async fn ten_mib_upload_and_download_arrive_intact() {
     assert!(body == data, "downloaded body differs");
 }
 
+/// A client that waits for `100 Continue` (as curl does for large uploads) gets it from the
+/// balancer, sends its body, and the body reaches the backend whole; the backend is not asked
+/// to continue a second time (the expectation is answered here, as nginx does).
+#[actix_web::test]
+async fn expect_continue_is_answered_here_and_the_body_streamed_on() {
+    let backend = TestBackend::start("cont");
+    let lb = start_balancer(&settings_for(&[backend.url()]));
+    let addr = lb.addr;
+    let data = pattern(300_000);
+    let sent = data.clone();
+    let (interim, head, echoed) = actix_web::rt::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let head = format!(
+            "PUT /echo HTTP/1.1\r\nHost: up.test\r\nExpect: 100-continue\r\n\
+             Content-Length: {}\r\n\r\n",
+            sent.len()
+        );
+        stream.write_all(head.as_bytes()).expect("head");
+        // Nothing of the body goes out before the interim answer (read with a deadline).
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut buf).expect("an interim answer in time");
+            assert!(n > 0, "closed before answering");
+            got.extend_from_slice(&buf[..n]);
+        }
+        let end = got.windows(4).position(|w| w == b"\r\n\r\n").expect("end") + 4;
+        let interim = String::from_utf8_lossy(&got[..end]).to_string();
+        assert!(got.len() == end, "nothing but the interim answer yet");
+        stream.write_all(&sent).expect("body");
+        let mut connection = RawConnection::from_stream(stream);
+        let (head, body) = connection.read_response(false);
+        (interim, head, body)
+    })
+    .await
+    .expect("raw exchange");
+    assert!(interim.starts_with("HTTP/1.1 100"), "{interim}");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(echoed == data, "echoed body differs");
+    let seen = &backend.requests()[0];
+    assert!(seen.complete);
+    assert!(seen.body == data);
+    assert!(seen.headers.get("expect").is_none(), "{:?}", seen.headers);
+}
+
 /// A chunked upload arrives chunked, and a chunked download comes back chunked and whole.
 #[actix_web::test]
 async fn chunked_bodies_stay_chunked_both_ways() {

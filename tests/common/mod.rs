@@ -147,7 +147,11 @@ pub struct RawConnection {
 
 impl RawConnection {
     pub fn open(addr: SocketAddr) -> Self {
-        let stream = TcpStream::connect(addr).expect("connect");
+        Self::from_stream(TcpStream::connect(addr).expect("connect"))
+    }
+
+    /// A connection already spoken on (its reads time out after 10 s).
+    pub fn from_stream(stream: TcpStream) -> Self {
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .expect("timeout");
@@ -161,6 +165,11 @@ impl RawConnection {
     /// unless `bodiless` (answers to HEAD, 204, 304). Returns (head, body).
     pub fn exchange(&mut self, request: &[u8], bodiless: bool) -> (String, Vec<u8>) {
         self.stream.write_all(request).expect("write");
+        self.read_response(bodiless)
+    }
+
+    /// Reads one response, as [`Self::exchange`] does after sending.
+    pub fn read_response(&mut self, bodiless: bool) -> (String, Vec<u8>) {
         let head_end = loop {
             if let Some(i) = self.pending.windows(4).position(|w| w == b"\r\n\r\n") {
                 break i + 4;

@@ -2,7 +2,10 @@
 //! dropped in both directions, together with every header the `Connection` header names;
 //! `X-Forwarded-For` is appended to and `X-Forwarded-Proto` / `-Host` are set (RFC 7239 §1 for
 //! the de-facto headers these stand for). The client's `Host` is kept, so virtual-hosted
-//! backends see the name the client asked for.
+//! backends see the name the client asked for. `Expect: 100-continue` is not forwarded: the
+//! server has already answered the client's `100 Continue` when the request head arrived (and
+//! nginx does not forward it either), so the body is streamed at once rather than after a second wait for
+//! the backend's `100`; any other expectation is forwarded for the backend to judge.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -64,15 +67,28 @@ fn copy_end_to_end(source: &HeaderMap, extra: usize, also_skip: &[HeaderName]) -
     out
 }
 
+/// Client headers not copied to the backend besides hop-by-hop ones: the framing is the
+/// encoder's, the forwarding headers are set anew, and the last, `Expect`, only when it asks
+/// for `100-continue` (see the module's notes).
+const NOT_COPIED: [HeaderName; 5] = [
+    header::CONTENT_LENGTH,
+    X_FORWARDED_FOR,
+    X_FORWARDED_PROTO,
+    X_FORWARDED_HOST,
+    header::EXPECT,
+];
+
 /// The headers sent to the backend for a client request from `peer`.
 pub fn to_backend(client: &HeaderMap, peer: Option<IpAddr>, via_tls: bool) -> HeaderMap {
-    let skip = [
-        header::CONTENT_LENGTH,
-        X_FORWARDED_FOR,
-        X_FORWARDED_PROTO,
-        X_FORWARDED_HOST,
-    ];
-    let mut out = copy_end_to_end(client, 3, &skip);
+    let continues = client
+        .get(header::EXPECT)
+        .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let skip = if continues {
+        &NOT_COPIED[..]
+    } else {
+        &NOT_COPIED[..NOT_COPIED.len() - 1]
+    };
+    let mut out = copy_end_to_end(client, 3, skip);
     if let Some(xff) = forwarded_for(client, peer) {
         out.insert(X_FORWARDED_FOR, xff);
     }
@@ -190,6 +206,16 @@ mod tests {
             false,
         );
         assert_eq!(out.get("x-forwarded-for").expect("xff"), "10.1.2.3");
+    }
+
+    /// `Expect: 100-continue` (in any case) is answered by the server, not forwarded; any
+    /// other expectation is the backend's to judge.
+    #[test]
+    fn expect_continue_stays_here_other_expectations_go_on() {
+        let continues = to_backend(&map(&[("expect", "100-Continue")]), peer(), false);
+        assert!(!continues.contains_key("expect"));
+        let other = to_backend(&map(&[("expect", "x-special")]), peer(), false);
+        assert_eq!(other.get("expect").expect("forwarded"), "x-special");
     }
 
     /// Responses lose hop-by-hop headers but keep Set-Cookie twice and Content-Length.

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::http::uri::{self, PathAndQuery};
-use actix_web::http::{header, Method, Uri};
+use actix_web::http::{Method, Uri};
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
 use crate::backend::Backend;
@@ -150,14 +150,11 @@ async fn forward_admitted(
     // consistent_hash: the client's place on the ring (computed only for that strategy).
     let affinity = state.hash_clients.then(|| state.identity.affinity(req));
     let mut attempts = Attempts::new(state, affinity);
-    // `Expect` is left to awc, which knows how to wait for the backend's `100`.
-    let expects = req.headers().contains_key(header::EXPECT);
     loop {
         let lease = attempts.next()?;
         let backend = Arc::clone(&lease.backend);
-        let own_client = !backend.tls && !expects;
         let headers = headers::to_backend(req.headers(), peer, via_tls);
-        if own_client {
+        if !backend.tls {
             let replayable = attempt::is_idempotent(req.method()) && body.in_memory();
             let sent = clients
                 .origins

@@ -2,8 +2,7 @@
 //! codec over kept-alive connections of this worker, instead of awc. awc builds a new codec,
 //! and with it a `ServiceConfig` whose date task is spawned and aborted, for every request; here
 //! one `ServiceConfig` serves the worker and a connection keeps its codec and buffers from one
-//! request to the next. awc stays the client for `https://` backends, health probes and
-//! requests with `Expect`.
+//! request to the next. awc stays the client for `https://` backends and health probes.
 //!
 //! Connections are kept per backend while idle for up to [`IDLE_FOR`] (a sweep closes older
 //! ones). One taken from the pool

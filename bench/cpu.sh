@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# CPU time per proxied request, user and kernel apart: this balancer (rate limiting on), nginx
+# and HAProxy in front of the same three nginx `return 200` backends, under wrk at 64
+# connections. On this 2-core machine everything (wrk, backends, proxy) shares the CPU, so
+# requests/s follow the proxy's CPU per request; this shows where a gap comes from.
+#
+#   bench/cpu.sh [ROUNDS] [SECONDS]      (defaults: 3 rounds of 5 s per proxy)
+#
+# Reads utime/stime of the proxy's processes (all threads; nginx's master and workers) from
+# /proc before and after each run. Prints medians of µs per request. Installs wrk, nginx and
+# haproxy from Debian if missing. Traffic stays on 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${1:-3}
+SECS=${2:-5}
+
+source bench/common.sh
+need_tools wrk nginx haproxy
+
+cargo build --release --quiet
+make_workspace
+
+write_nginx_backends "$work/nginx-backends"
+write_nginx_proxy "$work/nginx-proxy" "listen 127.0.0.1:18181;"
+cat > "$work/haproxy.cfg" <<CONF
+global
+  nbthread 2
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 1s
+  timeout client 30s
+  timeout server 30s
+  http-reuse always
+frontend lb
+  bind 127.0.0.1:18182
+  default_backend pool
+backend pool
+  balance roundrobin
+  server b1 127.0.0.1:19001
+  server b2 127.0.0.1:19002
+  server b3 127.0.0.1:19003
+CONF
+echo '{"backends": ["http://127.0.0.1:19001", "http://127.0.0.1:19002", "http://127.0.0.1:19003"]}' \
+  > "$work/config.json"
+mkdir -p "$work/lb"
+write_balancer_settings "$work/lb/Settings.toml" 18180 true
+
+nginx -c "$work/nginx-backends/nginx.conf" & pids+=($!)
+nginx -c "$work/nginx-proxy/nginx.conf" & nginx_pid=$!; pids+=("$nginx_pid")
+haproxy -f "$work/haproxy.cfg" -q & haproxy_pid=$!; pids+=("$haproxy_pid")
+lb_bin=$PWD/target/release/loadbalancer
+(cd "$work/lb" && RUST_LOG=warn exec "$lb_bin" --settings Settings.toml --backends ../config.json \
+  2> log) & lb_pid=$!; pids+=("$lb_pid")
+for port in 19001 19002 19003 18180 18181 18182; do wait_port "$port"; done
+
+declare -A port=([loadbalancer]=18180 [nginx]=18181 [haproxy]=18182)
+declare -A root=([loadbalancer]=$lb_pid [nginx]=$nginx_pid [haproxy]=$haproxy_pid)
+
+# Clock ticks of user and kernel time of $1 and its children, as "user system".
+ticks() {
+  local pid total_user=0 total_system=0 fields
+  for pid in "$1" $(pgrep -P "$1" || true); do
+    [ -r "/proc/$pid/stat" ] || continue
+    # Fields after the command name (which may hold spaces): utime is the 12th, stime the 13th.
+    read -r -a fields <<<"$(sed 's/^.*) //' "/proc/$pid/stat")"
+    total_user=$((total_user + fields[11]))
+    total_system=$((total_system + fields[12]))
+  done
+  echo "$total_user $total_system"
+}
+
+hz=$(getconf CLK_TCK)
+results=$work/results.tsv
+: > "$results"
+for target in loadbalancer nginx haproxy; do   # warm-up
+  wrk -t2 -c64 -d1s "http://127.0.0.1:${port[$target]}/" > /dev/null
+done
+for round in $(seq 1 "$ROUNDS"); do
+  for target in loadbalancer nginx haproxy; do
+    read -r user0 system0 <<<"$(ticks "${root[$target]}")"
+    out=$(wrk -t2 -c64 -d"${SECS}s" "http://127.0.0.1:${port[$target]}/")
+    read -r user1 system1 <<<"$(ticks "${root[$target]}")"
+    requests=$(awk '/requests in/ {print $1}' <<<"$out")
+    rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
+    printf '%s\t%s\t%s\t%s\t%s\n' "$target" "$requests" "$rps" \
+      "$((user1 - user0))" "$((system1 - system0))" >> "$results"
+  done
+  echo "round $round done" >&2
+done
+
+python3 - "$results" "$hz" <<'PY'
+import statistics, sys
+from collections import defaultdict
+hz = int(sys.argv[2])
+rows = defaultdict(list)
+for line in open(sys.argv[1]):
+    target, requests, rps, user, system = line.split("\t")
+    n = int(requests)
+    rows[target].append((float(rps), int(user) / hz / n * 1e6, int(system) / hz / n * 1e6))
+print("64 connections, medians; µs of the proxy's CPU per request")
+print(f"{'proxy':<14}{'req/s':>9}{'user µs':>10}{'kernel µs':>11}{'total µs':>10}{'÷ nginx':>9}")
+totals = {t: statistics.median(u + s for _, u, s in r) for t, r in rows.items()}
+for target, r in rows.items():
+    rps = statistics.median(x for x, _, _ in r)
+    user = statistics.median(u for _, u, _ in r)
+    system = statistics.median(s for _, _, s in r)
+    print(f"{target:<14}{rps:>9.0f}{user:>10.2f}{system:>11.2f}{totals[target]:>10.2f}"
+          f"{totals[target] / totals['nginx']:>9.2f}")
+PY
