@@ -2,7 +2,9 @@
 # CPU time per proxied request, user and kernel apart: this balancer (rate limiting on), nginx
 # and HAProxy in front of the same three nginx `return 200` backends, under wrk at 64
 # connections. On this 2-core machine everything (wrk, backends, proxy) shares the CPU, so
-# requests/s follow the proxy's CPU per request; this shows where a gap comes from.
+# requests/s follow the proxy's CPU per request; this shows where a gap comes from. Then the
+# floor: servers answering by themselves — actix-web with nothing in it (examples/bare_ok.rs,
+# two workers) and nginx's `return 200` (one of the backends).
 #
 #   bench/cpu.sh [ROUNDS] [SECONDS]      (defaults: 3 rounds of 5 s per proxy)
 #
@@ -18,6 +20,7 @@ source bench/common.sh
 need_tools wrk nginx haproxy
 
 cargo build --release --quiet
+cargo build --release --quiet --example bare_ok
 make_workspace
 
 write_nginx_backends "$work/nginx-backends"
@@ -52,10 +55,15 @@ haproxy -f "$work/haproxy.cfg" -q & haproxy_pid=$!; pids+=("$haproxy_pid")
 lb_bin=$PWD/target/release/loadbalancer
 (cd "$work/lb" && RUST_LOG=warn exec "$lb_bin" --settings Settings.toml --backends ../config.json \
   2> log) & lb_pid=$!; pids+=("$lb_pid")
-for port in 19001 19002 19003 18180 18181 18182; do wait_port "$port"; done
+backends_pid=${pids[0]}
+target/release/examples/bare_ok 127.0.0.1:18183 & bare_pid=$!; pids+=("$bare_pid")
+for port in 19001 19002 19003 18180 18181 18182 18183; do wait_port "$port"; done
 
-declare -A port=([loadbalancer]=18180 [nginx]=18181 [haproxy]=18182)
-declare -A root=([loadbalancer]=$lb_pid [nginx]=$nginx_pid [haproxy]=$haproxy_pid)
+targets=(loadbalancer nginx haproxy actix-web-bare nginx-return-200)
+declare -A port=([loadbalancer]=18180 [nginx]=18181 [haproxy]=18182 [actix-web-bare]=18183
+  [nginx-return-200]=19001)
+declare -A root=([loadbalancer]=$lb_pid [nginx]=$nginx_pid [haproxy]=$haproxy_pid
+  [actix-web-bare]=$bare_pid [nginx-return-200]=$backends_pid)
 
 # Clock ticks of user and kernel time of $1 and its children, as "user system".
 ticks() {
@@ -73,11 +81,11 @@ ticks() {
 hz=$(getconf CLK_TCK)
 results=$work/results.tsv
 : > "$results"
-for target in loadbalancer nginx haproxy; do   # warm-up
+for target in "${targets[@]}"; do   # warm-up
   wrk -t2 -c64 -d1s "http://127.0.0.1:${port[$target]}/" > /dev/null
 done
 for round in $(seq 1 "$ROUNDS"); do
-  for target in loadbalancer nginx haproxy; do
+  for target in "${targets[@]}"; do
     read -r user0 system0 <<<"$(ticks "${root[$target]}")"
     out=$(wrk -t2 -c64 -d"${SECS}s" "http://127.0.0.1:${port[$target]}/")
     read -r user1 system1 <<<"$(ticks "${root[$target]}")"
@@ -98,13 +106,16 @@ for line in open(sys.argv[1]):
     target, requests, rps, user, system = line.split("\t")
     n = int(requests)
     rows[target].append((float(rps), int(user) / hz / n * 1e6, int(system) / hz / n * 1e6))
-print("64 connections, medians; µs of the proxy's CPU per request")
-print(f"{'proxy':<14}{'req/s':>9}{'user µs':>10}{'kernel µs':>11}{'total µs':>10}{'÷ nginx':>9}")
+print("64 connections, medians; µs of the server's CPU per request")
+print(f"{'server':<18}{'req/s':>9}{'user µs':>10}{'kernel µs':>11}{'total µs':>10}{'÷ nginx':>9}")
 totals = {t: statistics.median(u + s for _, u, s in r) for t, r in rows.items()}
 for target, r in rows.items():
+    if target == "actix-web-bare":
+        print("answering by themselves (the proxies' floor):")
     rps = statistics.median(x for x, _, _ in r)
     user = statistics.median(u for _, u, _ in r)
     system = statistics.median(s for _, _, s in r)
-    print(f"{target:<14}{rps:>9.0f}{user:>10.2f}{system:>11.2f}{totals[target]:>10.2f}"
-          f"{totals[target] / totals['nginx']:>9.2f}")
+    base = "nginx-return-200" if target in ("actix-web-bare", "nginx-return-200") else "nginx"
+    print(f"{target:<18}{rps:>9.0f}{user:>10.2f}{system:>11.2f}{totals[target]:>10.2f}"
+          f"{totals[target] / totals[base]:>9.2f}")
 PY
