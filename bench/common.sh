@@ -69,6 +69,30 @@ write_nginx_proxy() {
   }"
 }
 
+# Writes $1, an HAProxy configuration (two threads, connection reuse, no log) listening on
+# 127.0.0.1:$2 in front of the three backends of write_nginx_backends, round-robin.
+write_haproxy_conf() {
+  cat > "$1" <<CONF
+global
+  nbthread 2
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 1s
+  timeout client 30s
+  timeout server 30s
+  http-reuse always
+frontend lb
+  bind 127.0.0.1:$2
+  default_backend pool
+backend pool
+  balance roundrobin
+  server b1 127.0.0.1:19001
+  server b2 127.0.0.1:19002
+  server b3 127.0.0.1:19003
+CONF
+}
+
 # Makes the scratch folder $work and the list $pids of background processes; on exit every
 # one of them gets TERM (not KILL: a killed nginx master leaves its workers holding the ports)
 # and the folder is removed.

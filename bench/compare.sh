@@ -27,25 +27,7 @@ make_workspace
 
 write_nginx_backends "$work/nginx-backends"
 write_nginx_proxy "$work/nginx-proxy" "listen 127.0.0.1:18081;"
-cat > "$work/haproxy.cfg" <<CONF
-global
-  nbthread 2
-  maxconn 4096
-defaults
-  mode http
-  timeout connect 1s
-  timeout client 30s
-  timeout server 30s
-  http-reuse always
-frontend lb
-  bind 127.0.0.1:18082
-  default_backend pool
-backend pool
-  balance roundrobin
-  server b1 127.0.0.1:19001
-  server b2 127.0.0.1:19002
-  server b3 127.0.0.1:19003
-CONF
+write_haproxy_conf "$work/haproxy.cfg" 18082
 cat > "$work/config.json" <<CONF
 { "backends": ["http://127.0.0.1:19001", "http://127.0.0.1:19002", "http://127.0.0.1:19003"] }
 CONF
