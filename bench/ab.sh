@@ -9,6 +9,8 @@
 # under wrk at 64 connections and then at 1 connection, so that neither build always goes
 # first while the machine drifts. Prints per-round ratios B ÷ A and their median, and the
 # median requests/s and p50 of each. On a shared machine only the ratio means anything.
+# Also the CPU time each build spent per request during its own runs (user + kernel, from
+# /proc): steadier than requests/s here, and on two shared cores the two go together.
 # Installs wrk and nginx from Debian if they are missing. Traffic stays on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,11 +31,13 @@ echo '{"backends": ["http://127.0.0.1:19001", "http://127.0.0.1:19002", "http://
 enabled=$([ "$LIMITER" = off ] && echo false || echo true)
 declare -A port=([a]=18096 [b]=18097)
 declare -A bin=([a]=$A [b]=$B)
+declare -A pid
 for side in a b; do
   mkdir -p "$work/$side"
   write_balancer_settings "$work/$side/Settings.toml" "${port[$side]}" "$enabled"
   (cd "$work/$side" && RUST_LOG=warn exec "${bin[$side]}" --settings Settings.toml \
     --backends ../config.json 2> log) & pids+=($!)
+  pid[$side]=$!
 done
 for p in 19001 19002 19003 18096 18097; do wait_port "$p"; done
 
@@ -43,16 +47,21 @@ for round in $(seq 1 "$ROUNDS"); do
   for conns in 64 1; do
     threads=$(( conns > 1 ? 2 : 1 ))
     for side in a b b a; do
+      read -r user0 system0 <<<"$(cpu_ticks "${pid[$side]}")"
       out=$(wrk -t"$threads" -c"$conns" -d"${SECS}s" --latency "http://127.0.0.1:${port[$side]}/")
+      read -r user1 system1 <<<"$(cpu_ticks "${pid[$side]}")"
       rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
       p50=$(awk '$1=="50%" {print $2}' <<<"$out")
-      printf '%s\t%s\t%s\t%s\t%s\n' "$round" "$conns" "$side" "$rps" "$p50" >> "$results"
+      requests=$(awk '/requests in/ {print $1}' <<<"$out")
+      ticks=$((user1 - user0 + system1 - system0))
+      printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$conns" "$side" "$rps" "$p50" \
+        "$requests" "$ticks" >> "$results"
     done
     echo "round $round c=$conns done" >&2
   done
 done
 
-python3 - "$results" "$A" "$B" "$LIMITER" <<'PY'
+python3 - "$results" "$A" "$B" "$LIMITER" "$(getconf CLK_TCK)" <<'PY'
 import statistics, sys
 from collections import defaultdict
 
@@ -62,16 +71,20 @@ def ms(text):
             return float(text[: -len(unit)]) * factor
     return float(text)
 
+hz = int(sys.argv[5])
 rps = defaultdict(list)   # (conns, side) -> per-round mean of its two runs
 p50 = defaultdict(list)
+cpu = defaultdict(list)   # (conns, side) -> per-round µs of CPU per request over its two runs
 per_round = defaultdict(lambda: defaultdict(list))
 for line in open(sys.argv[1]):
-    rnd, conns, side, r, p = line.rstrip("\n").split("\t")
-    per_round[(conns, rnd)][side].append((float(r), ms(p)))
+    rnd, conns, side, r, p, requests, ticks = line.rstrip("\n").split("\t")
+    per_round[(conns, rnd)][side].append((float(r), ms(p), int(requests), int(ticks)))
 for (conns, rnd), sides in sorted(per_round.items()):
     for side, runs in sides.items():
-        rps[(conns, side)].append(statistics.mean(r for r, _ in runs))
-        p50[(conns, side)].append(statistics.mean(p for _, p in runs))
+        rps[(conns, side)].append(statistics.mean(run[0] for run in runs))
+        p50[(conns, side)].append(statistics.mean(run[1] for run in runs))
+        requests = sum(run[2] for run in runs)
+        cpu[(conns, side)].append(sum(run[3] for run in runs) / hz / max(requests, 1) * 1e6)
 print(f"A = {sys.argv[2]}\nB = {sys.argv[3]}\nrate limiting {sys.argv[4]}")
 for conns in ("64", "1"):
     ratios = [b / a for a, b in zip(rps[(conns, "a")], rps[(conns, "b")])]
@@ -80,5 +93,9 @@ for conns in ("64", "1"):
     print(f"  median B ÷ A: {statistics.median(ratios):.3f}")
     for side in ("a", "b"):
         print(f"  {side.upper()}: {statistics.median(rps[(conns, side)]):.0f} req/s,"
-              f" p50 {statistics.median(p50[(conns, side)]):.3f} ms")
+              f" p50 {statistics.median(p50[(conns, side)]):.3f} ms,"
+              f" CPU {statistics.median(cpu[(conns, side)]):.2f} µs per request")
+    cpu_ratios = [b / a for a, b in zip(cpu[(conns, "a")], cpu[(conns, "b")])]
+    print(f"  CPU per request B ÷ A, median of rounds: {statistics.median(cpu_ratios):.3f}"
+          " (below 1: B does the same work with less)")
 PY

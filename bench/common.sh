@@ -93,6 +93,20 @@ backend pool
 CONF
 }
 
+# Clock ticks (getconf CLK_TCK per second) of user and kernel time of process $1, all its
+# threads, and its children (nginx's workers), printed as "user system".
+cpu_ticks() {
+  local pid total_user=0 total_system=0 fields
+  for pid in "$1" $(pgrep -P "$1" || true); do
+    [ -r "/proc/$pid/stat" ] || continue
+    # Fields after the command name (which may hold spaces): utime is the 12th, stime the 13th.
+    read -r -a fields <<<"$(sed 's/^.*) //' "/proc/$pid/stat")"
+    total_user=$((total_user + fields[11]))
+    total_system=$((total_system + fields[12]))
+  done
+  echo "$total_user $total_system"
+}
+
 # Makes the scratch folder $work and the list $pids of background processes; on exit every
 # one of them gets TERM (not KILL: a killed nginx master leaves its workers holding the ports)
 # and the folder is removed.

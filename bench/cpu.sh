@@ -47,19 +47,6 @@ declare -A port=([loadbalancer]=18180 [nginx]=18181 [haproxy]=18182 [actix-web-b
 declare -A root=([loadbalancer]=$lb_pid [nginx]=$nginx_pid [haproxy]=$haproxy_pid
   [actix-web-bare]=$bare_pid [nginx-return-200]=$backends_pid)
 
-# Clock ticks of user and kernel time of $1 and its children, as "user system".
-ticks() {
-  local pid total_user=0 total_system=0 fields
-  for pid in "$1" $(pgrep -P "$1" || true); do
-    [ -r "/proc/$pid/stat" ] || continue
-    # Fields after the command name (which may hold spaces): utime is the 12th, stime the 13th.
-    read -r -a fields <<<"$(sed 's/^.*) //' "/proc/$pid/stat")"
-    total_user=$((total_user + fields[11]))
-    total_system=$((total_system + fields[12]))
-  done
-  echo "$total_user $total_system"
-}
-
 hz=$(getconf CLK_TCK)
 results=$work/results.tsv
 : > "$results"
@@ -68,9 +55,9 @@ for target in "${targets[@]}"; do   # warm-up
 done
 for round in $(seq 1 "$ROUNDS"); do
   for target in "${targets[@]}"; do
-    read -r user0 system0 <<<"$(ticks "${root[$target]}")"
+    read -r user0 system0 <<<"$(cpu_ticks "${root[$target]}")"
     out=$(wrk -t2 -c64 -d"${SECS}s" "http://127.0.0.1:${port[$target]}/")
-    read -r user1 system1 <<<"$(ticks "${root[$target]}")"
+    read -r user1 system1 <<<"$(cpu_ticks "${root[$target]}")"
     requests=$(awk '/requests in/ {print $1}' <<<"$out")
     rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
     printf '%s\t%s\t%s\t%s\t%s\n' "$target" "$requests" "$rps" \
