@@ -1,8 +1,9 @@
 //! `BucketStore`: one shard of the rate limiter, an actor on its own arbiter that owns a
 //! [`BucketMap`] (behind a lock it shares with the handlers of a single instance, which take
 //! most tokens on their own thread: [`SharedMap`]). Requests are admitted here by message in
-//! cluster mode, and otherwise when the map's lock is busy or an eviction is due; admin writes go to the `Store`
-//! first and change memory only once SQLite has committed them, so memory and disk agree.
+//! cluster mode, and otherwise when the map's lock is busy or an eviction is due; admin writes
+//! go to the `Store` first and change memory only once SQLite has committed them, so memory
+//! and disk agree.
 //! Dirty token levels are flushed every `persistence.flush_interval_ms`; idle full buckets
 //! are swept every few seconds.
 //!
@@ -416,15 +417,12 @@ impl BucketStore {
     /// the change log): into the map and the id set, and mirrored into SQLite when it changed.
     fn apply_put(&mut self, record: ClientRecord) -> ClientRecord {
         let now = Instant::now();
-        let unchanged = self
-            .map
-            .lock()
+        let mut map = self.map.lock();
+        let unchanged = map
             .get(&record.client_id, now)
             .is_some_and(|known| known.name == record.name && known.limits == record.limits);
-        let applied = self
-            .map
-            .lock()
-            .upsert(&record.client_id, record.name, record.limits, now);
+        let applied = map.upsert(&record.client_id, record.name, record.limits, now);
+        drop(map);
         self.set_registered(&record.client_id, true);
         if !unchanged {
             self.store.do_send(SaveClient(applied.clone()));

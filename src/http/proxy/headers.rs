@@ -4,8 +4,9 @@
 //! the de-facto headers these stand for). The client's `Host` is kept, so virtual-hosted
 //! backends see the name the client asked for. `Expect: 100-continue` is not forwarded: the
 //! server has already answered the client's `100 Continue` when the request head arrived (and
-//! nginx does not forward it either), so the body is streamed at once rather than after a second wait for
-//! the backend's `100`; any other expectation is forwarded for the backend to judge.
+//! nginx does not forward it either), so the body is streamed at once rather than after a
+//! second wait for the backend's `100`; any other expectation is forwarded for the backend to
+//! judge.
 
 use std::fmt;
 use std::net::IpAddr;
