@@ -1,17 +1,23 @@
-//! The access log, a named middleware ([`log_requests`]): one line per request (target
+//! The access log, a middleware ([`AccessLog`]): one line per request (target
 //! `loadbalancer::access`, level info), `127.0.0.1 "GET /path" 200 backend-2 1.4ms`. Filter it
 //! out with `RUST_LOG=info,loadbalancer::access=off`. While draining, every response also asks
 //! the client to close its connection, so kept-alive connections end after their current
 //! request.
+//!
+//! Written as a `Transform` rather than with `from_fn`: that boxes each request's future and the
+//! next service's, and looks the drain flag up in the app data, on every request; here the
+//! future is the inner one's (already boxed by the router) with the line next to it.
 
+use std::future::{ready, Future, Ready};
+use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::{ConnectionType, StatusCode};
-use actix_web::middleware::Next;
-use actix_web::{web, Error};
+use actix_web::Error;
 
 use crate::backend::Backend;
 use crate::draining::Draining;
@@ -32,28 +38,99 @@ pub fn enabled() -> bool {
 
 /// The middleware: writes the line for each finished response and marks responses
 /// `Connection: close` while draining.
-pub async fn log_requests(
-    draining: web::Data<Draining>,
-    req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let line = RequestLine::capture(&req);
-    let asked_upgrade = req.head().upgrade();
-    let mut res = next.call(req).await?;
-    let switched = res.status() == StatusCode::SWITCHING_PROTOCOLS;
-    // A tunnel that switched just as the drain began keeps its upgrade (it ends with the
-    // grace). A request that asked for an upgrade it did not get (`h2c`, or an error) is
-    // answered `Connection: close`: actix-http does not keep such a connection alive, and
-    // would otherwise answer `Connection: upgrade` without switching.
-    if (draining.is_draining() || asked_upgrade) && !switched {
-        res.response_mut()
-            .head_mut()
-            .set_connection_type(ConnectionType::Close);
+pub struct AccessLog {
+    draining: Draining,
+}
+
+impl AccessLog {
+    pub fn new(draining: Draining) -> Self {
+        Self { draining }
     }
-    if let Some(line) = line {
-        line.write(&res);
+}
+
+impl<S, B> Transform<S, ServiceRequest> for AccessLog
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+    S::Future: Unpin,
+{
+    type Response = ServiceResponse<B>;
+    type Error = Error;
+    type Transform = AccessLogService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(AccessLogService {
+            service,
+            draining: Rc::new(self.draining.clone()),
+        }))
     }
-    Ok(res)
+}
+
+/// [`AccessLog`] around a worker's service.
+pub struct AccessLogService<S> {
+    service: S,
+    draining: Rc<Draining>,
+}
+
+impl<S, B> Service<ServiceRequest> for AccessLogService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+    S::Future: Unpin,
+{
+    type Response = ServiceResponse<B>;
+    type Error = Error;
+    type Future = Logged<S::Future>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let line = RequestLine::capture(&req);
+        let asked_upgrade = req.head().upgrade();
+        Logged {
+            inner: self.service.call(req),
+            line,
+            asked_upgrade,
+            draining: Rc::clone(&self.draining),
+        }
+    }
+}
+
+/// A request's response on its way, with what its line needs.
+pub struct Logged<F> {
+    inner: F,
+    line: Option<RequestLine>,
+    asked_upgrade: bool,
+    draining: Rc<Draining>,
+}
+
+impl<F, B> Future for Logged<F>
+where
+    F: Future<Output = Result<ServiceResponse<B>, Error>> + Unpin,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let mut res = match Pin::new(&mut this.inner).poll(cx) {
+            Poll::Ready(Ok(res)) => res,
+            other => return other,
+        };
+        let switched = res.status() == StatusCode::SWITCHING_PROTOCOLS;
+        // A tunnel that switched just as the drain began keeps its upgrade (it ends with the
+        // grace). A request that asked for an upgrade it did not get (`h2c`, or an error) is
+        // answered `Connection: close`: actix-http does not keep such a connection alive, and
+        // would otherwise answer `Connection: upgrade` without switching.
+        if (this.draining.is_draining() || this.asked_upgrade) && !switched {
+            res.response_mut()
+                .head_mut()
+                .set_connection_type(ConnectionType::Close);
+        }
+        if let Some(line) = this.line.take() {
+            line.write(&res);
+        }
+        Poll::Ready(Ok(res))
+    }
 }
 
 /// What is noted of a request before it is handled (only when access logging is on).

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use actix::Actor;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::http::KeepAlive;
-use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 
 use crate::certs::CertError;
@@ -21,7 +20,7 @@ use crate::cluster::{self, Cluster};
 use crate::draining::Draining;
 use crate::events::Events;
 use crate::health::HealthChecker;
-use crate::http::access_log::log_requests;
+use crate::http::access_log::AccessLog;
 use crate::http::api::{self, ApiState};
 use crate::http::clients::{self, ClientsState};
 use crate::http::proxy::{self, ProxyState, Tunnels, WorkerClients};
@@ -410,7 +409,7 @@ fn start_server(
         domain.membership.clone(),
         tunnels,
     ));
-    let draining = web::Data::new(domain.draining.clone());
+    let draining = domain.draining.clone();
     let (connect_timeout, response_timeout) = (
         settings.backends.connect_timeout,
         settings.backends.response_timeout,
@@ -420,14 +419,13 @@ fn start_server(
             .app_data(proxy_state.clone())
             .app_data(api_state.clone())
             .app_data(clients_state.clone())
-            .app_data(draining.clone())
             // Built here, so once per worker thread: an awc Client is not Send.
             .app_data(web::Data::new(WorkerClients::new(
                 connect_timeout,
                 response_timeout,
                 &backend_tls,
             )))
-            .wrap(from_fn(log_requests))
+            .wrap(AccessLog::new(draining.clone()))
             .configure(clients::configure)
             .configure(api::configure)
             .default_service(web::to(proxy::forward))
