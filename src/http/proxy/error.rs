@@ -4,6 +4,7 @@ use actix_web::http::header::{HeaderName, HeaderValue, RETRY_AFTER};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
+use super::headers::push_decimal;
 use crate::client::Admission;
 use crate::http::error::json_response;
 
@@ -90,6 +91,11 @@ pub fn policy_header(admission: &Admission) -> HeaderValue {
 /// `"default";r=<remaining>;t=<seconds to the next token>`.
 pub fn ratelimit_header(admission: &Admission) -> HeaderValue {
     let next = admission.decision.retry_after.as_secs_f64().ceil() as u64;
-    let text = format!("\"default\";r={};t={next}", admission.decision.remaining);
+    // Written by hand: this goes on every admitted response.
+    let mut text = String::with_capacity(32);
+    text.push_str("\"default\";r=");
+    push_decimal(&mut text, admission.decision.remaining);
+    text.push_str(";t=");
+    push_decimal(&mut text, next);
     HeaderValue::try_from(text).expect("digits and quotes make a valid header value")
 }

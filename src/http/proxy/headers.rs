@@ -8,7 +8,6 @@
 //! second wait for the backend's `100`; any other expectation is forwarded for the backend to
 //! judge.
 
-use std::fmt;
 use std::net::IpAddr;
 
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -23,43 +22,59 @@ pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-ho
 /// Connection-specific headers that a proxy must not forward (RFC 9110 §7.6.1), plus the
 /// legacy `Proxy-Connection`. `Content-Length` is not here: framing is rebuilt from the body
 /// by the HTTP encoder, which writes its own length or chunking.
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authorization",
+    "proxy-authenticate",
+];
+
 fn is_hop_by_hop(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-            | "proxy-authorization"
-            | "proxy-authenticate"
-    )
+    HOP_BY_HOP.contains(&name.as_str())
 }
 
-/// Whether `Connection` (any of its values) names `name`, as in `Connection: close, X-Secret`;
-/// `Host` is never dropped this way. Compared in place: nothing is parsed into a `HeaderName`
-/// (a non-standard name would be an allocation per response, and nginx answers with
-/// `Connection: keep-alive` every time).
+/// Whether `Connection` names any header besides the hop-by-hop ones (dropped anyway). For the
+/// usual `Connection: keep-alive` it does not, and no header needs checking against it.
+fn connection_names_others(headers: &HeaderMap) -> bool {
+    connection_tokens(headers).any(|token| {
+        !token.is_empty()
+            && !HOP_BY_HOP
+                .iter()
+                .any(|name| token.eq_ignore_ascii_case(name))
+    })
+}
+
+/// The options of every `Connection` header, trimmed, as in `Connection: close, X-Secret`.
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(header::CONNECTION)
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|list| list.split(','))
+        .map(str::trim)
+}
+
+/// Whether `Connection` (any of its values) names `name`; `Host` is never dropped this way.
+/// Compared in place: nothing is parsed into a `HeaderName` (a non-standard name would be an
+/// allocation per message).
 fn named_by_connection(headers: &HeaderMap, name: &HeaderName) -> bool {
     *name != header::HOST
-        && headers
-            .get_all(header::CONNECTION)
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|list| list.split(','))
-            .any(|token| token.trim().eq_ignore_ascii_case(name.as_str()))
+        && connection_tokens(headers).any(|token| token.eq_ignore_ascii_case(name.as_str()))
 }
 
 /// Copies every end-to-end header of `source`, keeping repeated headers repeated, and skipping
 /// `also_skip` as well as hop-by-hop ones.
 fn copy_end_to_end(source: &HeaderMap, extra: usize, also_skip: &[HeaderName]) -> HeaderMap {
-    let has_connection = source.contains_key(header::CONNECTION);
+    let names_others = connection_names_others(source);
     let mut out = HeaderMap::with_capacity(source.len() + extra);
     for (name, value) in source.iter() {
         if is_hop_by_hop(name)
             || also_skip.contains(name)
-            || (has_connection && named_by_connection(source, name))
+            || (names_others && named_by_connection(source, name))
         {
             continue;
         }
@@ -108,29 +123,65 @@ pub fn to_client(backend: &HeaderMap) -> HeaderMap {
 }
 
 /// Existing `X-Forwarded-For` values (all of them, in order) followed by the peer's address,
-/// written into one buffer.
+/// written into one buffer (without the formatting machinery: this runs for every request).
 fn forwarded_for(client: &HeaderMap, peer: Option<IpAddr>) -> Option<HeaderValue> {
-    use std::fmt::Write as _;
     // Room for what usually comes: one earlier hop or none, and an address.
     let mut chain = String::with_capacity(64);
-    let mut push = |item: fmt::Arguments<'_>| {
+    let separate = |chain: &mut String| {
         if !chain.is_empty() {
             chain.push_str(", ");
         }
-        // Writing to a String cannot fail.
-        let _ = chain.write_fmt(item);
     };
     for value in client.get_all(X_FORWARDED_FOR) {
         let Ok(text) = value.to_str() else { continue };
         let text = text.trim();
         if !text.is_empty() {
-            push(format_args!("{text}"));
+            separate(&mut chain);
+            chain.push_str(text);
         }
     }
     if let Some(peer) = peer {
-        push(format_args!("{}", crate::net::canonical(peer)));
+        separate(&mut chain);
+        push_ip(&mut chain, crate::net::canonical(peer));
     }
     HeaderValue::try_from(chain).ok().filter(|v| !v.is_empty())
+}
+
+/// Appends `ip` as `Display` writes it; IPv4 digit by digit.
+fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                push_decimal(out, u64::from(octet));
+            }
+        }
+        IpAddr::V6(v6) => {
+            use std::fmt::Write as _;
+            // Writing to a String cannot fail.
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
+/// Appends `n` in decimal.
+pub(super) fn push_decimal(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        // A digit: `n % 10` is below 10.
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &digit in &digits[at..] {
+        out.push(char::from(digit));
+    }
 }
 
 #[cfg(test)]
@@ -217,6 +268,48 @@ mod tests {
         assert!(!continues.contains_key("expect"));
         let other = to_backend(&map(&[("expect", "x-special")]), peer(), false);
         assert_eq!(other.get("expect").expect("forwarded"), "x-special");
+    }
+
+    /// `Connection: keep-alive` (the usual) names nothing beyond hop-by-hop headers, so all the
+    /// others pass; an option that is not hop-by-hop drops its header, in any case.
+    #[test]
+    fn connection_options_drop_only_what_they_name() {
+        let backend = map(&[
+            ("connection", "Keep-Alive"),
+            ("keep-alive", "timeout=5"),
+            ("close", "kept"),
+            ("x-a", "1"),
+        ]);
+        let out = to_client(&backend);
+        assert!(!out.contains_key("keep-alive"));
+        assert_eq!(out.get("close").expect("not named"), "kept");
+        assert_eq!(out.get("x-a").expect("not named"), "1");
+        let named = map(&[("connection", "close, X-A"), ("close", "1"), ("x-a", "1")]);
+        let out = to_client(&named);
+        assert!(!out.contains_key("close"));
+        assert!(!out.contains_key("x-a"));
+    }
+
+    /// Addresses and numbers come out as `Display` writes them.
+    #[test]
+    fn addresses_and_numbers_are_written_as_display_does() {
+        for ip in [
+            "0.0.0.0",
+            "10.200.3.45",
+            "255.255.255.255",
+            "2001:db8::1",
+            "::1",
+        ] {
+            let ip: IpAddr = ip.parse().expect("ip");
+            let mut out = String::new();
+            push_ip(&mut out, ip);
+            assert_eq!(out, ip.to_string());
+        }
+        for n in [0, 7, 10, 99, 100, 1_234_567, u64::MAX] {
+            let mut out = String::new();
+            push_decimal(&mut out, n);
+            assert_eq!(out, n.to_string());
+        }
     }
 
     /// Responses lose hop-by-hop headers but keep Set-Cookie twice and Content-Length.
