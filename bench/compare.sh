@@ -10,7 +10,10 @@
 # rate-limited balancer once more with bench/xff.lua, whose requests carry X-Forwarded-For with
 # 10,000 different client addresses (127.0.0.1 is a trusted proxy there, so each is limited as a
 # client of its own). Prints the median requests/s, p50 and p99 per target and the ratios to
-# nginx and HAProxy. None of the proxies write an access log (RUST_LOG=warn here, access_log off
+# nginx and HAProxy. Each round starts the list of targets one place further on, so that no
+# target always runs right after the same one (the position in the round moved a target's
+# figure by several percent), and every measurement follows a 1 s warm-up of its target.
+# None of the proxies write an access log (RUST_LOG=warn here, access_log off
 # in nginx, no log in HAProxy). Extra environment for the balancer can be passed as LB__*
 # variables.
 # Installs wrk, nginx and haproxy from Debian if they are missing. Traffic stays on 127.0.0.1.
@@ -46,14 +49,18 @@ done
 for port in 19001 19002 19003 18080 18081 18082 18083; do wait_port "$port"; done
 
 declare -A ports=([direct]=19001 [loadbalancer]=18080 [lb-10k-ips]=18080 [lb-nolimit]=18083 [nginx]=18081 [haproxy]=18082)
+targets=(direct loadbalancer lb-10k-ips lb-nolimit nginx haproxy)
 results="$work/results.tsv"
 : > "$results"
 for round in $(seq 1 "$ROUNDS"); do
+  shift_by=$(( (round - 1) % ${#targets[@]} ))
+  order=("${targets[@]:shift_by}" "${targets[@]:0:shift_by}")
   for conns in 64 1; do
     threads=$(( conns > 1 ? 2 : 1 ))
-    for target in direct loadbalancer lb-10k-ips lb-nolimit nginx haproxy; do
+    for target in "${order[@]}"; do
       script=()
       [ "$target" = lb-10k-ips ] && script=(-s bench/xff.lua)
+      wrk -t"$threads" -c"$conns" -d1s "${script[@]}" "http://127.0.0.1:${ports[$target]}/" > /dev/null
       out=$(wrk -t"$threads" -c"$conns" -d"${SECONDS_PER_RUN}s" --latency "${script[@]}" "http://127.0.0.1:${ports[$target]}/")
       rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
       p50=$(awk '$1=="50%" {print $2}' <<<"$out")
@@ -76,10 +83,12 @@ def ms(text):
     return float(text)
 
 rows = defaultdict(list)
+by_round = defaultdict(dict)
 errors = defaultdict(int)
 for line in open(sys.argv[1]):
     rnd, conns, target, rps, p50, p99, err = (line.rstrip("\n").split("\t") + [""])[:7]
     rows[(conns, target)].append((float(rps), ms(p50), ms(p99)))
+    by_round[(conns, rnd)][target] = float(rps)
     errors[(conns, target)] += bool(err.strip())
 
 for conns in ("64", "1"):
@@ -92,6 +101,10 @@ for conns in ("64", "1"):
     for target, (rps, p50, p99) in med.items():
         flag = "  (runs with errors: %d)" % errors[(conns, target)] if errors[(conns, target)] else ""
         print(f"{target:<14}{rps:>10.0f}{p50:>9.3f}{p99:>9.3f}{rps / med['nginx'][0]:>9.2f}{rps / med['haproxy'][0]:>11.2f}{flag}")
+    for peer in ("nginx", "haproxy"):
+        ratios = [r["loadbalancer"] / r[peer] for (c, _), r in sorted(by_round.items()) if c == conns]
+        print(f"loadbalancer ÷ {peer} within each round: "
+              + " ".join(f"{x:.2f}" for x in ratios) + f" (median {statistics.median(ratios):.2f})")
     print(f"rate limiter on vs off: {med['loadbalancer'][0] / med['lb-nolimit'][0]:.2f}x requests/s")
     print(f"10,000 client IPs vs one client: {med['lb-10k-ips'][0] / med['loadbalancer'][0]:.2f}x requests/s")
     if conns == "1":
