@@ -11,6 +11,7 @@
 use std::net::IpAddr;
 
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use actix_web::web::BytesMut;
 
 /// `X-Forwarded-For`: the chain of client addresses.
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -66,18 +67,24 @@ fn named_by_connection(headers: &HeaderMap, name: &HeaderName) -> bool {
         && connection_tokens(headers).any(|token| token.eq_ignore_ascii_case(name.as_str()))
 }
 
-/// Copies every end-to-end header of `source`, keeping repeated headers repeated, and skipping
+/// Every end-to-end header of `source` in order, repeated headers repeated, skipping
 /// `also_skip` as well as hop-by-hop ones.
-fn copy_end_to_end(source: &HeaderMap, extra: usize, also_skip: &[HeaderName]) -> HeaderMap {
+fn end_to_end<'a>(
+    source: &'a HeaderMap,
+    also_skip: &'a [HeaderName],
+) -> impl Iterator<Item = (&'a HeaderName, &'a HeaderValue)> + 'a {
     let names_others = connection_names_others(source);
-    let mut out = HeaderMap::with_capacity(source.len() + extra);
-    for (name, value) in source.iter() {
-        if is_hop_by_hop(name)
+    source.iter().filter(move |(name, _)| {
+        !(is_hop_by_hop(name)
             || also_skip.contains(name)
-            || (names_others && named_by_connection(source, name))
-        {
-            continue;
-        }
+            || (names_others && named_by_connection(source, name)))
+    })
+}
+
+/// [`end_to_end`] copied into a map with room for `extra` more.
+fn copy_end_to_end(source: &HeaderMap, extra: usize, also_skip: &[HeaderName]) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(source.len() + extra);
+    for (name, value) in end_to_end(source, also_skip) {
         out.append(name.clone(), value.clone());
     }
     out
@@ -96,6 +103,45 @@ const NOT_COPIED: [HeaderName; 5] = [
 
 /// The headers sent to the backend for a client request from `peer`.
 pub fn to_backend(client: &HeaderMap, peer: Option<IpAddr>, via_tls: bool) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(client.len() + 3);
+    each_to_backend(client, peer, via_tls, |name, value| {
+        out.append(name.clone(), value.clone());
+    });
+    out
+}
+
+/// [`to_backend`] written straight into a request head as `name: value` lines, with
+/// `Host: default_host` when the client sent none: the own client's path, where no map is
+/// built only to be written out again.
+pub fn write_to_backend(
+    client: &HeaderMap,
+    peer: Option<IpAddr>,
+    via_tls: bool,
+    default_host: &str,
+    out: &mut BytesMut,
+) {
+    let mut line = |name: &[u8], value: &[u8]| {
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    };
+    each_to_backend(client, peer, via_tls, |name, value| {
+        line(name.as_str().as_bytes(), value.as_bytes());
+    });
+    if !client.contains_key(header::HOST) {
+        line(b"host", default_host.as_bytes());
+    }
+}
+
+/// Hands each header for the backend to `emit`: the client's end-to-end ones, then the
+/// forwarding headers (never copied from the client, so each comes once).
+fn each_to_backend(
+    client: &HeaderMap,
+    peer: Option<IpAddr>,
+    via_tls: bool,
+    mut emit: impl FnMut(&HeaderName, &HeaderValue),
+) {
     let continues = client
         .get(header::EXPECT)
         .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"100-continue"));
@@ -104,16 +150,17 @@ pub fn to_backend(client: &HeaderMap, peer: Option<IpAddr>, via_tls: bool) -> He
     } else {
         &NOT_COPIED[..NOT_COPIED.len() - 1]
     };
-    let mut out = copy_end_to_end(client, 3, skip);
+    for (name, value) in end_to_end(client, skip) {
+        emit(name, value);
+    }
     if let Some(xff) = forwarded_for(client, peer) {
-        out.insert(X_FORWARDED_FOR, xff);
+        emit(&X_FORWARDED_FOR, &xff);
     }
     let proto = if via_tls { "https" } else { "http" };
-    out.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+    emit(&X_FORWARDED_PROTO, &HeaderValue::from_static(proto));
     if let Some(host) = client.get(header::HOST) {
-        out.insert(X_FORWARDED_HOST, host.clone());
+        emit(&X_FORWARDED_HOST, host);
     }
-    out
 }
 
 /// The headers sent to the client for a backend response. `Content-Length` is kept: the encoder
@@ -310,6 +357,46 @@ mod tests {
             push_decimal(&mut out, n);
             assert_eq!(out, n.to_string());
         }
+    }
+
+    /// The lines written for the own client carry the same headers as the map built for awc,
+    /// and the backend's address as `Host` only when the client sent none.
+    #[test]
+    fn written_lines_carry_what_the_map_does() {
+        let lines = |client: &HeaderMap| {
+            let mut out = BytesMut::new();
+            write_to_backend(client, peer(), true, "10.0.0.1:8080", &mut out);
+            let text = String::from_utf8(out.to_vec()).expect("ascii");
+            let mut pairs: Vec<(String, String)> = text
+                .split_terminator("\r\n")
+                .map(|line| {
+                    let (name, value) = line.split_once(": ").expect("a header line");
+                    (name.to_owned(), value.to_owned())
+                })
+                .collect();
+            pairs.sort();
+            pairs
+        };
+        let client = map(&[
+            ("host", "shop.test"),
+            ("connection", "keep-alive, x-secret"),
+            ("x-secret", "1"),
+            ("accept", "a"),
+            ("accept", "b"),
+            ("x-forwarded-for", "203.0.113.1"),
+        ]);
+        let mut from_map: Vec<(String, String)> = to_backend(&client, peer(), true)
+            .iter()
+            .map(|(name, value)| {
+                let value = value.to_str().expect("ascii").to_owned();
+                (name.as_str().to_owned(), value)
+            })
+            .collect();
+        from_map.sort();
+        assert_eq!(lines(&client), from_map);
+        let hostless = lines(&map(&[("accept", "a")]));
+        assert!(hostless.contains(&("host".to_owned(), "10.0.0.1:8080".to_owned())));
+        assert!(!hostless.iter().any(|(name, _)| name == "x-forwarded-host"));
     }
 
     /// Responses lose hop-by-hop headers but keep Set-Cookie twice and Content-Length.

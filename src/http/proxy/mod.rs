@@ -153,16 +153,16 @@ async fn forward_admitted(
     loop {
         let lease = attempts.next()?;
         let backend = Arc::clone(&lease.backend);
-        let headers = headers::to_backend(req.headers(), peer, via_tls);
         if !backend.tls {
             let replayable = attempt::is_idempotent(req.method()) && body.in_memory();
+            let host = backend.authority.as_str();
             let sent = clients
                 .origins
                 .send(
                     &backend,
                     req.method(),
                     &target,
-                    headers,
+                    |out| headers::write_to_backend(req.headers(), peer, via_tls, host, out),
                     || body.for_attempt(),
                     replayable,
                 )
@@ -191,7 +191,7 @@ async fn forward_admitted(
             .request(req.method().clone(), upstream_uri(&backend, &target));
         // Built for each attempt rather than cloned: awc consumes the request, and nearly every
         // request makes one attempt only.
-        *upstream.headers_mut() = headers;
+        *upstream.headers_mut() = headers::to_backend(req.headers(), peer, via_tls);
         let failure = match upstream.send_body(body.for_attempt()).await {
             Ok(mut response) => {
                 lease.record(Outcome::Responded);

@@ -24,7 +24,7 @@ use actix_codec::{Decoder, Encoder};
 use actix_http::h1::{ClientCodec, ClientPayloadCodec, Message, MessageType};
 use actix_http::{RequestHead, RequestHeadType, ResponseHead, ServiceConfig, ServiceConfigBuilder};
 use actix_web::body::{BodySize, BoxBody, MessageBody};
-use actix_web::http::header::{self, HeaderMap, HeaderValue};
+use actix_web::http::header;
 use actix_web::http::uri::PathAndQuery;
 use actix_web::http::{Method, StatusCode, Uri, Version};
 use actix_web::web::{Bytes, BytesMut};
@@ -80,6 +80,13 @@ struct Inner {
     response_timeout: Duration,
 }
 
+/// What an exchange sends besides the body.
+struct Request<'a> {
+    method: &'a Method,
+    target: &'a PathAndQuery,
+    headers: &'a dyn Fn(&mut BytesMut),
+}
+
 /// A kept-alive connection with its codec and read buffer.
 struct Connection {
     io: TcpStream,
@@ -121,33 +128,25 @@ impl Origins {
     }
 
     /// Sends a request to `backend` and reads the answer's head (within the response timeout).
-    /// `replayable`: whether the request may be sent again after a reused connection failed.
+    /// `headers` writes the request's header lines (`Host` among them) into the head; it and
+    /// `body` are called again for a second exchange. `replayable`: whether the request may be
+    /// sent again after a reused connection failed.
     pub async fn send(
         &self,
         backend: &Backend,
         method: &Method,
         target: &PathAndQuery,
-        mut headers: HeaderMap,
+        headers: impl Fn(&mut BytesMut),
         body: impl Fn() -> BoxBody,
         replayable: bool,
     ) -> Result<Answer, AttemptError> {
-        if !headers.contains_key(header::HOST) {
-            if let Ok(host) = HeaderValue::from_str(backend.authority.as_str()) {
-                headers.insert(header::HOST, host);
-            }
-        }
-        let mut head = RequestHead::default();
-        head.method = method.clone();
-        head.uri = Uri::from(target.clone());
-        head.version = Version::HTTP_11;
-        head.headers = headers;
-        // Shared with a second exchange, if the first one's connection turns out gone.
-        let head = Rc::new(head);
+        let request = Request {
+            method,
+            target,
+            headers: &headers,
+        };
         if let Some(conn) = self.take_idle(backend.id) {
-            match self
-                .exchange(conn, backend.id, Rc::clone(&head), body())
-                .await
-            {
+            match self.exchange(conn, backend.id, &request, body()).await {
                 Err(Failure::Stale(why)) if replayable => {
                     log::debug!("kept-alive connection to {backend} was gone ({why}); a new one");
                 }
@@ -155,7 +154,7 @@ impl Origins {
             }
         }
         let conn = self.connect(backend).await?;
-        self.exchange(conn, backend.id, head, body())
+        self.exchange(conn, backend.id, &request, body())
             .await
             .map_err(Failure::into_attempt)
     }
@@ -202,20 +201,34 @@ impl Origins {
         &self,
         mut conn: Connection,
         backend: BackendId,
-        head: Rc<RequestHead>,
+        request: &Request<'_>,
         mut body: BoxBody,
     ) -> Result<Answer, Failure> {
         let size = body.size();
-        let method = head.method.clone();
-        let method = &method;
+        let method = request.method;
         let exchange = async {
             conn.write.clear();
+            // The codec writes the request line and the framing (and keeps what it needs to
+            // read the answer: whether it was HEAD, the connection's fate); the forwarded
+            // headers go in before the head's closing blank line, straight from the client's.
+            let mut head = RequestHead::default();
+            head.method = method.clone();
+            head.uri = Uri::from(request.target.clone());
+            head.version = Version::HTTP_11;
             conn.codec
                 .encode(
-                    Message::Item((RequestHeadType::Rc(head, None), size)),
+                    Message::Item((RequestHeadType::Owned(head), size)),
                     &mut conn.write,
                 )
                 .map_err(Failure::Reset)?;
+            if !conn.write.ends_with(b"\r\n\r\n") {
+                return Err(Failure::Reset(io::Error::other(
+                    "the codec's request head did not end with a blank line",
+                )));
+            }
+            conn.write.truncate(conn.write.len() - 2);
+            (request.headers)(&mut conn.write);
+            conn.write.extend_from_slice(b"\r\n");
             if !matches!(size, BodySize::None | BodySize::Sized(0)) {
                 let mut wrote_directly = false;
                 loop {
