@@ -70,6 +70,7 @@ where
 /// [`AccessLog`] around a worker's service.
 pub struct AccessLogService<S> {
     service: S,
+    /// Handed to each request's future; an `Rc`, so that costs no atomic count.
     draining: Rc<Draining>,
 }
 
