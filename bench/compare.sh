@@ -2,6 +2,7 @@
 # Throughput and latency of this balancer next to nginx and HAProxy, on this machine, in one run.
 #
 #   bench/compare.sh [ROUNDS] [SECONDS]      (defaults: 5 rounds of 10 s per measurement)
+#   LB_BIN=target/pgo/release/loadbalancer bench/compare.sh ...   (another build, e.g. bench/pgo.sh's)
 #
 # Starts three nginx backends that `return 200` on 127.0.0.1:19001-19003, then in every round,
 # interleaved: the backend directly, this balancer with rate limiting on (:18080, limits so high
@@ -25,7 +26,12 @@ SECONDS_PER_RUN=${2:-10}
 source bench/common.sh
 need_tools wrk nginx haproxy
 
-cargo build --release --quiet
+# LB_BIN=path measures that binary instead of building target/release (bench/pgo.sh's, say).
+lb_bin=${LB_BIN:-}
+if [ -z "$lb_bin" ]; then
+  cargo build --release --quiet
+  lb_bin=./target/release/loadbalancer
+fi
 make_workspace
 
 write_nginx_backends "$work/nginx-backends"
@@ -42,7 +48,7 @@ nginx -c "$work/nginx-backends/nginx.conf" & pids+=($!)
 nginx -c "$work/nginx-proxy/nginx.conf" & pids+=($!)
 haproxy -f "$work/haproxy.cfg" -q & pids+=($!)
 for variant in limited unlimited; do
-  RUST_LOG=warn ./target/release/loadbalancer --settings "$work/$variant/Settings.toml" \
+  RUST_LOG=warn "$lb_bin" --settings "$work/$variant/Settings.toml" \
     --backends "$work/config.json" 2> "$work/$variant/loadbalancer.log" & pids+=($!)
 done
 
