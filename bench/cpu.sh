@@ -7,6 +7,7 @@
 # two workers) and nginx's `return 200` (one of the backends).
 #
 #   bench/cpu.sh [ROUNDS] [SECONDS]      (defaults: 3 rounds of 5 s per proxy)
+#   LB_BIN=target/pgo/bolt/loadbalancer bench/cpu.sh ...   (another build, e.g. bench/pgo.sh's)
 #
 # Reads utime/stime of the proxy's processes (all threads; nginx's master and workers) from
 # /proc before and after each run. Prints medians of µs per request. Installs wrk, nginx and
@@ -19,7 +20,13 @@ SECS=${2:-5}
 source bench/common.sh
 need_tools wrk nginx haproxy
 
-cargo build --release --quiet
+# LB_BIN=path measures that binary instead of building target/release.
+lb_bin=${LB_BIN:-}
+if [ -z "$lb_bin" ]; then
+  cargo build --release --quiet
+  lb_bin=./target/release/loadbalancer
+fi
+lb_bin=$(realpath "$lb_bin")
 cargo build --release --quiet --example bare_ok
 make_workspace
 
@@ -34,7 +41,6 @@ write_balancer_settings "$work/lb/Settings.toml" 18180 true
 nginx -c "$work/nginx-backends/nginx.conf" & pids+=($!)
 nginx -c "$work/nginx-proxy/nginx.conf" & nginx_pid=$!; pids+=("$nginx_pid")
 haproxy -f "$work/haproxy.cfg" -q & haproxy_pid=$!; pids+=("$haproxy_pid")
-lb_bin=$PWD/target/release/loadbalancer
 (cd "$work/lb" && RUST_LOG=warn exec "$lb_bin" --settings Settings.toml --backends ../config.json \
   2> log) & lb_pid=$!; pids+=("$lb_pid")
 backends_pid=${pids[0]}
