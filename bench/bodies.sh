@@ -4,6 +4,7 @@
 # after.
 #
 #   bench/bodies.sh [ROUNDS]      (default 3)
+#   LB_BIN=target/pgo/bolt/loadbalancer bench/bodies.sh ...   (another build, e.g. bench/pgo.sh's)
 #
 # The backend is nginx serving a 1 GiB file (sendfile on) and answering `PUT /up` with 200
 # after reading the body; nginx the proxy has upstream keepalive, no size limit and
@@ -15,7 +16,12 @@ ROUNDS=${1:-3}
 source bench/common.sh
 need_tools nginx curl
 
-cargo build --release --quiet
+# LB_BIN=path measures that binary instead of building target/release.
+lb_bin=${LB_BIN:-}
+if [ -z "$lb_bin" ]; then
+  cargo build --release --quiet
+  lb_bin=./target/release/loadbalancer
+fi
 make_workspace
 
 chmod 755 "$work"   # nginx workers run as nobody and serve files from it
@@ -56,7 +62,7 @@ write_balancer_settings "$work/Settings.toml" 18201 true
 
 nginx -c "$work/backend.conf" & pids+=($!)
 nginx -c "$work/proxy.conf" & pids+=($!)
-RUST_LOG=warn ./target/release/loadbalancer --settings "$work/Settings.toml" 2> "$work/lb.log" & lb=$!
+RUST_LOG=warn "$lb_bin" --settings "$work/Settings.toml" 2> "$work/lb.log" & lb=$!
 pids+=("$lb")
 for port in 19201 19202 18201; do wait_port "$port"; done
 rss() { awk '/^VmRSS/ {printf "%.1f MB", $2 / 1024}' "/proc/$lb/status"; }
