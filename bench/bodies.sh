@@ -16,12 +16,7 @@ ROUNDS=${1:-3}
 source bench/common.sh
 need_tools nginx curl
 
-# LB_BIN=path measures that binary instead of building target/release.
-lb_bin=${LB_BIN:-}
-if [ -z "$lb_bin" ]; then
-  cargo build --release --quiet
-  lb_bin=./target/release/loadbalancer
-fi
+balancer_binary
 make_workspace
 
 chmod 755 "$work"   # nginx workers run as nobody and serve files from it

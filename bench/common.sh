@@ -13,6 +13,17 @@ need_tools() {
   export PATH="$PATH:/usr/sbin"
 }
 
+# Sets $lb_bin, the balancer binary to measure (an absolute path): $LB_BIN when it is set — another
+# build, e.g. bench/pgo.sh's — else target/release/loadbalancer, built first.
+balancer_binary() {
+  if [ -n "${LB_BIN:-}" ]; then
+    lb_bin=$(realpath "$LB_BIN")
+  else
+    cargo build --release --quiet
+    lb_bin=$(realpath target/release/loadbalancer)
+  fi
+}
+
 # Waits up to 10 s for something to listen on 127.0.0.1:$1, else exits.
 wait_port() {
   for _ in $(seq 1 100); do

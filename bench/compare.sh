@@ -26,12 +26,7 @@ SECONDS_PER_RUN=${2:-10}
 source bench/common.sh
 need_tools wrk nginx haproxy
 
-# LB_BIN=path measures that binary instead of building target/release (bench/pgo.sh's, say).
-lb_bin=${LB_BIN:-}
-if [ -z "$lb_bin" ]; then
-  cargo build --release --quiet
-  lb_bin=./target/release/loadbalancer
-fi
+balancer_binary
 make_workspace
 
 write_nginx_backends "$work/nginx-backends"

@@ -20,13 +20,7 @@ SECS=${2:-5}
 source bench/common.sh
 need_tools wrk nginx haproxy
 
-# LB_BIN=path measures that binary instead of building target/release.
-lb_bin=${LB_BIN:-}
-if [ -z "$lb_bin" ]; then
-  cargo build --release --quiet
-  lb_bin=./target/release/loadbalancer
-fi
-lb_bin=$(realpath "$lb_bin")
+balancer_binary
 cargo build --release --quiet --example bare_ok
 make_workspace
 

@@ -2,6 +2,7 @@
 # TLS termination next to nginx, with the same certificate, in one run.
 #
 #   bench/tls.sh [ROUNDS] [SECONDS]      (defaults: 5 rounds of 5 s per measurement)
+#   LB_BIN=target/pgo/bolt/loadbalancer bench/tls.sh ...   (another build, e.g. bench/pgo.sh's)
 #
 # Makes an EC P-256 certificate with openssl, starts three nginx `return 200` backends, then this
 # balancer ([tls] on 127.0.0.1:18443, rate limiting on with limits nobody reaches) and nginx as
@@ -17,7 +18,7 @@ SECS=${2:-5}
 
 source bench/common.sh
 need_tools wrk nginx openssl
-cargo build --release --quiet
+balancer_binary
 make_workspace
 
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
@@ -40,8 +41,7 @@ echo '{"backends": ["http://127.0.0.1:19001", "http://127.0.0.1:19002", "http://
   > "$work/config.json"
 nginx -c "$work/nginx-backends/nginx.conf" & pids+=($!)
 nginx -c "$work/nginx-tls/nginx.conf" & pids+=($!)
-bin=$(realpath target/release/loadbalancer)
-(cd "$work/lb" && RUST_LOG=warn exec "$bin" --settings Settings.toml --backends ../config.json 2> log) & pids+=($!)
+(cd "$work/lb" && RUST_LOG=warn exec "$lb_bin" --settings Settings.toml --backends ../config.json 2> log) & pids+=($!)
 for p in 19001 19002 19003 18443 18444; do wait_port "$p"; done
 
 results=$work/results.tsv

@@ -4,6 +4,7 @@
 #
 #   bench/websocket.sh [ROUNDS] [SECONDS] [CONNECTIONS] [BYTES]
 #                                          (defaults: 5 rounds of 5 s, 64 connections, 64 bytes)
+#   LB_BIN=target/pgo/bolt/loadbalancer bench/websocket.sh ...   (another build, e.g. bench/pgo.sh's)
 #
 # The echo backend and the load client are examples/ws_echo.rs (tungstenite, one thread each).
 # Each connection sends a binary message, waits for its echo and sends the next. Every round,
@@ -18,7 +19,7 @@ BYTES=${4:-64}
 
 source bench/common.sh
 need_tools nginx
-cargo build --release --quiet
+balancer_binary
 cargo build --release --quiet --example ws_echo
 make_workspace
 echo_bin=$(realpath target/release/examples/ws_echo)
@@ -39,8 +40,7 @@ write_nginx_conf "$work/nginx" auto '
   }'
 "$echo_bin" serve 127.0.0.1:19101 & pids+=($!)
 nginx -c "$work/nginx/nginx.conf" & pids+=($!)
-bin=$(realpath target/release/loadbalancer)
-(cd "$work/lb" && RUST_LOG=warn exec "$bin" --settings Settings.toml --backends ../config.json 2> log) & pids+=($!)
+(cd "$work/lb" && RUST_LOG=warn exec "$lb_bin" --settings Settings.toml --backends ../config.json 2> log) & pids+=($!)
 for p in 19101 18480 18481; do wait_port "$p"; done
 
 results=$work/results.tsv
