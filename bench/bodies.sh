@@ -6,8 +6,11 @@
 #   bench/bodies.sh [ROUNDS]      (default 3)
 #   LB_BIN=target/pgo/bolt/loadbalancer bench/bodies.sh ...   (another build, e.g. bench/pgo.sh's)
 #
-# The backend is nginx serving a 1 GiB file (sendfile on) and answering `PUT /up` with 200
-# after reading the body; nginx the proxy has upstream keepalive, no size limit and
+# The backend is nginx serving a 1 GiB file (sendfile on) and storing `PUT /up` (WebDAV) in a
+# folder on /dev/shm, so it answers only when the whole body has arrived. (A `return 200`
+# answers at once: nginx the proxy then stops sending the body on and reads the rest from the
+# client into a 4 KiB buffer it throws away, while this balancer forwards it all — the two
+# were not doing the same work.) nginx the proxy has upstream keepalive, no size limit and
 # `proxy_request_buffering off` (it streams uploads as the balancer does). curl is the client.
 # Installs nginx and curl from Debian if missing. Traffic stays on 127.0.0.1.
 set -euo pipefail
@@ -18,8 +21,12 @@ need_tools nginx curl
 
 balancer_binary
 make_workspace
+# Memory, not disk, under the uploads: the disk's writeback would be in the figures.
+stored=$(mktemp -d -p /dev/shm lb-bodies.XXXXXX)
+trap 'rm -rf "$stored"; cleanup_workspace' EXIT
 
 chmod 755 "$work"   # nginx workers run as nobody and serve files from it
+chmod 777 "$stored"
 head -c 1073741824 /dev/zero > "$work/big.bin"
 echo ok > "$work/index.html"
 cat > "$work/backend.conf" <<CONF
@@ -32,7 +39,12 @@ http {
   access_log off;
   sendfile on;
   client_max_body_size 0;
-  server { listen 127.0.0.1:19201; root $work; location /up { return 200 "ok\n"; } }
+  client_body_temp_path $stored/incoming;
+  server {
+    listen 127.0.0.1:19201;
+    root $work;
+    location /up { root $stored; dav_methods PUT; }
+  }
 }
 CONF
 cat > "$work/proxy.conf" <<CONF
