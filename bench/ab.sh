@@ -14,8 +14,9 @@
 # Installs wrk and nginx from Debian if they are missing. Traffic stays on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-A=${1:?binary A}
-B=${2:?binary B}
+# Absolute: each build runs from its own scratch folder.
+A=$(realpath "${1:?binary A}")
+B=$(realpath "${2:?binary B}")
 ROUNDS=${3:-7}
 SECS=${4:-6}
 LIMITER=${5:-on}
