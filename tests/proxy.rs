@@ -375,6 +375,52 @@ async fn strips_hop_by_hop_headers_and_appends_forwarded_for() {
     );
 }
 
+/// The backend sees the client's `Date` once when it sent one and none when it did not — on
+/// bodiless, sized and chunked requests alike (the HTTP encoder would add its own).
+#[actix_web::test]
+async fn date_reaches_the_backend_only_from_the_client() {
+    let backend = TestBackend::start("date");
+    let lb = start_balancer(&settings_for(&[backend.url()]));
+    let addr = lb.addr;
+    let client_date = "Sun, 06 Nov 1994 08:49:37 GMT";
+    let requests: Vec<Vec<u8>> = vec![
+        b"GET /a HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
+        format!("GET /b HTTP/1.1\r\nHost: t\r\nDate: {client_date}\r\n\r\n").into_bytes(),
+        b"POST /c HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc".to_vec(),
+        format!(
+            "POST /d HTTP/1.1\r\nHost: t\r\nDate: {client_date}\r\n\
+             Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+        )
+        .into_bytes(),
+    ];
+    let statuses = actix_web::rt::task::spawn_blocking(move || {
+        let mut conn = RawConnection::open(addr);
+        requests
+            .iter()
+            .map(|request| conn.exchange(request, false).0)
+            .collect::<Vec<_>>()
+    })
+    .await
+    .expect("raw exchanges");
+    for status in &statuses {
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    }
+    let seen = backend.requests();
+    assert_eq!(seen.len(), 4);
+    for (request, expected) in seen
+        .iter()
+        .zip([None, Some(client_date), None, Some(client_date)])
+    {
+        let dates: Vec<_> = request.headers.get_all("date").collect();
+        match expected {
+            None => assert!(dates.is_empty(), "{}: {dates:?}", request.target),
+            Some(date) => assert_eq!(dates, [date], "{}", request.target),
+        }
+    }
+    assert_eq!(&seen[2].body[..], b"abc");
+    assert_eq!(&seen[3].body[..], b"abc");
+}
+
 /// An absolute-form target goes to the pool with only its path; CONNECT gets 405 JSON.
 #[actix_web::test]
 async fn absolute_form_goes_to_the_pool_and_connect_is_refused() {

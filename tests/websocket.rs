@@ -164,6 +164,10 @@ async fn twenty_sockets_carry_text_and_large_binary_both_ways() {
         assert_eq!(headers["x-forwarded-for"], "127.0.0.1");
         assert_eq!(headers["x-forwarded-proto"], "http");
         assert!(headers.contains_key("sec-websocket-key"));
+        assert!(
+            !headers.contains_key("date"),
+            "a Date the client never sent"
+        );
     }
     // Every tunnel's lease is given back once its sockets closed.
     eventually("tunnels to end", Duration::from_secs(5), || {

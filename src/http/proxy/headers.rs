@@ -6,7 +6,10 @@
 //! server has already answered the client's `100 Continue` when the request head arrived (and
 //! nginx does not forward it either), so the body is streamed at once rather than after a
 //! second wait for the backend's `100`; any other expectation is forwarded for the backend to
-//! judge.
+//! judge. No `Date` is added to a request on the own client's and the tunnels' paths
+//! (actix-http's encoder would write one into every head that has none): the client's, if it
+//! sent one, goes on like any end-to-end header, as through nginx and HAProxy. awc, the client
+//! for `https://` backends, still adds its own when the client sent none.
 
 use std::net::IpAddr;
 
@@ -131,6 +134,28 @@ pub fn write_to_backend(
     });
     if !client.contains_key(header::HOST) {
         line(b"host", default_host.as_bytes());
+    }
+}
+
+/// The line actix-http's HTTP/1.1 encoder writes last into a head that has no `Date`:
+/// `date: ` and an IMF-fixdate, which is always 29 bytes.
+const ENCODER_DATE_LINE: usize = "date: ".len() + 29 + "\r\n".len();
+
+/// Takes the encoder's own `date` line out of `head`, an encoded request head ending with its
+/// blank line, when it is there; for a head the encoder was given without a `Date`.
+pub fn drop_encoder_date(head: &mut BytesMut) {
+    let Some(end) = head.len().checked_sub(2) else {
+        return;
+    };
+    let Some(start) = end.checked_sub(ENCODER_DATE_LINE) else {
+        return;
+    };
+    if head[start..start + 6].eq_ignore_ascii_case(b"date: ")
+        && head[..start].ends_with(b"\r\n")
+        && head.ends_with(b"\r\n\r\n")
+    {
+        head.truncate(start);
+        head.extend_from_slice(b"\r\n");
     }
 }
 
@@ -397,6 +422,48 @@ mod tests {
         let hostless = lines(&map(&[("accept", "a")]));
         assert!(hostless.contains(&("host".to_owned(), "10.0.0.1:8080".to_owned())));
         assert!(!hostless.iter().any(|(name, _)| name == "x-forwarded-host"));
+    }
+
+    /// The encoder's `date` line comes out of a head it wrote, whatever its framing, and the
+    /// rest stays; a head without one is left alone.
+    #[actix_rt::test]
+    async fn the_encoders_date_line_is_taken_out() {
+        use actix_codec::Encoder;
+        use actix_http::h1::{ClientCodec, Message};
+        use actix_http::{RequestHead, RequestHeadType};
+        use actix_web::body::BodySize;
+
+        let encoded = |size: BodySize| {
+            let mut head = RequestHead::default();
+            head.uri = "/x?y=1".parse().expect("uri");
+            let mut out = BytesMut::new();
+            ClientCodec::default()
+                .encode(
+                    Message::Item((RequestHeadType::Owned(head), size)),
+                    &mut out,
+                )
+                .expect("encode");
+            out
+        };
+        for (size, framing) in [
+            (BodySize::None, ""),
+            (BodySize::Sized(12), "content-length: 12\r\n"),
+            (BodySize::Stream, "transfer-encoding: chunked\r\n"),
+        ] {
+            let mut head = encoded(size);
+            assert!(head.windows(6).any(|w| w == b"date: "), "{head:?}");
+            drop_encoder_date(&mut head);
+            assert_eq!(
+                head,
+                format!("GET /x?y=1 HTTP/1.1\r\n{framing}\r\n").as_bytes()
+            );
+        }
+        let mut undated = BytesMut::from(&b"GET / HTTP/1.1\r\nhost: a\r\n\r\n"[..]);
+        drop_encoder_date(&mut undated);
+        assert_eq!(undated, &b"GET / HTTP/1.1\r\nhost: a\r\n\r\n"[..]);
+        let mut short = BytesMut::from(&b"\r\n"[..]);
+        drop_encoder_date(&mut short);
+        assert_eq!(short, &b"\r\n"[..]);
     }
 
     /// Responses lose hop-by-hop headers but keep Set-Cookie twice and Content-Length.

@@ -35,6 +35,7 @@ use tokio::net::TcpStream;
 
 use super::attempt::AttemptError;
 use super::body::BodyTooLarge;
+use super::headers;
 use crate::backend::{Backend, BackendId};
 
 /// An idle connection older than this is not used again (awc's default keep-alive too).
@@ -209,8 +210,9 @@ impl Origins {
         let exchange = async {
             conn.write.clear();
             // The codec writes the request line and the framing (and keeps what it needs to
-            // read the answer: whether it was HEAD, the connection's fate); the forwarded
-            // headers go in before the head's closing blank line, straight from the client's.
+            // read the answer: whether it was HEAD, the connection's fate) and a `Date` of its
+            // own, taken out again; the forwarded headers go in before the head's closing
+            // blank line, straight from the client's.
             let mut head = RequestHead::default();
             head.method = method.clone();
             head.uri = Uri::from(request.target.clone());
@@ -226,6 +228,7 @@ impl Origins {
                     "the codec's request head did not end with a blank line",
                 )));
             }
+            headers::drop_encoder_date(&mut conn.write);
             conn.write.truncate(conn.write.len() - 2);
             (request.headers)(&mut conn.write);
             conn.write.extend_from_slice(b"\r\n");

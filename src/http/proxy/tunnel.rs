@@ -232,12 +232,16 @@ async fn handshake(
     tokio::time::timeout(tunnels.response_timeout, async {
         let mut codec = ClientCodec::default();
         let mut out = BytesMut::new();
+        let dated = head.headers.contains_key(header::DATE);
         codec
             .encode(
                 Message::Item((RequestHeadType::Owned(head), BodySize::None)),
                 &mut out,
             )
             .map_err(|err| AttemptError::Reset(err.to_string()))?;
+        if !dated {
+            headers::drop_encoder_date(&mut out);
+        }
         io.write_all(&out)
             .await
             .map_err(|err| AttemptError::Reset(err.to_string()))?;
