@@ -10,8 +10,10 @@
 #   LB_BIN=target/pgo/bolt/loadbalancer bench/cpu.sh ...   (another build, e.g. bench/pgo.sh's)
 #
 # Reads utime/stime of the proxy's processes (all threads; nginx's master and workers) from
-# /proc before and after each run. Prints medians of µs per request. Installs wrk, nginx and
-# haproxy from Debian if missing. Traffic stays on 127.0.0.1.
+# /proc before and after each run. Prints medians of µs per request. For the proxies also what
+# each costs the rest of the machine, which shares the two cores: the backends' CPU per request
+# behind it and wrk's own, and the sum of all three (what requests/s follow). Installs wrk,
+# nginx and haproxy from Debian if missing. Traffic stays on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
@@ -53,15 +55,20 @@ results=$work/results.tsv
 for target in "${targets[@]}"; do   # warm-up
   wrk -t2 -c64 -d1s "http://127.0.0.1:${port[$target]}/" > /dev/null
 done
+TIMEFORMAT='%U %S'   # bash's `time`: wrk's own user and kernel seconds
 for round in $(seq 1 "$ROUNDS"); do
   for target in "${targets[@]}"; do
     read -r user0 system0 <<<"$(cpu_ticks "${root[$target]}")"
-    out=$(wrk -t2 -c64 -d"${SECS}s" "http://127.0.0.1:${port[$target]}/")
+    read -r b_user0 b_system0 <<<"$(cpu_ticks "$backends_pid")"
+    { time wrk -t2 -c64 -d"${SECS}s" "http://127.0.0.1:${port[$target]}/" > "$work/wrk.out"; } \
+      2> "$work/wrk.time"
     read -r user1 system1 <<<"$(cpu_ticks "${root[$target]}")"
-    requests=$(awk '/requests in/ {print $1}' <<<"$out")
-    rps=$(awk '/^Requests\/sec/ {print $2}' <<<"$out")
-    printf '%s\t%s\t%s\t%s\t%s\n' "$target" "$requests" "$rps" \
-      "$((user1 - user0))" "$((system1 - system0))" >> "$results"
+    read -r b_user1 b_system1 <<<"$(cpu_ticks "$backends_pid")"
+    requests=$(awk '/requests in/ {print $1}' "$work/wrk.out")
+    rps=$(awk '/^Requests\/sec/ {print $2}' "$work/wrk.out")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$target" "$requests" "$rps" \
+      "$((user1 - user0))" "$((system1 - system0))" \
+      "$((b_user1 - b_user0 + b_system1 - b_system0))" "$(cat "$work/wrk.time")" >> "$results"
   done
   echo "round $round done" >&2
 done
@@ -72,19 +79,24 @@ from collections import defaultdict
 hz = int(sys.argv[2])
 rows = defaultdict(list)
 for line in open(sys.argv[1]):
-    target, requests, rps, user, system = line.split("\t")
+    target, requests, rps, user, system, backends, wrk = line.split("\t")
     n = int(requests)
-    rows[target].append((float(rps), int(user) / hz / n * 1e6, int(system) / hz / n * 1e6))
+    per = lambda ticks: ticks / hz / n * 1e6
+    wrk_us = sum(float(x) for x in wrk.split()) / n * 1e6
+    rows[target].append((float(rps), per(int(user)), per(int(system)), per(int(backends)), wrk_us))
+median = lambda r, i: statistics.median(x[i] for x in r)
 print("64 connections, medians; µs of the server's CPU per request")
-print(f"{'server':<18}{'req/s':>9}{'user µs':>10}{'kernel µs':>11}{'total µs':>10}{'÷ nginx':>9}")
-totals = {t: statistics.median(u + s for _, u, s in r) for t, r in rows.items()}
+print(f"{'server':<18}{'req/s':>9}{'user µs':>10}{'kernel µs':>11}{'total µs':>10}{'÷ nginx':>9}"
+      f"{'backends':>10}{'wrk':>7}{'all µs':>8}")
+totals = {t: statistics.median(u + s for _, u, s, _, _ in r) for t, r in rows.items()}
 for target, r in rows.items():
     if target == "actix-web-bare":
         print("answering by themselves (the proxies' floor):")
-    rps = statistics.median(x for x, _, _ in r)
-    user = statistics.median(u for _, u, _ in r)
-    system = statistics.median(s for _, _, s in r)
     base = "nginx-return-200" if target in ("actix-web-bare", "nginx-return-200") else "nginx"
-    print(f"{target:<18}{rps:>9.0f}{user:>10.2f}{system:>11.2f}{totals[target]:>10.2f}"
-          f"{totals[target] / totals[base]:>9.2f}")
+    line = (f"{target:<18}{median(r, 0):>9.0f}{median(r, 1):>10.2f}{median(r, 2):>11.2f}"
+            f"{totals[target]:>10.2f}{totals[target] / totals[base]:>9.2f}")
+    if base == "nginx":   # a proxy: what it costs the backends and wrk too, and the sum
+        whole = statistics.median(u + s + b + w for _, u, s, b, w in r)
+        line += f"{median(r, 3):>10.2f}{median(r, 4):>7.2f}{whole:>8.2f}"
+    print(line)
 PY
