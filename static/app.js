@@ -87,44 +87,94 @@ function colorOf(name) {
   return state.colors[name];
 }
 
+// The cards are kept and updated in place rather than drawn anew: events re-render them at any
+// moment, and a card rebuilt under the operator would lose the weight being typed, the failure
+// mode chosen, the focus, or a click between press and release. A card is rebuilt only when
+// its controls change (a simulated backend's, or the pool's going once it is leaving).
 function renderBackends(backends) {
   state.backends = backends;
-  $("backends").innerHTML = backends.map((b, i) => {
-    const probe = b.last_probe
-      ? (b.last_probe.ok ? `probe ok in ${b.last_probe.latency_ms.toFixed(1)} ms`
-        : `probe failed: ${esc(b.last_probe.error)}`)
-      : "no probe yet";
-    const sim = b.simulated ? `
-      <div class="sim">
-        <span class="mode">simulated: <b data-testid="sim-state">${esc(b.simulation)}</b></span>
-        <select aria-label="failure mode" data-testid="mode">
-          <option>refuse</option><option>error</option><option>hang</option>
-        </select>
-        <button class="danger" data-testid="fail" data-action="fail" data-name="${esc(b.name)}">Fail</button>
-        <button class="ok" data-testid="recover" data-action="recover" data-name="${esc(b.name)}">Recover</button>
-      </div>` : "";
-    const flag = b.leaving ? "leaving" : b.draining ? "draining" : "";
-    const pool = b.leaving ? "" : `
-      <div class="pool">
-        <input type="number" min="1" max="1000" value="${b.weight}" aria-label="weight of ${esc(b.name)}" data-testid="weight-input">
-        <button class="ghost" data-pool="weight" data-name="${esc(b.name)}" data-testid="set-weight">Set weight</button>
-        <button class="ghost" data-pool="drain" data-name="${esc(b.name)}" data-draining="${b.draining}" data-testid="drain">${b.draining ? "Undrain" : "Drain"}</button>
-        <button class="danger" data-pool="remove" data-name="${esc(b.name)}" data-testid="remove">Remove</button>
-      </div>`;
-    return `<article class="card ${b.state} ${flag}" data-testid="backend-card" data-name="${esc(b.name)}"
-        style="border-top-color:${b.state === "up" && !flag ? colorOf(b.name) : ""}">
-      <div class="card-head"><strong>${esc(b.name)}</strong><span class="state" data-testid="state">${b.state}</span></div>
-      <div class="url">${esc(b.url)} · <span data-testid="weight">weight ${b.weight}</span>${flag ? ` · <b data-testid="flag">${flag}</b>` : ""}</div>
-      <div class="numbers">
-        <div><span>requests</span>${fmt(b.requests)}</div>
-        <div><span>failures</span>${fmt(b.failures)}</div>
-        <div><span>in flight</span>${fmt(b.in_flight)}</div>
-      </div>
-      <div class="probe">${probe}</div>${sim}${pool}
-    </article>`;
-  }).join("");
+  const list = $("backends");
+  const old = new Map([...list.children].map((card) => [card.dataset.name, card]));
+  backends.forEach((b, i) => {
+    const shape = `${b.simulated}|${b.leaving}`;
+    let card = old.get(b.name);
+    old.delete(b.name);
+    if (!card || card.dataset.shape !== shape) {
+      const fresh = newCard(b, shape);
+      if (card) card.replaceWith(fresh);
+      card = fresh;
+    }
+    updateCard(card, b);
+    if (list.children[i] !== card) list.insertBefore(card, list.children[i] || null);
+  });
+  old.forEach((card) => card.remove());
   $("legend").innerHTML = backends.map((b) => `<span><i style="background:${colorOf(b.name)}"></i>${esc(b.name)}</span>`).join("") +
     `<span><i style="background:#c27c0e"></i>429/s</span><span><i style="background:#d64545"></i>errors/s</span>`;
+}
+
+// A card's fixed parts and controls; updateCard fills in the rest.
+function newCard(b, shape) {
+  const card = document.createElement("article");
+  card.dataset.testid = "backend-card";
+  card.dataset.name = b.name;
+  card.dataset.shape = shape;
+  const name = esc(b.name);
+  const sim = b.simulated ? `
+    <div class="sim">
+      <span class="mode">simulated: <b data-testid="sim-state"></b></span>
+      <select aria-label="failure mode" data-testid="mode">
+        <option>refuse</option><option>error</option><option>hang</option>
+      </select>
+      <button class="danger" data-testid="fail" data-action="fail" data-name="${name}">Fail</button>
+      <button class="ok" data-testid="recover" data-action="recover" data-name="${name}">Recover</button>
+    </div>` : "";
+  const pool = b.leaving ? "" : `
+    <div class="pool">
+      <input type="number" min="1" max="1000" aria-label="weight of ${name}" data-testid="weight-input">
+      <button class="ghost" data-pool="weight" data-name="${name}" data-testid="set-weight">Set weight</button>
+      <button class="ghost" data-pool="drain" data-name="${name}" data-testid="drain"></button>
+      <button class="danger" data-pool="remove" data-name="${name}" data-testid="remove">Remove</button>
+    </div>`;
+  card.innerHTML = `
+    <div class="card-head"><strong>${name}</strong><span class="state" data-testid="state"></span></div>
+    <div class="url"></div>
+    <div class="numbers"></div>
+    <div class="probe"></div>${sim}${pool}`;
+  return card;
+}
+
+function updateCard(card, b) {
+  const flag = b.leaving ? "leaving" : b.draining ? "draining" : "";
+  card.className = `card ${b.state} ${flag}`;
+  card.style.borderTopColor = b.state === "up" && !flag ? colorOf(b.name) : "";
+  card.querySelector("[data-testid=state]").textContent = b.state;
+  setHtml(card.querySelector(".url"), `${esc(b.url)} · <span data-testid="weight">weight ${b.weight}</span>` +
+    (flag ? ` · <b data-testid="flag">${flag}</b>` : ""));
+  setHtml(card.querySelector(".numbers"), `
+    <div><span>requests</span>${fmt(b.requests)}</div>
+    <div><span>failures</span>${fmt(b.failures)}</div>
+    <div><span>in flight</span>${fmt(b.in_flight)}</div>`);
+  card.querySelector(".probe").textContent = b.last_probe
+    ? (b.last_probe.ok ? `probe ok in ${b.last_probe.latency_ms.toFixed(1)} ms` : `probe failed: ${b.last_probe.error}`)
+    : "no probe yet";
+  const sim = card.querySelector("[data-testid=sim-state]");
+  if (sim) sim.textContent = b.simulation;
+  // The weight field follows the pool until the operator types into it (see the input handler).
+  const weight = card.querySelector("[data-testid=weight-input]");
+  if (weight && !weight.dataset.edited) weight.value = String(b.weight);
+  const drain = card.querySelector("[data-testid=drain]");
+  if (drain) {
+    drain.dataset.draining = String(b.draining);
+    drain.textContent = b.draining ? "Undrain" : "Drain";
+  }
+}
+
+// Sets an element's markup only when it changed (the numbers change often, the rest seldom).
+const shownHtml = new WeakMap();
+function setHtml(el, html) {
+  if (shownHtml.get(el) === html) return;
+  el.innerHTML = html;
+  shownHtml.set(el, html);
 }
 
 async function refreshStatus() {
@@ -284,6 +334,8 @@ document.addEventListener("click", async (ev) => {
           ? { weight: Number(button.closest(".card").querySelector("[data-testid=weight-input]").value) }
           : { draining: button.dataset.draining !== "true" };
         await api(path, { method: "PATCH", body: JSON.stringify(body) });
+        // Sent: the field follows the pool again.
+        if (action === "weight") delete button.closest(".card").querySelector("[data-testid=weight-input]").dataset.edited;
       }
       $("backend-error").textContent = "";
       await refreshStatus();
@@ -348,6 +400,12 @@ $("token-form").addEventListener("submit", (ev) => {
   connect();
 });
 
+// A weight being typed is the operator's until sent: updates from the pool leave it alone.
+const editWeight = (ev) => {
+  if (ev.target.matches("[data-testid=weight-input]")) ev.target.dataset.edited = "1";
+};
+document.addEventListener("input", editWeight);
+document.addEventListener("change", editWeight);
 window.addEventListener("resize", drawChart);
 refreshStatus();
 refreshClients();

@@ -344,14 +344,26 @@ async fn pool_story(browser: Rc<Browser>, page: String, extra: String) {
         .await;
     assert_eq!(weight, json!("weight 2"));
     browser
+        .type_into(&card("extra", "[data-testid=weight-input]"), "4")
+        .await;
+    // The cards are drawn anew on every event: what the operator typed and where the focus is
+    // must survive that.
+    browser.script("return refreshStatus()", json!([])).await;
+    let kept = browser
         .script(
             &format!(
-                "document.querySelector('{}').value = '4'",
+                "const input = document.querySelector('{}'); \
+                 return [input.value, document.activeElement === input]",
                 card("extra", "[data-testid=weight-input]")
             ),
             json!([]),
         )
         .await;
+    assert_eq!(
+        kept,
+        json!(["4", true]),
+        "the typed weight after a re-render"
+    );
     browser
         .click(&card("extra", "[data-testid=set-weight]"))
         .await;
