@@ -83,20 +83,48 @@ fn parse_url(text: &str) -> Result<(String, Authority, bool), String> {
     };
     let authority = uri
         .authority()
-        .filter(|a| !a.host().is_empty() && !a.as_str().contains('@'))
+        .filter(|a| !a.host().is_empty())
         .ok_or_else(|| format!("{text:?} has no host (expected http://host:port)"))?;
+    if authority.as_str().contains('@') {
+        return Err(format!(
+            "{text:?}: user info (user:password@) is not allowed in a backend URL"
+        ));
+    }
     if uri.path_and_query().is_some_and(|pq| pq.as_str() != "/") {
         return Err(format!(
             "{text:?}: a backend URL may not have a path or query (expected http://host:port)"
         ));
     }
-    let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
-    if port == 0 {
-        return Err(format!("{text:?}: port 0 is not a valid backend port"));
-    }
+    let port = match &authority.as_str()[authority.host().len()..] {
+        "" => {
+            if tls {
+                443
+            } else {
+                80
+            }
+        }
+        written => {
+            let port = &written[1..];
+            port_number(port).ok_or_else(|| {
+                format!("{text:?}: port {port:?} is not a port: use a number from 1 to 65535")
+            })?
+        }
+    };
     let authority = Authority::try_from(format!("{}:{port}", authority.host()))
         .map_err(|err| format!("{text:?}: {err}"))?;
     Ok((url.to_owned(), authority, tls))
+}
+
+/// A port as written after the host's `:`: 1 to 5 digits making 1–65535 (`port_u16` alone
+/// would read `:80abc` or `:99999` as no port at all, and so as the scheme's default).
+fn port_number(written: &str) -> Option<u16> {
+    let digits =
+        !written.is_empty() && written.len() <= 5 && written.bytes().all(|b| b.is_ascii_digit());
+    digits
+        .then(|| written.parse::<u32>().ok())
+        .flatten()
+        .and_then(|port| u16::try_from(port).ok())
+        .filter(|port| *port != 0)
 }
 
 /// `backend-{position + 1}`: the name of an entry that gives none.
@@ -336,6 +364,42 @@ mod tests {
             fill_names(&fixed(&[Some("a"), None, Some("a")]), &[]),
             Err((0, 2))
         );
+    }
+
+    /// A port is 1 to 65535 written in digits; anything else is refused rather than read as
+    /// the scheme's default port, and user info is named as such.
+    #[test]
+    fn urls_with_bad_ports_or_user_info_are_refused() {
+        for (url, authority) in [
+            ("http://127.0.0.1:1", "127.0.0.1:1"),
+            ("http://127.0.0.1:65535/", "127.0.0.1:65535"),
+            ("http://h:00080", "h:80"),
+            ("https://h", "h:443"),
+            ("http://[::1]:8080", "[::1]:8080"),
+            ("http://[::1]", "[::1]:80"),
+        ] {
+            let backend = Backend::parse(0, url).expect(url);
+            assert_eq!(backend.authority.as_str(), authority, "{url}");
+        }
+        for url in [
+            "http://127.0.0.1:notaport",
+            "http://127.0.0.1:99999",
+            "http://127.0.0.1:80abc",
+            "http://127.0.0.1:65536",
+            "http://127.0.0.1:0",
+            "http://127.0.0.1:",
+            "http://127.0.0.1:-1",
+            "http://[::1]:x",
+            "http://h:123456",
+        ] {
+            let problem = Backend::parse(0, url).expect_err(url);
+            assert!(
+                problem.contains("port") && problem.contains("1 to 65535"),
+                "{url}: {problem}"
+            );
+        }
+        let problem = Backend::parse(0, "http://user:pw@host:80").expect_err("user info");
+        assert!(problem.contains("user info"), "{problem}");
     }
 
     /// Specs refuse bad weights and names with the field named.

@@ -38,6 +38,11 @@ fn bad_configuration_exits_2_with_a_clear_message() {
     write(d, "empty.json", r#"{"backends": []}"#);
     write(d, "badurl.json", r#"{"backends": ["ftp://127.0.0.1:9"]}"#);
     write(d, "malformed.json", r#"{"backends": ["#);
+    write(
+        d,
+        "badport.json",
+        r#"{"backends": ["http://127.0.0.1:9", "http://127.0.0.1:80abc"]}"#,
+    );
     write(d, "broken.toml", "[server\nlisten = 1");
     write(
         d,
@@ -84,6 +89,11 @@ fn bad_configuration_exits_2_with_a_clear_message() {
             &["--backends", "malformed.json"],
             &[],
             &["malformed.json", "not a valid pool file"],
+        ),
+        (
+            &["--backends", "badport.json"],
+            &[],
+            &["badport.json", "backends[1]", "80abc", "1 to 65535"],
         ),
         (
             &["--backends", "nope.json"],

@@ -255,6 +255,43 @@ async fn the_backends_api_refuses_bad_input_with_the_field_named() {
     );
 }
 
+/// A backend URL whose port is not 1–65535 in digits (or that carries user info) is refused
+/// by the API and by a reload, naming the entry; nothing changes and nothing connects to the
+/// scheme's default port instead.
+#[actix_web::test]
+async fn a_url_with_a_bad_port_is_refused_by_the_api_and_by_a_reload() {
+    let a = TestBackend::start("a");
+    let (settings, path) = with_pool_file(&[&a], json!([a.url()]));
+    let lb = start_balancer(&settings);
+    let bad = [
+        ("http://127.0.0.1:notaport", "port"),
+        ("http://127.0.0.1:99999", "port"),
+        ("http://127.0.0.1:80abc", "port"),
+        ("http://user:pw@127.0.0.1:80", "user info"),
+    ];
+    for (url, problem) in bad {
+        let body = json!({ "url": url }).to_string();
+        let (status, answer) = call(&lb, "POST", "/lb/api/backends", Some(&body)).await;
+        assert_eq!(status, 400, "{url}: {answer}");
+        let message = answer["message"].as_str().expect("message");
+        assert!(
+            message.contains("url") && message.contains(problem),
+            "{url}: {message}"
+        );
+        std::fs::write(&path, json!({ "backends": [a.url(), url] }).to_string()).expect("write");
+        let (status, answer) = call(&lb, "POST", "/lb/api/reload", None).await;
+        assert_eq!(status, 400, "{url}: {answer}");
+        let message = answer["message"].as_str().expect("message");
+        assert!(
+            message.contains("backends[1]") && message.contains(problem),
+            "{url}: {message}"
+        );
+    }
+    let members = lb.handle.members();
+    assert_eq!(members.len(), 1, "the pool is unchanged");
+    assert_eq!(members[0].backend.url, a.url());
+}
+
 /// When the pool file cannot be written, a change is refused with 503 and nothing changes.
 #[actix_web::test]
 async fn a_change_the_file_cannot_take_is_refused_and_changes_nothing() {
