@@ -1,21 +1,48 @@
 //! Command-line arguments: `loadbalancer [--settings PATH] [--backends PATH] [--simulate]
-//! [--check]`, and the summary `--check` prints.
+//! [--check] [--version] [--help]`, parsed with clap, and the summary `--check` prints.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 
+use clap::error::ErrorKind;
+use clap::Parser;
+
 use crate::settings::{LoadOptions, Settings};
 
-/// Shown by `--help` and after an argument error.
-pub const USAGE: &str = "usage: loadbalancer [--settings PATH] [--backends PATH] [--simulate] [--check]
+/// The command's synopsis: the usage line of `--help`, and shown after an argument error.
+pub const SYNOPSIS: &str =
+    "loadbalancer [--settings PATH] [--backends PATH] [--simulate] [--check] [--version] [--help]";
 
-  --settings PATH   settings file (default: ./Settings.toml if present, else built-in defaults)
-  --backends PATH   backend pool file (default: backends.file from the settings)
-  --simulate        serve the pool's (loopback) backends in-process and make them fail and recover
-  --check           validate the settings and the pool file, print what would run, exit (0 ok, 2 not)
-  --help            show this text
+/// An HTTP load balancer with per-client rate limiting.
+#[derive(Debug, Parser)]
+#[command(
+    name = "loadbalancer",
+    version,
+    override_usage = SYNOPSIS,
+    after_help = "Every setting can be overridden as LB__SECTION__KEY, e.g. LB__SERVER__LISTEN=127.0.0.1:18080."
+)]
+struct Arguments {
+    /// Settings file (default: ./Settings.toml if present, else built-in defaults)
+    #[arg(long, value_name = "PATH", value_parser = non_empty_path)]
+    settings: Option<PathBuf>,
+    /// Backend pool file (default: backends.file from the settings)
+    #[arg(long, value_name = "PATH", value_parser = non_empty_path)]
+    backends: Option<PathBuf>,
+    /// Serve the pool's (loopback) backends in-process and make them fail and recover
+    #[arg(long)]
+    simulate: bool,
+    /// Validate the settings and the pool file, print what would run, exit (0 ok, 2 not)
+    #[arg(long)]
+    check: bool,
+}
 
-Every setting can be overridden as LB__SECTION__KEY, e.g. LB__SERVER__LISTEN=127.0.0.1:18080.";
+fn non_empty_path(text: &str) -> Result<PathBuf, String> {
+    if text.is_empty() {
+        Err("a PATH is needed".to_owned())
+    } else {
+        Ok(PathBuf::from(text))
+    }
+}
 
 /// What the command line asks for.
 #[derive(Debug)]
@@ -23,45 +50,41 @@ pub enum Command {
     Run(LoadOptions),
     /// Validate and describe, serve nothing.
     Check(LoadOptions),
-    Help,
+    /// Print this text to stdout and exit 0 (`--help`, `--version`).
+    Print(String),
 }
 
 /// Parses the arguments after the program name; an error is a one-line message.
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, String> {
-    let mut options = LoadOptions::default();
-    let mut check = false;
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        let text = arg.to_string_lossy();
-        let (flag, inline) = match text.split_once('=') {
-            Some((flag, value)) => (flag.to_owned(), Some(PathBuf::from(value))),
-            None => (text.into_owned(), None),
-        };
-        let slot = match flag.as_str() {
-            "--help" | "-h" => return Ok(Command::Help),
-            "--simulate" if inline.is_none() => {
-                options.simulate = true;
-                continue;
-            }
-            "--check" if inline.is_none() => {
-                check = true;
-                continue;
-            }
-            "--settings" => &mut options.settings_path,
-            "--backends" => &mut options.backends_path,
-            _ => return Err(format!("unknown argument {flag:?}")),
-        };
-        let value = inline
-            .or_else(|| args.next().map(PathBuf::from))
-            .filter(|p| !p.as_os_str().is_empty())
-            .ok_or_else(|| format!("{flag} needs a PATH"))?;
-        *slot = Some(value);
-    }
-    Ok(if check {
+    let program = std::iter::once(OsString::from("loadbalancer"));
+    let arguments = match Arguments::try_parse_from(program.chain(args)) {
+        Ok(arguments) => arguments,
+        Err(err)
+            if matches!(
+                err.kind(),
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+            ) =>
+        {
+            return Ok(Command::Print(err.to_string().trim_end().to_owned()))
+        }
+        Err(err) => return Err(first_line(&err.to_string())),
+    };
+    let options = LoadOptions {
+        settings_path: arguments.settings,
+        backends_path: arguments.backends,
+        simulate: arguments.simulate,
+    };
+    Ok(if arguments.check {
         Command::Check(options)
     } else {
         Command::Run(options)
     })
+}
+
+/// clap's message without its `error: ` label, usage and hints: one line.
+fn first_line(message: &str) -> String {
+    let line = message.lines().next().unwrap_or(message);
+    line.strip_prefix("error: ").unwrap_or(line).to_owned()
 }
 
 /// What `--check` prints: the settings that matter, resolved, and the pool.
@@ -73,20 +96,7 @@ pub fn describe(settings: &Settings) -> String {
             settings.server.workers,
             settings.server.shutdown_timeout.as_secs()
         ),
-        format!(
-            "pool file {}{}; strategy {}",
-            settings
-                .backends
-                .file
-                .as_ref()
-                .map_or_else(|| "(none)".to_owned(), |p| p.display().to_string()),
-            if settings.backends.watch {
-                " (watched)"
-            } else {
-                ""
-            },
-            settings.backends.strategy
-        ),
+        describe_pool_file(settings),
     ];
     for entry in &settings.backends.pool {
         lines.push(format!(
@@ -102,35 +112,54 @@ pub fn describe(settings: &Settings) -> String {
             tls.key.display()
         ));
     }
+    lines.push(describe_limits(settings));
+    lines.push(describe_state(settings));
+    lines.join("\n")
+}
+
+fn describe_pool_file(settings: &Settings) -> String {
+    let backends = &settings.backends;
+    let file = backends
+        .file
+        .as_ref()
+        .map_or_else(|| "(none)".to_owned(), |p| p.display().to_string());
+    let watched = if backends.watch { " (watched)" } else { "" };
+    format!("pool file {file}{watched}; strategy {}", backends.strategy)
+}
+
+fn describe_limits(settings: &Settings) -> String {
     let limits = &settings.rate_limit;
-    lines.push(if limits.enabled {
+    if limits.enabled {
         format!(
             "rate limit: capacity {}, {}/s per client; key header {}",
             limits.default_capacity, limits.default_rate_per_sec, limits.api_key_header
         )
     } else {
         "rate limit: off".to_owned()
-    });
-    lines.push(format!(
-        "database {}; admin {}; simulation {}; {}",
-        settings.persistence.path.display(),
-        if settings.admin.token.is_some() {
-            "token set"
-        } else {
-            "loopback only"
-        },
-        if settings.simulation.enabled {
-            "on"
-        } else {
-            "off"
-        },
-        if settings.cluster.redis.is_some() {
-            "cluster mode through Redis"
-        } else {
-            "single instance"
-        }
-    ));
-    lines.join("\n")
+    }
+}
+
+/// Where state lives and who may change it.
+fn describe_state(settings: &Settings) -> String {
+    let admin = if settings.admin.token.is_some() {
+        "token set"
+    } else {
+        "loopback only"
+    };
+    let simulation = if settings.simulation.enabled {
+        "on"
+    } else {
+        "off"
+    };
+    let mode = if settings.cluster.redis.is_some() {
+        "cluster mode through Redis"
+    } else {
+        "single instance"
+    };
+    format!(
+        "database {}; admin {admin}; simulation {simulation}; {mode}",
+        settings.persistence.path.display()
+    )
 }
 
 #[cfg(test)]
@@ -150,19 +179,41 @@ mod tests {
         };
         assert_eq!(options.settings_path, Some(PathBuf::from("a.toml")));
         assert_eq!(options.backends_path, Some(PathBuf::from("b.json")));
+        let Ok(Command::Check(options)) = parse(args(&["--simulate", "--check"])) else {
+            panic!("expected Check");
+        };
+        assert!(options.simulate);
     }
 
-    /// Unknown flags and missing values are errors that name the flag.
+    /// Unknown flags and missing values are one-line errors that name the flag.
     #[test]
     fn rejects_unknown_and_incomplete_arguments() {
-        assert!(parse(args(&["--nope"]))
-            .expect_err("unknown")
-            .contains("--nope"));
-        assert!(parse(args(&["--settings"]))
-            .expect_err("missing")
-            .contains("--settings"));
-        assert!(matches!(parse(args(&["--help"])), Ok(Command::Help)));
-        assert!(matches!(parse(args(&["--check"])), Ok(Command::Check(_))));
-        assert!(parse(args(&["--check=yes"])).is_err());
+        for (list, word) in [
+            (&["--nope"][..], "--nope"),
+            (&["--settings"][..], "--settings"),
+            (&["--settings", ""][..], "--settings"),
+            (&["--check=yes"][..], "--check"),
+            (&["extra"][..], "extra"),
+        ] {
+            let err = parse(args(list)).expect_err(word);
+            assert!(err.contains(word), "{list:?}: {err}");
+            assert_eq!(err.lines().count(), 1, "{list:?}: {err}");
+        }
+    }
+
+    /// `--help` and `--version` are texts to print, not errors.
+    #[test]
+    fn help_and_version_are_printed() {
+        for (flag, word) in [
+            ("--help", "--backends <PATH>"),
+            ("-h", "LB__SECTION__KEY"),
+            ("--version", env!("CARGO_PKG_VERSION")),
+            ("-V", "loadbalancer"),
+        ] {
+            let Ok(Command::Print(text)) = parse(args(&[flag])) else {
+                panic!("{flag}: expected a text to print");
+            };
+            assert!(text.contains(word), "{flag}: {text}");
+        }
     }
 }

@@ -15,12 +15,12 @@ fn main() -> ExitCode {
     let (options, check) = match cli::parse(std::env::args_os().skip(1)) {
         Ok(Command::Run(options)) => (options, false),
         Ok(Command::Check(options)) => (options, true),
-        Ok(Command::Help) => {
-            println!("{}", cli::USAGE);
+        Ok(Command::Print(text)) => {
+            println!("{text}");
             return ExitCode::from(exit::CLEAN);
         }
         Err(err) => {
-            eprintln!("loadbalancer: {err}\n{}", cli::USAGE);
+            eprintln!("loadbalancer: {err}\nusage: {}", cli::SYNOPSIS);
             return ExitCode::from(exit::CONFIG);
         }
     };

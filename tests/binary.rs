@@ -147,6 +147,46 @@ fn bad_configuration_exits_2_with_a_clear_message() {
     }
 }
 
+/// `--version` and `--help` print to stdout and exit 0 without reading any configuration; a
+/// bad argument is exit 2 with one line naming it, then the usage.
+#[test]
+fn version_and_help_exit_0_and_a_bad_argument_exits_2() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = |args: &[&str]| {
+        std::process::Command::new(common::process::BIN)
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .expect("run the binary")
+    };
+    let version = run(&["--version"]);
+    let stdout = String::from_utf8_lossy(&version.stdout);
+    assert_eq!(version.status.code(), Some(0), "{stdout}");
+    assert_eq!(
+        stdout.trim(),
+        format!("loadbalancer {}", env!("CARGO_PKG_VERSION"))
+    );
+    let help = run(&["--help"]);
+    let stdout = String::from_utf8_lossy(&help.stdout);
+    assert_eq!(help.status.code(), Some(0), "{stdout}");
+    for flag in [
+        "--settings",
+        "--backends",
+        "--simulate",
+        "--check",
+        "--version",
+    ] {
+        assert!(stdout.contains(flag), "{flag} not in {stdout}");
+    }
+    let bad = run(&["--check", "--settings"]);
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(2), "{stderr}");
+    let lines: Vec<&str> = stderr.trim_end().lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert!(lines[0].contains("--settings"), "{stderr}");
+    assert!(lines[1].starts_with("usage: loadbalancer"), "{stderr}");
+}
+
 /// With simulation on, a backend port that is already taken is a clear start-up error (exit 1).
 #[test]
 fn simulated_backend_on_a_taken_port_is_a_clear_startup_error() {
