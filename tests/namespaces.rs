@@ -33,6 +33,7 @@ const WALK: &[(&str, &str, u16)] = &[
     ("DELETE", "/lb/health", 405),
     ("POST", "/lb/", 405),
     ("PUT", "/lb/app.js", 405),
+    ("POST", "/lb/favicon.svg", 405),
     ("PATCH", "/clients", 405),
     ("POST", "/clients/someone", 405),
     ("GET", "/clients/register", 405),

@@ -106,6 +106,48 @@ async fn operator_fails_and_recovers_a_backend_and_manages_clients() {
     }
 }
 
+/// Opening the page makes the browser fetch the page's icon from the balancer (`/lb/`, an
+/// SVG the page links), never `/favicon.ico`, which would be proxied to a backend and counted
+/// in its traffic.
+#[actix_web::test]
+async fn the_page_icon_comes_from_the_balancer_not_a_backend() {
+    const TEST: &str = "the_page_icon_comes_from_the_balancer_not_a_backend";
+    if !common::webdriver::required_or_skip(TEST) {
+        return;
+    }
+    common::capture_logs();
+    let backend = TestBackend::start("recording");
+    let lb = start_balancer(&settings_for(&[backend.url()]));
+    let icon = common::client()
+        .get(lb.url("/lb/favicon.svg"))
+        .send()
+        .await
+        .expect("icon");
+    assert_eq!(icon.status(), 200);
+    assert_eq!(
+        icon.headers().get("content-type").expect("type"),
+        "image/svg+xml"
+    );
+    let browser = Browser::start().await;
+    browser.open(&lb.url("/lb/")).await;
+    // The access line of the browser's own request for the icon (the one above came first).
+    common::eventually("the browser's request for the icon", SOON, || {
+        let lines = common::capture_logs().lock().expect("log lock");
+        let fetched = lines
+            .iter()
+            .filter(|line| line.contains("\"GET /lb/favicon.svg\" 200"))
+            .count();
+        (fetched >= 2).then_some(())
+    })
+    .await;
+    browser.quit().await;
+    let targets = backend.targets();
+    assert!(
+        !targets.iter().any(|t| t.contains("favicon")),
+        "proxied: {targets:?}"
+    );
+}
+
 /// In cluster mode the page shows Redis's state and the instances, and follows Redis going
 /// down and coming back (the `redis` events).
 #[actix_web::test]

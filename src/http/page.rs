@@ -9,13 +9,17 @@ use crate::http::error::only;
 const INDEX_HTML: &str = include_str!("../../static/index.html");
 const APP_JS: &str = include_str!("../../static/app.js");
 const STYLE_CSS: &str = include_str!("../../static/style.css");
+const FAVICON_SVG: &str = include_str!("../../static/favicon.svg");
 
-/// Registers `/lb` (redirect), `/lb/`, `/lb/app.js` and `/lb/style.css` inside the `/lb` scope.
+/// Registers `/lb` (redirect), `/lb/`, `/lb/app.js`, `/lb/style.css` and the page's icon,
+/// `/lb/favicon.svg` (linked from the page, so a browser asks for it here rather than for
+/// `/favicon.ico`, which would be proxied), inside the `/lb` scope.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(only("", web::get().to(to_slash)))
         .service(only("/", web::get().to(index)))
         .service(only("/app.js", web::get().to(app_js)))
-        .service(only("/style.css", web::get().to(style_css)));
+        .service(only("/style.css", web::get().to(style_css)))
+        .service(only("/favicon.svg", web::get().to(favicon)));
 }
 
 fn asset(content_type: &str, body: &'static str) -> HttpResponse {
@@ -41,4 +45,8 @@ async fn app_js() -> HttpResponse {
 
 async fn style_css() -> HttpResponse {
     asset("text/css; charset=utf-8", STYLE_CSS)
+}
+
+async fn favicon() -> HttpResponse {
+    asset("image/svg+xml", FAVICON_SVG)
 }
