@@ -106,7 +106,8 @@ fn parse_url(text: &str) -> Result<(String, Authority, bool), String> {
         written => {
             let port = &written[1..];
             port_number(port).ok_or_else(|| {
-                format!("{text:?}: port {port:?} is not a port: use a number from 1 to 65535")
+                let port = if port.is_empty() { "(empty)" } else { port };
+                format!("{text:?}: port {port} is not a port number from 1 to 65535")
             })?
         }
     };
