@@ -17,6 +17,7 @@ mod cluster;
 mod draining;
 mod events;
 pub mod exit;
+mod fault;
 mod health;
 mod http;
 mod limiter;

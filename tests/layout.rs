@@ -1,7 +1,9 @@
 //! The crate's layering, read from its source: which file imports which (`crate::` and `super::`
-//! paths outside comments and unit-test modules). Dependencies must point one way — no cycle
-//! between files — nothing outside `src/http/` may import `http::`, and `settings` may import
-//! only leaf files (files that import nothing from the crate).
+//! paths outside comments and unit-test modules). Dependencies must point one way: no cycle
+//! between files, and none between folders (a top-level folder and everything in it counts as
+//! one unit, as does each file at the top of `src/`), so no folder imports a folder that imports
+//! it back; nothing outside `src/http/` may import `http::`, and `settings` may import only leaf
+//! files (files that import nothing from the crate).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -145,10 +147,10 @@ fn graph(src: &Path) -> BTreeMap<PathBuf, BTreeSet<PathBuf>> {
     edges
 }
 
-/// Groups of files that import each other, directly or through others (the strongly
-/// connected components with more than one file).
-fn cycles(graph: &BTreeMap<PathBuf, BTreeSet<PathBuf>>) -> Vec<BTreeSet<PathBuf>> {
-    let reach = |from: &PathBuf| {
+/// Groups of nodes that import each other, directly or through others (the strongly
+/// connected components with more than one node).
+fn cycles<N: Ord + Clone>(graph: &BTreeMap<N, BTreeSet<N>>) -> Vec<BTreeSet<N>> {
+    let reach = |from: &N| {
         let mut seen = BTreeSet::new();
         let mut todo = vec![from.clone()];
         while let Some(node) = todo.pop() {
@@ -160,9 +162,9 @@ fn cycles(graph: &BTreeMap<PathBuf, BTreeSet<PathBuf>>) -> Vec<BTreeSet<PathBuf>
         }
         seen
     };
-    let reachable: BTreeMap<&PathBuf, BTreeSet<PathBuf>> =
+    let reachable: BTreeMap<&N, BTreeSet<N>> =
         graph.keys().map(|node| (node, reach(node))).collect();
-    let mut groups: Vec<BTreeSet<PathBuf>> = Vec::new();
+    let mut groups: Vec<BTreeSet<N>> = Vec::new();
     for (node, from_node) in &reachable {
         if !from_node.contains(*node) || groups.iter().any(|g| g.contains(*node)) {
             continue;
@@ -177,6 +179,50 @@ fn cycles(graph: &BTreeMap<PathBuf, BTreeSet<PathBuf>>) -> Vec<BTreeSet<PathBuf>
     groups
 }
 
+/// The unit a file belongs to: its top-level folder under `src/` (`registry` for
+/// `src/registry/plan.rs`), or the file itself at the top (`backend` for `src/backend.rs`).
+fn unit(src: &Path, file: &Path) -> String {
+    let relative = file.strip_prefix(src).unwrap_or(file);
+    let first = relative
+        .components()
+        .next()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    first.trim_end_matches(".rs").to_owned()
+}
+
+/// Which units import which, from the file graph (`lib.rs`, which declares them all, left out).
+fn folder_graph(
+    src: &Path,
+    files: &BTreeMap<PathBuf, BTreeSet<PathBuf>>,
+) -> BTreeMap<String, BTreeSet<String>> {
+    let lib = src.join("lib.rs");
+    let mut units: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (file, targets) in files.iter().filter(|(file, _)| **file != lib) {
+        let from = unit(src, file);
+        let imports = units.entry(from.clone()).or_default();
+        for target in targets {
+            let to = unit(src, target);
+            if to != from {
+                imports.insert(to);
+            }
+        }
+    }
+    units
+}
+
+/// The cycles of `graph`, one line each (`a <-> b`).
+fn describe<N: Ord + Clone + std::fmt::Debug>(groups: &[BTreeSet<N>]) -> String {
+    let lines: Vec<String> = groups
+        .iter()
+        .map(|group| {
+            let names: Vec<String> = group.iter().map(|n| format!("{n:?}")).collect();
+            names.join(" <-> ")
+        })
+        .collect();
+    lines.join("\n")
+}
+
 fn src() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
 }
@@ -187,19 +233,67 @@ fn no_import_cycle_between_files() {
     let graph = graph(&src());
     assert!(graph.len() > 20, "found only {} files", graph.len());
     let groups = cycles(&graph);
-    let described: Vec<String> = groups
-        .iter()
-        .map(|group| {
-            let names: Vec<String> = group.iter().map(|p| p.display().to_string()).collect();
-            names.join(" <-> ")
-        })
-        .collect();
     assert!(
         groups.is_empty(),
         "{} groups of files import each other:\n{}",
         groups.len(),
-        described.join("\n")
+        describe(&groups)
     );
+}
+
+/// No folder imports a folder (or top-level file) that imports it back, directly or through
+/// others: the folders form layers.
+#[test]
+fn no_import_cycle_between_folders() {
+    let src = src();
+    let units = folder_graph(&src, &graph(&src));
+    assert!(units.len() > 10, "found only {} units", units.len());
+    let groups = cycles(&units);
+    assert!(
+        groups.is_empty(),
+        "{} groups of folders import each other:\n{}",
+        groups.len(),
+        describe(&groups)
+    );
+}
+
+/// The checks above can fail: a file cycle is found, and so is a folder back-arrow made of
+/// files that form no cycle among themselves.
+#[test]
+fn the_checks_catch_a_file_cycle_and_a_folder_back_arrow() {
+    let src = PathBuf::from("/s");
+    let file = |name: &str| src.join(name);
+    let edges = |list: &[(&str, &[&str])]| -> BTreeMap<PathBuf, BTreeSet<PathBuf>> {
+        list.iter()
+            .map(|(from, to)| (file(from), to.iter().map(|t| file(t)).collect()))
+            .collect()
+    };
+    let file_cycle = edges(&[("a/x.rs", &["b/y.rs"]), ("b/y.rs", &["a/x.rs"])]);
+    assert_eq!(cycles(&file_cycle).len(), 1);
+    // a/x -> b/y and b/z -> a/w: no file imports itself back, but folder b imports folder a
+    // back.
+    let back_arrow = edges(&[
+        ("a/x.rs", &["b/y.rs"]),
+        ("b/y.rs", &[]),
+        ("b/z.rs", &["a/w.rs"]),
+        ("a/w.rs", &["leaf.rs"]),
+        ("leaf.rs", &[]),
+    ]);
+    assert!(cycles(&back_arrow).is_empty(), "no file cycle");
+    let units = folder_graph(&src, &back_arrow);
+    let groups = cycles(&units);
+    assert_eq!(groups.len(), 1, "{units:?}");
+    assert_eq!(
+        groups[0],
+        ["a".to_owned(), "b".to_owned()].into_iter().collect()
+    );
+    // Layers that point one way pass.
+    let layered = edges(&[
+        ("a/x.rs", &["b/y.rs"]),
+        ("b/y.rs", &["leaf.rs"]),
+        ("leaf.rs", &[]),
+    ]);
+    assert!(cycles(&folder_graph(&src, &layered)).is_empty());
 }
 
 /// Only the HTTP layer imports the HTTP layer; settings import only leaf files.

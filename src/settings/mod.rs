@@ -20,8 +20,8 @@ use rustls::sign::CertifiedKey;
 use crate::backend::{Backend, PoolEntry, Strategy};
 use crate::certs;
 pub use crate::certs::load as load_certificate;
+use crate::fault::{FaultMode, FaultPlan};
 use crate::net::{is_loopback_authority, Cidr};
-use crate::simulation::schedule::{FaultMode, Plan};
 use checker::Checker;
 pub use checker::ENV_PREFIX;
 pub use error::ConfigError;
@@ -150,7 +150,7 @@ pub struct SimulationSettings {
     /// Serve the pool in-process (every backend is on loopback then).
     pub enabled: bool,
     /// Means, modes and whether total outages may happen.
-    pub plan: Plan,
+    pub plan: FaultPlan,
     /// `None` = draw one at start.
     pub seed: Option<u64>,
 }
@@ -466,7 +466,7 @@ fn simulation(
     }
     Ok(SimulationSettings {
         enabled: raw.enabled,
-        plan: Plan {
+        plan: FaultPlan {
             mean_up: mean("simulation.mean_up_secs", raw.mean_up_secs)?,
             mean_down: mean("simulation.mean_down_secs", raw.mean_down_secs)?,
             modes,

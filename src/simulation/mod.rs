@@ -22,10 +22,11 @@ use serde::Serialize;
 
 use crate::backend::{BackendId, PoolEntry};
 use crate::events::{Events, LbEvent};
+use crate::fault::FaultMode;
 use crate::net::is_loopback_authority;
 use crate::registry::PoolChanged;
 use crate::settings::SimulationSettings;
-use schedule::{Change, FaultMode, FaultSchedule};
+use schedule::{Change, FaultSchedule};
 use server::{SimState, SimulatedBackend};
 
 /// How often the schedule is consulted.

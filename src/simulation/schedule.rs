@@ -4,54 +4,9 @@
 //! caller passes in, so a seed reproduces the same story and tests never sleep. Unless total
 //! outages are allowed, the last backend standing postpones its failure.
 
-use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
-use serde::Serialize;
-
-/// How a simulated backend fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FaultMode {
-    /// Listener closed: connection refused.
-    Refuse,
-    /// Answers every request with 500.
-    Error,
-    /// Accepts and never answers.
-    Hang,
-}
-
-impl FaultMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Refuse => "refuse",
-            Self::Error => "error",
-            Self::Hang => "hang",
-        }
-    }
-}
-
-impl FromStr for FaultMode {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        match text {
-            "refuse" => Ok(Self::Refuse),
-            "error" => Ok(Self::Error),
-            "hang" => Ok(Self::Hang),
-            other => Err(format!(
-                "{other:?} is not a fault mode (refuse, error, hang)"
-            )),
-        }
-    }
-}
-
-impl fmt::Display for FaultMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+use crate::fault::{FaultMode, FaultPlan};
 
 /// What the schedule wants changed now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,16 +14,6 @@ pub struct Change {
     pub backend: usize,
     /// `Some(mode)`: start failing; `None`: recover.
     pub to: Option<FaultMode>,
-}
-
-/// The parameters of a schedule.
-#[derive(Debug, Clone)]
-pub struct Plan {
-    pub mean_up: Duration,
-    pub mean_down: Duration,
-    /// Never empty.
-    pub modes: Vec<FaultMode>,
-    pub allow_total_outage: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -86,13 +31,13 @@ struct Slot {
 #[derive(Debug)]
 pub struct FaultSchedule {
     rng: fastrand::Rng,
-    plan: Plan,
+    plan: FaultPlan,
     slots: Vec<Slot>,
 }
 
 impl FaultSchedule {
     /// All backends start up, each with a first failure drawn from `mean_up` after `now`.
-    pub fn new(count: usize, plan: Plan, seed: u64, now: Duration) -> Self {
+    pub fn new(count: usize, plan: FaultPlan, seed: u64, now: Duration) -> Self {
         let mut schedule = Self {
             rng: fastrand::Rng::with_seed(seed),
             plan,
@@ -197,8 +142,8 @@ impl FaultSchedule {
 mod tests {
     use super::*;
 
-    fn plan(allow_total_outage: bool) -> Plan {
-        Plan {
+    fn plan(allow_total_outage: bool) -> FaultPlan {
+        FaultPlan {
             mean_up: Duration::from_secs(10),
             mean_down: Duration::from_secs(5),
             modes: vec![FaultMode::Refuse, FaultMode::Error, FaultMode::Hang],

@@ -12,8 +12,8 @@ use actix_web::dev::ServerHandle;
 use actix_web::http::StatusCode;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 
-use super::schedule::FaultMode;
 use crate::backend::Backend;
+use crate::fault::FaultMode;
 
 /// The state a simulated backend is in, shared with its server's handler and the status API.
 #[derive(Debug, Clone, Default)]

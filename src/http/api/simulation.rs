@@ -5,8 +5,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::state::{ApiError, ApiState};
+use crate::fault::FaultMode;
 use crate::http::admin;
-use crate::simulation::schedule::FaultMode;
 
 /// Optional body of `.../fail`.
 #[derive(Debug, Default, Deserialize)]
