@@ -14,6 +14,7 @@ pub mod cli;
 mod client;
 mod clock;
 mod cluster;
+mod discovery;
 mod draining;
 mod events;
 pub mod exit;

@@ -17,6 +17,7 @@ use actix_web::{web, App, HttpServer};
 
 use crate::certs::CertError;
 use crate::cluster::{self, Cluster};
+use crate::discovery::PoolFile;
 use crate::draining::Draining;
 use crate::events::Events;
 use crate::health::HealthChecker;
@@ -345,7 +346,7 @@ fn start_actors(
         events.clone(),
         settings.health.passive_failures,
         PoolOptions {
-            file: settings.backends.file.clone(),
+            file: settings.backends.file.clone().map(PoolFile::new),
             watch: settings.backends.watch,
             drain_grace: settings.server.shutdown_timeout,
             follower: simulation.as_ref().map(Simulation::follower),

@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,8 +12,8 @@ use actix::{Actor, AsyncContext, Context, Handler, Recipient, SpawnHandle};
 
 use super::messages::{PoolChanged, PoolFileTouched, ReportFailure, SetHealth};
 use super::rotation::Rotation;
-use super::watch;
 use crate::backend::{Backend, BackendId};
+use crate::discovery::{FileWatch, PoolFile};
 use crate::events::{Events, LbEvent};
 
 /// How often leaving backends are checked for their last request.
@@ -28,7 +27,7 @@ pub const WATCH_DEBOUNCE: Duration = Duration::from_millis(250);
 #[derive(Debug, Clone)]
 pub struct PoolOptions {
     /// The pool file; `None` = the pool was given in code (changes stay in memory).
-    pub file: Option<PathBuf>,
+    pub file: Option<PoolFile>,
     /// Reload when the file changes.
     pub watch: bool,
     /// A leaving backend is dropped after this even with requests still in flight.
@@ -50,7 +49,7 @@ pub struct Registry {
     /// Leaving backends and when they go at the latest.
     pub(super) leaving: HashMap<BackendId, Instant>,
     /// Kept alive while the actor runs.
-    pub(super) _watch: Option<watch::FileWatch>,
+    pub(super) _watch: Option<FileWatch>,
     /// The debounced reload waiting for the file to settle.
     pub(super) pending_reload: Option<SpawnHandle>,
 }
@@ -149,13 +148,12 @@ impl Registry {
     pub(super) fn watch(
         options: &PoolOptions,
         registry: Recipient<PoolFileTouched>,
-    ) -> Option<watch::FileWatch> {
-        let path = options.file.as_ref().filter(|_| options.watch)?;
-        watch::FileWatch::start(path, registry)
+    ) -> Option<FileWatch> {
+        let file = options.file.as_ref().filter(|_| options.watch)?;
+        file.watch(move || registry.do_send(PoolFileTouched))
             .inspect_err(|err| {
                 log::warn!(
-                    "cannot watch {} for changes ({err}); reload with SIGHUP or POST /lb/api/reload",
-                    path.display()
+                    "cannot watch {file} for changes ({err}); reload with SIGHUP or POST /lb/api/reload"
                 );
             })
             .ok()

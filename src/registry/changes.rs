@@ -10,7 +10,6 @@ use std::time::Instant;
 use actix::{ActorFutureExt, AsyncContext, AtomicResponse, Context, Handler, WrapFuture};
 
 use super::actor::{Registry, WATCH_DEBOUNCE};
-use super::file::{self, FileEntry};
 use super::member::{Member, MemberStatus};
 use super::messages::{
     AddBackend, PoolError, PoolFileTouched, Reload, ReloadReport, ReloadTrigger, RemoveBackend,
@@ -18,6 +17,7 @@ use super::messages::{
 };
 use super::plan::{self, Plan, Planned, Running};
 use crate::backend::{fill_names, Backend, BackendId, BackendSpec};
+use crate::discovery::FileEntry;
 use crate::events::LbEvent;
 
 impl Registry {
@@ -58,14 +58,13 @@ impl Registry {
         entries: Option<Vec<FileEntry>>,
         apply: impl FnOnce(&mut Self) -> Result<T, PoolError> + 'static,
     ) -> AtomicResponse<Self, Result<T, PoolError>> {
-        let path = self.options.file.clone();
+        let file = self.options.file.clone();
         let write = async move {
-            let (Some(path), Some(entries)) = (path, entries) else {
+            let (Some(file), Some(entries)) = (file, entries) else {
                 return Ok(());
             };
-            let text = file::render(&entries);
-            let shown = path.display().to_string();
-            actix_rt::task::spawn_blocking(move || file::write_atomically(&path, &text))
+            let shown = file.to_string();
+            actix_rt::task::spawn_blocking(move || file.write(&entries))
                 .await
                 .map_err(|err| err.to_string())
                 .and_then(|written| written.map_err(|err| err.to_string()))
@@ -388,14 +387,14 @@ impl Handler<Reload> for Registry {
     type Result = AtomicResponse<Self, Result<ReloadReport, PoolError>>;
 
     fn handle(&mut self, msg: Reload, _: &mut Context<Self>) -> Self::Result {
-        let path = self.options.file.clone();
+        let file = self.options.file.clone();
         let read = async move {
-            let Some(path) = path else {
+            let Some(file) = file else {
                 return Err(PoolError::Config(
                     "There is no pool file to reload (the pool was given in code)".into(),
                 ));
             };
-            actix_rt::task::spawn_blocking(move || crate::settings::load_specs(&path))
+            actix_rt::task::spawn_blocking(move || file.load())
                 .await
                 .map_err(|err| PoolError::Config(err.to_string()))?
                 .map_err(|err| PoolError::Config(err.to_string()))
@@ -408,7 +407,7 @@ impl Handler<Reload> for Registry {
                         .options
                         .file
                         .as_ref()
-                        .map_or_else(String::new, |p| p.display().to_string());
+                        .map_or_else(String::new, ToString::to_string);
                     plan::plan(&registry.running(), &specs)
                         .map_err(|(key, problem)| {
                             PoolError::Config(format!("{origin}: {key}: {problem}"))

@@ -7,13 +7,11 @@
 
 mod actor;
 mod changes;
-mod file;
 mod member;
 mod messages;
 mod plan;
 pub mod rotation;
 pub mod strategy;
-mod watch;
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::discovery::PoolFileError;
+
 /// Anything wrong with the configuration; each renders as one line.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -18,4 +20,17 @@ pub enum ConfigError {
         key: String,
         problem: String,
     },
+}
+
+impl From<PoolFileError> for ConfigError {
+    fn from(err: PoolFileError) -> Self {
+        match err {
+            PoolFileError::Unreadable { file, reason } => Self::Unreadable { file, reason },
+            PoolFileError::Invalid { file, key, problem } => Self::Invalid {
+                origin: file.display().to_string(),
+                key,
+                problem,
+            },
+        }
+    }
 }

@@ -1,11 +1,11 @@
 //! Settings: `Settings.toml` (via the `config` crate) overlaid with `LB__SECTION__KEY`
 //! environment variables, validated once into typed values so that an invalid value cannot be
-//! represented past start-up. The pool itself comes from `config.json` (`pool.rs`).
+//! represented past start-up. The pool at start comes from `config.json`, read through
+//! [`crate::discovery`].
 //! Every failure is a [`ConfigError`] naming the file (or variable), the key and the problem.
 
 mod checker;
 mod error;
-mod pool;
 mod raw;
 
 use std::net::SocketAddr;
@@ -20,12 +20,12 @@ use rustls::sign::CertifiedKey;
 use crate::backend::{Backend, PoolEntry, Strategy};
 use crate::certs;
 pub use crate::certs::load as load_certificate;
+use crate::discovery::PoolFile;
 use crate::fault::{FaultMode, FaultPlan};
 use crate::net::{is_loopback_authority, Cidr};
 use checker::Checker;
 pub use checker::ENV_PREFIX;
 pub use error::ConfigError;
-pub use pool::load_specs;
 pub use raw::RawSettings;
 
 /// Name of the settings file looked for in the working directory when none is given.
@@ -212,7 +212,7 @@ pub fn load(options: &LoadOptions) -> Result<Settings, ConfigError> {
         Some(path) => path.clone(),
         None => base_dir.join(&raw.backends.file),
     };
-    let pool = pool::load_pool(&backends_file)?;
+    let pool = PoolFile::new(backends_file.clone()).load_pool()?;
     Settings::from_raw(raw, &origin, &base_dir, Some(backends_file), pool)
 }
 

@@ -1,8 +1,8 @@
 //! Writing the pool back to its file after a change through the backends API, so the file stays
 //! the truth and a restart (or a reload) finds the same pool. The text is written to a temporary
 //! file in the same folder, flushed to disk and renamed over the old one: a reader (the watch, a
-//! crash, an editor) sees the old file or the new one, never half of one. Blocking; the registry
-//! runs it on the blocking thread pool.
+//! crash, an editor) sees the old file or the new one, never half of one. Blocking; callers run
+//! it on the blocking thread pool.
 
 use std::fs;
 use std::io::{self, Write};
@@ -92,7 +92,7 @@ pub fn write_atomically(path: &Path, text: &str) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::load_specs;
+    use crate::discovery::PoolFile;
 
     fn entry(url: &str, weight: u32, name: &str) -> FileEntry {
         FileEntry {
@@ -116,7 +116,7 @@ mod tests {
         let text = render(&entries);
         assert!(text.contains("    \"http://127.0.0.1:9001\",\n"), "{text}");
         write_atomically(&path, &text).expect("written");
-        let specs = load_specs(&path).expect("valid pool");
+        let specs = PoolFile::new(path).load().expect("valid pool");
         assert_eq!(specs[1].weight, 3);
         assert_eq!(specs[2].name.as_deref(), Some("big"));
         assert_eq!(specs[0].name, None);

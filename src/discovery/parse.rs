@@ -1,13 +1,9 @@
-//! The pool file (`config.json`): a JSON object whose `backends` lists URL strings or
-//! `{"url": ..., "weight": ..., "name": ...}` objects. Read at start and on every reload; every
-//! entry is validated into a [`BackendSpec`], and [`resolve`] names them for the start.
-
-use std::fs;
-use std::path::Path;
+//! The pool file's content (`config.json`): a JSON object whose `backends` lists URL strings or
+//! `{"url": ..., "weight": ..., "name": ...}` objects. Every entry is validated into a
+//! [`BackendSpec`], and [`resolve`] names them for the start.
 
 use serde::Deserialize;
 
-use super::error::ConfigError;
 use crate::backend::{fill_names, Backend, BackendSpec, PoolEntry};
 
 /// `config.json` as written.
@@ -31,28 +27,6 @@ struct RawObject {
     url: String,
     weight: Option<u64>,
     name: Option<String>,
-}
-
-/// Reads and validates the pool file.
-pub fn load_specs(path: &Path) -> Result<Vec<BackendSpec>, ConfigError> {
-    let text = fs::read_to_string(path).map_err(|err| ConfigError::Unreadable {
-        file: path.to_path_buf(),
-        reason: err.to_string(),
-    })?;
-    parse_pool(&text).map_err(|(key, problem)| ConfigError::Invalid {
-        origin: path.display().to_string(),
-        key,
-        problem,
-    })
-}
-
-/// Reads the pool file for the start: validated and named, ids in file order.
-pub fn load_pool(path: &Path) -> Result<Vec<PoolEntry>, ConfigError> {
-    resolve(load_specs(path)?).map_err(|(key, problem)| ConfigError::Invalid {
-        origin: path.display().to_string(),
-        key,
-        problem,
-    })
 }
 
 /// Parses `config.json` text: well-formed JSON, at least one backend, valid entries, distinct

@@ -1,15 +1,12 @@
 //! The watch on the pool file: an inotify watch (through `notify`) on the file's folder — not on
 //! the file, because editors and our own atomic writes replace it by rename, which would end a
-//! watch on the old inode — that tells the registry whenever an event names the file. The
-//! registry debounces the events into one reload.
+//! watch on the old inode — that calls back whenever an event names the file. The caller (the
+//! registry) debounces the calls into one reload.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use actix::Recipient;
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
-
-use super::messages::PoolFileTouched;
 
 /// A running watch; dropping it stops it.
 pub struct FileWatch {
@@ -17,8 +14,9 @@ pub struct FileWatch {
 }
 
 impl FileWatch {
-    /// Watches `file`'s folder and tells `registry` about events that concern `file`.
-    pub fn start(file: &Path, registry: Recipient<PoolFileTouched>) -> notify::Result<Self> {
+    /// Watches `file`'s folder and calls `touched` (on the watch's own thread) for each event
+    /// that concerns `file`.
+    pub fn start(file: &Path, touched: impl Fn() + Send + 'static) -> notify::Result<Self> {
         let folder: PathBuf = file
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -35,7 +33,7 @@ impl FileWatch {
                     .iter()
                     .any(|p| p.file_name() == Some(name.as_os_str()));
                 if relevant {
-                    registry.do_send(PoolFileTouched);
+                    touched();
                 }
             })?;
         watcher.watch(&folder, RecursiveMode::NonRecursive)?;
