@@ -3,10 +3,12 @@
 //! [`run`]; everything else lives here so integration tests can start a balancer on
 //! `127.0.0.1:0` with [`start`].
 //!
-//! Layers point one way: `http/` (the server wiring, proxy and APIs) uses the domain folders
-//! (`registry/`, `health/`, `limiter/`, `persistence/`, `simulation/`, `events/`, `stats/`),
-//! which use the leaf value types (`backend`, `certs`, `client`, `clock`, `draining`, `net`). The
-//! architecture map in the README names the file of each concept.
+//! Layers point one way: `startup/` (the wiring: actors, signals, listeners) uses `http/` (the
+//! server, proxy and APIs), which uses the domain folders (`registry/`, `health/`, `limiter/`,
+//! `persistence/`, `simulation/`, `events/`, `stats/`, `cluster/`), which use `settings/` and
+//! `discovery/` (the pool file), which use the leaf value types (`backend`, `certs`, `client`,
+//! `clock`, `draining`, `fault`, `net`). The architecture map in the README names the file of
+//! each concept.
 
 mod backend;
 mod certs;
@@ -28,6 +30,7 @@ mod persistence;
 mod registry;
 pub mod settings;
 mod simulation;
+mod startup;
 mod stats;
 mod upstream;
 
@@ -35,12 +38,12 @@ pub use backend::{Backend, BackendCounters, BackendState};
 pub use client::{ClientKey, Limits};
 pub use events::{BackendStat, Events, LbEvent, Stamped, Subscription};
 pub use health::PROBE_USER_AGENT;
-pub use http::server::{
-    run, start, start_listeners, Balancer, BalancerHandle, ShutdownHook, StartError,
-};
 pub use limiter::Limiter;
 pub use registry::MemberStatus;
 pub use settings::Settings;
+pub use startup::{
+    run, start, start_listeners, Balancer, BalancerHandle, ShutdownHook, StartError,
+};
 
 /// What the benches and integration tests reach inside (the `test-util` feature).
 #[cfg(feature = "test-util")]

@@ -1,5 +1,5 @@
-//! Everything that speaks HTTP: the server wiring, the proxy, the balancer's own APIs and page,
-//! the access log and the JSON error answers. Nothing outside this folder imports it; it
+//! Everything that speaks HTTP: the server, the proxy, the balancer's own APIs and page, the
+//! access log and the JSON error answers. Only the start-up imports it from outside; it
 //! reaches the domain (registry, limiter, events, ...) through their handles.
 
 pub mod access_log;
@@ -12,5 +12,4 @@ pub mod json_body;
 pub mod page;
 pub mod proxy;
 pub mod server;
-pub mod shutdown;
 pub mod tls;

@@ -1,8 +1,8 @@
-//! Graceful shutdown: SIGINT and SIGTERM both start a drain (stop accepting, let in-flight
-//! requests finish within `server.shutdown_timeout_secs`, answer `/lb/health` with 503, close
-//! kept-alive connections after their current response); a second signal ends the process at
-//! once. actix-server's own signal handling is disabled because it treats SIGINT as a forced
-//! stop. SIGHUP reloads the pool file instead (and no longer ends the process).
+//! Signals: SIGINT and SIGTERM both start a drain (stop accepting, let in-flight requests
+//! finish within `server.shutdown_timeout_secs`, answer `/lb/health` with 503, close kept-alive
+//! connections after their current response); a second signal ends the process at once.
+//! actix-server's own signal handling is disabled because it treats SIGINT as a forced stop.
+//! SIGHUP reloads the pool file and the TLS certificate.
 
 use std::future::Future;
 use std::time::Duration;

@@ -1,0 +1,130 @@
+//! The domain at start: the event bus, the rate limiter on its database, the pool and the
+//! registry that owns it, the health checker, the stats ticker and the simulation, each
+//! started once and handed out as the handles everyone else holds.
+
+use std::sync::{Arc, Mutex};
+
+use actix::Actor;
+
+use crate::cluster::Cluster;
+use crate::discovery::PoolFile;
+use crate::draining::Draining;
+use crate::events::Events;
+use crate::health::HealthChecker;
+use crate::limiter::Limiter;
+use crate::metrics::Metrics;
+use crate::persistence::{Database, SavedClient, Store};
+use crate::registry::{Member, Membership, PoolOptions, Rotation};
+use crate::settings::Settings;
+use crate::simulation::{Simulation, Simulator};
+use crate::stats::{StatsTicker, StatsWindow};
+
+/// The running domain: the actors' handles and the shared state the HTTP layer reads.
+pub struct Domain {
+    pub rotation: Arc<Rotation>,
+    pub membership: Membership,
+    pub events: Events,
+    pub metrics: Arc<Metrics>,
+    /// Request rates over the last seconds, for the status API.
+    pub window: Arc<Mutex<StatsWindow>>,
+    pub limiter: Arc<Limiter>,
+    /// Present in cluster mode.
+    pub cluster: Option<Cluster>,
+    /// Present when the simulation runs.
+    pub simulation: Option<Simulation>,
+    pub draining: Draining,
+}
+
+/// What the domain starts from: everything that could fail is already done (the database is
+/// open, the simulated ports are bound), so starting it cannot fail halfway.
+pub struct Opened {
+    pub database: Database,
+    pub saved: Vec<SavedClient>,
+    pub simulator: Option<Simulator>,
+    pub backend_tls: Arc<rustls::ClientConfig>,
+}
+
+impl Domain {
+    /// Starts every actor of the domain (inside an actix system).
+    pub fn start(settings: &Settings, opened: Opened) -> Self {
+        let events = Events::start();
+        let cluster = Cluster::new(&settings.cluster, events.clone());
+        let limiter = start_limiter(settings, opened.database, opened.saved, &cluster);
+        let members = settings
+            .backends
+            .pool
+            .iter()
+            .map(|entry| Member::new(entry.backend.clone(), entry.weight, true))
+            .collect();
+        let rotation = Arc::new(Rotation::new(members, settings.backends.strategy));
+        let metrics = Arc::new(Metrics::default());
+        let window = Arc::new(Mutex::new(StatsWindow::default()));
+        StatsTicker::new(
+            Arc::clone(&rotation),
+            Arc::clone(&metrics),
+            Arc::clone(&window),
+            events.clone(),
+        )
+        .start();
+        let simulation = opened
+            .simulator
+            .map(|simulator| simulator.run(events.clone()));
+        let membership = start_registry(settings, &rotation, &events, simulation.as_ref());
+        HealthChecker::new(
+            Arc::clone(&rotation),
+            membership.clone(),
+            settings.health.clone(),
+            settings.backends.connect_timeout,
+            &opened.backend_tls,
+        )
+        .start();
+        Self {
+            rotation,
+            membership,
+            events,
+            metrics,
+            window,
+            limiter,
+            cluster,
+            simulation,
+            draining: Draining::default(),
+        }
+    }
+}
+
+fn start_limiter(
+    settings: &Settings,
+    database: Database,
+    saved: Vec<SavedClient>,
+    cluster: &Option<Cluster>,
+) -> Arc<Limiter> {
+    Arc::new(Limiter::start(
+        &settings.rate_limit,
+        settings.persistence.flush_interval,
+        Store::start(database),
+        saved,
+        settings.server.workers,
+        cluster
+            .clone()
+            .map(|cluster| (cluster, settings.cluster.lease)),
+    ))
+}
+
+fn start_registry(
+    settings: &Settings,
+    rotation: &Arc<Rotation>,
+    events: &Events,
+    simulation: Option<&Simulation>,
+) -> Membership {
+    Membership::start(
+        Arc::clone(rotation),
+        events.clone(),
+        settings.health.passive_failures,
+        PoolOptions {
+            file: settings.backends.file.clone().map(PoolFile::new),
+            watch: settings.backends.watch,
+            drain_grace: settings.server.shutdown_timeout,
+            follower: simulation.map(Simulation::follower),
+        },
+    )
+}

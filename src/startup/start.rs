@@ -1,0 +1,197 @@
+//! [`start`]: open what can fail (the backends' TLS configuration, the database, the simulated
+//! ports), start the domain, hand the HTTP layer what it serves from, and register what must run
+//! after the server stopped.
+
+use std::io;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::domain::{Domain, Opened};
+use super::handle::{Balancer, BalancerHandle};
+use crate::certs::CertError;
+use crate::cluster;
+use crate::http::api::ApiState;
+use crate::http::clients::ClientsState;
+use crate::http::proxy::{ProxyState, Tunnels};
+use crate::http::server::{self, Listeners, Shared};
+use crate::http::tls;
+use crate::persistence::{Database, DbError};
+use crate::settings::Settings;
+use crate::simulation::Simulator;
+use crate::upstream;
+
+/// Why the balancer could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The database file is unusable (not SQLite, newer schema, cannot be created): exit 2.
+    #[error("{0}")]
+    Database(#[from] DbError),
+    /// Listening or spawning failed (an address in use, ...).
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    /// `backends.ca_file` could not be used (it was checked at load; it changed since): exit 2.
+    #[error("backends.ca_file: {0}")]
+    Tls(#[from] CertError),
+}
+
+/// Starts the balancer on `listener` (plain HTTP only): opens the database, starts the actors
+/// (and the simulated backends, if enabled), then the HTTP server. Must be called inside an
+/// actix system.
+pub fn start(settings: &Settings, listener: TcpListener) -> Result<Balancer, StartError> {
+    start_listeners(settings, listener, None)
+}
+
+/// As [`start`], with a TLS listener as well when `settings.tls` is set and `tls` is given.
+pub fn start_listeners(
+    settings: &Settings,
+    listener: TcpListener,
+    tls: Option<TcpListener>,
+) -> Result<Balancer, StartError> {
+    let local_addr = listener.local_addr()?;
+    let (tls, reloader) = match (&settings.tls, tls) {
+        (Some(tls_settings), Some(tls_listener)) => {
+            let (config, reloader) = tls::server_config(tls_settings);
+            (Some((tls_listener, config)), Some(reloader))
+        }
+        _ => (None, None),
+    };
+    let tls_addr = match &tls {
+        Some((tls_listener, _)) => Some(tls_listener.local_addr()?),
+        None => None,
+    };
+    // Everything that can fail happens before the first actor starts, so a failed start
+    // leaves nothing running.
+    let opened = open(settings)?;
+    let backend_tls = Arc::clone(&opened.backend_tls);
+    let domain = Domain::start(settings, opened);
+    let tunnels = Arc::new(Tunnels::new(
+        settings,
+        Arc::clone(&backend_tls),
+        domain.draining.clone(),
+    ));
+    let shared = shared(settings, local_addr, &domain, backend_tls, &tunnels);
+    let listeners = Listeners {
+        plain: listener,
+        tls,
+    };
+    let server = server::serve(settings, listeners, shared)?;
+    if let Some(cluster) = &domain.cluster {
+        cluster::start_agent(cluster, local_addr.to_string(), domain.limiter.replica());
+    }
+    let handle = BalancerHandle {
+        server: server.handle(),
+        draining: domain.draining.clone(),
+        membership: domain.membership.clone(),
+        events: domain.events.clone(),
+        limiter: Arc::clone(&domain.limiter),
+        shutdown_timeout: settings.server.shutdown_timeout,
+        tls: reloader,
+        tunnels,
+    };
+    let mut balancer = Balancer {
+        local_addr,
+        tls_addr,
+        server,
+        handle,
+        hooks: Vec::new(),
+    };
+    add_shutdown_hooks(&mut balancer, domain);
+    Ok(balancer)
+}
+
+/// What can fail at start, done before anything runs: the backends' TLS configuration, the
+/// database (read once here; afterwards only the Store's thread touches SQLite) and the
+/// simulated backends' ports.
+fn open(settings: &Settings) -> Result<Opened, StartError> {
+    let backend_tls = upstream::tls_config(
+        settings.backends.ca_file.as_deref(),
+        settings.backends.tls_verify,
+    )?;
+    if !settings.backends.tls_verify {
+        log::warn!(
+            "backends.tls_verify = false: https:// backends' certificates are NOT verified; \
+             anyone on the path to them can read and change the traffic. For testing only."
+        );
+    }
+    let database = Database::open(&settings.persistence.path)?;
+    let saved = database.load_all()?;
+    log::info!(
+        "{} registered clients loaded from {}",
+        saved.len(),
+        settings.persistence.path.display()
+    );
+    let simulator = if settings.simulation.enabled {
+        Some(Simulator::start_backends(
+            &settings.backends.pool,
+            &settings.simulation,
+        )?)
+    } else {
+        None
+    };
+    Ok(Opened {
+        database,
+        saved,
+        simulator,
+        backend_tls,
+    })
+}
+
+/// What the HTTP layer's handlers share, from the domain.
+fn shared(
+    settings: &Settings,
+    listen: std::net::SocketAddr,
+    domain: &Domain,
+    backend_tls: Arc<rustls::ClientConfig>,
+    tunnels: &Arc<Tunnels>,
+) -> Shared {
+    Shared {
+        proxy: ProxyState::new(
+            settings,
+            &domain.limiter,
+            Arc::clone(&domain.metrics),
+            domain.events.clone(),
+            Arc::clone(&domain.rotation),
+            domain.membership.clone(),
+            Arc::clone(tunnels),
+        ),
+        api: ApiState {
+            rotation: Arc::clone(&domain.rotation),
+            admin: settings.admin.clone(),
+            draining: domain.draining.clone(),
+            started: Instant::now(),
+            simulation: domain.simulation.clone(),
+            listen,
+            metrics: Arc::clone(&domain.metrics),
+            window: Arc::clone(&domain.window),
+            membership: domain.membership.clone(),
+            limiter: Arc::clone(&domain.limiter),
+            cluster: domain.cluster.clone(),
+            events: domain.events.clone(),
+        },
+        clients: ClientsState::new(settings, Arc::clone(&domain.limiter), domain.events.clone()),
+        backend_tls,
+        draining: domain.draining.clone(),
+    }
+}
+
+/// After the server stopped: token levels saved, the cluster left, the simulation stopped.
+fn add_shutdown_hooks(balancer: &mut Balancer, domain: Domain) {
+    let limiter = domain.limiter;
+    balancer.on_shutdown(Box::new(move || {
+        Box::pin(async move {
+            limiter.flush().await;
+            log::info!("token levels saved");
+        })
+    }));
+    if let Some(cluster) = domain.cluster {
+        balancer.on_shutdown(Box::new(move || {
+            Box::pin(async move { cluster.leave().await })
+        }));
+    }
+    if let Some(simulation) = domain.simulation {
+        balancer.on_shutdown(Box::new(move || {
+            Box::pin(async move { simulation.stop().await })
+        }));
+    }
+}
