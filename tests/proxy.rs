@@ -376,12 +376,24 @@ async fn strips_hop_by_hop_headers_and_appends_forwarded_for() {
 }
 
 /// The backend sees the client's `Date` once when it sent one and none when it did not — on
-/// bodiless, sized and chunked requests alike (the HTTP encoder would add its own).
+/// bodiless, sized and chunked requests alike, to `http://` and `https://` backends alike (the
+/// request head is written the same way for both).
 #[actix_web::test]
 async fn date_reaches_the_backend_only_from_the_client() {
-    let backend = TestBackend::start("date");
-    let lb = start_balancer(&settings_for(&[backend.url()]));
-    let addr = lb.addr;
+    let ca = common::tls::TestCa::new("backend CA");
+    for backend in [
+        TestBackend::start("date"),
+        TestBackend::start_tls("date-tls", ca.server_config()),
+    ] {
+        let mut settings = settings_for(&[backend.url()]);
+        settings.backends.ca_file = Some(ca.ca_file(&common::fresh_dir(), "ca"));
+        let lb = start_balancer(&settings);
+        dates_through(lb.addr, &backend).await;
+    }
+}
+
+/// Four requests through the balancer at `addr`, checked at `backend`.
+async fn dates_through(addr: std::net::SocketAddr, backend: &TestBackend) {
     let client_date = "Sun, 06 Nov 1994 08:49:37 GMT";
     let requests: Vec<Vec<u8>> = vec![
         b"GET /a HTTP/1.1\r\nHost: t\r\n\r\n".to_vec(),
@@ -403,18 +415,27 @@ async fn date_reaches_the_backend_only_from_the_client() {
     .await
     .expect("raw exchanges");
     for status in &statuses {
-        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+        assert!(
+            status.starts_with("HTTP/1.1 200"),
+            "{}: {status}",
+            backend.name
+        );
     }
     let seen = backend.requests();
-    assert_eq!(seen.len(), 4);
+    assert_eq!(seen.len(), 4, "{}", backend.name);
     for (request, expected) in seen
         .iter()
         .zip([None, Some(client_date), None, Some(client_date)])
     {
         let dates: Vec<_> = request.headers.get_all("date").collect();
         match expected {
-            None => assert!(dates.is_empty(), "{}: {dates:?}", request.target),
-            Some(date) => assert_eq!(dates, [date], "{}", request.target),
+            None => assert!(
+                dates.is_empty(),
+                "{} {}: {dates:?}",
+                backend.name,
+                request.target
+            ),
+            Some(date) => assert_eq!(dates, [date], "{} {}", backend.name, request.target),
         }
     }
     assert_eq!(&seen[2].body[..], b"abc");

@@ -2,11 +2,12 @@
 //! `GET {health.path}` every `health.interval_ms` (the start's members spread over the interval
 //! so probes do not fire together; a backend that joins later is probed at once), each probe with
 //! its own `health.timeout_ms`, so a hanging backend never delays the others. 2xx and 3xx are
-//! healthy; anything else, a refused or reset connection, or a timeout is a failure. Rise/fall
-//! counting lives in [`state::HealthState`]; on a flip the checker tells the registry
-//! ([`Membership`]), which logs and publishes it. The checker follows the pool by reading the
-//! shared [`Rotation`] on each tick, so reloads need no message.
+//! healthy; anything else, a refused or reset connection, or a timeout is a failure. A probe is
+//! one awc request ([`probe`]); rise/fall counting lives in [`state::HealthState`]; on a flip the
+//! checker tells the registry ([`Membership`]), which logs and publishes it. The checker follows
+//! the pool by reading the shared [`Rotation`] on each tick, so reloads need no message.
 
+mod probe;
 pub mod state;
 
 use std::collections::HashMap;
@@ -14,18 +15,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::{Actor, ActorFutureExt, AsyncContext, Context, WrapFuture};
-use actix_web::http::header;
-use awc::error::SendRequestError;
 use awc::Client;
 
 use crate::backend::{Backend, BackendId, ProbeReport};
 use crate::registry::{Membership, Rotation};
 use crate::settings::HealthSettings;
-use crate::upstream;
+pub use probe::PROBE_USER_AGENT;
+use probe::{probe_client, probe_once};
 use state::{HealthState, Transition};
-
-/// `User-Agent` of probes, so backends can tell them from traffic.
-pub const PROBE_USER_AGENT: &str = "loadbalancer-health-check";
 
 /// How often the checker looks for due probes and new members.
 const TICK: Duration = Duration::from_millis(20);
@@ -62,7 +59,7 @@ impl HealthChecker {
         connect_timeout: Duration,
         tls: &Arc<rustls::ClientConfig>,
     ) -> Self {
-        let client = upstream::client(connect_timeout.min(settings.timeout), settings.timeout, tls);
+        let client = probe_client(connect_timeout.min(settings.timeout), settings.timeout, tls);
         Self {
             rotation,
             registry,
@@ -163,35 +160,5 @@ impl Actor for HealthChecker {
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.tick(ctx);
         ctx.run_interval(TICK, |checker, ctx| checker.tick(ctx));
-    }
-}
-
-/// One probe: `Ok` for a 2xx or 3xx answer, else why not.
-async fn probe_once(
-    client: Client,
-    backend: Arc<Backend>,
-    settings: HealthSettings,
-) -> Result<(), String> {
-    let scheme = if backend.tls { "https" } else { "http" };
-    let url = format!("{scheme}://{}{}", backend.authority, settings.path);
-    let response = client
-        .get(url)
-        .insert_header((header::USER_AGENT, PROBE_USER_AGENT))
-        .send()
-        .await
-        .map_err(|err| describe(err, settings.timeout))?;
-    let status = response.status();
-    if status.is_success() || status.is_redirection() {
-        Ok(())
-    } else {
-        Err(format!("status {}", status.as_u16()))
-    }
-}
-
-fn describe(err: SendRequestError, timeout: Duration) -> String {
-    match err {
-        SendRequestError::Timeout => format!("no answer within {} ms", timeout.as_millis()),
-        SendRequestError::Connect(e) => format!("connect: {e}"),
-        other => other.to_string(),
     }
 }

@@ -5,7 +5,6 @@
 
 use std::io;
 use std::net::TcpListener;
-use std::sync::Arc;
 
 use actix_web::dev::Server;
 use actix_web::http::KeepAlive;
@@ -15,9 +14,10 @@ use crate::draining::Draining;
 use crate::http::access_log::AccessLog;
 use crate::http::api::{self, ApiState};
 use crate::http::clients::{self, ClientsState};
-use crate::http::proxy::{self, ProxyState, WorkerClients};
+use crate::http::proxy::{self, ProxyState};
 use crate::http::tls;
 use crate::settings::Settings;
+use crate::upstream::{Connections, Connector};
 
 /// The listeners to serve on: the plain one, and the TLS one with its configuration.
 pub struct Listeners {
@@ -30,8 +30,8 @@ pub struct Shared {
     pub proxy: ProxyState,
     pub api: ApiState,
     pub clients: ClientsState,
-    /// How each worker reaches backends (its own connections are built on its thread).
-    pub backend_tls: Arc<rustls::ClientConfig>,
+    /// How each worker reaches backends (its own connections are kept on its thread).
+    pub connector: Connector,
     pub draining: Draining,
 }
 
@@ -41,22 +41,14 @@ pub fn serve(settings: &Settings, listeners: Listeners, shared: Shared) -> io::R
     let proxy_state = web::Data::new(shared.proxy);
     let api_state = web::Data::new(shared.api);
     let clients_state = web::Data::new(shared.clients);
-    let (backend_tls, draining) = (shared.backend_tls, shared.draining);
-    let (connect_timeout, response_timeout) = (
-        settings.backends.connect_timeout,
-        settings.backends.response_timeout,
-    );
+    let (connector, draining) = (shared.connector, shared.draining);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(proxy_state.clone())
             .app_data(api_state.clone())
             .app_data(clients_state.clone())
             // Built here, so once per worker thread: a worker's connections are its own.
-            .app_data(web::Data::new(WorkerClients::new(
-                connect_timeout,
-                response_timeout,
-                &backend_tls,
-            )))
+            .app_data(web::Data::new(Connections::new(connector.clone())))
             .wrap(AccessLog::new(draining.clone()))
             .configure(clients::configure)
             .configure(api::configure)

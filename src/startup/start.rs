@@ -19,7 +19,7 @@ use crate::http::tls;
 use crate::persistence::{Database, DbError};
 use crate::settings::Settings;
 use crate::simulation::Simulator;
-use crate::upstream;
+use crate::upstream::{self, Connector};
 
 /// Why the balancer could not start.
 #[derive(Debug, thiserror::Error)]
@@ -63,14 +63,14 @@ pub fn start_listeners(
     // Everything that can fail happens before the first actor starts, so a failed start
     // leaves nothing running.
     let opened = open(settings)?;
-    let backend_tls = Arc::clone(&opened.backend_tls);
+    let connector = Connector::new(
+        Arc::clone(&opened.backend_tls),
+        settings.backends.connect_timeout,
+        settings.backends.response_timeout,
+    );
     let domain = Domain::start(settings, opened);
-    let tunnels = Arc::new(Tunnels::new(
-        settings,
-        Arc::clone(&backend_tls),
-        domain.draining.clone(),
-    ));
-    let shared = shared(settings, local_addr, &domain, backend_tls, &tunnels);
+    let tunnels = Arc::new(Tunnels::new(settings, domain.draining.clone()));
+    let shared = shared(settings, local_addr, &domain, connector, &tunnels);
     let listeners = Listeners {
         plain: listener,
         tls,
@@ -142,7 +142,7 @@ fn shared(
     settings: &Settings,
     listen: std::net::SocketAddr,
     domain: &Domain,
-    backend_tls: Arc<rustls::ClientConfig>,
+    connector: Connector,
     tunnels: &Arc<Tunnels>,
 ) -> Shared {
     Shared {
@@ -170,7 +170,7 @@ fn shared(
             events: domain.events.clone(),
         },
         clients: ClientsState::new(settings, Arc::clone(&domain.limiter), domain.events.clone()),
-        backend_tls,
+        connector,
         draining: domain.draining.clone(),
     }
 }

@@ -35,6 +35,8 @@ pub struct TestBackend {
     /// Health probes received.
     pub probes: Arc<AtomicUsize>,
     handle: ServerHandle,
+    /// Speaks HTTPS.
+    tls: bool,
 }
 
 impl TestBackend {
@@ -46,7 +48,18 @@ impl TestBackend {
 
     /// Starts a backend on a given listener (to restart one on its old port).
     pub fn start_on(name: &str, listener: TcpListener) -> Self {
+        Self::serve(name, listener, None)
+    }
+
+    /// Starts a backend that speaks HTTPS with `config` (reached as `https://127.0.0.1:port`).
+    pub fn start_tls(name: &str, config: rustls::ServerConfig) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        Self::serve(name, listener, Some(config))
+    }
+
+    fn serve(name: &str, listener: TcpListener, tls: Option<rustls::ServerConfig>) -> Self {
         let addr = listener.local_addr().expect("addr");
+        let tls_on = tls.is_some();
         let received = Arc::new(Mutex::new(Vec::new()));
         let probes = Arc::new(AtomicUsize::new(0));
         let state = web::Data::new(State {
@@ -61,8 +74,11 @@ impl TestBackend {
         })
         .workers(1)
         .disable_signals()
-        .shutdown_timeout(1)
-        .listen(listener)
+        .shutdown_timeout(1);
+        let server = match tls {
+            None => server.listen(listener),
+            Some(config) => server.listen_rustls_0_23(listener, config),
+        }
         .expect("listen")
         .run();
         let handle = server.handle();
@@ -73,11 +89,13 @@ impl TestBackend {
             received,
             probes,
             handle,
+            tls: tls_on,
         }
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Everything received so far.

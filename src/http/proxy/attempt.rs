@@ -6,7 +6,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use actix_web::http::Method;
-use awc::error::SendRequestError;
 
 use super::body::{self, RequestBody};
 use super::error::ProxyError;
@@ -14,6 +13,7 @@ use super::state::ProxyState;
 use crate::backend::{Backend, BackendId};
 use crate::events::LbEvent;
 use crate::registry::{FailureKind, Lease, Outcome};
+use crate::upstream::UpstreamError;
 
 /// The backends one request has tried, and its last failure.
 pub struct Attempts<'a> {
@@ -125,16 +125,16 @@ pub enum AttemptError {
     ClientBody { reason: String, too_large: bool },
 }
 
-impl From<SendRequestError> for AttemptError {
-    fn from(err: SendRequestError) -> Self {
+impl From<UpstreamError> for AttemptError {
+    fn from(err: UpstreamError) -> Self {
         match err {
-            SendRequestError::Connect(e) => Self::Connect(e.to_string()),
-            SendRequestError::Timeout => Self::Timeout,
-            SendRequestError::Body(e) => Self::ClientBody {
-                too_large: e.downcast_ref::<body::BodyTooLarge>().is_some(),
-                reason: e.to_string(),
+            UpstreamError::Connect(reason) => Self::Connect(reason),
+            UpstreamError::Reset(reason) => Self::Reset(reason),
+            UpstreamError::Timeout => Self::Timeout,
+            UpstreamError::RequestBody(err) => Self::ClientBody {
+                too_large: err.downcast_ref::<body::BodyTooLarge>().is_some(),
+                reason: err.to_string(),
             },
-            other => Self::Reset(other.to_string()),
         }
     }
 }

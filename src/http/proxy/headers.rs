@@ -1,20 +1,21 @@
-//! Header rewriting between client and backend. Hop-by-hop headers (RFC 9110 §7.6.1) are
-//! dropped in both directions, together with every header the `Connection` header names;
-//! `X-Forwarded-For` is appended to and `X-Forwarded-Proto` / `-Host` are set (RFC 7239 §1 for
-//! the de-facto headers these stand for). The client's `Host` is kept, so virtual-hosted
+//! What of a client's request reaches the backend: the target (its path and query only, so an
+//! absolute-form target never chooses the host), and the headers, rewritten between client
+//! and backend. Hop-by-hop headers (RFC 9110 §7.6.1) are dropped in both directions, together
+//! with every header the `Connection` header names; `X-Forwarded-For` is appended to and
+//! `X-Forwarded-Proto` / `-Host` are set (RFC 7239 §1 for the de-facto headers these stand
+//! for). The client's `Host` is kept, so virtual-hosted
 //! backends see the name the client asked for. `Expect: 100-continue` is not forwarded: the
-//! server has already answered the client's `100 Continue` when the request head arrived (and
-//! nginx does not forward it either), so the body is streamed at once rather than after a
-//! second wait for the backend's `100`; any other expectation is forwarded for the backend to
-//! judge. No `Date` is added to a request on the own client's and the tunnels' paths
-//! (actix-http's encoder would write one into every head that has none): the client's, if it
-//! sent one, goes on like any end-to-end header, as through nginx and HAProxy. awc, the client
-//! for `https://` backends, still adds its own when the client sent none.
+//! server has already answered the client's `100 Continue` when the request head arrived, so
+//! the body is streamed at once rather than after a second wait for the backend's `100`; any
+//! other expectation is forwarded for the backend to judge. Nothing else is added: a `Date`,
+//! say, reaches the backend only when the client sent one.
 
 use std::net::IpAddr;
 
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::uri::PathAndQuery;
 use actix_web::web::BytesMut;
+use actix_web::HttpRequest;
 
 /// `X-Forwarded-For`: the chain of client addresses.
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -104,18 +105,17 @@ const NOT_COPIED: [HeaderName; 5] = [
     header::EXPECT,
 ];
 
-/// The headers sent to the backend for a client request from `peer`.
-pub fn to_backend(client: &HeaderMap, peer: Option<IpAddr>, via_tls: bool) -> HeaderMap {
-    let mut out = HeaderMap::with_capacity(client.len() + 3);
-    each_to_backend(client, peer, via_tls, |name, value| {
-        out.append(name.clone(), value.clone());
-    });
-    out
+/// The request's target for the backend: its path and query.
+pub fn target(req: &HttpRequest) -> PathAndQuery {
+    req.uri()
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"))
 }
 
-/// [`to_backend`] written straight into a request head as `name: value` lines, with
-/// `Host: default_host` when the client sent none: the own client's path, where no map is
-/// built only to be written out again.
+/// The headers for the backend of a client request from `peer`, written straight into the
+/// request head as `name: value` lines (no map is built only to be written out again), with
+/// `Host: default_host` when the client sent none.
 pub fn write_to_backend(
     client: &HeaderMap,
     peer: Option<IpAddr>,
@@ -134,28 +134,6 @@ pub fn write_to_backend(
     });
     if !client.contains_key(header::HOST) {
         line(b"host", default_host.as_bytes());
-    }
-}
-
-/// The line actix-http's HTTP/1.1 encoder writes last into a head that has no `Date`:
-/// `date: ` and an IMF-fixdate, which is always 29 bytes.
-const ENCODER_DATE_LINE: usize = "date: ".len() + 29 + "\r\n".len();
-
-/// Takes the encoder's own `date` line out of `head`, an encoded request head ending with its
-/// blank line, when it is there; for a head the encoder was given without a `Date`.
-pub fn drop_encoder_date(head: &mut BytesMut) {
-    let Some(end) = head.len().checked_sub(2) else {
-        return;
-    };
-    let Some(start) = end.checked_sub(ENCODER_DATE_LINE) else {
-        return;
-    };
-    if head[start..start + 6].eq_ignore_ascii_case(b"date: ")
-        && head[..start].ends_with(b"\r\n")
-        && head.ends_with(b"\r\n\r\n")
-    {
-        head.truncate(start);
-        head.extend_from_slice(b"\r\n");
     }
 }
 
@@ -275,6 +253,15 @@ mod tests {
         Some("192.0.2.7".parse().expect("ip"))
     }
 
+    /// The headers for the backend as a map, to look into.
+    fn to_backend(client: &HeaderMap, peer: Option<IpAddr>, via_tls: bool) -> HeaderMap {
+        let mut out = HeaderMap::new();
+        each_to_backend(client, peer, via_tls, |name, value| {
+            out.append(name.clone(), value.clone());
+        });
+        out
+    }
+
     /// Hop-by-hop headers and those named in Connection stay behind; others pass, repeats kept.
     #[test]
     fn drops_hop_by_hop_and_connection_named_headers() {
@@ -384,8 +371,8 @@ mod tests {
         }
     }
 
-    /// The lines written for the own client carry the same headers as the map built for awc,
-    /// and the backend's address as `Host` only when the client sent none.
+    /// The lines written carry the headers each one is handed, and the backend's address as
+    /// `Host` only when the client sent none.
     #[test]
     fn written_lines_carry_what_the_map_does() {
         let lines = |client: &HeaderMap| {
@@ -422,48 +409,6 @@ mod tests {
         let hostless = lines(&map(&[("accept", "a")]));
         assert!(hostless.contains(&("host".to_owned(), "10.0.0.1:8080".to_owned())));
         assert!(!hostless.iter().any(|(name, _)| name == "x-forwarded-host"));
-    }
-
-    /// The encoder's `date` line comes out of a head it wrote, whatever its framing, and the
-    /// rest stays; a head without one is left alone.
-    #[actix_rt::test]
-    async fn the_encoders_date_line_is_taken_out() {
-        use actix_codec::Encoder;
-        use actix_http::h1::{ClientCodec, Message};
-        use actix_http::{RequestHead, RequestHeadType};
-        use actix_web::body::BodySize;
-
-        let encoded = |size: BodySize| {
-            let mut head = RequestHead::default();
-            head.uri = "/x?y=1".parse().expect("uri");
-            let mut out = BytesMut::new();
-            ClientCodec::default()
-                .encode(
-                    Message::Item((RequestHeadType::Owned(head), size)),
-                    &mut out,
-                )
-                .expect("encode");
-            out
-        };
-        for (size, framing) in [
-            (BodySize::None, ""),
-            (BodySize::Sized(12), "content-length: 12\r\n"),
-            (BodySize::Stream, "transfer-encoding: chunked\r\n"),
-        ] {
-            let mut head = encoded(size);
-            assert!(head.windows(6).any(|w| w == b"date: "), "{head:?}");
-            drop_encoder_date(&mut head);
-            assert_eq!(
-                head,
-                format!("GET /x?y=1 HTTP/1.1\r\n{framing}\r\n").as_bytes()
-            );
-        }
-        let mut undated = BytesMut::from(&b"GET / HTTP/1.1\r\nhost: a\r\n\r\n"[..]);
-        drop_encoder_date(&mut undated);
-        assert_eq!(undated, &b"GET / HTTP/1.1\r\nhost: a\r\n\r\n"[..]);
-        let mut short = BytesMut::from(&b"\r\n"[..]);
-        drop_encoder_date(&mut short);
-        assert_eq!(short, &b"\r\n"[..]);
     }
 
     /// Responses lose hop-by-hop headers but keep Set-Cookie twice and Content-Length.

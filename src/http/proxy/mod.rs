@@ -1,6 +1,6 @@
 //! The proxy: every request outside `/clients` and `/lb/` is sent to the next backend of the
-//! shared [`crate::registry::Rotation`], with bodies streamed both ways: plain backends over
-//! this worker's own kept-alive connections ([`origin`]), HTTPS ones through its awc `Client`.
+//! shared [`crate::registry::Rotation`], with bodies streamed both ways, over this worker's
+//! kept-alive connections ([`crate::upstream::Connections`], plain and TLS backends alike).
 //! Failures that are safe to retry move the request to the next healthy backend
 //! ([`attempt`]); the rest become JSON errors (see [`ProxyError`]). WebSocket handshakes become
 //! byte tunnels instead ([`tunnel`]).
@@ -9,7 +9,6 @@ mod attempt;
 mod body;
 mod error;
 pub mod headers;
-mod origin;
 mod response;
 mod stall;
 mod state;
@@ -17,14 +16,12 @@ mod tunnel;
 mod tunnels;
 
 use std::sync::Arc;
-
 use std::time::Instant;
 
-use actix_web::http::uri::{self, PathAndQuery};
-use actix_web::http::{Method, Uri};
-use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
+use actix_web::http::Method;
+use actix_web::web::BytesMut;
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 
-use crate::backend::Backend;
 use crate::client::Admission;
 use crate::http::access_log::{self, ServedBy};
 use crate::http::client_id::ClientIdentity;
@@ -32,10 +29,10 @@ use crate::http::tls::ViaTls;
 use crate::limiter::{AdmitError, Limiter};
 use crate::metrics::Metrics;
 use crate::registry::Outcome;
+use crate::upstream::{Connections, Request};
 use attempt::{AttemptError, Attempts};
 use body::RequestBody;
 pub use error::ProxyError;
-pub use origin::WorkerClients;
 use response::{to_client, Forwarded};
 pub use state::ProxyState;
 pub use tunnels::Tunnels;
@@ -45,10 +42,10 @@ pub async fn forward(
     req: HttpRequest,
     payload: web::Payload,
     state: web::Data<ProxyState>,
-    clients: web::Data<WorkerClients>,
+    connections: web::Data<Connections>,
 ) -> Result<HttpResponse, ProxyError> {
     let started = Instant::now();
-    match admit_and_forward(req, payload, &state, &clients).await {
+    match admit_and_forward(req, payload, &state, &connections).await {
         Ok((mut response, backend)) => {
             state.metrics.record_request(
                 Some(&backend.name),
@@ -73,7 +70,7 @@ async fn admit_and_forward(
     req: HttpRequest,
     payload: web::Payload,
     state: &ProxyState,
-    clients: &WorkerClients,
+    connections: &Connections,
 ) -> Result<Forwarded, ProxyError> {
     if req.method() == Method::CONNECT {
         return Err(ProxyError::MethodNotAllowed);
@@ -86,9 +83,9 @@ async fn admit_and_forward(
     let (mut response, backend) = if websocket {
         // Boxed: the handshake's state (codec, buffers, connect) would otherwise make every
         // request's future larger.
-        Box::pin(tunnel::open(&req, payload, state)).await?
+        Box::pin(tunnel::open(&req, payload, state, connections)).await?
     } else {
-        forward_admitted(&req, payload, state, clients).await?
+        forward_admitted(&req, payload, state, connections).await?
     };
     if let Some(admission) = admission {
         response
@@ -129,7 +126,7 @@ async fn forward_admitted(
     req: &HttpRequest,
     payload: web::Payload,
     state: &ProxyState,
-    clients: &WorkerClients,
+    connections: &Connections,
 ) -> Result<Forwarded, ProxyError> {
     let peer = req.peer_addr().map(|addr| addr.ip());
     let body = RequestBody::prepare(
@@ -139,68 +136,35 @@ async fn forward_admitted(
         state.max_request_body_bytes,
     )
     .await?;
-    // Only the path and query go upstream: an absolute-form target never chooses the host.
-    let target = req
-        .uri()
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-
+    let target = headers::target(req);
     let via_tls = req.conn_data::<ViaTls>().is_some();
+    let replayable = attempt::is_idempotent(req.method()) && body.in_memory();
     // consistent_hash: the client's place on the ring (computed only for that strategy).
     let affinity = state.hash_clients.then(|| state.identity.affinity(req));
     let mut attempts = Attempts::new(state, affinity);
     loop {
         let lease = attempts.next()?;
         let backend = Arc::clone(&lease.backend);
-        if !backend.tls {
-            let replayable = attempt::is_idempotent(req.method()) && body.in_memory();
-            let host = backend.authority.as_str();
-            let sent = clients
-                .origins
-                .send(
-                    &backend,
-                    req.method(),
-                    &target,
-                    |out| headers::write_to_backend(req.headers(), peer, via_tls, host, out),
-                    || body.for_attempt(),
-                    replayable,
-                )
-                .await;
-            let failure = match sent {
-                Ok(answer) => {
-                    lease.record(Outcome::Responded);
-                    let response = to_client(
-                        req.method(),
-                        answer.head.status,
-                        &answer.head.headers,
-                        answer.body,
-                        lease,
-                        state.send_timeout,
-                    );
-                    return Ok((response, backend));
-                }
-                Err(failure) => failure,
-            };
-            let retryable = failure.retryable(req.method(), &body);
-            attempts.failed(lease, failure, retryable)?;
-            continue;
-        }
-        let mut upstream = clients
-            .awc
-            .request(req.method().clone(), upstream_uri(&backend, &target));
-        // Built for each attempt rather than cloned: awc consumes the request, and nearly every
-        // request makes one attempt only.
-        *upstream.headers_mut() = headers::to_backend(req.headers(), peer, via_tls);
-        let failure = match upstream.send_body(body.for_attempt()).await {
-            Ok(mut response) => {
+        let host = backend.authority.as_str();
+        let headers =
+            |out: &mut BytesMut| headers::write_to_backend(req.headers(), peer, via_tls, host, out);
+        let request = Request {
+            method: req.method(),
+            target: &target,
+            headers: &headers,
+            upgrade: None,
+        };
+        let sent = connections
+            .send(&backend, &request, || body.for_attempt(), replayable)
+            .await;
+        let failure = match sent {
+            Ok(answer) => {
                 lease.record(Outcome::Responded);
-                let upstream_body = response.take_payload();
                 let response = to_client(
                     req.method(),
-                    response.status(),
-                    response.headers(),
-                    upstream_body,
+                    answer.head.status,
+                    &answer.head.headers,
+                    answer.body,
                     lease,
                     state.send_timeout,
                 );
@@ -211,19 +175,4 @@ async fn forward_admitted(
         let retryable = failure.retryable(req.method(), &body);
         attempts.failed(lease, failure, retryable)?;
     }
-}
-
-/// `http://` (or `https://`) + the backend's authority + the client's path and query, put together from parts
-/// already parsed (both are shared buffers; nothing is formatted or parsed again).
-fn upstream_uri(backend: &Backend, target: &PathAndQuery) -> Uri {
-    let mut parts = uri::Parts::default();
-    parts.scheme = Some(if backend.tls {
-        uri::Scheme::HTTPS
-    } else {
-        uri::Scheme::HTTP
-    });
-    parts.authority = Some(backend.authority.clone());
-    parts.path_and_query = Some(target.clone());
-    // Scheme, authority and path all present: `from_parts` has nothing to refuse.
-    Uri::from_parts(parts).unwrap_or_default()
 }

@@ -31,7 +31,7 @@ pub fn to_client<S>(
     send_timeout: Duration,
 ) -> HttpResponse
 where
-    S: Stream<Item = Result<web::Bytes, awc::error::PayloadError>> + Unpin + 'static,
+    S: Stream<Item = Result<web::Bytes, actix_http::error::PayloadError>> + Unpin + 'static,
 {
     let length = headers
         .get(header::CONTENT_LENGTH)

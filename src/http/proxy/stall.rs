@@ -16,8 +16,8 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use actix_http::error::PayloadError;
 use actix_web::web::Bytes;
-use awc::error::PayloadError;
 use futures_util::Stream;
 
 use crate::registry::Lease;
@@ -111,7 +111,7 @@ where
             }
             // Finished: the lease ends with the last byte, not when the body is dropped.
             Poll::Ready(None) => {
-                // awc ends a Content-Length body that the backend cut short without an error.
+                // A body that ends short of its Content-Length without an error is still broken.
                 if let (Some((_, lease)), Some(expected)) = (upstream.as_ref(), watch.expected) {
                     if watch.bytes.get() < expected {
                         log::warn!(

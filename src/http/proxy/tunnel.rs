@@ -1,8 +1,9 @@
 //! WebSocket tunnels. A `GET` over HTTP/1.1 with `Upgrade: websocket` and `Connection: upgrade`
-//! is admitted like any request, then sent to the backend the strategy picks over a connection
-//! of its own (not awc's pool: the connection becomes the tunnel). The handshake goes up through
-//! actix-http's HTTP/1.1 client codec; when the backend answers `101`, that answer goes to the
-//! client and both connections become one byte pipe: no frame is parsed or re-encoded, so the
+//! is admitted like any request, then sent to the backend the strategy picks over a fresh
+//! connection of its own (never a pooled one: the connection becomes the tunnel), written and
+//! read like any request's ([`crate::upstream`]); when the backend answers `101`, that answer
+//! goes to the client and both connections become one byte pipe: no frame is parsed or
+//! re-encoded, so the
 //! extensions and subprotocols the two ends agree on pass through untouched. Any other answer
 //! goes to the client as it came (a failure before any answer is retried or becomes JSON, as for
 //! any request).
@@ -19,20 +20,14 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_codec::{Decoder, Encoder};
-use actix_http::h1::{ClientCodec, Message, MessageType};
-use actix_http::{ConnectionType, RequestHead, RequestHeadType, ResponseHead};
-use actix_web::body::{BodySize, BodyStream};
+use actix_http::{ConnectionType, ResponseHead};
+use actix_web::body::BodyStream;
 use actix_web::http::header::{self, HeaderMap, HeaderValue};
-use actix_web::http::uri::PathAndQuery;
-use actix_web::http::{Method, StatusCode, Uri, Version};
+use actix_web::http::{Method, StatusCode, Version};
 use actix_web::web::{self, Bytes, BytesMut};
 use actix_web::{HttpRequest, HttpResponse};
-use awc::error::PayloadError;
 use futures_util::{Stream, StreamExt};
-use rustls::pki_types::ServerName;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -43,14 +38,12 @@ use super::headers;
 use super::response::{to_client, Forwarded};
 use super::state::ProxyState;
 use super::tunnels::Tunnels;
-use crate::backend::Backend;
 use crate::http::tls::ViaTls;
 use crate::registry::{Lease, Outcome};
+use crate::upstream::{Connections, Io, Reply, Request};
 
 /// Bytes read from a backend at a time.
 const READ_CHUNK: usize = 16 * 1024;
-/// A backend's answer head larger than this is refused (actix-http's own cap is higher).
-const MAX_ANSWER_HEAD: usize = 64 * 1024;
 /// Chunks on their way to the client, per tunnel; a client that stops reading stops the
 /// backend's side being read once these are queued.
 const QUEUED_CHUNKS: usize = 8;
@@ -95,43 +88,55 @@ pub async fn open(
     req: &HttpRequest,
     payload: web::Payload,
     state: &ProxyState,
+    connections: &Connections,
 ) -> Result<Forwarded, ProxyError> {
-    let tunnels = &state.tunnels;
-    if tunnels.draining.is_draining() {
+    if state.tunnels.draining.is_draining() {
         return Err(ProxyError::Draining);
     }
-    let head = handshake_head(req);
+    let peer = req.peer_addr().map(|addr| addr.ip());
+    let via_tls = req.conn_data::<ViaTls>().is_some();
+    let target = headers::target(req);
+    let websocket = HeaderValue::from_static("websocket");
     let affinity = state.hash_clients.then(|| state.identity.affinity(req));
     let mut attempts = Attempts::new(state, affinity);
     loop {
         let lease = attempts.next()?;
         let backend = Arc::clone(&lease.backend);
-        let failure = match handshake(&backend, head.clone(), tunnels).await {
-            Ok(Answer::Switched { head, io, early }) => {
+        let host = backend.authority.as_str();
+        // The client's path, query and end-to-end headers (`Sec-WebSocket-*` among them), the
+        // forwarding headers, and the upgrade.
+        let headers =
+            |out: &mut BytesMut| headers::write_to_backend(req.headers(), peer, via_tls, host, out);
+        let handshake = Request {
+            method: &Method::GET,
+            target: &target,
+            headers: &headers,
+            upgrade: Some(&websocket),
+        };
+        let failure = match connections.upgrade(&backend, &handshake).await {
+            Ok(Reply::Switched { head, io, early }) => {
                 lease.record(Outcome::Responded);
                 let Some(upgrade) = websocket_upgrade(&head) else {
                     log::error!("backend {backend} answered 101 without Upgrade: websocket");
                     return Err(ProxyError::BadGateway);
                 };
                 let response = switched(&head, upgrade);
-                let body = start(
-                    Pump {
-                        io,
-                        early,
-                        payload,
-                        lease,
-                    },
-                    state,
-                );
+                let pump = Pump {
+                    io,
+                    early,
+                    payload,
+                    lease,
+                };
+                let body = start(pump, state);
                 return Ok((response.set_body(body).map_into_boxed_body(), backend));
             }
-            Ok(Answer::Refused { head, body }) => {
+            Ok(Reply::Answer(answer)) => {
                 lease.record(Outcome::Responded);
                 let mut response = to_client(
                     &Method::GET,
-                    head.status,
-                    &head.headers,
-                    body,
+                    answer.head.status,
+                    &answer.head.headers,
+                    answer.body,
                     lease,
                     state.send_timeout,
                 );
@@ -142,34 +147,13 @@ pub async fn open(
                 response.head_mut().no_chunking(true);
                 return Ok((response, backend));
             }
-            Err(failure) => failure,
+            Err(err) => AttemptError::from(err),
         };
         // A handshake has no body and GET is idempotent: a refused connect or a reset before
         // the answer may go to another backend; a timeout is not retried.
         let retryable = failure.retryable(&Method::GET, &RequestBody::Empty);
         attempts.failed(lease, failure, retryable)?;
     }
-}
-
-/// The handshake as it goes to backends: the client's path, query and end-to-end headers
-/// (`Sec-WebSocket-*` among them), the forwarding headers, and `Upgrade: websocket`.
-fn handshake_head(req: &HttpRequest) -> RequestHead {
-    let peer = req.peer_addr().map(|addr| addr.ip());
-    let via_tls = req.conn_data::<ViaTls>().is_some();
-    let target = req
-        .uri()
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let mut head = RequestHead::default();
-    head.method = Method::GET;
-    head.version = Version::HTTP_11;
-    head.uri = Uri::from(target);
-    head.headers = headers::to_backend(req.headers(), peer, via_tls);
-    head.headers
-        .insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-    head.set_connection_type(ConnectionType::Upgrade);
-    head
 }
 
 /// The `Upgrade` value of a `101` that switched to WebSocket, if it did.
@@ -196,162 +180,9 @@ fn switched(head: &ResponseHead, upgrade: HeaderValue) -> HttpResponse<()> {
     response
 }
 
-/// A backend connection: plain TCP or TLS over it.
-trait Io: AsyncRead + AsyncWrite + Unpin {}
-impl<T: AsyncRead + AsyncWrite + Unpin> Io for T {}
-type BoxIo = Box<dyn Io>;
-
-/// A backend's answer to a handshake.
-enum Answer {
-    /// `101`: the connection is now the backend's end of the tunnel; `early` holds what the
-    /// backend sent right behind the head.
-    Switched {
-        head: ResponseHead,
-        io: BoxIo,
-        early: Bytes,
-    },
-    /// Anything else, with its body, for the client.
-    Refused {
-        head: ResponseHead,
-        body: RefusalBody,
-    },
-}
-
-type RefusalBody = std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>>;
-
-/// Connects (within the connect timeout, TLS included) and exchanges the handshake (within
-/// the response timeout).
-async fn handshake(
-    backend: &Backend,
-    head: RequestHead,
-    tunnels: &Tunnels,
-) -> Result<Answer, AttemptError> {
-    let mut io = tokio::time::timeout(tunnels.connect_timeout, connect(backend, tunnels))
-        .await
-        .map_err(|_| AttemptError::Connect("connect timed out".to_owned()))??;
-    tokio::time::timeout(tunnels.response_timeout, async {
-        let mut codec = ClientCodec::default();
-        let mut out = BytesMut::new();
-        let dated = head.headers.contains_key(header::DATE);
-        codec
-            .encode(
-                Message::Item((RequestHeadType::Owned(head), BodySize::None)),
-                &mut out,
-            )
-            .map_err(|err| AttemptError::Reset(err.to_string()))?;
-        if !dated {
-            headers::drop_encoder_date(&mut out);
-        }
-        io.write_all(&out)
-            .await
-            .map_err(|err| AttemptError::Reset(err.to_string()))?;
-        let mut read = BytesMut::with_capacity(READ_CHUNK);
-        let head = loop {
-            match codec.decode(&mut read) {
-                Ok(Some(head)) => break head,
-                Ok(None) if read.len() > MAX_ANSWER_HEAD => {
-                    return Err(AttemptError::Reset("answer head too large".to_owned()))
-                }
-                Ok(None) => {}
-                Err(err) => return Err(AttemptError::Reset(format!("bad answer: {err}"))),
-            }
-            match io.read_buf(&mut read).await {
-                Ok(0) => return Err(AttemptError::Reset("closed before answering".to_owned())),
-                Ok(_) => {}
-                Err(err) => return Err(AttemptError::Reset(err.to_string())),
-            }
-        };
-        Ok(if head.status == StatusCode::SWITCHING_PROTOCOLS {
-            Answer::Switched {
-                head,
-                io,
-                early: read.freeze(),
-            }
-        } else {
-            let body = refusal_body(io, read, codec, &head);
-            Answer::Refused { head, body }
-        })
-    })
-    .await
-    .map_err(|_| AttemptError::Timeout)?
-}
-
-async fn connect(backend: &Backend, tunnels: &Tunnels) -> Result<BoxIo, AttemptError> {
-    let connect_error = |err: io::Error| AttemptError::Connect(err.to_string());
-    let tcp = TcpStream::connect(backend.authority.as_str())
-        .await
-        .map_err(connect_error)?;
-    // Frames are small and each should go at once.
-    tcp.set_nodelay(true).map_err(connect_error)?;
-    if !backend.tls {
-        return Ok(Box::new(tcp));
-    }
-    let host = backend.authority.host();
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let name = ServerName::try_from(host.to_owned())
-        .map_err(|err| AttemptError::Connect(format!("{host} as a TLS server name: {err}")))?;
-    let tls = tokio_rustls::TlsConnector::from(Arc::clone(&tunnels.backend_tls))
-        .connect(name, tcp)
-        .await
-        .map_err(connect_error)?;
-    Ok(Box::new(tls))
-}
-
-/// The body of a non-`101` answer, framed as its head says: a length, chunked, or — with
-/// neither, on a status that has a body — everything until the backend closes (RFC 9112 §6.3;
-/// actix-http's client codec reads that as no body for HTTP/1.1, so it is read here).
-fn refusal_body(io: BoxIo, read: BytesMut, codec: ClientCodec, head: &ResponseHead) -> RefusalBody {
-    let framed = head.headers.contains_key(header::CONTENT_LENGTH)
-        || head.headers.contains_key(header::TRANSFER_ENCODING);
-    let bodiless = head.status.is_informational()
-        || head.status == StatusCode::NO_CONTENT
-        || head.status == StatusCode::NOT_MODIFIED;
-    let to_close = !framed && !bodiless;
-    if to_close {
-        return Box::pin(futures_util::stream::unfold(
-            Some((io, read)),
-            |state| async move {
-                let (mut io, mut read) = state?;
-                if !read.is_empty() {
-                    return Some((Ok(read.split().freeze()), Some((io, read))));
-                }
-                match io.read_buf(&mut read).await {
-                    Ok(0) => None,
-                    Ok(_) => Some((Ok(read.split().freeze()), Some((io, read)))),
-                    Err(err) => Some((Err(PayloadError::Io(err)), None)),
-                }
-            },
-        ));
-    }
-    if codec.message_type() == MessageType::None {
-        return Box::pin(futures_util::stream::empty());
-    }
-    let codec = codec.into_payload_codec();
-    Box::pin(futures_util::stream::unfold(
-        Some((io, read, codec)),
-        |state| async move {
-            let (mut io, mut read, mut codec) = state?;
-            loop {
-                match codec.decode(&mut read) {
-                    Ok(Some(Some(chunk))) => return Some((Ok(chunk), Some((io, read, codec)))),
-                    Ok(Some(None)) => return None,
-                    Ok(None) => {}
-                    Err(err) => return Some((Err(err), None)),
-                }
-                match io.read_buf(&mut read).await {
-                    // Short of a stated length: the client's decoder sees the body end early.
-                    Ok(0) => return None,
-                    Ok(_) => {}
-                    Err(err) => return Some((Err(PayloadError::Io(err)), None)),
-                }
-            }
-        },
-    ))
-}
-
 /// What one tunnel carries.
 struct Pump {
-    io: BoxIo,
+    io: Io,
     early: Bytes,
     payload: web::Payload,
     lease: Lease,

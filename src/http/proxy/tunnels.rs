@@ -1,23 +1,19 @@
-//! What every WebSocket tunnel shares: how backends are reached, the idle limit, the count of
-//! open tunnels, and the signal that ends them all when a drain's grace is over.
+//! What every WebSocket tunnel shares: the idle limit, the count of open tunnels, and the signal
+//! that ends them all when a drain's grace is over.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::ClientConfig;
 use tokio::sync::watch;
 
 use crate::draining::Draining;
 use crate::metrics::Metrics;
 use crate::settings::Settings;
 
-/// What every tunnel shares: how to reach backends, the idle limit, and the signal that ends
-/// all tunnels at the end of a drain.
+/// What every tunnel shares: the idle limit, and the signal that ends all tunnels at the end
+/// of a drain.
 pub struct Tunnels {
-    pub(super) backend_tls: Arc<ClientConfig>,
-    pub(super) connect_timeout: Duration,
-    pub(super) response_timeout: Duration,
     pub(super) idle_timeout: Duration,
     pub(super) draining: Draining,
     closing: watch::Sender<bool>,
@@ -25,11 +21,8 @@ pub struct Tunnels {
 }
 
 impl Tunnels {
-    pub fn new(settings: &Settings, backend_tls: Arc<ClientConfig>, draining: Draining) -> Self {
+    pub fn new(settings: &Settings, draining: Draining) -> Self {
         Self {
-            backend_tls,
-            connect_timeout: settings.backends.connect_timeout,
-            response_timeout: settings.backends.response_timeout,
             idle_timeout: settings.server.tunnel_idle_timeout,
             draining,
             closing: watch::channel(false).0,

@@ -1,40 +1,17 @@
-//! The one way this crate builds an HTTP client to backends (the proxy's, one per worker, and
-//! the health checker's): no redirects followed, no default headers invented, no
-//! decompression (awc is built without it), the connect and response-head timeouts applied,
-//! and, for `https://` backends, one rustls configuration ([`tls_config`]) built at start: the
-//! system's roots plus `backends.ca_file`, certificates verified for the URL's host (SNI).
+//! The one rustls client configuration for `https://` backends, built once at start: the
+//! system's roots plus `backends.ca_file`, certificates verified for the URL's host (SNI), or
+//! any certificate with `backends.tls_verify = false`. Proxied requests, tunnels and probes all
+//! use it.
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
-use awc::{Client, Connector};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use crate::certs::{self, CertError};
-
-/// A client for backends. Must be built on the thread that uses it (an awc client is not
-/// `Send`); its connection pool is that thread's.
-pub fn client(
-    connect_timeout: Duration,
-    response_timeout: Duration,
-    tls: &Arc<ClientConfig>,
-) -> Client {
-    let connector = Connector::new()
-        .rustls_0_23(Arc::clone(tls))
-        .timeout(connect_timeout)
-        // 0 lifts awc's default cap of 100 connections per pool.
-        .limit(0);
-    Client::builder()
-        .connector(connector)
-        .disable_redirects()
-        .no_default_headers()
-        .timeout(response_timeout)
-        .finish()
-}
 
 /// The TLS configuration for `https://` backends: the system's roots and those of `ca_file`;
 /// `verify = false` accepts any certificate (testing only; the caller logs it loudly). Backends
@@ -118,4 +95,12 @@ impl ServerCertVerifier for AnyCertificate {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
     }
+}
+
+/// The name a backend's certificate must carry, and that TLS sends as SNI: its URL's host (an
+/// IP address as such, without the brackets of an IPv6 literal).
+pub fn server_name(host: &str) -> Result<ServerName<'static>, String> {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    ServerName::try_from(host.to_owned())
+        .map_err(|err| format!("{host} as a TLS server name: {err}"))
 }

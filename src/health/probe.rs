@@ -1,0 +1,71 @@
+//! One probe: `GET {health.path}` through awc, the card's HTTP client, which fits a probe well
+//! (a plain request with a timeout, its own small pool, nothing streamed). It uses the same
+//! rustls configuration as proxied requests ([`crate::upstream::tls_config`]), so a probe
+//! verifies a backend's certificate exactly as the traffic does; what it cannot share with the
+//! traffic's connector (a proxied request's exact head, its connections) does not change a
+//! health verdict.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::http::header;
+use awc::error::SendRequestError;
+use awc::{Client, Connector};
+use rustls::ClientConfig;
+
+use crate::backend::Backend;
+use crate::settings::HealthSettings;
+
+/// `User-Agent` of probes, so backends can tell them from traffic.
+pub const PROBE_USER_AGENT: &str = "loadbalancer-health-check";
+
+/// The probes' awc client: no redirects followed, no default headers, no decompression (awc
+/// is built without it), the timeouts applied, TLS with the one configuration. Must be built
+/// on the thread that uses it (an awc client is not `Send`).
+pub fn probe_client(
+    connect_timeout: Duration,
+    response_timeout: Duration,
+    tls: &Arc<ClientConfig>,
+) -> Client {
+    let connector = Connector::new()
+        .rustls_0_23(Arc::clone(tls))
+        .timeout(connect_timeout)
+        // 0 lifts awc's default cap of 100 connections per pool.
+        .limit(0);
+    Client::builder()
+        .connector(connector)
+        .disable_redirects()
+        .no_default_headers()
+        .timeout(response_timeout)
+        .finish()
+}
+
+/// One probe: `Ok` for a 2xx or 3xx answer, else why not.
+pub async fn probe_once(
+    client: Client,
+    backend: Arc<Backend>,
+    settings: HealthSettings,
+) -> Result<(), String> {
+    let scheme = if backend.tls { "https" } else { "http" };
+    let url = format!("{scheme}://{}{}", backend.authority, settings.path);
+    let response = client
+        .get(url)
+        .insert_header((header::USER_AGENT, PROBE_USER_AGENT))
+        .send()
+        .await
+        .map_err(|err| describe(err, settings.timeout))?;
+    let status = response.status();
+    if status.is_success() || status.is_redirection() {
+        Ok(())
+    } else {
+        Err(format!("status {}", status.as_u16()))
+    }
+}
+
+fn describe(err: SendRequestError, timeout: Duration) -> String {
+    match err {
+        SendRequestError::Timeout => format!("no answer within {} ms", timeout.as_millis()),
+        SendRequestError::Connect(e) => format!("connect: {e}"),
+        other => other.to_string(),
+    }
+}
