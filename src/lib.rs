@@ -38,7 +38,7 @@ pub use backend::{Backend, BackendCounters, BackendState};
 pub use client::{ClientKey, Limits};
 pub use events::{BackendStat, Events, LbEvent, Stamped, Subscription};
 pub use health::PROBE_USER_AGENT;
-pub use limiter::Limiter;
+pub use limiter::{Limiter, Tracked};
 pub use registry::MemberStatus;
 pub use settings::Settings;
 pub use startup::{

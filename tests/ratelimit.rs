@@ -212,12 +212,13 @@ async fn idle_buckets_of_one_off_clients_are_swept() {
         assert_eq!(res.status(), 200);
     }
     let limiter = lb.handle.limiter();
-    let (registered, tracked) = limiter.tracked().await;
-    assert_eq!((registered, tracked), (1, 2000));
+    let tracked = limiter.tracked().await;
+    assert_eq!((tracked.registered, tracked.addresses), (1, 2000));
     // At 1000 tokens/s an emptied bucket of 1 is full again after a millisecond.
     actix_rt::time::sleep(Duration::from_millis(5)).await;
     assert_eq!(limiter.sweep().await, 2000);
-    assert_eq!(limiter.tracked().await, (1, 0));
+    let tracked = limiter.tracked().await;
+    assert_eq!((tracked.registered, tracked.addresses), (1, 0));
 }
 
 /// 120 requests from one client in flight at once over many connections and both workers

@@ -18,7 +18,8 @@ use std::cell::RefCell;
 use actix::{Addr, MailboxError};
 use tokio::sync::oneshot;
 
-use super::shard::{AdmitMany, BucketStore};
+use super::messages::AdmitMany;
+use super::shard::BucketStore;
 use crate::client::{Admission, ClientKey};
 
 type Waiting = (

@@ -1,10 +1,11 @@
 //! Per-client rate limiting: token buckets ([`bucket`]) kept per shard ([`map`]) by
 //! `BucketStore` actors ([`shard`]), one per core on arbiters of their own; a client's key is
-//! hashed to exactly one shard. [`Limiter`] is what handlers hold. A single instance's handler
-//! takes its token from the shard's map under its lock, on the handler's own thread
-//! ([`map::SharedMap`]); when the lock is busy, an eviction is due, or in cluster mode (where
-//! the shard asks Redis), the ask goes to the shard's actor (admissions batched per worker turn,
-//! [`batch`]).
+//! hashed to exactly one shard. A shard decides and writes as its [`mode`] says: alone, with
+//! SQLite ([`local`]), or with every instance through Redis ([`shared`]). [`Limiter`] is what
+//! handlers hold. A single instance's handler takes its token from the shard's map under its
+//! lock, on the handler's own thread ([`map::SharedMap`]); when the lock is busy, an eviction
+//! is due, or in cluster mode (where the shard asks Redis), the ask goes to the shard's actor
+//! (admissions batched per worker turn, [`batch`]).
 //!
 //! A request is counted against its API key when that key is a registered `client_id`, else
 //! against its client address (found by the HTTP layer). An unregistered key gets no bucket of
@@ -12,14 +13,17 @@
 
 mod batch;
 pub mod bucket;
+mod local;
 pub mod map;
-pub mod shard;
+mod messages;
+mod mode;
+mod shard;
+mod shared;
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
-use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use actix::{Actor, Addr, Arbiter, MailboxError};
@@ -30,13 +34,16 @@ use crate::client::{Admission, ClientKey, ClientRecord, Limits};
 use crate::cluster::{Change, Cluster, Replica};
 use crate::persistence::{SavedClient, Store};
 use crate::settings::RateLimitSettings;
+use local::LocalMode;
 use map::SharedMap;
-use shard::BucketStore;
-pub use shard::ClientError;
-use shard::{
+use messages::{
     ApplyRemote, CountBuckets, CreateClient, FlushTokens, GetClient, ListClients, RemoveClient,
     TopRejected, UpdateClient,
 };
+pub use messages::{ClientError, Tracked};
+use mode::{Known, Mode, RegisteredIds};
+use shard::BucketStore;
+use shared::SharedMode;
 
 /// Why a request got no admission.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -56,7 +63,7 @@ pub struct Limiter {
     /// mode, where every admission goes through the shard's leases.
     maps: Vec<SharedMap>,
     /// Registered client ids, so an API key is resolved before choosing a shard.
-    registered: Arc<RwLock<HashSet<String>>>,
+    registered: RegisteredIds,
 }
 
 impl Limiter {
@@ -78,7 +85,7 @@ impl Limiter {
         let per_shard_cap = (settings.max_tracked_clients as usize).div_ceil(shard_count);
         let registered: HashSet<String> =
             saved.iter().map(|c| c.record.client_id.clone()).collect();
-        let registered = Arc::new(RwLock::new(registered));
+        let registered = RegisteredIds::new(registered);
         let mut by_shard: Vec<Vec<SavedClient>> = (0..shard_count).map(|_| Vec::new()).collect();
         for client in saved {
             let key = ClientKey::Registered(client.record.client_id.clone());
@@ -91,10 +98,20 @@ impl Limiter {
         let shards = maps
             .iter()
             .map(|map| {
-                let (map, store) = (map.clone(), store.clone());
-                let (registered, cluster) = (Arc::clone(&registered), cluster.clone());
+                let known = Known::new(map.clone(), registered.clone());
+                let (store, cluster) = (store.clone(), cluster.clone());
+                // The mode is built on the shard's own thread: a shared one is not `Send`.
                 BucketStore::start_in_arbiter(&Arbiter::new().handle(), move |_| {
-                    BucketStore::new(map, store, flush_interval, registered, cluster)
+                    let mode: Box<dyn Mode> = match cluster {
+                        Some((cluster, lease)) => Box::new(SharedMode::new(
+                            known.clone(),
+                            store.clone(),
+                            cluster,
+                            lease,
+                        )),
+                        None => Box::new(LocalMode::new(known.clone(), store.clone())),
+                    };
+                    BucketStore::new(known, store, flush_interval, mode)
                 })
             })
             .collect();
@@ -110,9 +127,7 @@ impl Limiter {
     /// its client address (as the HTTP layer determined it).
     pub fn key_for(&self, api_key: Option<&str>, ip: IpAddr) -> ClientKey {
         match api_key {
-            Some(key) if self.registered.read().is_ok_and(|ids| ids.contains(key)) => {
-                ClientKey::Registered(key.to_owned())
-            }
+            Some(key) if self.registered.contains(key) => ClientKey::Registered(key.to_owned()),
             _ => ClientKey::Ip(ip),
         }
     }
@@ -213,12 +228,13 @@ impl Limiter {
         }
     }
 
-    /// (registered clients, tracked IP buckets) over all shards.
-    pub async fn tracked(&self) -> (usize, usize) {
-        let mut total = (0, 0);
+    /// The buckets tracked over all shards.
+    pub async fn tracked(&self) -> Tracked {
+        let mut total = Tracked::default();
         for shard in &self.shards {
-            if let Ok((registered, ips)) = shard.send(CountBuckets).await {
-                total = (total.0 + registered, total.1 + ips);
+            if let Ok(counted) = shard.send(CountBuckets).await {
+                total.registered += counted.registered;
+                total.addresses += counted.addresses;
             }
         }
         total
@@ -241,7 +257,7 @@ impl Limiter {
     pub async fn sweep(&self) -> usize {
         let mut swept = 0;
         for shard in &self.shards {
-            swept += shard.send(shard::SweepNow).await.unwrap_or(0);
+            swept += shard.send(messages::SweepNow).await.unwrap_or(0);
         }
         swept
     }

@@ -105,7 +105,7 @@ pub async fn status(
     admin::authorize(&req, &state.admin)?;
     let backends = backend_statuses(&state);
     let totals = state.metrics.totals();
-    let (registered, tracked) = state.limiter.tracked().await;
+    let tracked = state.limiter.tracked().await;
     let top_rejected = state
         .limiter
         .top_rejected(5)
@@ -130,8 +130,8 @@ pub async fn status(
         },
         backends,
         clients: ClientsSummary {
-            registered,
-            tracked_buckets: registered + tracked,
+            registered: tracked.registered,
+            tracked_buckets: tracked.registered + tracked.addresses,
             top_rejected,
         },
         cluster: state.cluster.as_ref().map_or_else(
@@ -143,11 +143,11 @@ pub async fn status(
 
 /// `GET /lb/metrics`: Prometheus text exposition (open, like `/lb/health`, for scrapers).
 pub async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
-    let (registered, tracked) = state.limiter.tracked().await;
+    let tracked = state.limiter.tracked().await;
     let text = state.metrics.render(
         &state.rotation.snapshot(),
-        registered,
-        registered + tracked,
+        tracked.registered,
+        tracked.registered + tracked.addresses,
         state.cluster.as_ref().map(cluster::Cluster::counters),
     );
     HttpResponse::Ok()
