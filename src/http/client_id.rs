@@ -13,7 +13,7 @@ use crate::client::ClientKey;
 use crate::http::proxy::headers::X_FORWARDED_FOR;
 use crate::limiter::Limiter;
 use crate::net::{canonical, Cidr};
-use crate::registry::strategy::hash_bytes;
+use crate::registry::hash_bytes;
 use crate::settings::RateLimitSettings;
 
 /// The rules for telling clients apart.

@@ -11,7 +11,7 @@ mod member;
 mod messages;
 mod plan;
 pub mod rotation;
-pub mod strategy;
+mod selection;
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -26,6 +26,7 @@ pub use member::{FailureKind, Lease, Member, MemberStatus, Outcome};
 use messages::{AddBackend, Reload, RemoveBackend, ReportFailure, SetHealth, UpdateBackend};
 pub use messages::{PoolChanged, PoolError, ReloadReport, ReloadTrigger};
 pub use rotation::Rotation;
+pub use selection::consistent_hash::hash_bytes;
 
 /// The handle everyone else holds: reads go straight to the shared [`Rotation`], changes go
 /// to the actor, which alone makes them and says so.

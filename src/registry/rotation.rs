@@ -1,67 +1,29 @@
 //! The pool as every worker sees it: an immutable [`PoolView`] (its members in pool order and
-//! the strategy's precomputed choice — the smooth round-robin cycle, the hash ring) behind one
-//! atomic pointer, plus the shared round-robin cursor. Workers pick and count without a lock or
-//! a message round trip (measured: a cross-thread actor hop per request cost ~30% of throughput
-//! on two cores); the [`super::Registry`] actor alone changes membership, health, weights and
-//! draining, and publishes a new view after each change, so picks never see half a change.
+//! the strategy's [`Selection`] built from them) behind one atomic pointer. Workers pick and
+//! count without a lock or a message round trip; the [`super::Registry`] actor alone changes
+//! membership, health, weights and draining, and publishes a new view after each change, so
+//! picks never see half a change.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
 use super::member::{Lease, Member, MemberStatus};
-use super::strategy::{less_loaded, smooth_cycle, two_distinct, Ring};
+use super::selection::consistent_hash::ConsistentHash;
+use super::selection::least_connections::LeastConnections;
+use super::selection::power_of_two::PowerOfTwo;
+use super::selection::round_robin::RoundRobin;
+use super::selection::Selection;
 use crate::backend::{BackendId, Strategy};
 
 /// One published state of the pool. Rebuilt (never edited) by the registry.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct PoolView {
     /// Pool order; members on their way out last.
     members: Vec<Arc<Member>>,
-    /// Round-robin: one smooth weighted cycle over the members taking requests when it was
-    /// built (indices into `members`).
-    cycle: Vec<u32>,
-    /// Consistent hash: every member not leaving, healthy or not, so a health flip moves no
-    /// other backend's keys.
-    ring: Ring,
-}
-
-impl PoolView {
-    fn build(members: Vec<Arc<Member>>, strategy: Strategy) -> Self {
-        let takers: Vec<(usize, u32)> = members
-            .iter()
-            .enumerate()
-            .filter(|(_, m)| m.takes_requests())
-            .map(|(i, m)| (i, m.weight()))
-            .collect();
-        let weights: Vec<u32> = takers.iter().map(|t| t.1).collect();
-        let cycle = smooth_cycle(&weights)
-            .into_iter()
-            .map(|k| takers[k as usize].0 as u32)
-            .collect();
-        let ring = if strategy == Strategy::ConsistentHash {
-            let staying: Vec<(&str, u32)> = members
-                .iter()
-                .filter(|m| !m.is_leaving())
-                .map(|m| (m.backend.url.as_str(), m.weight()))
-                .collect();
-            let mut ring_members = Ring::build(&staying);
-            // Ring indices count staying members; map them back to pool positions.
-            let positions: Vec<u32> = (0..members.len() as u32)
-                .filter(|i| !members[*i as usize].is_leaving())
-                .collect();
-            ring_members.renumber(&positions);
-            ring_members
-        } else {
-            Ring::default()
-        };
-        Self {
-            members,
-            cycle,
-            ring,
-        }
-    }
+    /// The strategy, built from these members.
+    selection: Box<dyn Selection>,
 }
 
 /// The shared, swappable pool and the strategy that picks from it.
@@ -69,24 +31,20 @@ impl PoolView {
 pub struct Rotation {
     view: ArcSwap<PoolView>,
     strategy: Strategy,
-    /// Round-robin position in the current cycle (and the start of least-connections' scan);
-    /// kept across views so a rebuild does not restart the order.
-    cursor: AtomicUsize,
-}
-
-/// Whether `member` may take this request.
-fn eligible(member: &Member, exclude: &[BackendId]) -> bool {
-    member.takes_requests() && !exclude.contains(&member.id())
+    /// Where round-robin (and least-connections' scan) goes on from; shared by every view so a
+    /// rebuild does not restart the order.
+    cursor: Arc<AtomicUsize>,
 }
 
 impl Rotation {
     /// A pool of `members` (in order) picked from by `strategy`.
     pub fn new(members: Vec<Member>, strategy: Strategy) -> Self {
         let members = members.into_iter().map(Arc::new).collect();
+        let cursor = Arc::new(AtomicUsize::new(0));
         Self {
-            view: ArcSwap::from_pointee(PoolView::build(members, strategy)),
+            view: ArcSwap::from_pointee(view(members, strategy, &cursor)),
             strategy,
-            cursor: AtomicUsize::new(0),
+            cursor,
         }
     }
 
@@ -100,72 +58,14 @@ impl Rotation {
     /// counts the attempt as in flight until it is dropped; `None` when no backend can take it.
     pub fn pick(&self, exclude: &[BackendId], affinity: Option<u64>) -> Option<Lease> {
         let view = self.view.load();
-        let member = match (self.strategy, affinity) {
-            (Strategy::RoundRobin, _) | (Strategy::ConsistentHash, None) => {
-                self.round_robin(&view, exclude)
-            }
-            (Strategy::LeastConnections, _) => self.least_connections(&view, exclude),
-            (Strategy::PowerOfTwo, _) => {
-                power_of_two(&view, exclude, &mut |n| fastrand::usize(..n))
-            }
-            (Strategy::ConsistentHash, Some(key)) => view
-                .ring
-                .owner(key, |i| eligible(&view.members[i as usize], exclude))
-                .map(|i| &view.members[i as usize]),
-        }?;
-        Some(member.lease())
-    }
-
-    /// The next eligible member of the smooth cycle after the last one picked. Concurrent picks
-    /// are ordered by a compare-and-swap on the cursor, so the order is strict across workers.
-    fn round_robin<'v>(
-        &self,
-        view: &'v PoolView,
-        exclude: &[BackendId],
-    ) -> Option<&'v Arc<Member>> {
-        let len = view.cycle.len();
-        let mut start = self.cursor.load(Ordering::Relaxed);
-        loop {
-            let position = (0..len)
-                .map(|step| (start + step) % len)
-                .find(|&p| eligible(&view.members[view.cycle[p] as usize], exclude))?;
-            match self.cursor.compare_exchange_weak(
-                start,
-                position + 1,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return Some(&view.members[view.cycle[position] as usize]),
-                Err(now) => start = now,
-            }
-        }
-    }
-
-    /// The eligible member with the fewest requests in flight per weight; the scan starts one
-    /// further each time, so ties go round in pool order.
-    fn least_connections<'v>(
-        &self,
-        view: &'v PoolView,
-        exclude: &[BackendId],
-    ) -> Option<&'v Arc<Member>> {
-        let len = view.members.len();
-        let start = self.cursor.fetch_add(1, Ordering::Relaxed);
-        let mut best: Option<&Arc<Member>> = None;
-        for step in 0..len {
-            let member = &view.members[(start + step) % len];
-            if eligible(member, exclude)
-                && best.is_none_or(|b| less_loaded(member.load(), b.load()))
-            {
-                best = Some(member);
-            }
-        }
-        best
+        let at = view.selection.select(&view.members, exclude, affinity)?;
+        Some(view.members[at].lease())
     }
 
     /// Replaces the pool with `members` (in order) and publishes the new view. Registry only.
     pub(super) fn publish(&self, members: Vec<Arc<Member>>) {
         self.view
-            .store(Arc::new(PoolView::build(members, self.strategy)));
+            .store(Arc::new(view(members, self.strategy, &self.cursor)));
     }
 
     /// Puts a backend in or out of rotation; returns whether its state changed. Registry only.
@@ -233,27 +133,16 @@ impl Rotation {
     }
 }
 
-/// Two random eligible members; the less loaded one (the first drawn on a tie).
-fn power_of_two<'v>(
-    view: &'v PoolView,
-    exclude: &[BackendId],
-    random: &mut impl FnMut(usize) -> usize,
-) -> Option<&'v Arc<Member>> {
-    let nth = |n: usize| view.members.iter().filter(|m| eligible(m, exclude)).nth(n);
-    let count = view.members.iter().filter(|m| eligible(m, exclude)).count();
-    match count {
-        0 => None,
-        1 => nth(0),
-        _ => {
-            let (a, b) = two_distinct(count, random);
-            let (a, b) = (nth(a)?, nth(b)?);
-            Some(if less_loaded(b.load(), a.load()) {
-                b
-            } else {
-                a
-            })
-        }
-    }
+/// The view of `members` with `strategy`'s selection built from them.
+fn view(members: Vec<Arc<Member>>, strategy: Strategy, cursor: &Arc<AtomicUsize>) -> PoolView {
+    let cursor = Arc::clone(cursor);
+    let selection: Box<dyn Selection> = match strategy {
+        Strategy::RoundRobin => Box::new(RoundRobin::new(&members, cursor)),
+        Strategy::LeastConnections => Box::new(LeastConnections::new(cursor)),
+        Strategy::PowerOfTwo => Box::new(PowerOfTwo),
+        Strategy::ConsistentHash => Box::new(ConsistentHash::new(&members, cursor)),
+    };
+    PoolView { members, selection }
 }
 
 #[cfg(test)]
@@ -422,27 +311,14 @@ mod tests {
         );
     }
 
-    /// Power of two: of the two drawn, the one with less in flight per weight wins; the first
-    /// drawn wins ties; down members are never drawn.
+    /// Power of two never picks a member that is down, and spreads over the others.
     #[test]
-    fn power_of_two_takes_the_less_loaded_of_two() {
+    fn power_of_two_picks_only_members_taking_requests() {
         let rotation = weighted(&[1, 1, 1], Strategy::PowerOfTwo);
-        let view = rotation.view.load();
-        let busy = view.members[0].lease();
-        let mut draws = [0, 0].into_iter();
-        let chosen = power_of_two(&view, &[], &mut |_| draws.next().expect("two draws"));
-        assert_eq!(chosen.map(|m| m.id()), Some(1), "0 is busy, 1 is idle");
-        let mut draws = [1, 1].into_iter();
-        let chosen = power_of_two(&view, &[], &mut |_| draws.next().expect("two draws"));
-        assert_eq!(
-            chosen.map(|m| m.id()),
-            Some(1),
-            "1 and 2 idle: the first drawn"
-        );
-        drop(busy);
-        let chosen = power_of_two(&view, &[0, 1], &mut |_| unreachable!("one left"));
-        assert_eq!(chosen.map(|m| m.id()), Some(2));
-        assert!(power_of_two(&view, &[0, 1, 2], &mut |_| 0).is_none());
+        assert!(rotation.set_health(0, false));
+        let picked: std::collections::HashSet<BackendId> =
+            picks(&rotation, 60).into_iter().collect();
+        assert_eq!(picked, [1, 2].into_iter().collect());
     }
 
     /// Consistent hashing keeps a key on one backend, moves it clockwise while that one is down,
@@ -450,7 +326,7 @@ mod tests {
     #[test]
     fn consistent_hash_is_sticky_and_fails_over() {
         let rotation = weighted(&[1, 1, 1], Strategy::ConsistentHash);
-        let key = super::super::strategy::hash_bytes(b"client-7");
+        let key = super::super::selection::consistent_hash::hash_bytes(b"client-7");
         let owner = rotation.pick(&[], Some(key)).expect("pick").backend.id;
         for _ in 0..20 {
             assert_eq!(
@@ -468,7 +344,7 @@ mod tests {
         );
         let spread: std::collections::HashSet<BackendId> = (0..60_u8)
             .map(|k| {
-                let key = super::super::strategy::hash_bytes(&[k]);
+                let key = super::super::selection::consistent_hash::hash_bytes(&[k]);
                 rotation.pick(&[], Some(key)).expect("pick").backend.id
             })
             .collect();

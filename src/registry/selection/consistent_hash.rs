@@ -1,7 +1,15 @@
-//! The arithmetic of the four strategies, as plain functions over weights, loads and hashes
-//! with the randomness passed in, so each rule is tested exactly: the smooth weighted
-//! round-robin cycle, the load comparison of least-connections and power-of-two, and the
-//! consistent-hash ring. [`super::rotation`] applies them to the live pool.
+//! Consistent hashing: the client's key on a ring of virtual nodes, so a client stays on one
+//! backend, and removing a member moves only its keys. Every member not leaving is on the ring,
+//! healthy or not, so a health flip moves no other backend's keys; a key whose owner cannot take
+//! the request goes to the next member clockwise. Without a key it is round-robin.
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+
+use super::round_robin::RoundRobin;
+use super::{eligible, gcd, Selection};
+use crate::backend::BackendId;
+use crate::registry::member::Member;
 
 /// Virtual nodes per unit of (gcd-reduced) weight on the consistent-hash ring.
 pub const VNODES_PER_WEIGHT: u64 = 100;
@@ -10,52 +18,47 @@ pub const VNODES_PER_WEIGHT: u64 = 100;
 /// keeps at least one point).
 pub const MAX_RING_POINTS: u64 = 40_000;
 
-/// One cycle of nginx's smooth weighted round-robin over `weights` (indices into it): each step
-/// adds every weight to its running total, picks the largest total (the first on ties) and
-/// subtracts the sum of weights from it. Weights 3:1 give `0 0 1 0`; equal weights give strict
-/// order. The cycle has `sum(weights) / gcd(weights)` steps.
-pub fn smooth_cycle(weights: &[u32]) -> Vec<u32> {
-    let divisor = weights.iter().copied().fold(0, gcd).max(1);
-    let reduced: Vec<i64> = weights.iter().map(|w| i64::from(w / divisor)).collect();
-    let total: i64 = reduced.iter().sum();
-    let mut current = vec![0_i64; reduced.len()];
-    let mut cycle = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
-    for _ in 0..total {
-        let mut best = 0;
-        for (i, weight) in reduced.iter().enumerate() {
-            current[i] += weight;
-            if current[i] > current[best] {
-                best = i;
-            }
+/// The ring of one state of the pool, and round-robin for requests without a key.
+#[derive(Debug)]
+pub struct ConsistentHash {
+    ring: Ring,
+    fallback: RoundRobin,
+}
+
+impl ConsistentHash {
+    pub fn new(members: &[Arc<Member>], cursor: Arc<AtomicUsize>) -> Self {
+        let staying: Vec<(&str, u32)> = members
+            .iter()
+            .filter(|m| !m.is_leaving())
+            .map(|m| (m.backend.url.as_str(), m.weight()))
+            .collect();
+        let mut ring = Ring::build(&staying);
+        // Ring indices count staying members; map them back to pool positions.
+        let positions: Vec<u32> = (0..members.len() as u32)
+            .filter(|i| !members[*i as usize].is_leaving())
+            .collect();
+        ring.renumber(&positions);
+        Self {
+            ring,
+            fallback: RoundRobin::new(members, cursor),
         }
-        current[best] -= total;
-        cycle.push(best as u32);
-    }
-    cycle
-}
-
-fn gcd(a: u32, b: u32) -> u32 {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
     }
 }
 
-/// Whether a backend with `a = (in_flight, weight)` is less loaded than one with `b`:
-/// `a.0 / a.1 < b.0 / b.1`, compared without division.
-pub fn less_loaded(a: (u64, u32), b: (u64, u32)) -> bool {
-    u128::from(a.0) * u128::from(b.1) < u128::from(b.0) * u128::from(a.1)
-}
-
-/// Two distinct positions out of `count >= 2`, from `random(n)` (uniform in `0..n`).
-pub fn two_distinct(count: usize, random: &mut impl FnMut(usize) -> usize) -> (usize, usize) {
-    let first = random(count);
-    let mut second = random(count - 1);
-    if second >= first {
-        second += 1;
+impl Selection for ConsistentHash {
+    fn select(
+        &self,
+        members: &[Arc<Member>],
+        exclude: &[BackendId],
+        key: Option<u64>,
+    ) -> Option<usize> {
+        let Some(key) = key else {
+            return self.fallback.select(members, exclude, None);
+        };
+        self.ring
+            .owner(key, |i| eligible(&members[i as usize], exclude))
+            .map(|i| i as usize)
     }
-    (first, second)
 }
 
 /// A stable 64-bit hash of `bytes` (FNV-1a, then the splitmix64 finalizer to spread the bits):
@@ -129,44 +132,6 @@ impl Ring {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// nginx's own example sequences: 3:1 interleaves, equal weights rotate strictly, and the
-    /// share of each weight is exact over a cycle.
-    #[test]
-    fn smooth_cycle_interleaves_by_weight() {
-        assert_eq!(smooth_cycle(&[3, 1]), [0, 0, 1, 0]);
-        assert_eq!(smooth_cycle(&[1, 1, 1]), [0, 1, 2]);
-        assert_eq!(smooth_cycle(&[5, 1, 1]), [0, 0, 1, 0, 2, 0, 0]);
-        assert_eq!(smooth_cycle(&[6, 2]), [0, 0, 1, 0], "reduced by the gcd");
-        let cycle = smooth_cycle(&[7, 3, 2]);
-        assert_eq!(cycle.len(), 12);
-        for (member, weight) in [(0, 7), (1, 3), (2, 2)] {
-            assert_eq!(cycle.iter().filter(|m| **m == member).count(), weight);
-        }
-        assert!(smooth_cycle(&[]).is_empty());
-    }
-
-    /// Load is in flight per weight, compared exactly.
-    #[test]
-    fn compares_load_relative_to_weight() {
-        assert!(less_loaded((1, 1), (2, 1)));
-        assert!(less_loaded((3, 4), (1, 1)), "3/4 < 1");
-        assert!(!less_loaded((2, 2), (1, 1)), "equal is not less");
-        assert!(less_loaded((0, 1), (u64::MAX, 1000)));
-    }
-
-    /// The two positions are always distinct, whatever the random source says.
-    #[test]
-    fn two_distinct_never_repeats() {
-        for first in 0..4 {
-            for second in 0..3 {
-                let mut answers = [first, second].into_iter();
-                let (a, b) = two_distinct(4, &mut |_| answers.next().expect("two draws"));
-                assert_ne!(a, b);
-                assert!(a < 4 && b < 4);
-            }
-        }
-    }
 
     fn owners(ring: &Ring, names: &[&str], keys: u64) -> Vec<String> {
         (0..keys)
