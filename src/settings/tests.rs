@@ -1,6 +1,10 @@
 //! Validation of raw settings into typed ones.
 
+use std::time::Duration;
+
 use super::*;
+use crate::backend::Strategy;
+use crate::fault::FaultMode;
 
 /// One bad-value case: the key, how to break it, and words the message must contain.
 type Case = (

@@ -1,0 +1,297 @@
+//! Validation of each raw section into its typed settings: every value checked once, every
+//! failure a [`ConfigError`] naming the key ([`Checker`]).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use actix_web::http::header::HeaderName;
+
+use super::checker::Checker;
+use super::error::ConfigError;
+use super::raw::{
+    RawAdmin, RawBackends, RawCluster, RawHealth, RawPersistence, RawRateLimit, RawServer,
+    RawSimulation, RawTls,
+};
+use super::typed::{
+    AdminSettings, BackendSettings, ClusterSettings, HealthSettings, OnRedisDown,
+    PersistenceSettings, RateLimitSettings, ServerSettings, SimulationSettings, TlsSettings,
+};
+use crate::backend::PoolEntry;
+use crate::certs;
+use crate::fault::{FaultMode, FaultPlan};
+use crate::net::is_loopback_authority;
+
+/// `[server]`.
+pub fn server(check: &Checker, server: &RawServer) -> Result<ServerSettings, ConfigError> {
+    Ok(ServerSettings {
+        listen: check.socket_addr("server.listen", &server.listen)?,
+        workers: match server.workers {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => check.at_most("server.workers", n, 1024)? as usize,
+        },
+        shutdown_timeout: Duration::from_secs(server.shutdown_timeout_secs),
+        client_request_timeout: check.nonzero_ms(
+            "server.client_request_timeout_ms",
+            server.client_request_timeout_ms,
+        )?,
+        keep_alive: (server.keep_alive_secs > 0)
+            .then(|| Duration::from_secs(server.keep_alive_secs)),
+        send_timeout: check.nonzero_ms("server.send_timeout_ms", server.send_timeout_ms)?,
+        // A week at most: far past any sensible idle time, and instants stay in range.
+        tunnel_idle_timeout: check.nonzero_secs(
+            "server.tunnel_idle_timeout_secs",
+            check.at_most(
+                "server.tunnel_idle_timeout_secs",
+                server.tunnel_idle_timeout_secs,
+                7 * 24 * 3600,
+            )?,
+        )?,
+    })
+}
+
+/// `[backends]`, around the pool read from `file`.
+pub fn backends(
+    check: &Checker,
+    backends: &RawBackends,
+    base_dir: &Path,
+    file: Option<PathBuf>,
+    pool: Vec<PoolEntry>,
+) -> Result<BackendSettings, ConfigError> {
+    Ok(BackendSettings {
+        file,
+        pool,
+        strategy: backends
+            .strategy
+            .parse()
+            .map_err(|e| check.invalid("backends.strategy", e))?,
+        watch: backends.watch,
+        connect_timeout: check
+            .nonzero_ms("backends.connect_timeout_ms", backends.connect_timeout_ms)?,
+        response_timeout: check
+            .nonzero_ms("backends.response_timeout_ms", backends.response_timeout_ms)?,
+        retries: check.at_most("backends.retries", backends.retries.into(), 100)? as u32,
+        retry_body_limit_bytes: check.at_most(
+            "backends.retry_body_limit_bytes",
+            backends.retry_body_limit_bytes,
+            16 * 1024 * 1024,
+        )?,
+        max_request_body_bytes: (backends.max_request_body_bytes > 0)
+            .then_some(backends.max_request_body_bytes),
+        ca_file: ca_file(check, &backends.ca_file, base_dir)?,
+        tls_verify: backends.tls_verify,
+    })
+}
+
+/// `[health]`.
+pub fn health(check: &Checker, health: &RawHealth) -> Result<HealthSettings, ConfigError> {
+    Ok(HealthSettings {
+        interval: check.nonzero_ms("health.interval_ms", health.interval_ms)?,
+        timeout: check.nonzero_ms("health.timeout_ms", health.timeout_ms)?,
+        path: check.path("health.path", &health.path)?,
+        healthy_threshold: check.nonzero("health.healthy_threshold", health.healthy_threshold)?,
+        unhealthy_threshold: check
+            .nonzero("health.unhealthy_threshold", health.unhealthy_threshold)?,
+        passive_failures: check.nonzero("health.passive_failures", health.passive_failures)?,
+    })
+}
+
+/// `[rate_limit]`.
+pub fn rate_limit(
+    check: &Checker,
+    limits: &RawRateLimit,
+) -> Result<RateLimitSettings, ConfigError> {
+    let api_key_header = HeaderName::try_from(limits.api_key_header.as_str()).map_err(|_| {
+        check.invalid(
+            "rate_limit.api_key_header",
+            format!("{:?} is not a valid header name", limits.api_key_header),
+        )
+    })?;
+    let trusted_proxies = limits
+        .trusted_proxies
+        .iter()
+        .map(|text| {
+            text.parse()
+                .map_err(|e| check.invalid("rate_limit.trusted_proxies", e))
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(RateLimitSettings {
+        enabled: limits.enabled,
+        default_capacity: check.capacity("rate_limit.default_capacity", limits.default_capacity)?,
+        default_rate_per_sec: check.rate(
+            "rate_limit.default_rate_per_sec",
+            limits.default_rate_per_sec,
+        )?,
+        api_key_header,
+        trusted_proxies,
+        max_tracked_clients: (limits.max_tracked_clients > 0)
+            .then_some(limits.max_tracked_clients)
+            .ok_or_else(|| check.invalid("rate_limit.max_tracked_clients", "must be at least 1"))?,
+    })
+}
+
+/// `[persistence]`.
+pub fn persistence(
+    check: &Checker,
+    persistence: &RawPersistence,
+    base_dir: &Path,
+) -> Result<PersistenceSettings, ConfigError> {
+    Ok(PersistenceSettings {
+        path: check.file_path("persistence.path", &persistence.path, base_dir)?,
+        flush_interval: check.nonzero_ms(
+            "persistence.flush_interval_ms",
+            persistence.flush_interval_ms,
+        )?,
+    })
+}
+
+/// `[admin]`: an empty token is none.
+pub fn admin(admin: &RawAdmin) -> AdminSettings {
+    AdminSettings {
+        token: Some(admin.token.trim().to_owned()).filter(|t| !t.is_empty()),
+    }
+}
+
+/// The simulation's plan; with simulation on, every backend must be on this machine.
+pub fn simulation(
+    check: &Checker,
+    raw: &RawSimulation,
+    pool: &[PoolEntry],
+) -> Result<SimulationSettings, ConfigError> {
+    let mean = |key: &str, secs: f64| {
+        if secs.is_finite() && secs > 0.0 && secs <= 86_400.0 {
+            Ok(Duration::from_secs_f64(secs))
+        } else {
+            Err(check.invalid(
+                key,
+                format!("{secs} must be a number of seconds > 0 and <= 86400"),
+            ))
+        }
+    };
+    let modes = raw
+        .modes
+        .iter()
+        .map(|m| {
+            m.parse::<FaultMode>()
+                .map_err(|e| check.invalid("simulation.modes", e))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if modes.is_empty() {
+        return Err(check.invalid(
+            "simulation.modes",
+            "list at least one of refuse, error, hang",
+        ));
+    }
+    if raw.enabled {
+        if let Some(secure) = pool.iter().map(|entry| &entry.backend).find(|b| b.tls) {
+            let problem = format!(
+                "backends[{}] {} is https://, and simulated backends speak plain HTTP; \
+                 set simulation.enabled = false to use real backends",
+                secure.id, secure.url
+            );
+            return Err(check.invalid("simulation.enabled", problem));
+        }
+        let remote = pool
+            .iter()
+            .map(|entry| &entry.backend)
+            .find(|b| !is_loopback_authority(b.authority.as_str()));
+        if let Some(remote) = remote {
+            let problem = format!(
+                "backends[{}] {} is not a loopback address, and simulated backends run on this machine; \
+                 set simulation.enabled = false to use real backends",
+                remote.id, remote.url
+            );
+            return Err(check.invalid("simulation.enabled", problem));
+        }
+    }
+    Ok(SimulationSettings {
+        enabled: raw.enabled,
+        plan: FaultPlan {
+            mean_up: mean("simulation.mean_up_secs", raw.mean_up_secs)?,
+            mean_down: mean("simulation.mean_down_secs", raw.mean_down_secs)?,
+            modes,
+            allow_total_outage: raw.allow_total_outage,
+        },
+        seed: (raw.seed != 0).then_some(raw.seed),
+    })
+}
+
+/// `backends.ca_file`: empty = none; else a readable PEM file with at least one certificate.
+fn ca_file(check: &Checker, text: &str, base_dir: &Path) -> Result<Option<PathBuf>, ConfigError> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    let path = base_dir.join(text);
+    certs::load_roots(&path).map_err(|err| check.invalid("backends.ca_file", err))?;
+    Ok(Some(path))
+}
+
+/// The TLS section: with `listen` set, `cert` and `key` must name a certificate chain and its
+/// private key; each problem names the key and the file.
+pub fn tls(
+    check: &Checker,
+    raw: &RawTls,
+    base_dir: &Path,
+) -> Result<Option<TlsSettings>, ConfigError> {
+    if raw.listen.trim().is_empty() {
+        return Ok(None);
+    }
+    let listen = check.socket_addr("tls.listen", &raw.listen)?;
+    let cert = check.file_path("tls.cert", &raw.cert, base_dir)?;
+    let key = check.file_path("tls.key", &raw.key, base_dir)?;
+    let certified = certs::load(&cert, &key).map_err(|err| {
+        let which = if err.file == cert {
+            "tls.cert"
+        } else {
+            "tls.key"
+        };
+        check.invalid(which, err)
+    })?;
+    Ok(Some(TlsSettings {
+        listen,
+        cert,
+        key,
+        certified,
+    }))
+}
+
+/// The cluster section; a malformed Redis URL is a configuration error, an unreachable Redis
+/// is not (the instance starts and joins when Redis appears).
+pub fn cluster(check: &Checker, raw: &RawCluster) -> Result<ClusterSettings, ConfigError> {
+    let url = raw.redis_url.trim();
+    let redis = if url.is_empty() {
+        None
+    } else {
+        Some(redis::Client::open(url).map_err(|e| {
+            check.invalid(
+                "cluster.redis_url",
+                format!("{url:?} is not a Redis URL: {e}"),
+            )
+        })?)
+    };
+    let on_redis_down = match raw.on_redis_down.as_str() {
+        "local" => OnRedisDown::Local,
+        "allow" => OnRedisDown::Allow,
+        "deny" => OnRedisDown::Deny,
+        other => {
+            return Err(check.invalid(
+                "cluster.on_redis_down",
+                format!("{other:?} is not one of \"local\", \"allow\", \"deny\""),
+            ))
+        }
+    };
+    if raw.key_prefix.is_empty() {
+        return Err(check.invalid(
+            "cluster.key_prefix",
+            "must not be empty (every key of this balancer carries it)",
+        ));
+    }
+    let name = raw.instance_name.trim();
+    Ok(ClusterSettings {
+        redis,
+        key_prefix: raw.key_prefix.clone(),
+        lease: Duration::from_millis(check.at_most("cluster.lease_ms", raw.lease_ms, 10_000)?),
+        on_redis_down,
+        redis_timeout: check.nonzero_ms("cluster.redis_timeout_ms", raw.redis_timeout_ms)?,
+        instance_name: (!name.is_empty()).then(|| name.to_owned()),
+    })
+}

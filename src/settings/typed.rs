@@ -1,0 +1,154 @@
+//! The validated settings of each section, as the rest of the crate reads them: typed values
+//! (`Duration`, `SocketAddr`, `NonZeroU32`) that cannot hold an invalid setting.
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::http::header::HeaderName;
+use rustls::sign::CertifiedKey;
+
+use crate::backend::{PoolEntry, Strategy};
+use crate::fault::FaultPlan;
+use crate::net::Cidr;
+
+/// `[server]`.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    /// Address the listener binds.
+    pub listen: SocketAddr,
+    /// Worker threads; already resolved from 0 to the number of cores.
+    pub workers: usize,
+    /// Grace for in-flight requests after SIGINT/SIGTERM.
+    pub shutdown_timeout: Duration,
+    /// The whole request head must arrive within this (slowloris guard).
+    pub client_request_timeout: Duration,
+    /// Idle keep-alive connections are closed after this; `None` disables keep-alive.
+    pub keep_alive: Option<Duration>,
+    /// A client that takes no byte of a response for this long is cut off (stalled reader).
+    pub send_timeout: Duration,
+    /// An upgraded (WebSocket) connection with no byte either way for this long is closed.
+    pub tunnel_idle_timeout: Duration,
+}
+
+/// `[backends]` and the pool from `config.json`.
+#[derive(Debug, Clone)]
+pub struct BackendSettings {
+    /// The file the pool was read from, and where the backends API writes it back; `None` when
+    /// the pool was given in code ([`Settings::with_pool`]): changes then live in memory only.
+    pub file: Option<PathBuf>,
+    /// The pool at start, in file order, named and numbered; never empty.
+    pub pool: Vec<PoolEntry>,
+    /// How the next backend is chosen.
+    pub strategy: Strategy,
+    /// Reload the pool when its file changes.
+    pub watch: bool,
+    /// TCP connect timeout per attempt.
+    pub connect_timeout: Duration,
+    /// Until the backend's response head arrives (the upload is included).
+    pub response_timeout: Duration,
+    /// Other backends tried after a failure that is safe to retry.
+    pub retries: u32,
+    /// Request bodies with a Content-Length up to this are held in memory so they can be retried.
+    pub retry_body_limit_bytes: u64,
+    /// Larger request bodies are refused with 413; `None` = unlimited.
+    pub max_request_body_bytes: Option<u64>,
+    /// Extra trust roots for `https://` backends (PEM), checked at start.
+    pub ca_file: Option<PathBuf>,
+    /// Verify `https://` backends' certificates (false only for testing).
+    pub tls_verify: bool,
+}
+
+/// `[health]` (used by the health checker).
+#[derive(Debug, Clone)]
+pub struct HealthSettings {
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Path probed on each backend; starts with `/`.
+    pub path: String,
+    pub healthy_threshold: NonZeroU32,
+    pub unhealthy_threshold: NonZeroU32,
+    pub passive_failures: NonZeroU32,
+}
+
+/// `[rate_limit]` (used by the bucket store).
+#[derive(Debug, Clone)]
+pub struct RateLimitSettings {
+    pub enabled: bool,
+    /// Bucket size for clients without their own limits; at least 1.
+    pub default_capacity: u64,
+    /// Refill rate for them, tokens per second; finite and > 0.
+    pub default_rate_per_sec: f64,
+    pub api_key_header: HeaderName,
+    pub trusted_proxies: Vec<Cidr>,
+    pub max_tracked_clients: u64,
+}
+
+/// `[persistence]` (used by the store).
+#[derive(Debug, Clone)]
+pub struct PersistenceSettings {
+    /// SQLite file; relative paths were resolved against the settings file's folder.
+    pub path: PathBuf,
+    pub flush_interval: Duration,
+}
+
+/// `[admin]`.
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    /// Bearer token for `/clients` and `/lb/api`; `None` = loopback peers only.
+    pub token: Option<String>,
+}
+
+/// `[simulation]`.
+#[derive(Debug, Clone)]
+pub struct SimulationSettings {
+    /// Serve the pool in-process (every backend is on loopback then).
+    pub enabled: bool,
+    /// Means, modes and whether total outages may happen.
+    pub plan: FaultPlan,
+    /// `None` = draw one at start.
+    pub seed: Option<u64>,
+}
+
+/// `[tls]`: a TLS listener next to the plain one.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    pub listen: SocketAddr,
+    /// PEM certificate chain (relative paths resolved against the settings file's folder).
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+    /// The pair as read at start (checked to belong together); SIGHUP reads the files again.
+    pub certified: Arc<CertifiedKey>,
+}
+
+/// `[cluster]`.
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    /// `None`: a single instance (SQLite alone); else the client for `cluster.redis_url` (the
+    /// URL is checked; nothing is connected yet).
+    pub redis: Option<redis::Client>,
+    /// Every Redis key this balancer writes starts with it.
+    pub key_prefix: String,
+    /// Longest an instance holds tokens taken from Redis; zero = ask Redis for every admission.
+    pub lease: Duration,
+    pub on_redis_down: OnRedisDown,
+    /// A Redis call slower than this counts as Redis down for that call.
+    pub redis_timeout: Duration,
+    /// Shown in status and in Redis's list of instances; `None` = the address the listener
+    /// bound (resolved at start, so `127.0.0.1:0` becomes the port actually taken).
+    pub instance_name: Option<String>,
+}
+
+/// What admissions do while Redis cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnRedisDown {
+    /// Each instance limits on its own, with the limits divided by the instances last seen.
+    Local,
+    /// Admit everything.
+    Allow,
+    /// Refuse everything with 503.
+    Deny,
+}
