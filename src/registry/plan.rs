@@ -48,47 +48,8 @@ pub fn plan(running: &[Running], specs: &[BackendSpec]) -> Result<Plan, (String,
                 .find(|r| r.authority == spec.authority.as_str())
         })
         .collect();
-    for (index, (spec, found)) in specs.iter().zip(&matched).enumerate() {
-        if let (Some(name), Some(running)) = (&spec.name, found) {
-            if *name != running.name {
-                let problem = format!(
-                    "{} runs as {:?}: a name stays with its URL (remove the entry and add it again to rename it)",
-                    spec.url, running.name
-                );
-                return Err((format!("backends[{index}].name"), problem));
-            }
-        }
-    }
-    let fixed: Vec<Option<String>> = specs
-        .iter()
-        .zip(&matched)
-        .map(|(spec, found)| found.map(|r| r.name.clone()).or_else(|| spec.name.clone()))
-        .collect();
-    let leaving_names: Vec<String> = running
-        .iter()
-        .filter(|r| !matched.iter().flatten().any(|m| m.id == r.id))
-        .map(|r| r.name.clone())
-        .collect();
-    if let Some((index, name)) = fixed
-        .iter()
-        .enumerate()
-        .find_map(|(i, n)| {
-            n.as_ref()
-                .filter(|n| leaving_names.contains(n))
-                .map(|n| (i, n))
-        })
-        .filter(|(i, _)| matched[*i].is_none())
-    {
-        let problem = format!("the name {name:?} belongs to a backend that is leaving the pool");
-        return Err((format!("backends[{index}].name"), problem));
-    }
-    let names = fill_names(&fixed, &leaving_names).map_err(|(first, second)| {
-        let problem = format!(
-            "the name {:?} is already used by backends[{first}]",
-            fixed[second].as_deref().unwrap_or_default()
-        );
-        (format!("backends[{second}].name"), problem)
-    })?;
+    check_renames(specs, &matched)?;
+    let names = names(running, specs, &matched)?;
     let mut plan = Plan {
         entries: Vec::with_capacity(specs.len()),
         removed: Vec::new(),
@@ -117,6 +78,60 @@ pub fn plan(running: &[Running], specs: &[BackendSpec]) -> Result<Plan, (String,
         .map(|r| r.id)
         .collect();
     Ok(plan)
+}
+
+/// A name stays with its URL: an entry matched to a running member may not rename it.
+fn check_renames(
+    specs: &[BackendSpec],
+    matched: &[Option<&Running>],
+) -> Result<(), (String, String)> {
+    for (index, (spec, found)) in specs.iter().zip(matched).enumerate() {
+        if let (Some(name), Some(running)) = (&spec.name, found) {
+            if *name != running.name {
+                let problem = format!(
+                    "{} runs as {:?}: a name stays with its URL (remove the entry and add it again to rename it)",
+                    spec.url, running.name
+                );
+                return Err((format!("backends[{index}].name"), problem));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every entry's name: a matched member's own, else the entry's, else `backend-N`; never the
+/// name of a member that is leaving.
+fn names(
+    running: &[Running],
+    specs: &[BackendSpec],
+    matched: &[Option<&Running>],
+) -> Result<Vec<String>, (String, String)> {
+    let fixed: Vec<Option<String>> = specs
+        .iter()
+        .zip(matched)
+        .map(|(spec, found)| found.map(|r| r.name.clone()).or_else(|| spec.name.clone()))
+        .collect();
+    let leaving_names: Vec<String> = running
+        .iter()
+        .filter(|r| !matched.iter().flatten().any(|m| m.id == r.id))
+        .map(|r| r.name.clone())
+        .collect();
+    let taken_by_leaving = fixed.iter().enumerate().find_map(|(i, n)| {
+        n.as_ref()
+            .filter(|n| matched[i].is_none() && leaving_names.contains(n))
+            .map(|n| (i, n))
+    });
+    if let Some((index, name)) = taken_by_leaving {
+        let problem = format!("the name {name:?} belongs to a backend that is leaving the pool");
+        return Err((format!("backends[{index}].name"), problem));
+    }
+    fill_names(&fixed, &leaving_names).map_err(|(first, second)| {
+        let problem = format!(
+            "the name {:?} is already used by backends[{first}]",
+            fixed[second].as_deref().unwrap_or_default()
+        );
+        (format!("backends[{second}].name"), problem)
+    })
 }
 
 impl Plan {

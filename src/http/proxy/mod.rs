@@ -9,6 +9,7 @@ mod attempt;
 mod body;
 mod error;
 pub mod headers;
+mod pump;
 mod response;
 mod stall;
 mod state;

@@ -3,50 +3,30 @@
 //! connection of its own (never a pooled one: the connection becomes the tunnel), written and
 //! read like any request's ([`crate::upstream`]); when the backend answers `101`, that answer
 //! goes to the client and both connections become one byte pipe: no frame is parsed or
-//! re-encoded, so the
-//! extensions and subprotocols the two ends agree on pass through untouched. Any other answer
-//! goes to the client as it came (a failure before any answer is retried or becomes JSON, as for
-//! any request).
+//! re-encoded, so the extensions and subprotocols the two ends agree on pass through untouched.
+//! Any other answer goes to the client as it came (a failure before any answer is retried or
+//! becomes JSON, as for any request).
 //!
-//! A tunnel holds its backend's lease while open (it counts as in flight, which
-//! `least_connections` sees), ends when either side closes or fails, after
-//! `server.tunnel_idle_timeout_secs` with no byte either way, or when a drain's grace ends.
-//! While draining no new tunnel is opened.
+//! The open tunnel is carried by [`pump`]. While draining no new tunnel is opened.
 
-use std::cell::Cell;
-use std::convert::Infallible;
-use std::fmt;
-use std::io;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix_http::{ConnectionType, ResponseHead};
-use actix_web::body::BodyStream;
 use actix_web::http::header::{self, HeaderMap, HeaderValue};
 use actix_web::http::{Method, StatusCode, Version};
-use actix_web::web::{self, Bytes, BytesMut};
+use actix_web::web::{self, BytesMut};
 use actix_web::{HttpRequest, HttpResponse};
-use futures_util::{Stream, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc;
-use tokio::time::Instant;
 
 use super::attempt::{AttemptError, Attempts};
 use super::body::RequestBody;
 use super::error::ProxyError;
 use super::headers;
+use super::pump::{self, Pump};
 use super::response::{to_client, Forwarded};
 use super::state::ProxyState;
-use super::tunnels::Tunnels;
 use crate::http::tls::ViaTls;
 use crate::registry::{Lease, Outcome};
-use crate::upstream::{Connections, Io, Reply, Request};
-
-/// Bytes read from a backend at a time.
-const READ_CHUNK: usize = 16 * 1024;
-/// Chunks on their way to the client, per tunnel; a client that stops reading stops the
-/// backend's side being read once these are queued.
-const QUEUED_CHUNKS: usize = 8;
+use crate::upstream::{Connections, Reply, Request};
 
 /// Whether the request asks for a WebSocket tunnel. Other `Upgrade` values (`h2c`, …) are not
 /// tunnelled: the header is dropped like any hop-by-hop one and the request proxied as plain
@@ -114,45 +94,58 @@ pub async fn open(
             upgrade: Some(&websocket),
         };
         let failure = match connections.upgrade(&backend, &handshake).await {
-            Ok(Reply::Switched { head, io, early }) => {
-                lease.record(Outcome::Responded);
-                let Some(upgrade) = websocket_upgrade(&head) else {
-                    log::error!("backend {backend} answered 101 without Upgrade: websocket");
-                    return Err(ProxyError::BadGateway);
-                };
-                let response = switched(&head, upgrade);
-                let pump = Pump {
-                    io,
-                    early,
-                    payload,
-                    lease,
-                };
-                let body = start(pump, state);
-                return Ok((response.set_body(body).map_into_boxed_body(), backend));
-            }
-            Ok(Reply::Answer(answer)) => {
-                lease.record(Outcome::Responded);
-                let mut response = to_client(
-                    &Method::GET,
-                    answer.head.status,
-                    &answer.head.headers,
-                    answer.body,
-                    lease,
-                    state.send_timeout,
-                );
-                // actix-http writes the body of any answer to a WebSocket handshake as raw
-                // bytes to the end of the connection, even one it labelled chunked: so no such
-                // label. A body without a length then ends with the connection (which
-                // closes after it anyway).
-                response.head_mut().no_chunking(true);
-                return Ok((response, backend));
-            }
+            Ok(reply) => return answered(reply, lease, payload, state),
             Err(err) => AttemptError::from(err),
         };
         // A handshake has no body and GET is idempotent: a refused connect or a reset before
         // the answer may go to another backend; a timeout is not retried.
         let retryable = failure.retryable(&Method::GET, &RequestBody::Empty);
         attempts.failed(lease, failure, retryable)?;
+    }
+}
+
+/// The client's answer to a backend's reply: on a `101`, the switch, and the tunnel starts;
+/// any other answer goes to the client as it came.
+fn answered(
+    reply: Reply,
+    lease: Lease,
+    payload: web::Payload,
+    state: &ProxyState,
+) -> Result<Forwarded, ProxyError> {
+    lease.record(Outcome::Responded);
+    let backend = Arc::clone(&lease.backend);
+    match reply {
+        Reply::Switched { head, io, early } => {
+            let Some(upgrade) = websocket_upgrade(&head) else {
+                log::error!("backend {backend} answered 101 without Upgrade: websocket");
+                return Err(ProxyError::BadGateway);
+            };
+            let response = switched(&head, upgrade);
+            let pump = Pump {
+                io,
+                early,
+                payload,
+                lease,
+            };
+            let body = pump::start(pump, state);
+            Ok((response.set_body(body).map_into_boxed_body(), backend))
+        }
+        Reply::Answer(answer) => {
+            let mut response = to_client(
+                &Method::GET,
+                answer.head.status,
+                &answer.head.headers,
+                answer.body,
+                lease,
+                state.send_timeout,
+            );
+            // actix-http writes the body of any answer to a WebSocket handshake as raw bytes
+            // to the end of the connection, even one it labelled chunked: so no such label. A
+            // body without a length then ends with the connection (which closes after it
+            // anyway).
+            response.head_mut().no_chunking(true);
+            Ok((response, backend))
+        }
     }
 }
 
@@ -178,140 +171,6 @@ fn switched(head: &ResponseHead, upgrade: HeaderValue) -> HttpResponse<()> {
         .head_mut()
         .set_connection_type(ConnectionType::Upgrade);
     response
-}
-
-/// What one tunnel carries.
-struct Pump {
-    io: Io,
-    early: Bytes,
-    payload: web::Payload,
-    lease: Lease,
-}
-
-/// Why a tunnel ended.
-enum Ended {
-    BackendClosed,
-    BackendFailed(io::Error),
-    ClientGone,
-    ClientFailed(String),
-    Idle(Duration),
-    Drained,
-}
-
-impl fmt::Display for Ended {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::BackendClosed => f.write_str("the backend closed it"),
-            Self::BackendFailed(err) => write!(f, "the backend's side failed: {err}"),
-            Self::ClientGone => f.write_str("the client closed it"),
-            Self::ClientFailed(err) => write!(f, "the client's side failed: {err}"),
-            Self::Idle(after) => write!(f, "no byte either way for {} s", after.as_secs()),
-            Self::Drained => f.write_str("the drain's grace ended"),
-        }
-    }
-}
-
-/// Starts the tunnel's task; the returned stream is what the client is sent.
-fn start(
-    pump: Pump,
-    state: &ProxyState,
-) -> BodyStream<impl Stream<Item = Result<Bytes, io::Error>>> {
-    let (to_client, mut queued) = mpsc::channel::<Bytes>(QUEUED_CHUNKS);
-    let counted = state.tunnels.opened(&state.metrics);
-    actix_rt::spawn(async move {
-        let opened = Instant::now();
-        let backend = Arc::clone(&pump.lease.backend);
-        let (ended, up, down) = run(pump, counted.tunnels(), to_client).await;
-        let line = format!(
-            "WebSocket tunnel to {backend} closed after {:.1} s ({ended}); {up} bytes up, {down} down",
-            opened.elapsed().as_secs_f64()
-        );
-        match ended {
-            Ended::BackendFailed(_) | Ended::ClientFailed(_) => log::warn!("{line}"),
-            Ended::Idle(_) | Ended::Drained => log::info!("{line}"),
-            Ended::BackendClosed | Ended::ClientGone => log::debug!("{line}"),
-        }
-        drop(counted);
-    });
-    BodyStream::new(futures_util::stream::poll_fn(move |cx| {
-        queued.poll_recv(cx).map(|chunk| chunk.map(Ok))
-    }))
-}
-
-/// Carries bytes both ways until one of the ends described by [`Ended`]; returns it with the
-/// bytes sent up (to the backend) and down (to the client).
-async fn run(pump: Pump, tunnels: &Tunnels, to_client: mpsc::Sender<Bytes>) -> (Ended, u64, u64) {
-    let Pump {
-        io,
-        early,
-        mut payload,
-        lease,
-    } = pump;
-    let (mut from_backend, mut to_backend) = tokio::io::split(io);
-    let mut closing = tunnels.closing();
-    let idle_timeout = tunnels.idle_timeout;
-    let last_byte = Cell::new(Instant::now());
-    let (sent_up, sent_down) = (Cell::new(0u64), Cell::new(0u64));
-
-    let up = async {
-        while let Some(chunk) = payload.next().await {
-            let chunk = chunk.map_err(|err| Ended::ClientFailed(err.to_string()))?;
-            to_backend
-                .write_all(&chunk)
-                .await
-                .map_err(Ended::BackendFailed)?;
-            // TLS buffers a record until flushed; for TCP this does nothing.
-            to_backend.flush().await.map_err(Ended::BackendFailed)?;
-            sent_up.set(sent_up.get() + chunk.len() as u64);
-            last_byte.set(Instant::now());
-        }
-        // The client finished sending: pass the half-close on and keep the other way open
-        // until the backend closes too.
-        let _ = to_backend.shutdown().await;
-        std::future::pending::<Result<Infallible, Ended>>().await
-    };
-    let down = async {
-        if !early.is_empty() {
-            sent_down.set(early.len() as u64);
-            to_client.send(early).await.map_err(|_| Ended::ClientGone)?;
-        }
-        let mut buf = BytesMut::with_capacity(READ_CHUNK);
-        loop {
-            buf.reserve(READ_CHUNK);
-            match from_backend.read_buf(&mut buf).await {
-                Ok(0) => return Err::<Infallible, _>(Ended::BackendClosed),
-                Ok(n) => sent_down.set(sent_down.get() + n as u64),
-                Err(err) => return Err(Ended::BackendFailed(err)),
-            }
-            last_byte.set(Instant::now());
-            let chunk = buf.split().freeze();
-            to_client.send(chunk).await.map_err(|_| Ended::ClientGone)?;
-        }
-    };
-    let idle = async {
-        loop {
-            let deadline = last_byte.get() + idle_timeout;
-            if Instant::now() >= deadline {
-                return Ended::Idle(idle_timeout);
-            }
-            tokio::time::sleep_until(deadline).await;
-        }
-    };
-    let drained = async {
-        if closing.wait_for(|closing| *closing).await.is_err() {
-            // The signal's sender is gone with the server; nothing will ask any more.
-            std::future::pending::<()>().await;
-        }
-        Ended::Drained
-    };
-    let ended = tokio::select! {
-        Err(ended) = up => ended,
-        Err(ended) = down => ended,
-        ended = idle => ended,
-        ended = drained => ended,
-    };
-    drop(lease);
-    (ended, sent_up.get(), sent_down.get())
 }
 
 #[cfg(test)]
