@@ -110,66 +110,66 @@ impl EncodeMetric for SummedHistogram {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::default();
         let mut bounds: Vec<f64> = exponential_buckets(0.0005, 2.0, 16).collect();
         bounds.push(f64::INFINITY);
-        let backend_up = Family::<BackendLabels, Gauge>::default();
-        let backend_in_flight = Family::<BackendLabels, Gauge>::default();
-        let rate_limited = Counter::default();
-        let clients = Gauge::default();
-        let tracked_buckets = Gauge::default();
-        let upstream_failures = Family::<FailureLabels, Counter>::default();
-        let tunnels_open = Gauge::default();
-        let tunnels = Counter::default();
+        let mut metrics = Self {
+            registry: Registry::default(),
+            bounds,
+            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+            backend_up: Family::default(),
+            backend_in_flight: Family::default(),
+            rate_limited: Counter::default(),
+            clients: Gauge::default(),
+            tracked_buckets: Gauge::default(),
+            upstream_failures: Family::default(),
+            tunnels_open: Gauge::default(),
+            tunnels: Counter::default(),
+        };
+        metrics.register();
+        metrics
+    }
+}
+
+impl Metrics {
+    /// Puts every kept metric into the registry the exposition reads.
+    fn register(&mut self) {
+        let registry = &mut self.registry;
         registry.register(
             "lb_backend_up",
             "1 when the backend is in rotation",
-            backend_up.clone(),
+            self.backend_up.clone(),
         );
         registry.register(
             "lb_backend_in_flight",
             "Attempts under way per backend",
-            backend_in_flight.clone(),
+            self.backend_in_flight.clone(),
         );
         registry.register(
             "lb_rate_limited",
             "Requests refused with 429",
-            rate_limited.clone(),
+            self.rate_limited.clone(),
         );
-        registry.register("lb_clients", "Registered clients", clients.clone());
+        registry.register("lb_clients", "Registered clients", self.clients.clone());
         registry.register(
             "lb_tracked_buckets",
             "Token buckets held (registered and by IP)",
-            tracked_buckets.clone(),
+            self.tracked_buckets.clone(),
         );
         registry.register(
             "lb_upstream_failures",
             "Attempts that failed before a response, by backend and kind",
-            upstream_failures.clone(),
+            self.upstream_failures.clone(),
         );
         registry.register(
             "lb_websocket_tunnels_open",
             "WebSocket tunnels open now",
-            tunnels_open.clone(),
+            self.tunnels_open.clone(),
         );
         registry.register(
             "lb_websocket_tunnels",
             "WebSocket tunnels opened (backend answered 101)",
-            tunnels.clone(),
+            self.tunnels.clone(),
         );
-        Self {
-            registry,
-            bounds,
-            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
-            backend_up,
-            backend_in_flight,
-            rate_limited,
-            clients,
-            tracked_buckets,
-            upstream_failures,
-            tunnels_open,
-            tunnels,
-        }
     }
 }
 
@@ -282,22 +282,7 @@ impl Metrics {
         buckets: usize,
         cluster: Option<ClusterCounters>,
     ) -> String {
-        // Backends that left the pool leave the exposition too.
-        self.backend_up.clear();
-        self.backend_in_flight.clear();
-        for member in members {
-            let labels = BackendLabels {
-                backend: member.backend.name.clone(),
-            };
-            self.backend_up
-                .get_or_create(&labels)
-                .set(i64::from(member.healthy));
-            self.backend_in_flight
-                .get_or_create(&labels)
-                .set(member.in_flight as i64);
-        }
-        self.clients.set(clients as i64);
-        self.tracked_buckets.set(buckets as i64);
+        self.set_gauges(members, clients, buckets);
         let mut text = String::new();
         // The shards' tallies and, in cluster mode, the cluster's own counters, read now.
         let mut scraped = Registry::default();
@@ -313,21 +298,7 @@ impl Metrics {
             duration,
         );
         if let Some(counters) = cluster {
-            scraped.register(
-                "lb_redis_up",
-                "1 while Redis answers (cluster mode)",
-                ConstGauge::new(i64::from(counters.up)),
-            );
-            scraped.register(
-                "lb_redis_calls",
-                "Commands sent to Redis (a pipeline of n bucket asks counts n)",
-                ConstCounter::new(counters.calls),
-            );
-            scraped.register(
-                "lb_admissions_decided_locally",
-                "Admissions decided without Redis because it was down (cluster mode)",
-                ConstCounter::new(counters.decided_locally),
-            );
+            register_cluster(&mut scraped, counters);
         }
         prometheus_client::encoding::text::encode_registry(&mut text, &self.registry)
             .and_then(|()| prometheus_client::encoding::text::encode_registry(&mut text, &scraped))
@@ -335,6 +306,45 @@ impl Metrics {
             .expect("writing to a String cannot fail");
         text
     }
+
+    /// The gauges from the current pool and limiter state; backends that left the pool leave
+    /// the exposition too.
+    fn set_gauges(&self, members: &[MemberStatus], clients: usize, buckets: usize) {
+        self.backend_up.clear();
+        self.backend_in_flight.clear();
+        for member in members {
+            let labels = BackendLabels {
+                backend: member.backend.name.clone(),
+            };
+            self.backend_up
+                .get_or_create(&labels)
+                .set(i64::from(member.healthy));
+            self.backend_in_flight
+                .get_or_create(&labels)
+                .set(member.in_flight as i64);
+        }
+        self.clients.set(clients as i64);
+        self.tracked_buckets.set(buckets as i64);
+    }
+}
+
+/// Cluster mode's counters, read now.
+fn register_cluster(scraped: &mut Registry, counters: ClusterCounters) {
+    scraped.register(
+        "lb_redis_up",
+        "1 while Redis answers (cluster mode)",
+        ConstGauge::new(i64::from(counters.up)),
+    );
+    scraped.register(
+        "lb_redis_calls",
+        "Commands sent to Redis (a pipeline of n bucket asks counts n)",
+        ConstCounter::new(counters.calls),
+    );
+    scraped.register(
+        "lb_admissions_decided_locally",
+        "Admissions decided without Redis because it was down (cluster mode)",
+        ConstCounter::new(counters.decided_locally),
+    );
 }
 
 #[cfg(test)]

@@ -6,10 +6,12 @@
 //! lock and makes no actor round trip.
 
 mod actor;
+mod api;
 mod changes;
 mod member;
 mod messages;
 mod plan;
+mod reload;
 pub mod rotation;
 mod selection;
 

@@ -1,0 +1,200 @@
+//! The backends API's changes of the pool (add, update, remove). Changes that alter the file's
+//! content write it first and apply only if that worked; the actor waits for the write
+//! ([`AtomicResponse`]), so two changes never interleave and the file always matches the pool.
+
+use std::sync::Arc;
+
+use actix::{ActorFutureExt, AtomicResponse, Context, Handler, WrapFuture};
+
+use super::actor::Registry;
+use super::member::{Member, MemberStatus};
+use super::messages::{AddBackend, PoolError, RemoveBackend, UpdateBackend};
+use crate::backend::{fill_names, BackendSpec};
+use crate::discovery::FileEntry;
+
+impl Registry {
+    /// The member called `name` that is not leaving.
+    fn staying(&self, name: &str) -> Result<Arc<Member>, PoolError> {
+        let member = self
+            .rotation
+            .members()
+            .into_iter()
+            .find(|m| m.backend.name == name)
+            .ok_or_else(|| PoolError::NotFound(format!("No backend named {name:?}")))?;
+        if member.is_leaving() {
+            return Err(PoolError::NotFound(format!(
+                "Backend {name:?} is leaving the pool"
+            )));
+        }
+        Ok(member)
+    }
+
+    /// The pool file's entries for `members` (those not leaving), in order.
+    fn file_entries(members: &[Arc<Member>]) -> Vec<FileEntry> {
+        members
+            .iter()
+            .filter(|m| !m.is_leaving())
+            .map(|m| FileEntry {
+                url: m.backend.url.clone(),
+                weight: m.weight(),
+                name: m.backend.name.clone(),
+            })
+            .collect()
+    }
+
+    /// Writes `entries` to the pool file (if there is one, and something to write) off the
+    /// actor's thread; the actor waits for it (see [`AtomicResponse`]), then `apply` runs if
+    /// the write succeeded.
+    fn write_then<T: 'static>(
+        &self,
+        entries: Option<Vec<FileEntry>>,
+        apply: impl FnOnce(&mut Self) -> Result<T, PoolError> + 'static,
+    ) -> AtomicResponse<Self, Result<T, PoolError>> {
+        let file = self.options.file.clone();
+        let write = async move {
+            let (Some(file), Some(entries)) = (file, entries) else {
+                return Ok(());
+            };
+            let shown = file.to_string();
+            actix_rt::task::spawn_blocking(move || file.write(&entries))
+                .await
+                .map_err(|err| err.to_string())
+                .and_then(|written| written.map_err(|err| err.to_string()))
+                .map_err(|err| PoolError::Storage(format!("cannot write {shown}: {err}")))
+        };
+        AtomicResponse::new(Box::pin(write.into_actor(self).map(
+            |written, registry, _| {
+                written.inspect_err(|err| log::error!("pool change refused: {err}"))?;
+                apply(registry)
+            },
+        )))
+    }
+}
+
+/// An immediate refusal, in the shape of the handlers that write the file.
+fn refuse<T: 'static>(err: PoolError) -> AtomicResponse<Registry, Result<T, PoolError>> {
+    AtomicResponse::new(Box::pin(actix::fut::ready(Err(err))))
+}
+
+/// The name a new backend `spec` gets beside `members`: its own, or `backend-N`; a URL or name
+/// already in the pool (leaving members included) is a duplicate.
+fn name_for_new(members: &[Arc<Member>], spec: &BackendSpec) -> Result<String, PoolError> {
+    if let Some(twin) = members
+        .iter()
+        .find(|m| m.backend.authority == spec.authority)
+    {
+        let how = if twin.is_leaving() {
+            " (still draining out)"
+        } else {
+            ""
+        };
+        return Err(PoolError::Duplicate(format!(
+            "{} is already in the pool as {:?}{how}",
+            spec.url, twin.backend.name
+        )));
+    }
+    if let Some(name) = &spec.name {
+        if members.iter().any(|m| &m.backend.name == name) {
+            return Err(PoolError::Duplicate(format!(
+                "The name {name:?} is already taken"
+            )));
+        }
+    }
+    let mut fixed: Vec<Option<String>> = members
+        .iter()
+        .filter(|m| !m.is_leaving())
+        .map(|m| Some(m.backend.name.clone()))
+        .collect();
+    fixed.push(spec.name.clone());
+    let reserved: Vec<String> = members
+        .iter()
+        .filter(|m| m.is_leaving())
+        .map(|m| m.backend.name.clone())
+        .collect();
+    fill_names(&fixed, &reserved)
+        .ok()
+        .and_then(|mut names| names.pop())
+        .ok_or_else(|| PoolError::Duplicate("The name is already taken".into()))
+}
+
+impl Handler<AddBackend> for Registry {
+    type Result = AtomicResponse<Self, Result<MemberStatus, PoolError>>;
+
+    fn handle(&mut self, msg: AddBackend, _: &mut Context<Self>) -> Self::Result {
+        let members = self.rotation.members();
+        let spec = msg.spec;
+        let name = match name_for_new(&members, &spec) {
+            Ok(name) => name,
+            Err(err) => return refuse(err),
+        };
+        let mut entries = Self::file_entries(&members);
+        entries.push(FileEntry {
+            url: spec.url.clone(),
+            weight: spec.weight,
+            name: name.clone(),
+        });
+        self.write_then(Some(entries), move |registry| {
+            let member = registry.new_member(&spec, name);
+            let mut members = registry.rotation.members();
+            let first_leaving = members.iter().position(|m| m.is_leaving());
+            members.insert(first_leaving.unwrap_or(members.len()), Arc::clone(&member));
+            registry.rotation.publish(members);
+            registry.announce_added(&member, "by the API");
+            Ok(member.status())
+        })
+    }
+}
+
+impl Handler<UpdateBackend> for Registry {
+    type Result = AtomicResponse<Self, Result<MemberStatus, PoolError>>;
+
+    fn handle(&mut self, msg: UpdateBackend, _: &mut Context<Self>) -> Self::Result {
+        let member = match self.staying(&msg.name) {
+            Ok(member) => member,
+            Err(err) => return refuse(err),
+        };
+        let weight = msg.weight.filter(|w| *w != member.weight());
+        // Only a new weight changes the file; draining is run-time state.
+        let entries = weight.map(|weight| {
+            let mut entries = Self::file_entries(&self.rotation.members());
+            for entry in entries.iter_mut().filter(|e| e.name == msg.name) {
+                entry.weight = weight;
+            }
+            entries
+        });
+        self.write_then(entries, move |registry| {
+            if let Some(weight) = weight {
+                member.set_weight(weight);
+                registry.announce_weight(&member);
+            }
+            if let Some(draining) = msg.draining {
+                registry.set_draining(&member, draining);
+            }
+            registry.rotation.rebuild();
+            Ok(member.status())
+        })
+    }
+}
+
+impl Handler<RemoveBackend> for Registry {
+    type Result = AtomicResponse<Self, Result<MemberStatus, PoolError>>;
+
+    fn handle(&mut self, msg: RemoveBackend, _: &mut Context<Self>) -> Self::Result {
+        let member = match self.staying(&msg.name) {
+            Ok(member) => member,
+            Err(err) => return refuse(err),
+        };
+        let entries: Vec<FileEntry> = Self::file_entries(&self.rotation.members())
+            .into_iter()
+            .filter(|e| e.name != msg.name)
+            .collect();
+        self.write_then(Some(entries), move |registry| {
+            registry.start_leaving(&member, "removed by the API");
+            let mut members = registry.rotation.members();
+            members.retain(|m| m.id() != member.id());
+            members.push(Arc::clone(&member));
+            registry.rotation.publish(members);
+            Ok(member.status())
+        })
+    }
+}
