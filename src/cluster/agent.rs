@@ -16,7 +16,9 @@ use futures_util::future::LocalBoxFuture;
 use redis::aio::MultiplexedConnection;
 use redis::AsyncConnectionConfig;
 
-use super::link::{Cluster, Down, Instance, StoredClient};
+use super::clients::StoredClient;
+use super::handle::{Cluster, Down};
+use super::status::Instance;
 use crate::client::ClientRecord;
 
 /// How often the log is read, and a reconnect tried while Redis is down.

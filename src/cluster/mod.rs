@@ -1,7 +1,8 @@
 //! Cluster mode: several balancer instances share their clients and limits through Redis.
 //!
-//! [`Cluster`] is the handle the limiter's shards hold: the Redis connection, whether Redis is
-//! up, and the calls they make (bucket asks in one pipeline per batch, client writes). The
+//! [`Cluster`] ([`handle`]) is what the limiter's shards hold: the Redis connection, whether
+//! Redis is up, and the calls they make (bucket asks in one pipeline per batch, [`buckets`];
+//! client writes, [`clients`]). The
 //! connection itself — one multiplexed socket, its I/O task — lives on the cluster's own arbiter
 //! with the [`agent`], which heartbeats, follows the registry's change log and reconnects; a
 //! stopping HTTP worker cannot take it down. Any call slower than `cluster.redis_timeout_ms`
@@ -10,11 +11,14 @@
 //! up with the registry. The lease arithmetic is in [`lease`], the scripts in [`scripts`].
 
 mod agent;
+mod buckets;
+mod clients;
+mod handle;
 pub mod lease;
-mod link;
 mod scripts;
+mod status;
 
 pub use agent::{start_agent, Change, Replica};
-pub use link::{
-    single_status, Cluster, ClusterCounters, ClusterStatus, Down, NameChange, StoredClient,
-};
+pub use clients::{NameChange, StoredClient};
+pub use handle::{Cluster, Down};
+pub use status::{single_status, ClusterCounters, ClusterStatus};

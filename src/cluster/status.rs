@@ -1,0 +1,43 @@
+//! What the status API and the metrics show of cluster mode.
+
+use serde::Serialize;
+
+/// `cluster` in `/lb/api/status`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ClusterStatus {
+    /// `"single"` or `"redis"`.
+    pub mode: &'static str,
+    /// `"up"`, `"down"`, or `None` in single mode.
+    pub redis: Option<&'static str>,
+    pub instance: String,
+    /// Instances that heartbeat into Redis, as last seen from here.
+    pub instances: Vec<Instance>,
+}
+
+/// One live instance.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Instance {
+    pub name: String,
+    /// Its last heartbeat, unix ms on Redis's clock.
+    pub last_seen_ms: u64,
+}
+
+/// The counters `/lb/metrics` shows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClusterCounters {
+    pub up: bool,
+    /// Commands sent to Redis (a pipeline of n bucket asks counts n).
+    pub calls: u64,
+    /// Admissions decided without Redis because it was down.
+    pub decided_locally: u64,
+}
+
+/// Single mode's `cluster` status.
+pub fn single_status(instance: String) -> ClusterStatus {
+    ClusterStatus {
+        mode: "single",
+        redis: None,
+        instance,
+        instances: Vec::new(),
+    }
+}
