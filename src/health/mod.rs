@@ -21,7 +21,7 @@ use crate::backend::{Backend, BackendId, ProbeReport};
 use crate::registry::{Membership, Rotation};
 use crate::settings::HealthSettings;
 pub use probe::PROBE_USER_AGENT;
-use probe::{probe_client, probe_once};
+use probe::{probe_once, prober};
 use state::{HealthState, Transition};
 
 /// How often the checker looks for due probes and new members.
@@ -43,7 +43,7 @@ pub struct HealthChecker {
     registry: Membership,
     settings: HealthSettings,
     /// Built on the actor's own thread (an awc Client is not Send); no redirects followed.
-    client: Client,
+    prober: Client,
     /// Per member.
     probed: HashMap<BackendId, Probed>,
     /// Members seen at the first tick are spread over the interval; later ones are probed at once.
@@ -59,11 +59,11 @@ impl HealthChecker {
         connect_timeout: Duration,
         tls: &Arc<rustls::ClientConfig>,
     ) -> Self {
-        let client = probe_client(connect_timeout.min(settings.timeout), settings.timeout, tls);
+        let prober = prober(connect_timeout.min(settings.timeout), settings.timeout, tls);
         Self {
             rotation,
             registry,
-            client,
+            prober,
             probed: HashMap::new(),
             started: false,
             settings,
@@ -111,7 +111,7 @@ impl HealthChecker {
 
     fn probe(&mut self, backend: Arc<Backend>, ctx: &mut Context<Self>) {
         let id = backend.id;
-        let request = probe_once(self.client.clone(), backend, self.settings.clone());
+        let request = probe_once(self.prober.clone(), backend, self.settings.clone());
         let started = Instant::now();
         ctx.spawn(request.into_actor(self).map(move |result, checker, _| {
             if let Some(member) = checker.rotation.member(id) {

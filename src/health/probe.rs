@@ -1,9 +1,8 @@
-//! One probe: `GET {health.path}` through awc, the card's HTTP client, which fits a probe well
-//! (a plain request with a timeout, its own small pool, nothing streamed). It uses the same
-//! rustls configuration as proxied requests ([`crate::upstream::tls_config`]), so a probe
-//! verifies a backend's certificate exactly as the traffic does; what it cannot share with the
-//! traffic's connector (a proxied request's exact head, its connections) does not change a
-//! health verdict.
+//! One probe: `GET {health.path}` through awc, the HTTP client the user's card names. A probe
+//! is a plain bodiless request with a timeout, which awc does well, on its own few kept-alive
+//! connections apart from the traffic's. It uses the traffic's rustls configuration
+//! ([`crate::upstream::tls_config`]), so a backend's certificate is verified exactly as for
+//! proxied requests.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +21,7 @@ pub const PROBE_USER_AGENT: &str = "loadbalancer-health-check";
 /// The probes' awc client: no redirects followed, no default headers, no decompression (awc
 /// is built without it), the timeouts applied, TLS with the one configuration. Must be built
 /// on the thread that uses it (an awc client is not `Send`).
-pub fn probe_client(
+pub fn prober(
     connect_timeout: Duration,
     response_timeout: Duration,
     tls: &Arc<ClientConfig>,
@@ -42,13 +41,13 @@ pub fn probe_client(
 
 /// One probe: `Ok` for a 2xx or 3xx answer, else why not.
 pub async fn probe_once(
-    client: Client,
+    prober: Client,
     backend: Arc<Backend>,
     settings: HealthSettings,
 ) -> Result<(), String> {
     let scheme = if backend.tls { "https" } else { "http" };
     let url = format!("{scheme}://{}{}", backend.authority, settings.path);
-    let response = client
+    let response = prober
         .get(url)
         .insert_header((header::USER_AGENT, PROBE_USER_AGENT))
         .send()

@@ -2,8 +2,10 @@
 //! own limits. Bodies are JSON objects of `client_id` (or `id`), `name` (optional), `capacity`
 //! (or `rate_limit`; an integer 1..=10^9) and `rate_per_sec` (a number in (0, 10^9]; when
 //! creating, it defaults to `rate_limit.default_rate_per_sec`). Each invalid field is a 400
-//! naming it; a body over 64 KiB is 413 and a non-JSON content type 415. Writes are committed to
-//! SQLite before the answer; if that fails the answer is 503 and nothing changed.
+//! naming it; a body over 64 KiB is 413 and a non-JSON content type 415. A write is durable
+//! before it is answered: committed to SQLite for a single instance, written to Redis's registry
+//! in cluster mode (and mirrored into each instance's SQLite after); when that fails the answer
+//! is 503 and nothing changed.
 
 use std::sync::Arc;
 

@@ -1,17 +1,15 @@
 //! Admissions gathered per worker turn, for the asks that go to a shard's actor: all of them in
 //! cluster mode, and a single instance's when the shard's map is busy or an eviction is due
 //! (the others are taken on the worker's thread, [`super::map::SharedMap`]). Each such ask
-//! needs one answer from its client's shard, and a cross-thread round trip per request costs a
-//! thread wake-up on each side under load (measured: 0.9 context switches per request with the
-//! limiter on, 0.35 with it off). So a worker does not send one message per request: the
-//! requests that ask during one turn of the worker's event loop are queued on the worker
-//! thread, and a task spawned by the first of them — which runs after the tasks already woken
-//! in that turn — sends each shard one [`AdmitMany`] and hands every request its own answer. A
-//! lone request pays one spawn more (not measurable next to the thread hop); under load one
-//! round trip serves many requests. The answers are exactly those of one message per request,
-//! in arrival order. A request dropped while waiting loses nothing but its answer: the flush
-//! does not depend on it. (Sending a lone request at once and batching only while a message is
-//! out measured slower; docs/performance.md has the figures.)
+//! needs one answer from its client's shard, and a cross-thread round trip costs a thread
+//! wake-up on each side. So a worker does not send one message per request: the requests that
+//! ask during one turn of the worker's event loop are queued on the worker thread, and a task
+//! spawned by the first of them — which runs after the tasks already woken in that turn —
+//! sends each shard one [`AdmitMany`] and hands every request its own answer. A lone request
+//! pays one spawn more; under load one round trip serves many requests (docs/performance.md
+//! has the figures). The answers are exactly those of one message per request, in arrival
+//! order. A request dropped while waiting loses nothing but its answer: the flush does not
+//! depend on it.
 
 use std::cell::RefCell;
 

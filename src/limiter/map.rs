@@ -323,8 +323,8 @@ impl BucketMap {
 
 /// One shard's map behind a lock, shared by the shard's actor (admin writes, flushes, sweeps,
 /// cluster mode) and the request handlers of a single instance, which take their tokens under
-/// the lock on their own thread instead of a round trip to the shard's (measured in
-/// docs/performance.md). Every admission of a client still goes through this one map, so the
+/// the lock on their own thread instead of a round trip to the shard's (docs/performance.md
+/// has what that saves). Every admission of a client still goes through this one map, so the
 /// limits are exactly those of the actor alone. The lock is held for one map operation at a
 /// time, never across an await.
 #[derive(Debug, Clone)]

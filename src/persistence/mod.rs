@@ -1,6 +1,7 @@
 //! Persistence: the `Store` actor owns the one SQLite connection on a one-thread
 //! `SyncArbiter`, so no SQLite call ever runs on a worker or an async arbiter. The bucket
-//! store sends it client writes (committed before the admin API answers) and batches of
+//! store sends it client writes (a single instance's committed before the admin API answers;
+//! in cluster mode, the mirror of Redis's registry, written after Redis has them) and batches of
 //! token levels (every `persistence.flush_interval_ms` and at shutdown).
 
 mod database;
