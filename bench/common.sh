@@ -34,6 +34,14 @@ wait_port() {
   exit 1
 }
 
+# Writes $1/server.crt and $1/server.key: a self-signed EC P-256 certificate for localhost and
+# 127.0.0.1, valid two days.
+write_certificate() {
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+    -keyout "$1/server.key" -out "$1/server.crt" 2>/dev/null
+}
+
 # Writes $1/nginx.conf: $2 worker processes, no daemon, no access log, kept-alive
 # connections never retired, and $3 inside the `http` block.
 write_nginx_conf() {

@@ -21,9 +21,7 @@ need_tools wrk nginx openssl
 balancer_binary
 make_workspace
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-  -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
-  -keyout "$work/server.key" -out "$work/server.crt" 2>/dev/null
+write_certificate "$work"
 write_nginx_backends "$work/nginx-backends"
 mkdir -p "$work/lb"
 write_nginx_proxy "$work/nginx-tls" "listen 127.0.0.1:18444 ssl http2;

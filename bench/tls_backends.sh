@@ -23,9 +23,7 @@ need_tools wrk nginx openssl
 balancer_binary
 make_workspace
 
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-  -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
-  -keyout "$work/server.key" -out "$work/server.crt" 2>/dev/null
+write_certificate "$work"
 tls="ssl_certificate $work/server.crt; ssl_certificate_key $work/server.key; ssl_protocols TLSv1.2 TLSv1.3;"
 write_nginx_conf "$work/nginx-backends" 1 "
   server { listen 127.0.0.1:19001 ssl; $tls location / { return 200 \"ok\n\"; } }
