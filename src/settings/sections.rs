@@ -182,26 +182,7 @@ pub fn simulation(
         ));
     }
     if raw.enabled {
-        if let Some(secure) = pool.iter().map(|entry| &entry.backend).find(|b| b.tls) {
-            let problem = format!(
-                "backends[{}] {} is https://, and simulated backends speak plain HTTP; \
-                 set simulation.enabled = false to use real backends",
-                secure.id, secure.url
-            );
-            return Err(check.invalid("simulation.enabled", problem));
-        }
-        let remote = pool
-            .iter()
-            .map(|entry| &entry.backend)
-            .find(|b| !is_loopback_authority(b.authority.as_str()));
-        if let Some(remote) = remote {
-            let problem = format!(
-                "backends[{}] {} is not a loopback address, and simulated backends run on this machine; \
-                 set simulation.enabled = false to use real backends",
-                remote.id, remote.url
-            );
-            return Err(check.invalid("simulation.enabled", problem));
-        }
+        simulable(check, pool)?;
     }
     Ok(SimulationSettings {
         enabled: raw.enabled,
@@ -213,6 +194,32 @@ pub fn simulation(
         },
         seed: (raw.seed != 0).then_some(raw.seed),
     })
+}
+
+/// With simulation on, every backend must be one this process can serve: plain HTTP on
+/// loopback.
+fn simulable(check: &Checker, pool: &[PoolEntry]) -> Result<(), ConfigError> {
+    if let Some(secure) = pool.iter().map(|entry| &entry.backend).find(|b| b.tls) {
+        let problem = format!(
+            "backends[{}] {} is https://, and simulated backends speak plain HTTP; \
+             set simulation.enabled = false to use real backends",
+            secure.id, secure.url
+        );
+        return Err(check.invalid("simulation.enabled", problem));
+    }
+    let remote = pool
+        .iter()
+        .map(|entry| &entry.backend)
+        .find(|b| !is_loopback_authority(b.authority.as_str()));
+    if let Some(remote) = remote {
+        let problem = format!(
+            "backends[{}] {} is not a loopback address, and simulated backends run on this machine; \
+             set simulation.enabled = false to use real backends",
+            remote.id, remote.url
+        );
+        return Err(check.invalid("simulation.enabled", problem));
+    }
+    Ok(())
 }
 
 /// `backends.ca_file`: empty = none; else a readable PEM file with at least one certificate.
