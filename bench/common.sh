@@ -42,6 +42,21 @@ write_certificate() {
     -keyout "$1/server.key" -out "$1/server.crt" 2>/dev/null
 }
 
+# Writes $1/ca.crt (a CA of the run's own) and $1/server.crt and $1/server.key: an EC P-256
+# certificate for localhost and 127.0.0.1 it signed, valid two days — what a client that
+# verifies (rustls does not take a self-signed CA certificate as a server's) trusts through
+# ca.crt.
+write_signed_certificate() {
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj /CN=bench-ca -keyout "$1/ca.key" -out "$1/ca.crt" 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \
+    -keyout "$1/server.key" -out "$1/server.csr" 2>/dev/null
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n' \
+    > "$1/server.ext"
+  openssl x509 -req -in "$1/server.csr" -CA "$1/ca.crt" -CAkey "$1/ca.key" -CAcreateserial \
+    -days 2 -extfile "$1/server.ext" -out "$1/server.crt" 2>/dev/null
+}
+
 # Writes $1/nginx.conf: $2 worker processes, no daemon, no access log, kept-alive
 # connections never retired, and $3 inside the `http` block.
 write_nginx_conf() {

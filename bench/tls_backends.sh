@@ -6,9 +6,10 @@
 #   LB_BIN=... bench/tls_backends.sh             (the build to measure; default target/release)
 #   LB_BIN_BEFORE=... bench/tls_backends.sh      (an earlier build, measured beside it)
 #
-# Makes an EC P-256 certificate for 127.0.0.1 with openssl; the backends `return 200` over TLS
-# 1.2/1.3. Both proxies verify the backends' certificate against it and keep their upstream
-# connections alive (nginx: `keepalive 128`, `proxy_ssl_verify on`); rate limiting is on in
+# Makes a CA and an EC P-256 certificate for 127.0.0.1 it signs, with openssl; the backends
+# `return 200` over TLS 1.2/1.3. Both proxies verify the backends' certificate against the CA and keep their upstream
+# connections alive (nginx: `keepalive 128`, `proxy_ssl_verify on` for the name `localhost`,
+# since nginx 1.22 matches no IP address in a certificate); rate limiting is on in
 # the balancer with limits nobody reaches. Every round, interleaved: wrk at 64 connections and
 # at 1 connection against each proxy. Prints medians, ours ÷ nginx, and after ÷ before when
 # LB_BIN_BEFORE is set. Installs wrk and nginx from Debian if missing. Traffic stays on
@@ -19,11 +20,11 @@ ROUNDS=${1:-5}
 SECS=${2:-5}
 
 source bench/common.sh
-need_tools wrk nginx openssl
+need_tools wrk nginx openssl curl
 balancer_binary
 make_workspace
 
-write_certificate "$work"
+write_signed_certificate "$work"
 tls="ssl_certificate $work/server.crt; ssl_certificate_key $work/server.key; ssl_protocols TLSv1.2 TLSv1.3;"
 write_nginx_conf "$work/nginx-backends" 1 "
   server { listen 127.0.0.1:19001 ssl; $tls location / { return 200 \"ok\n\"; } }
@@ -41,8 +42,8 @@ write_nginx_conf "$work/nginx-proxy" auto "
       proxy_http_version 1.1;
       proxy_set_header Connection \"\";
       proxy_ssl_verify on;
-      proxy_ssl_trusted_certificate $work/server.crt;
-      proxy_ssl_name 127.0.0.1;
+      proxy_ssl_trusted_certificate $work/ca.crt;
+      proxy_ssl_name localhost;
       proxy_ssl_session_reuse on;
     }
   }"
@@ -60,11 +61,16 @@ fi
 for side in "${!bin[@]}"; do
   mkdir -p "$work/$side"
   write_balancer_settings "$work/$side/Settings.toml" "${port[$side]}" true
-  printf '[backends]\nca_file = "../server.crt"\n' >> "$work/$side/Settings.toml"
+  printf '[backends]\nca_file = "../ca.crt"\n' >> "$work/$side/Settings.toml"
   (cd "$work/$side" && RUST_LOG=warn exec "${bin[$side]}" --settings Settings.toml \
     --backends ../config.json 2> log) & pids+=($!)
 done
 for p in 19001 19002 19003 "${port[@]}"; do wait_port "$p"; done
+# Every proxy must answer 200 through its backends before anything is measured.
+for target in "${!port[@]}"; do
+  code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${port[$target]}/")
+  [ "$code" = 200 ] || { echo "$target answers $code, not 200" >&2; exit 1; }
+done
 
 results=$work/results.tsv
 : > "$results"
