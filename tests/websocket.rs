@@ -168,6 +168,10 @@ async fn twenty_sockets_carry_text_and_large_binary_both_ways() {
             !headers.contains_key("date"),
             "a Date the client never sent"
         );
+        assert!(
+            !headers.contains_key("content-length") && !headers.contains_key("transfer-encoding"),
+            "a handshake has no body: {headers:?}"
+        );
     }
     // Every tunnel's lease is given back once its sockets closed.
     eventually("tunnels to end", Duration::from_secs(5), || {

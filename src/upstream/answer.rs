@@ -59,7 +59,7 @@ enum Framing {
 }
 
 /// Whether an answer with `status` to `method` has a body (RFC 9110 §6.4.1).
-pub fn has_body(method: &Method, status: StatusCode) -> bool {
+fn has_body(method: &Method, status: StatusCode) -> bool {
     *method != Method::HEAD
         && !status.is_informational()
         && status != StatusCode::NO_CONTENT

@@ -8,7 +8,7 @@
 use std::rc::Rc;
 
 use actix_http::{ServiceConfig, ServiceConfigBuilder};
-use actix_web::body::BoxBody;
+use actix_web::body::{self, BoxBody};
 
 use super::answer::{answer, reply, Answer, Reply};
 use super::connector::Connector;
@@ -73,7 +73,7 @@ impl Connections {
         let (head, codec) = conn
             .exchange(
                 request,
-                BoxBody::new(()),
+                BoxBody::new(body::None::new()),
                 &self.0.config,
                 self.0.connector.response_timeout,
             )
