@@ -96,7 +96,6 @@ impl Connection {
             write_head(&mut self.write, request, size);
             self.write_body(body, size).await?;
             self.write_out().await?;
-            self.io.flush().await.map_err(Failure::Stale)?;
             let mut codec = ClientCodec::new(config.clone());
             let head = self.read_head(&mut codec).await?;
             Ok((head, codec))
@@ -125,6 +124,7 @@ impl Connection {
                     write_parts(&mut self.io, [&self.write[..], &chunk[..], tail])
                         .await
                         .map_err(Failure::Stale)?;
+                    self.io.flush().await.map_err(Failure::Stale)?;
                     self.write.clear();
                 }
                 Some(Ok(chunk)) => {
@@ -149,11 +149,14 @@ impl Connection {
         Ok(())
     }
 
+    /// Sends what waits in the write buffer, and flushes it out of TLS's buffer too: a body
+    /// that streams must not sit there while the client's next chunk is awaited.
     async fn write_out(&mut self) -> Result<(), Failure> {
         self.io
             .write_all(&self.write)
             .await
             .map_err(Failure::Stale)?;
+        self.io.flush().await.map_err(Failure::Stale)?;
         self.write.clear();
         Ok(())
     }
