@@ -20,7 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::connector::Io;
 use super::error::UpstreamError;
 
-/// Buffer reserve for reads and writes.
+/// Bytes read from a backend at a time (the buffer reserve of every read and write).
 pub const READ_CHUNK: usize = 16 * 1024;
 /// A backend's answer head larger than this is refused (a 502 for the client).
 pub const MAX_ANSWER_HEAD: usize = 64 * 1024;

@@ -18,5 +18,5 @@ pub use answer::Reply;
 pub use connections::Connections;
 pub use connector::{Connector, Io};
 pub use error::UpstreamError;
-pub use exchange::Request;
+pub use exchange::{Request, READ_CHUNK};
 pub use tls::tls_config;

@@ -20,10 +20,8 @@ use tokio::time::Instant;
 use super::state::ProxyState;
 use super::tunnels::Tunnels;
 use crate::registry::Lease;
-use crate::upstream::Io;
+use crate::upstream::{Io, READ_CHUNK};
 
-/// Bytes read from a backend at a time.
-const READ_CHUNK: usize = 16 * 1024;
 /// Chunks on their way to the client, per tunnel; a client that stops reading stops the
 /// backend's side being read once these are queued.
 const QUEUED_CHUNKS: usize = 8;
