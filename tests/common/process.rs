@@ -201,7 +201,8 @@ pub fn status_and_body(reply: &[u8]) -> (u16, String) {
 }
 
 /// A backend that answers every request after `delay`, and reports the request line of each
-/// request it starts.
+/// request it starts; health probes are answered at once and not reported (a probe's `GET /`
+/// must not pass for the request a test waits for).
 pub fn slow_backend(delay: Duration) -> (SocketAddr, mpsc::Receiver<String>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -213,14 +214,23 @@ pub fn slow_backend(delay: Duration) -> (SocketAddr, mpsc::Receiver<String>) {
                 let mut reader = BufReader::new(stream.try_clone().expect("clone"));
                 let mut line = String::new();
                 let mut request_line = None;
+                let mut probe = false;
                 while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
-                    if line == "\r\n" {
+                    let mut out = &stream;
+                    if line == "\r\n" && probe {
+                        let _ = out.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+                        (request_line, probe) = (None, false);
+                    } else if line == "\r\n" {
                         let _ = started.send(request_line.take().unwrap_or_default());
                         thread::sleep(delay);
-                        let mut out = &stream;
                         let _ = out.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow");
                     } else if request_line.is_none() {
                         request_line = Some(line.trim_end().to_owned());
+                    } else if line
+                        .to_ascii_lowercase()
+                        .starts_with("user-agent: loadbalancer-health-check")
+                    {
+                        probe = true;
                     }
                     line.clear();
                 }
