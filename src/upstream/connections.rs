@@ -5,8 +5,6 @@
 //! once, for requests that may be sent again (idempotent, body in memory), without counting
 //! against the backend.
 
-use std::rc::Rc;
-
 use actix_http::{ServiceConfig, ServiceConfigBuilder};
 use actix_web::body::{self, BoxBody};
 
@@ -17,11 +15,8 @@ use super::exchange::{Connection, Failure, Request};
 use super::idle::Idle;
 use crate::backend::{Backend, BackendId};
 
-/// This worker's connections to backends. Cheap to clone; not `Send` (one per worker).
-#[derive(Clone)]
-pub struct Connections(Rc<Inner>);
-
-struct Inner {
+/// This worker's connections to backends; not `Send` (one per worker).
+pub struct Connections {
     connector: Connector,
     /// One per worker, for the codecs that read answers.
     config: ServiceConfig,
@@ -31,11 +26,11 @@ struct Inner {
 impl Connections {
     /// Must be called on the worker thread that uses them.
     pub fn new(connector: Connector) -> Self {
-        Self(Rc::new(Inner {
+        Self {
             connector,
             config: ServiceConfigBuilder::new().build(),
             idle: Idle::new(),
-        }))
+        }
     }
 
     /// Sends `request` to `backend` over a kept-alive connection (or a new one) and reads the
@@ -48,7 +43,7 @@ impl Connections {
         body: impl Fn() -> BoxBody,
         replayable: bool,
     ) -> Result<Answer, UpstreamError> {
-        if let Some(conn) = self.0.idle.take(backend.id) {
+        if let Some(conn) = self.idle.take(backend.id) {
             match self.answer(conn, backend.id, request, body()).await {
                 Err(Failure::Stale(why)) if replayable => {
                     log::debug!("kept-alive connection to {backend} was gone ({why}); a new one");
@@ -56,7 +51,7 @@ impl Connections {
                 other => return other.map_err(Failure::into_error),
             }
         }
-        let conn = Connection::new(self.0.connector.connect(backend).await?);
+        let conn = Connection::new(self.connector.connect(backend).await?);
         self.answer(conn, backend.id, request, body())
             .await
             .map_err(Failure::into_error)
@@ -69,13 +64,13 @@ impl Connections {
         backend: &Backend,
         request: &Request<'_>,
     ) -> Result<Reply, UpstreamError> {
-        let mut conn = Connection::new(self.0.connector.connect(backend).await?);
+        let mut conn = Connection::new(self.connector.connect(backend).await?);
         let (head, codec) = conn
             .exchange(
                 request,
                 BoxBody::new(body::None::new()),
-                &self.0.config,
-                self.0.connector.response_timeout,
+                &self.config,
+                self.connector.response_timeout,
             )
             .await
             .map_err(Failure::into_error)?;
@@ -90,14 +85,9 @@ impl Connections {
         body: BoxBody,
     ) -> Result<Answer, Failure> {
         let (head, codec) = conn
-            .exchange(
-                request,
-                body,
-                &self.0.config,
-                self.0.connector.response_timeout,
-            )
+            .exchange(request, body, &self.config, self.connector.response_timeout)
             .await?;
-        let home = self.0.idle.home(backend);
+        let home = self.idle.home(backend);
         Ok(answer(request.method, head, codec, conn, Some(home)))
     }
 }
