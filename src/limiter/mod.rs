@@ -99,20 +99,7 @@ impl Limiter {
             .iter()
             .map(|map| {
                 let known = Known::new(map.clone(), registered.clone());
-                let (store, cluster) = (store.clone(), cluster.clone());
-                // The mode is built on the shard's own thread: a shared one is not `Send`.
-                BucketStore::start_in_arbiter(&Arbiter::new().handle(), move |_| {
-                    let mode: Box<dyn Mode> = match cluster {
-                        Some((cluster, lease)) => Box::new(SharedMode::new(
-                            known.clone(),
-                            store.clone(),
-                            cluster,
-                            lease,
-                        )),
-                        None => Box::new(LocalMode::new(known.clone(), store.clone())),
-                    };
-                    BucketStore::new(known, store, flush_interval, mode)
-                })
+                start_shard(known, store.clone(), flush_interval, cluster.clone())
             })
             .collect();
         let maps = if cluster.is_some() { Vec::new() } else { maps };
@@ -261,6 +248,28 @@ impl Limiter {
         }
         swept
     }
+}
+
+/// Starts one shard on an arbiter of its own, deciding alone or, with `cluster`, through Redis.
+fn start_shard(
+    known: Known,
+    store: Addr<Store>,
+    flush_interval: Duration,
+    cluster: Option<(Cluster, Duration)>,
+) -> Addr<BucketStore> {
+    // The mode is built on the shard's own thread: a shared one is not `Send`.
+    BucketStore::start_in_arbiter(&Arbiter::new().handle(), move |_| {
+        let mode: Box<dyn Mode> = match cluster {
+            Some((cluster, lease)) => Box::new(SharedMode::new(
+                known.clone(),
+                store.clone(),
+                cluster,
+                lease,
+            )),
+            None => Box::new(LocalMode::new(known.clone(), store.clone())),
+        };
+        BucketStore::new(known, store, flush_interval, mode)
+    })
 }
 
 /// The shards as the cluster's agent sees them.
