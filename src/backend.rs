@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use actix_web::http::uri::Authority;
 use actix_web::http::Uri;
@@ -13,6 +14,10 @@ use serde::Serialize;
 /// A backend's identity for as long as the process runs: the backends of the pool file at
 /// start are 0, 1, 2, … in file order; each one added later gets the next number, never reused.
 pub type BackendId = usize;
+
+/// The pool the pool file's top-level `backends` makes, and the one requests no route takes go
+/// to.
+pub const DEFAULT_POOL: &str = "default";
 
 /// Largest `weight` of a pool entry.
 pub const MAX_WEIGHT: u32 = 1000;
@@ -35,8 +40,10 @@ pub struct Backend {
     /// `https://`: reached over TLS, its certificate verified for the URL's host.
     pub tls: bool,
     /// Short stable name for logs, the API and the status page: `backend-1`, `backend-2`, … or
-    /// the one the pool file gives.
+    /// the one the pool file gives; unique within its pool.
     pub name: String,
+    /// The pool it is a member of (a URL in two pools is two backends).
+    pub pool: Arc<str>,
 }
 
 impl Backend {
@@ -50,17 +57,19 @@ impl Backend {
             authority,
             tls,
             name: default_name(id),
+            pool: Arc::from(DEFAULT_POOL),
         })
     }
 
-    /// The backend a validated entry describes, under `id` and `name`.
-    pub fn from_spec(id: BackendId, spec: &BackendSpec, name: String) -> Self {
+    /// The backend a validated entry describes, under `id` and `name`, in `pool`.
+    pub fn from_spec(id: BackendId, spec: &BackendSpec, name: String, pool: &Arc<str>) -> Self {
         Self {
             id,
             url: spec.url.clone(),
             authority: spec.authority.clone(),
             tls: spec.tls,
             name,
+            pool: Arc::clone(pool),
         }
     }
 }
@@ -244,6 +253,17 @@ pub fn fill_names(
             })
         })
         .collect())
+}
+
+/// Which `Host` a pool's backends receive (`host_header` of a pool).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HostHeader {
+    /// The client's, as it came (without one, the backend's `host:port`).
+    #[default]
+    Client,
+    /// The backend's `host:port`.
+    Backend,
 }
 
 /// How the next backend is chosen (`backends.strategy`).

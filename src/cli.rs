@@ -7,6 +7,9 @@ use std::path::PathBuf;
 use clap::error::ErrorKind;
 use clap::Parser;
 
+use crate::backend::{HostHeader, DEFAULT_POOL};
+use crate::route::RouteSpec;
+use crate::routing::in_selection_order;
 use crate::settings::{LoadOptions, Settings};
 
 /// The command's synopsis: the usage line of `--help`, and shown after an argument error.
@@ -98,12 +101,8 @@ pub fn describe(settings: &Settings) -> String {
         ),
         describe_pool_file(settings),
     ];
-    for entry in &settings.backends.pool {
-        lines.push(format!(
-            "  {} {} weight {}",
-            entry.backend.name, entry.backend.url, entry.weight
-        ));
-    }
+    lines.extend(describe_pools(settings));
+    lines.extend(describe_routes(settings));
     if let Some(tls) = &settings.tls {
         lines.push(format!(
             "TLS on {} with {} (key {})",
@@ -125,6 +124,94 @@ fn describe_pool_file(settings: &Settings) -> String {
         .map_or_else(|| "(none)".to_owned(), |p| p.display().to_string());
     let watched = if backends.watch { " (watched)" } else { "" };
     format!("pool file {file}{watched}; strategy {}", backends.strategy)
+}
+
+/// Each pool with its settings in effect, then its backends.
+fn describe_pools(settings: &Settings) -> Vec<String> {
+    let mut lines = Vec::new();
+    for pool in &settings.backends.topology.pools {
+        let written = &pool.settings;
+        let host = match written.host_header {
+            HostHeader::Client => "the client's Host",
+            HostHeader::Backend => "the backend's Host",
+        };
+        lines.push(format!(
+            "pool {}: {}, probes {}, {host}",
+            pool.name,
+            written.strategy.unwrap_or(settings.backends.strategy),
+            written
+                .health_path
+                .as_deref()
+                .unwrap_or(&settings.health.path),
+        ));
+        for entry in &pool.entries {
+            lines.push(format!(
+                "  {} {} weight {}",
+                entry.backend.name, entry.backend.url, entry.weight
+            ));
+        }
+    }
+    lines
+}
+
+/// The routes in the order they are chosen, and where the rest goes.
+fn describe_routes(settings: &Settings) -> Vec<String> {
+    let topology = &settings.backends.topology;
+    if topology.routes.is_empty() {
+        return Vec::new();
+    }
+    let mut lines = vec!["routes, in the order they are chosen:".to_owned()];
+    for (place, index) in in_selection_order(&topology.routes).into_iter().enumerate() {
+        lines.push(format!(
+            "  {}. {}",
+            place + 1,
+            describe_route(&topology.routes[index])
+        ));
+    }
+    let rest = if topology.pools.iter().any(|p| p.name == DEFAULT_POOL) {
+        "pool default"
+    } else {
+        "404 (there is no default pool)"
+    };
+    lines.push(format!("  otherwise: {rest}"));
+    lines
+}
+
+fn describe_route(route: &RouteSpec) -> String {
+    let entry = &route.entry;
+    let mut parts = Vec::new();
+    if !entry.hosts.is_empty() {
+        parts.push(format!("hosts {}", entry.hosts.join(", ")));
+    }
+    if let Some(prefix) = &entry.path_prefix {
+        let stripped = if entry.strip_prefix {
+            " (stripped)"
+        } else {
+            ""
+        };
+        parts.push(format!("path {prefix}{stripped}"));
+    }
+    if !entry.methods.is_empty() {
+        parts.push(format!("methods {}", entry.methods.join(", ")));
+    }
+    for (name, value) in &entry.headers {
+        parts.push(format!("header {name}: {value}"));
+    }
+    if route.priority != 0 {
+        parts.push(format!("priority {}", route.priority));
+    }
+    let matchers = if parts.is_empty() {
+        "every request".to_owned()
+    } else {
+        parts.join("; ")
+    };
+    let limits = route.limits.map_or_else(String::new, |l| {
+        format!(", its own bucket {} + {}/s", l.capacity, l.rate_per_sec)
+    });
+    format!(
+        "{}: {matchers} -> pool {}; cost {}{limits}",
+        route.name, route.pool, route.cost
+    )
 }
 
 fn describe_limits(settings: &Settings) -> String {

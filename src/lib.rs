@@ -28,6 +28,8 @@ mod metrics;
 mod net;
 mod persistence;
 mod registry;
+mod route;
+mod routing;
 pub mod settings;
 mod simulation;
 mod startup;

@@ -62,7 +62,7 @@ async fn weights_give_exact_shares_through_the_proxy() {
     let (a, b) = (TestBackend::start("a"), TestBackend::start("b"));
     let (mut settings, _) =
         with_pool_file(&[&a, &b], json!([{"url": a.url(), "weight": 3}, b.url()]));
-    settings.backends.pool[0].weight = 3;
+    settings.backends.topology.pools[0].entries[0].weight = 3;
     settings.rate_limit.enabled = false;
     let lb = start_balancer(&settings);
     let mut order = Vec::new();

@@ -1,10 +1,12 @@
-//! Discovery: which backends exist. Today that is the pool file, `config.json`, and everything
-//! done with it happens here: reading and validating it ([`PoolFile::load`]), writing it back
-//! after an API change ([`PoolFile::write`]) and watching it for edits ([`PoolFile::watch`]). The
-//! settings read it once at start; the registry consumes it at run time and decides what a
-//! change means for the running pool. Health is not its business.
+//! Discovery: which pools and backends exist and how requests are routed to them. Today that is
+//! the pool file, `config.json`, and everything done with it happens here: reading and
+//! validating it as a whole ([`PoolFile::load`]), writing it back after an API change
+//! ([`PoolFile::write`]) and watching it for edits ([`PoolFile::watch`]). The settings read it
+//! once at start; the registry consumes it at run time and decides what a change means for the
+//! running pools. Health is not its business.
 
 mod parse;
+mod topology;
 mod watch;
 mod write;
 
@@ -12,10 +14,12 @@ use std::fs;
 use std::io;
 use std::path::PathBuf;
 
-use crate::backend::{BackendSpec, PoolEntry};
-pub use parse::{parse_pool, resolve};
+use crate::route::RouteEntry;
+
+pub use parse::{parse, resolve};
+pub use topology::{NamedPool, NamedTopology, PoolSettings, PoolSpec, Topology};
 pub use watch::FileWatch;
-pub use write::FileEntry;
+pub use write::{FileEntry, FilePool};
 
 /// Why the pool file could not be used; each renders as one line naming the file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -44,17 +48,23 @@ impl PoolFile {
     }
 
     /// Reads and validates the file. Blocking.
-    pub fn load(&self) -> Result<Vec<BackendSpec>, PoolFileError> {
+    pub fn load(&self) -> Result<Topology, PoolFileError> {
         let text = fs::read_to_string(&self.path).map_err(|err| PoolFileError::Unreadable {
             file: self.path.clone(),
             reason: err.to_string(),
         })?;
-        parse_pool(&text).map_err(|(key, problem)| self.invalid(key, problem))
+        parse(&text).map_err(|(key, problem)| self.invalid(key, problem))
     }
 
-    /// Reads the file for the start: validated, named, numbered in file order. Blocking.
-    pub fn load_pool(&self) -> Result<Vec<PoolEntry>, PoolFileError> {
-        resolve(self.load()?).map_err(|(key, problem)| self.invalid(key, problem))
+    /// Reads the file for the start: validated, backends named and numbered in file order.
+    /// Blocking.
+    pub fn load_named(&self) -> Result<NamedTopology, PoolFileError> {
+        let topology = self.load()?;
+        let pools = resolve(topology.pools).map_err(|(key, problem)| self.invalid(key, problem))?;
+        Ok(NamedTopology {
+            pools,
+            routes: topology.routes,
+        })
     }
 
     /// The error for `key` of this file.
@@ -66,9 +76,9 @@ impl PoolFile {
         }
     }
 
-    /// Replaces the file with `entries`, atomically (see [`write`]). Blocking.
-    pub fn write(&self, entries: &[FileEntry]) -> io::Result<()> {
-        write::write_atomically(&self.path, &write::render(entries))
+    /// Replaces the file with `pools` and `routes`, atomically (see [`write`]). Blocking.
+    pub fn write(&self, pools: &[FilePool], routes: &[RouteEntry]) -> io::Result<()> {
+        write::write_atomically(&self.path, &write::render(pools, routes))
     }
 
     /// Calls `touched` (on the watch's thread) whenever the file may have changed, until the

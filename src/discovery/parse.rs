@@ -1,17 +1,21 @@
-//! The pool file's content (`config.json`): a JSON object whose `backends` lists URL strings or
-//! `{"url": ..., "weight": ..., "name": ...}` objects. Every entry is validated into a
-//! [`BackendSpec`], and [`resolve`] names them for the start.
+//! The pool file's content (`config.json`): the top-level `backends` (the `default` pool),
+//! `pools` by name and `routes` in order, validated as a whole into a [`Topology`]. Each part is
+//! read on its own so that an error names its path (`pools.api.backends[1].url`,
+//! `routes[2].pool`); [`resolve`] names and numbers the backends for the start.
+
+use std::collections::BTreeMap;
 
 use serde::Deserialize;
+use serde_json::Value;
 
-use crate::backend::{fill_names, Backend, BackendSpec, PoolEntry};
+use super::topology::{NamedPool, PoolSettings, PoolSpec, Topology};
+use crate::backend::{
+    fill_names, Backend, BackendSpec, HostHeader, PoolEntry, Strategy, DEFAULT_POOL,
+};
+use crate::route::{check_name, RouteEntry, RouteSpec};
 
-/// `config.json` as written.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PoolFile {
-    backends: Vec<RawEntry>,
-}
+/// An error: the path of what is wrong, and the problem.
+pub type Invalid = (String, String);
 
 /// A pool entry: a URL string or an object.
 #[derive(Debug, Deserialize)]
@@ -29,25 +33,104 @@ struct RawObject {
     name: Option<String>,
 }
 
-/// Parses `config.json` text: well-formed JSON, at least one backend, valid entries, distinct
-/// URLs (by `host:port`) and distinct explicit names; an error is `(key, problem)`.
-pub fn parse_pool(text: &str) -> Result<Vec<BackendSpec>, (String, String)> {
-    let file: PoolFile = serde_json::from_str(text).map_err(|err| {
-        let problem = format!(
-            "not a valid pool file ({err}); expected {{\"backends\": [\"http://host:port\", {{\"url\": \"http://host:port\", \"weight\": 3, \"name\": \"big\"}}, ...]}}"
-        );
+/// A pool of `pools`, its backends still unread.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPool {
+    backends: Vec<Value>,
+    strategy: Option<String>,
+    health_path: Option<String>,
+    host_header: Option<HostHeader>,
+}
+
+const SHAPE: &str = r#"expected {"backends": ["http://host:port", ...], "pools": {"name": {"backends": [...]}}, "routes": [{"name": ..., "pool": ...}]}"#;
+
+/// Parses `config.json` text: every pool and route valid, route pools existing, names unique, at
+/// least one backend in all; an error is `(path, problem)`.
+pub fn parse(text: &str) -> Result<Topology, Invalid> {
+    let file: BTreeMap<String, Value> = serde_json::from_str(text).map_err(|err| {
+        let problem = format!("not a valid pool file ({err}); {SHAPE}");
         ("backends".to_owned(), problem)
     })?;
-    if file.backends.is_empty() {
-        return Err((
-            "backends".to_owned(),
-            "the pool is empty: list at least one backend".to_owned(),
-        ));
+    if let Some(key) = file
+        .keys()
+        .find(|k| !["backends", "pools", "routes"].contains(&k.as_str()))
+    {
+        return Err((key.clone(), format!("unknown key; {SHAPE}")));
     }
-    let mut pool: Vec<BackendSpec> = Vec::with_capacity(file.backends.len());
-    for (index, entry) in file.backends.iter().enumerate() {
-        let key = format!("backends[{index}]");
-        let spec = match entry {
+    let mut pools = Vec::new();
+    if let Some(backends) = file.get("backends") {
+        let entries = read::<Vec<Value>>("backends", backends)?;
+        pools.push(PoolSpec {
+            name: DEFAULT_POOL.to_owned(),
+            settings: PoolSettings::default(),
+            backends: backends_of("backends", &entries)?,
+        });
+    }
+    if let Some(raw) = file.get("pools") {
+        for (name, value) in read::<BTreeMap<String, Value>>("pools", raw)? {
+            let path = format!("pools.{name}");
+            if name == DEFAULT_POOL && !pools.is_empty() {
+                let problem = "the top-level \"backends\" is the default pool already".to_owned();
+                return Err((path, problem));
+            }
+            check_name(&name).map_err(|p| (path.clone(), p))?;
+            pools.push(pool(&path, name, read::<RawPool>(&path, &value)?)?);
+        }
+    }
+    if pools.iter().all(|p| p.backends.is_empty()) {
+        let problem = "the pool is empty: list at least one backend".to_owned();
+        return Err(("backends".to_owned(), problem));
+    }
+    let routes = match file.get("routes") {
+        Some(raw) => routes(&read::<Vec<Value>>("routes", raw)?, &pools)?,
+        None => Vec::new(),
+    };
+    Ok(Topology { pools, routes })
+}
+
+/// Deserializes `value` as a `T`, or names `path` with serde's reason.
+fn read<T: for<'de> Deserialize<'de>>(path: &str, value: &Value) -> Result<T, Invalid> {
+    T::deserialize(value).map_err(|err| (path.to_owned(), err.to_string()))
+}
+
+/// One pool of `pools`.
+fn pool(path: &str, name: String, raw: RawPool) -> Result<PoolSpec, Invalid> {
+    let strategy = raw
+        .strategy
+        .map(|s| s.parse::<Strategy>())
+        .transpose()
+        .map_err(|p| (format!("{path}.strategy"), p))?;
+    if let Some(health_path) = &raw.health_path {
+        let valid =
+            health_path.starts_with('/') && health_path.parse::<actix_web::http::Uri>().is_ok();
+        if !valid {
+            let problem = format!("{health_path:?} is not a path starting with '/'");
+            return Err((format!("{path}.health_path"), problem));
+        }
+    }
+    let backends_path = format!("{path}.backends");
+    Ok(PoolSpec {
+        name,
+        settings: PoolSettings {
+            strategy,
+            health_path: raw.health_path,
+            host_header: raw.host_header.unwrap_or_default(),
+        },
+        backends: backends_of(&backends_path, &raw.backends)?,
+    })
+}
+
+/// A pool's backends: valid entries, distinct URLs (by `host:port`).
+fn backends_of(path: &str, entries: &[Value]) -> Result<Vec<BackendSpec>, Invalid> {
+    let mut pool: Vec<BackendSpec> = Vec::with_capacity(entries.len());
+    for (index, value) in entries.iter().enumerate() {
+        let key = format!("{path}[{index}]");
+        let entry = read::<RawEntry>(&key, value).map_err(|(key, _)| {
+            let problem = r#"expected "http://host:port" or {"url": "http://host:port", "weight": 3, "name": "big"}"#;
+            (key, problem.to_owned())
+        })?;
+        let spec = match &entry {
             RawEntry::Url(url) => BackendSpec::parse(url, None, None),
             RawEntry::Object(o) => BackendSpec::parse(&o.url, o.weight, o.name.as_deref()),
         }
@@ -56,7 +139,7 @@ pub fn parse_pool(text: &str) -> Result<Vec<BackendSpec>, (String, String)> {
             RawEntry::Object(_) => (format!("{key}.{field}"), problem),
         })?;
         if let Some(twin) = pool.iter().position(|b| b.authority == spec.authority) {
-            let problem = format!("{} repeats {} (backends[{twin}])", spec.url, pool[twin].url);
+            let problem = format!("{} repeats {} ({path}[{twin}])", spec.url, pool[twin].url);
             return Err((key, problem));
         }
         pool.push(spec);
@@ -64,117 +147,83 @@ pub fn parse_pool(text: &str) -> Result<Vec<BackendSpec>, (String, String)> {
     Ok(pool)
 }
 
-/// Names the entries (their own name, else `backend-N` by position) and numbers them in file
-/// order; two entries with one name are an error.
-pub fn resolve(specs: Vec<BackendSpec>) -> Result<Vec<PoolEntry>, (String, String)> {
-    let fixed: Vec<Option<String>> = specs.iter().map(|s| s.name.clone()).collect();
-    let names = fill_names(&fixed, &[]).map_err(|(first, second)| {
-        let problem = format!(
-            "the name {:?} is already used by backends[{first}]",
-            fixed[second].as_deref().unwrap_or_default()
-        );
-        (format!("backends[{second}].name"), problem)
-    })?;
-    Ok(specs
+/// The routes, in order: each valid, names unique, pools existing.
+fn routes(values: &[Value], pools: &[PoolSpec]) -> Result<Vec<RouteSpec>, Invalid> {
+    let entries = values
         .iter()
-        .zip(names)
         .enumerate()
-        .map(|(id, (spec, name))| PoolEntry {
-            backend: Backend::from_spec(id, spec, name),
-            weight: spec.weight,
-        })
-        .collect())
+        .map(|(i, value)| read::<RouteEntry>(&format!("routes[{i}]"), value))
+        .collect::<Result<Vec<_>, _>>()?;
+    check_routes(&entries, |name| pools.iter().any(|p| p.name == name))
+}
+
+/// Validates routes as written (the file's, or `PUT /lb/api/routes`'s) against the pools that
+/// `pool_exists` knows.
+pub fn check_routes(
+    entries: &[RouteEntry],
+    pool_exists: impl Fn(&str) -> bool,
+) -> Result<Vec<RouteSpec>, Invalid> {
+    let mut specs: Vec<RouteSpec> = Vec::with_capacity(entries.len());
+    for (index, entry) in entries.iter().enumerate() {
+        let path = format!("routes[{index}]");
+        let spec = entry
+            .check()
+            .map_err(|(field, problem)| (format!("{path}.{field}"), problem))?;
+        if !pool_exists(&spec.pool) {
+            let problem = format!("there is no pool named {:?}", spec.pool);
+            return Err((format!("{path}.pool"), problem));
+        }
+        if let Some(twin) = specs.iter().position(|s| s.name == spec.name) {
+            let problem = format!("the name {:?} is already used by routes[{twin}]", spec.name);
+            return Err((format!("{path}.name"), problem));
+        }
+        specs.push(spec);
+    }
+    Ok(specs)
+}
+
+/// Names every pool's entries (their own name, else `backend-N` by position in the pool) and
+/// numbers all backends in file order, pool after pool; two entries of a pool with one name
+/// are an error.
+pub fn resolve(pools: Vec<PoolSpec>) -> Result<Vec<NamedPool>, Invalid> {
+    let mut next_id = 0;
+    let mut named = Vec::with_capacity(pools.len());
+    for pool in pools {
+        let path = if pool.name == DEFAULT_POOL {
+            "backends".to_owned()
+        } else {
+            format!("pools.{}.backends", pool.name)
+        };
+        let fixed: Vec<Option<String>> = pool.backends.iter().map(|s| s.name.clone()).collect();
+        let names = fill_names(&fixed, &[]).map_err(|(first, second)| {
+            let problem = format!(
+                "the name {:?} is already used by {path}[{first}]",
+                fixed[second].as_deref().unwrap_or_default()
+            );
+            (format!("{path}[{second}].name"), problem)
+        })?;
+        let pool_name: std::sync::Arc<str> = pool.name.as_str().into();
+        let entries = pool
+            .backends
+            .iter()
+            .zip(names)
+            .map(|(spec, name)| {
+                next_id += 1;
+                PoolEntry {
+                    backend: Backend::from_spec(next_id - 1, spec, name, &pool_name),
+                    weight: spec.weight,
+                }
+            })
+            .collect();
+        named.push(NamedPool {
+            name: pool.name,
+            settings: pool.settings,
+            entries,
+        });
+    }
+    Ok(named)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Strings and objects both work; names follow the file order.
-    #[test]
-    fn parses_strings_and_objects_in_order() {
-        let specs = parse_pool(
-            r#"{"backends": ["http://127.0.0.1:9001/", {"url": "http://example.test"},
-                {"url": "http://c:3", "weight": 3, "name": "backend-1"}]}"#,
-        )
-        .expect("valid pool");
-        let pool = resolve(specs).expect("distinct names");
-        assert_eq!(pool[0].backend.url, "http://127.0.0.1:9001");
-        assert_eq!(pool[0].backend.authority, "127.0.0.1:9001");
-        assert_eq!(
-            pool[0].backend.name, "backend-3",
-            "backend-1 is taken by name"
-        );
-        assert_eq!(pool[1].backend.authority, "example.test:80");
-        assert_eq!(pool[1].backend.name, "backend-2");
-        assert_eq!(
-            (pool[2].backend.name.as_str(), pool[2].weight),
-            ("backend-1", 3)
-        );
-        assert_eq!(pool[2].backend.id, 2);
-    }
-
-    /// Each kind of bad pool is refused with the entry's key and a reason.
-    #[test]
-    fn rejects_bad_pools_with_the_key() {
-        let cases = [
-            ("not json", "backends", "not a valid pool file"),
-            (r#"{"backends": []}"#, "backends", "empty"),
-            (r#"{"pool": []}"#, "backends", "not a valid pool file"),
-            (
-                r#"{"backends": ["ftp://a:1"]}"#,
-                "backends[0]",
-                "https://host",
-            ),
-            (r#"{"backends": ["http://a:1/x"]}"#, "backends[0]", "path"),
-            (
-                r#"{"backends": ["127.0.0.1:9001"]}"#,
-                "backends[0]",
-                "http://",
-            ),
-            (
-                r#"{"backends": ["http://a:1", "http://a:1/"]}"#,
-                "backends[1]",
-                "repeats",
-            ),
-            (
-                r#"{"backends": ["http://Shop.test", "http://shop.TEST:80"]}"#,
-                "backends[1]",
-                "repeats",
-            ),
-            (r#"{"backends": ["http://a:0"]}"#, "backends[0]", "port 0"),
-            (
-                r#"{"backends": [{"url": "http://a:1", "weight": 0}]}"#,
-                "backends[0].weight",
-                "1 to 1000",
-            ),
-            (
-                r#"{"backends": [{"url": "http://a:1", "name": "a/b"}]}"#,
-                "backends[0].name",
-                "not a backend name",
-            ),
-            (
-                r#"{"backends": [{"url": "http://a:1", "colour": "red"}]}"#,
-                "backends",
-                "not a valid",
-            ),
-        ];
-        for (text, key, problem) in cases {
-            let (got_key, got_problem) = parse_pool(text).expect_err(text);
-            assert_eq!(got_key, key, "{text}");
-            assert!(got_problem.contains(problem), "{text}: {got_problem}");
-        }
-    }
-
-    /// Two entries may not share a name.
-    #[test]
-    fn rejects_a_repeated_name() {
-        let specs = parse_pool(
-            r#"{"backends": [{"url": "http://a:1", "name": "x"}, {"url": "http://b:1", "name": "x"}]}"#,
-        )
-        .expect("each entry is valid");
-        let (key, problem) = resolve(specs).expect_err("same name");
-        assert_eq!(key, "backends[1].name");
-        assert!(problem.contains("backends[0]"), "{problem}");
-    }
-}
+#[path = "parse_tests.rs"]
+mod tests;

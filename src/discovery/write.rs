@@ -10,7 +10,11 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::backend::default_name;
+use std::collections::BTreeMap;
+
+use super::topology::{PoolSettings, DEFAULT_POOL};
+use crate::backend::{default_name, HostHeader, Strategy};
+use crate::route::RouteEntry;
 
 /// One backend as the file lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +22,14 @@ pub struct FileEntry {
     pub url: String,
     pub weight: u32,
     pub name: String,
+}
+
+/// One pool as the file lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilePool {
+    pub name: String,
+    pub settings: PoolSettings,
+    pub entries: Vec<FileEntry>,
 }
 
 #[derive(Serialize)]
@@ -37,15 +49,31 @@ fn is_one(weight: &u32) -> bool {
     *weight == 1
 }
 
-/// `{"backends": [...]}`, one entry per line: a plain URL where weight and name are the
-/// defaults, else an object with what differs.
-pub fn render(entries: &[FileEntry]) -> String {
-    let lines: Vec<String> = entries
+/// A pool of `pools` as written: its settings where they are not the defaults.
+#[derive(Serialize)]
+struct WrittenPool<'a> {
+    backends: Vec<Written<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    strategy: Option<Strategy>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health_path: Option<&'a str>,
+    #[serde(skip_serializing_if = "is_client")]
+    host_header: HostHeader,
+}
+
+fn is_client(host_header: &HostHeader) -> bool {
+    *host_header == HostHeader::Client
+}
+
+/// A pool's entries: a plain URL where weight and name are the defaults, else an object with
+/// what differs.
+fn written(entries: &[FileEntry]) -> Vec<Written<'_>> {
+    entries
         .iter()
         .enumerate()
         .map(|(position, entry)| {
             let own_name = (entry.name != default_name(position)).then_some(entry.name.as_str());
-            let written = if entry.weight == 1 && own_name.is_none() {
+            if entry.weight == 1 && own_name.is_none() {
                 Written::Url(&entry.url)
             } else {
                 Written::Object {
@@ -53,14 +81,53 @@ pub fn render(entries: &[FileEntry]) -> String {
                     weight: entry.weight,
                     name: own_name,
                 }
+            }
+        })
+        .collect()
+}
+
+/// The file's text. The `default` pool is the top-level `backends`, one entry per line; other
+/// pools go under `pools` and the routes under `routes` (omitted when there are none, so a
+/// file of one pool keeps its old shape).
+pub fn render(pools: &[FilePool], routes: &[RouteEntry]) -> String {
+    let mut parts = Vec::new();
+    if let Some(default) = pools.iter().find(|p| p.name == DEFAULT_POOL) {
+        let lines: Vec<String> = written(&default.entries)
+            .iter()
+            .map(|w| {
+                let line = serde_json::to_string(w).expect("strings and numbers serialize");
+                format!("    {line}")
+            })
+            .collect();
+        parts.push(format!("  \"backends\": [\n{}\n  ]", lines.join(",\n")));
+    }
+    let others: BTreeMap<&str, WrittenPool<'_>> = pools
+        .iter()
+        .filter(|p| p.name != DEFAULT_POOL)
+        .map(|p| {
+            let pool = WrittenPool {
+                backends: written(&p.entries),
+                strategy: p.settings.strategy,
+                health_path: p.settings.health_path.as_deref(),
+                host_header: p.settings.host_header,
             };
-            format!(
-                "    {}",
-                serde_json::to_string(&written).expect("strings and numbers serialize")
-            )
+            (p.name.as_str(), pool)
         })
         .collect();
-    format!("{{\n  \"backends\": [\n{}\n  ]\n}}\n", lines.join(",\n"))
+    if !others.is_empty() {
+        parts.push(format!("  \"pools\": {}", indented(&others)));
+    }
+    if !routes.is_empty() {
+        parts.push(format!("  \"routes\": {}", indented(&routes)));
+    }
+    format!("{{\n{}\n}}\n", parts.join(",\n"))
+}
+
+/// `value` as pretty JSON, its inner lines indented under a top-level key.
+fn indented(value: &impl Serialize) -> String {
+    serde_json::to_string_pretty(value)
+        .expect("strings and numbers serialize")
+        .replace('\n', "\n  ")
 }
 
 /// Replaces `path` with `text` atomically (temporary file + fsync + rename).
@@ -113,10 +180,16 @@ mod tests {
             entry("http://127.0.0.1:9002", 3, "backend-2"),
             entry("http://127.0.0.1:9003", 1, "big"),
         ];
-        let text = render(&entries);
+        let pools = [FilePool {
+            name: DEFAULT_POOL.to_owned(),
+            settings: PoolSettings::default(),
+            entries: entries.to_vec(),
+        }];
+        let text = render(&pools, &[]);
         assert!(text.contains("    \"http://127.0.0.1:9001\",\n"), "{text}");
         write_atomically(&path, &text).expect("written");
-        let specs = PoolFile::new(path).load().expect("valid pool");
+        let topology = PoolFile::new(path).load().expect("valid pool");
+        let specs = &topology.pools[0].backends;
         assert_eq!(specs[1].weight, 3);
         assert_eq!(specs[2].name.as_deref(), Some("big"));
         assert_eq!(specs[0].name, None);

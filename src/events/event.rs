@@ -8,6 +8,7 @@ use crate::backend::BackendCounters;
 /// One backend in a `stats` event.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BackendStat {
+    pub pool: String,
     pub backend: String,
     #[serde(flatten)]
     pub counters: BackendCounters,
@@ -19,18 +20,21 @@ pub struct BackendStat {
 pub enum LbEvent {
     /// Taken out of rotation.
     BackendDown {
+        pool: String,
         backend: String,
         url: String,
         reason: String,
     },
     /// Back in rotation.
     BackendUp {
+        pool: String,
         backend: String,
         url: String,
         reason: String,
     },
     /// Joined the pool (API or reload); it takes requests after its first good probe.
     BackendAdded {
+        pool: String,
         backend: String,
         url: String,
         weight: u32,
@@ -38,18 +42,21 @@ pub enum LbEvent {
     /// Stopped (`draining: true`) or resumed taking new requests; a removed backend drains
     /// before it leaves.
     BackendDraining {
+        pool: String,
         backend: String,
         url: String,
         draining: bool,
     },
     /// Left the pool (after draining).
     BackendRemoved {
+        pool: String,
         backend: String,
         url: String,
         reason: String,
     },
     /// Its weight changed.
     BackendWeight {
+        pool: String,
         backend: String,
         url: String,
         weight: u32,

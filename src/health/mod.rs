@@ -1,11 +1,12 @@
-//! Active health checking: the `HealthChecker` actor probes every member of the pool with
-//! `GET {health.path}` every `health.interval_ms` (the start's members spread over the interval
+//! Active health checking: the `HealthChecker` actor probes every member of every pool with
+//! `GET {health_path}` every `health.interval_ms` (the start's members spread over the interval
 //! so probes do not fire together; a backend that joins later is probed at once), each probe with
 //! its own `health.timeout_ms`, so a hanging backend never delays the others. 2xx and 3xx are
 //! healthy; anything else, a refused or reset connection, or a timeout is a failure. A probe is
 //! one awc request ([`probe`]); rise/fall counting lives in [`state::HealthState`]; on a flip the
 //! checker tells the registry ([`Membership`]), which logs and publishes it. The checker follows
-//! the pool by reading the shared [`Rotation`] on each tick, so reloads need no message.
+//! the pools by reading the shared [`Pools`] on each tick, so reloads need no message. Each
+//! pool's backends are probed on that pool's `health_path`.
 
 mod probe;
 pub mod state;
@@ -18,7 +19,7 @@ use actix::{Actor, ActorFutureExt, AsyncContext, Context, WrapFuture};
 use awc::Client;
 
 use crate::backend::{Backend, BackendId, ProbeReport};
-use crate::registry::{Membership, Rotation};
+use crate::registry::{Membership, Pools};
 use crate::settings::HealthSettings;
 pub use probe::PROBE_USER_AGENT;
 use probe::{probe_once, prober};
@@ -39,7 +40,7 @@ struct Probed {
 
 /// Probes the pool and reports flips to the registry.
 pub struct HealthChecker {
-    rotation: Arc<Rotation>,
+    pools: Arc<Pools>,
     registry: Membership,
     settings: HealthSettings,
     /// Built on the actor's own thread (an awc Client is not Send); no redirects followed.
@@ -53,7 +54,7 @@ pub struct HealthChecker {
 impl HealthChecker {
     /// Must be called on the thread the actor will run on (it builds an awc client).
     pub fn new(
-        rotation: Arc<Rotation>,
+        pools: Arc<Pools>,
         registry: Membership,
         settings: HealthSettings,
         connect_timeout: Duration,
@@ -61,7 +62,7 @@ impl HealthChecker {
     ) -> Self {
         let prober = prober(connect_timeout.min(settings.timeout), settings.timeout, tls);
         Self {
-            rotation,
+            pools,
             registry,
             prober,
             probed: HashMap::new(),
@@ -73,11 +74,20 @@ impl HealthChecker {
     /// Starts the probes that are due; takes in new members and forgets those that left.
     fn tick(&mut self, ctx: &mut Context<Self>) {
         let now = Instant::now();
-        let members = self.rotation.members();
+        let view = self.pools.load();
+        let members: Vec<_> = view
+            .every_pool()
+            .flat_map(|pool| {
+                let path = Arc::clone(&pool.info().health_path);
+                pool.members()
+                    .into_iter()
+                    .map(move |m| (m, Arc::clone(&path)))
+            })
+            .collect();
         self.probed
-            .retain(|id, _| members.iter().any(|m| m.id() == *id));
+            .retain(|id, _| members.iter().any(|(m, _)| m.id() == *id));
         let count = members.len().max(1) as u32;
-        for (index, member) in members.iter().enumerate() {
+        for (index, (member, path)) in members.iter().enumerate() {
             let interval = self.settings.interval;
             let (healthy_threshold, unhealthy_threshold) = (
                 self.settings.healthy_threshold,
@@ -104,17 +114,19 @@ impl HealthChecker {
             }
             probed.probing = true;
             probed.next_at = now + interval;
-            self.probe(Arc::clone(&member.backend), ctx);
+            self.probe(Arc::clone(&member.backend), path, ctx);
         }
         self.started = true;
     }
 
-    fn probe(&mut self, backend: Arc<Backend>, ctx: &mut Context<Self>) {
+    fn probe(&mut self, backend: Arc<Backend>, path: &str, ctx: &mut Context<Self>) {
         let id = backend.id;
-        let request = probe_once(self.prober.clone(), backend, self.settings.clone());
+        let mut settings = self.settings.clone();
+        path.clone_into(&mut settings.path);
+        let request = probe_once(self.prober.clone(), backend, settings);
         let started = Instant::now();
         ctx.spawn(request.into_actor(self).map(move |result, checker, _| {
-            if let Some(member) = checker.rotation.member(id) {
+            if let Some((_, member)) = checker.pools.load().member(id) {
                 member.set_probe(ProbeReport {
                     ok: result.is_ok(),
                     latency_ms: started.elapsed().as_secs_f64() * 1000.0,
@@ -133,7 +145,7 @@ impl HealthChecker {
         probed.probing = false;
         let state = &mut probed.state;
         // Passive ejection may have taken it out meanwhile: then the probes must earn it back.
-        if !self.rotation.is_healthy(id) {
+        if !self.pools.is_healthy(id) {
             state.force_down();
         }
         if let Err(reason) = &result {

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use actix::{Actor, AsyncContext, Context, Handler, Recipient, SpawnHandle};
 
 use super::messages::{PoolChanged, PoolFileTouched, ReportFailure, SetHealth};
-use super::rotation::Rotation;
-use crate::backend::{Backend, BackendId};
+use super::pools::{Pools, PoolsView};
+use crate::backend::{Backend, BackendId, Strategy};
 use crate::discovery::{FileWatch, PoolFile};
 use crate::events::{Events, LbEvent};
 
@@ -34,11 +34,15 @@ pub struct PoolOptions {
     pub drain_grace: Duration,
     /// Told when backends join or leave (the simulation).
     pub follower: Option<Recipient<PoolChanged>>,
+    /// `backends.strategy`: of pools that set none.
+    pub strategy: Strategy,
+    /// `health.path`: of pools that set none.
+    pub health_path: String,
 }
 
-/// Actor that owns the members of a [`Rotation`].
+/// Actor that owns the pools ([`Pools`]) and the routes between them.
 pub struct Registry {
-    pub(super) rotation: Arc<Rotation>,
+    pub(super) pools: Arc<Pools>,
     /// Where changes are published.
     pub(super) events: Events,
     /// Consecutive proxy failures that take a backend out at once.
@@ -57,35 +61,38 @@ pub struct Registry {
 impl Registry {
     /// Flips a backend's health; logs and publishes only a real change.
     fn set_health(&mut self, id: BackendId, healthy: bool, reason: &str) -> bool {
-        let Some(member) = self.rotation.member(id) else {
+        let view = self.pools.load();
+        let Some((pool, member)) = view.member(id) else {
             return false;
         };
-        if !self.rotation.set_health(id, healthy) {
+        if !pool.set_health(id, healthy) {
             return false;
         }
         let backend = &member.backend;
-        let in_rotation = self.rotation.healthy_count();
-        let total = self.rotation.len();
+        let (in_rotation, total) = (pool.healthy_count(), pool.len());
+        let pool_name = backend.pool.to_string();
         let (name, url, reason_text) =
             (backend.name.clone(), backend.url.clone(), reason.to_owned());
         let event = if healthy {
             log::info!(
-                "backend {backend} is UP again ({reason}); {in_rotation}/{total} backends in rotation"
+                "backend {backend} is UP again ({reason}); {in_rotation}/{total} backends of pool {pool_name} in rotation"
             );
             LbEvent::BackendUp {
+                pool: pool_name,
                 backend: name,
                 url,
                 reason: reason_text,
             }
         } else {
             if in_rotation == 0 {
-                log::error!("backend {backend} is DOWN ({reason}); no backend is left in rotation");
+                log::error!("backend {backend} is DOWN ({reason}); no backend of pool {pool_name} is left in rotation");
             } else {
                 log::warn!(
-                    "backend {backend} is DOWN ({reason}); traffic switches to the other {in_rotation}/{total}"
+                    "backend {backend} is DOWN ({reason}); traffic switches to the other {in_rotation}/{total} of pool {pool_name}"
                 );
             }
             LbEvent::BackendDown {
+                pool: pool_name,
                 backend: name,
                 url,
                 reason: reason_text,
@@ -101,22 +108,42 @@ impl Registry {
         }
     }
 
-    /// Drops leaving members whose last request ended or whose grace ran out.
+    /// Drops leaving members whose last request ended or whose grace ran out, and retired pools
+    /// left empty.
     fn sweep(&mut self) {
         if self.leaving.is_empty() {
             return;
         }
         let now = Instant::now();
-        let members = self.rotation.members();
-        let (gone, kept): (Vec<_>, Vec<_>) = members.into_iter().partition(|m| {
-            self.leaving
-                .get(&m.id())
-                .is_some_and(|deadline| m.in_flight() == 0 || now >= *deadline)
-        });
+        let view = self.pools.load();
+        let mut gone = Vec::new();
+        for pool in view.every_pool() {
+            let (left, kept): (Vec<_>, Vec<_>) = pool.members().into_iter().partition(|m| {
+                self.leaving
+                    .get(&m.id())
+                    .is_some_and(|deadline| m.in_flight() == 0 || now >= *deadline)
+            });
+            if !left.is_empty() {
+                pool.publish(kept);
+                gone.extend(left);
+            }
+        }
         if gone.is_empty() {
             return;
         }
-        self.rotation.publish(kept);
+        if view.retired().iter().any(|p| p.members().is_empty()) {
+            let retired = view
+                .retired()
+                .iter()
+                .filter(|p| !p.members().is_empty())
+                .cloned()
+                .collect();
+            self.pools.publish(PoolsView::new(
+                view.pools().to_vec(),
+                retired,
+                Arc::clone(view.routes()),
+            ));
+        }
         for member in &gone {
             self.leaving.remove(&member.id());
             let reason = if member.in_flight() == 0 {
@@ -133,6 +160,7 @@ impl Registry {
                 member.backend.url
             );
             self.events.publish(LbEvent::BackendRemoved {
+                pool: member.backend.pool.to_string(),
                 backend: member.backend.name.clone(),
                 url: member.backend.url.clone(),
                 reason,

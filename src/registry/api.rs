@@ -1,6 +1,6 @@
-//! The backends API's changes of the pool (add, update, remove). Changes that alter the file's
+//! The backends API's changes of a pool (add, update, remove). Changes that alter the file's
 //! content write it first and apply only if that worked; the actor waits for the write
-//! ([`AtomicResponse`]), so two changes never interleave and the file always matches the pool.
+//! ([`AtomicResponse`]), so two changes never interleave and the file always matches the pools.
 
 use std::sync::Arc;
 
@@ -9,14 +9,28 @@ use actix::{ActorFutureExt, AtomicResponse, Context, Handler, WrapFuture};
 use super::actor::Registry;
 use super::member::{Member, MemberStatus};
 use super::messages::{AddBackend, PoolError, RemoveBackend, UpdateBackend};
+use super::pools::PoolsView;
+use super::rotation::Rotation;
 use crate::backend::{fill_names, BackendSpec};
-use crate::discovery::FileEntry;
+use crate::discovery::{FileEntry, FilePool};
+use crate::route::RouteEntry;
+
+/// The pool file's content: its pools and routes.
+pub(super) type FileContent = (Vec<FilePool>, Vec<RouteEntry>);
 
 impl Registry {
-    /// The member called `name` that is not leaving.
-    fn staying(&self, name: &str) -> Result<Arc<Member>, PoolError> {
-        let member = self
-            .rotation
+    /// The pool in service called `pool`.
+    pub(super) fn pool(&self, pool: &str) -> Result<Arc<Rotation>, PoolError> {
+        self.pools
+            .load()
+            .named(pool)
+            .cloned()
+            .ok_or_else(|| PoolError::NotFound(format!("No pool named {pool:?}")))
+    }
+
+    /// The member of `pool` called `name` that is not leaving.
+    fn staying(&self, pool: &Rotation, name: &str) -> Result<Arc<Member>, PoolError> {
+        let member = pool
             .members()
             .into_iter()
             .find(|m| m.backend.name == name)
@@ -29,34 +43,54 @@ impl Registry {
         Ok(member)
     }
 
-    /// The pool file's entries for `members` (those not leaving), in order.
-    fn file_entries(members: &[Arc<Member>]) -> Vec<FileEntry> {
-        members
+    /// The pool file's content for `view`, with `edit` applied to the entries of pool `pool`.
+    pub(super) fn file_content(
+        view: &PoolsView,
+        pool: &str,
+        edit: impl FnOnce(&mut Vec<FileEntry>),
+    ) -> FileContent {
+        let mut edit = Some(edit);
+        let pools = view
+            .pools()
             .iter()
-            .filter(|m| !m.is_leaving())
-            .map(|m| FileEntry {
-                url: m.backend.url.clone(),
-                weight: m.weight(),
-                name: m.backend.name.clone(),
+            .map(|p| {
+                let mut entries = file_entries(&p.members());
+                if p.name() == pool {
+                    if let Some(edit) = edit.take() {
+                        edit(&mut entries);
+                    }
+                }
+                FilePool {
+                    name: p.name().to_owned(),
+                    settings: p.info().written.clone(),
+                    entries,
+                }
             })
-            .collect()
+            .collect();
+        let routes = view
+            .routes()
+            .routes()
+            .iter()
+            .map(|r| r.spec.entry.clone())
+            .collect();
+        (pools, routes)
     }
 
-    /// Writes `entries` to the pool file (if there is one, and something to write) off the
+    /// Writes `content` to the pool file (if there is one, and something to write) off the
     /// actor's thread; the actor waits for it (see [`AtomicResponse`]), then `apply` runs if
     /// the write succeeded.
-    fn write_then<T: 'static>(
+    pub(super) fn write_then<T: 'static>(
         &self,
-        entries: Option<Vec<FileEntry>>,
+        content: Option<FileContent>,
         apply: impl FnOnce(&mut Self) -> Result<T, PoolError> + 'static,
     ) -> AtomicResponse<Self, Result<T, PoolError>> {
         let file = self.options.file.clone();
         let write = async move {
-            let (Some(file), Some(entries)) = (file, entries) else {
+            let (Some(file), Some((pools, routes))) = (file, content) else {
                 return Ok(());
             };
             let shown = file.to_string();
-            actix_rt::task::spawn_blocking(move || file.write(&entries))
+            actix_rt::task::spawn_blocking(move || file.write(&pools, &routes))
                 .await
                 .map_err(|err| err.to_string())
                 .and_then(|written| written.map_err(|err| err.to_string()))
@@ -71,8 +105,21 @@ impl Registry {
     }
 }
 
+/// The pool file's entries for `members` (those not leaving), in order.
+fn file_entries(members: &[Arc<Member>]) -> Vec<FileEntry> {
+    members
+        .iter()
+        .filter(|m| !m.is_leaving())
+        .map(|m| FileEntry {
+            url: m.backend.url.clone(),
+            weight: m.weight(),
+            name: m.backend.name.clone(),
+        })
+        .collect()
+}
+
 /// An immediate refusal, in the shape of the handlers that write the file.
-fn refuse<T: 'static>(err: PoolError) -> AtomicResponse<Registry, Result<T, PoolError>> {
+pub(super) fn refuse<T: 'static>(err: PoolError) -> AtomicResponse<Registry, Result<T, PoolError>> {
     AtomicResponse::new(Box::pin(actix::fut::ready(Err(err))))
 }
 
@@ -121,24 +168,27 @@ impl Handler<AddBackend> for Registry {
     type Result = AtomicResponse<Self, Result<MemberStatus, PoolError>>;
 
     fn handle(&mut self, msg: AddBackend, _: &mut Context<Self>) -> Self::Result {
-        let members = self.rotation.members();
+        let pool = match self.pool(&msg.pool) {
+            Ok(pool) => pool,
+            Err(err) => return refuse(err),
+        };
         let spec = msg.spec;
-        let name = match name_for_new(&members, &spec) {
+        let name = match name_for_new(&pool.members(), &spec) {
             Ok(name) => name,
             Err(err) => return refuse(err),
         };
-        let mut entries = Self::file_entries(&members);
-        entries.push(FileEntry {
+        let entry = FileEntry {
             url: spec.url.clone(),
             weight: spec.weight,
             name: name.clone(),
-        });
-        self.write_then(Some(entries), move |registry| {
-            let member = registry.new_member(&spec, name);
-            let mut members = registry.rotation.members();
+        };
+        let content = Self::file_content(&self.pools.load(), pool.name(), |e| e.push(entry));
+        self.write_then(Some(content), move |registry| {
+            let member = registry.new_member(&pool.info().name, &spec, name, false);
+            let mut members = pool.members();
             let first_leaving = members.iter().position(|m| m.is_leaving());
             members.insert(first_leaving.unwrap_or(members.len()), Arc::clone(&member));
-            registry.rotation.publish(members);
+            pool.publish(members);
             registry.announce_added(&member, "by the API");
             Ok(member.status())
         })
@@ -149,20 +199,23 @@ impl Handler<UpdateBackend> for Registry {
     type Result = AtomicResponse<Self, Result<MemberStatus, PoolError>>;
 
     fn handle(&mut self, msg: UpdateBackend, _: &mut Context<Self>) -> Self::Result {
-        let member = match self.staying(&msg.name) {
-            Ok(member) => member,
+        let found = self
+            .pool(&msg.pool)
+            .and_then(|pool| Ok((self.staying(&pool, &msg.name)?, pool)));
+        let (member, pool) = match found {
+            Ok(found) => found,
             Err(err) => return refuse(err),
         };
         let weight = msg.weight.filter(|w| *w != member.weight());
         // Only a new weight changes the file; draining is run-time state.
-        let entries = weight.map(|weight| {
-            let mut entries = Self::file_entries(&self.rotation.members());
-            for entry in entries.iter_mut().filter(|e| e.name == msg.name) {
-                entry.weight = weight;
-            }
-            entries
+        let content = weight.map(|weight| {
+            Self::file_content(&self.pools.load(), pool.name(), |entries| {
+                for entry in entries.iter_mut().filter(|e| e.name == msg.name) {
+                    entry.weight = weight;
+                }
+            })
         });
-        self.write_then(entries, move |registry| {
+        self.write_then(content, move |registry| {
             if let Some(weight) = weight {
                 member.set_weight(weight);
                 registry.announce_weight(&member);
@@ -170,7 +223,7 @@ impl Handler<UpdateBackend> for Registry {
             if let Some(draining) = msg.draining {
                 registry.set_draining(&member, draining);
             }
-            registry.rotation.rebuild();
+            pool.rebuild();
             Ok(member.status())
         })
     }
@@ -180,20 +233,22 @@ impl Handler<RemoveBackend> for Registry {
     type Result = AtomicResponse<Self, Result<MemberStatus, PoolError>>;
 
     fn handle(&mut self, msg: RemoveBackend, _: &mut Context<Self>) -> Self::Result {
-        let member = match self.staying(&msg.name) {
-            Ok(member) => member,
+        let found = self
+            .pool(&msg.pool)
+            .and_then(|pool| Ok((self.staying(&pool, &msg.name)?, pool)));
+        let (member, pool) = match found {
+            Ok(found) => found,
             Err(err) => return refuse(err),
         };
-        let entries: Vec<FileEntry> = Self::file_entries(&self.rotation.members())
-            .into_iter()
-            .filter(|e| e.name != msg.name)
-            .collect();
-        self.write_then(Some(entries), move |registry| {
+        let content = Self::file_content(&self.pools.load(), pool.name(), |entries| {
+            entries.retain(|e| e.name != msg.name);
+        });
+        self.write_then(Some(content), move |registry| {
             registry.start_leaving(&member, "removed by the API");
-            let mut members = registry.rotation.members();
+            let mut members = pool.members();
             members.retain(|m| m.id() != member.id());
             members.push(Arc::clone(&member));
-            registry.rotation.publish(members);
+            pool.publish(members);
             Ok(member.status())
         })
     }

@@ -11,14 +11,22 @@ use crate::backend::{Backend, BackendSpec};
 use crate::events::LbEvent;
 
 impl Registry {
-    /// A new member for `spec`, waiting for its first good probe.
-    pub(super) fn new_member(&mut self, spec: &BackendSpec, name: String) -> Arc<Member> {
+    /// A new member of `pool` for `spec`: waiting for its first good probe when it joins a
+    /// running pool, in rotation at once (like the pools at start) when its pool is new, so
+    /// that a route moved to a new pool loses no request.
+    pub(super) fn new_member(
+        &mut self,
+        pool: &Arc<str>,
+        spec: &BackendSpec,
+        name: String,
+        new_pool: bool,
+    ) -> Arc<Member> {
         let id = self.next_id;
         self.next_id += 1;
         Arc::new(Member::new(
-            Backend::from_spec(id, spec, name),
+            Backend::from_spec(id, spec, name, pool),
             spec.weight,
-            false,
+            new_pool,
         ))
     }
 
@@ -34,6 +42,7 @@ impl Registry {
             member.in_flight()
         );
         self.events.publish(LbEvent::BackendDraining {
+            pool: member.backend.pool.to_string(),
             backend: member.backend.name.clone(),
             url: member.backend.url.clone(),
             draining: true,
@@ -41,13 +50,20 @@ impl Registry {
     }
 
     pub(super) fn announce_added(&self, member: &Member, why: &str) {
+        let joins = if member.is_joining() {
+            "it joins on its first good probe"
+        } else {
+            "in rotation with its new pool"
+        };
         log::info!(
-            "backend {} ({}) added with weight {} ({why}); it joins on its first good probe",
+            "backend {} ({}) added to pool {} with weight {} ({why}); {joins}",
             member.backend.name,
             member.backend.url,
+            member.backend.pool,
             member.weight()
         );
         self.events.publish(LbEvent::BackendAdded {
+            pool: member.backend.pool.to_string(),
             backend: member.backend.name.clone(),
             url: member.backend.url.clone(),
             weight: member.weight(),
@@ -71,6 +87,7 @@ impl Registry {
             member.backend.url
         );
         self.events.publish(LbEvent::BackendDraining {
+            pool: member.backend.pool.to_string(),
             backend: member.backend.name.clone(),
             url: member.backend.url.clone(),
             draining,
@@ -85,6 +102,7 @@ impl Registry {
             member.weight()
         );
         self.events.publish(LbEvent::BackendWeight {
+            pool: member.backend.pool.to_string(),
             backend: member.backend.name.clone(),
             url: member.backend.url.clone(),
             weight: member.weight(),

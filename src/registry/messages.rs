@@ -33,6 +33,7 @@ pub struct SetHealth {
 #[derive(Debug, Message)]
 #[rtype(result = "Result<MemberStatus, PoolError>")]
 pub struct AddBackend {
+    pub pool: String,
     pub spec: BackendSpec,
 }
 
@@ -40,6 +41,7 @@ pub struct AddBackend {
 #[derive(Debug, Message)]
 #[rtype(result = "Result<MemberStatus, PoolError>")]
 pub struct UpdateBackend {
+    pub pool: String,
     pub name: String,
     pub weight: Option<u32>,
     pub draining: Option<bool>,
@@ -49,6 +51,7 @@ pub struct UpdateBackend {
 #[derive(Debug, Message)]
 #[rtype(result = "Result<MemberStatus, PoolError>")]
 pub struct RemoveBackend {
+    pub pool: String,
     pub name: String,
 }
 
@@ -102,13 +105,23 @@ impl ReloadTrigger {
     }
 }
 
-/// What a reload did, by backend name: `POST /lb/api/reload`'s answer.
+/// What a reload did: `POST /lb/api/reload`'s answer. Backends by name (`pool/name` outside
+/// the `default` pool); the pool and route fields appear only when they changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ReloadReport {
     pub added: Vec<String>,
     pub removed: Vec<String>,
     /// Weight changed, or a leaving backend listed again.
     pub changed: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pools_added: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pools_removed: Vec<String>,
+    /// Strategy, health path or host header changed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pools_changed: Vec<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub routes_changed: bool,
 }
 
 /// Why a pool change was refused; nothing changed.

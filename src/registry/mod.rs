@@ -1,9 +1,9 @@
-//! The backend pool at run time. The [`Registry`] actor is its only writer: health flips from
-//! the health checker and passive ejection, the backends API, reloads (SIGHUP, the API, the file
-//! watch), drains; it logs and publishes each change once and writes API changes back to the
-//! pool file. Everyone else holds the [`Membership`] handle. Workers pick and count directly in
-//! the shared [`Rotation`], whose view the registry swaps whole, so the request path takes no
-//! lock and makes no actor round trip.
+//! The pools and routes at run time. The [`Registry`] actor is their only writer: health flips
+//! from the health checker and passive ejection, the backends API, reloads (SIGHUP, the API, the
+//! file watch), drains; it logs and publishes each change once and writes API changes back to
+//! the pool file. Everyone else holds the [`Membership`] handle. Workers choose a route and pool
+//! from the shared [`Pools`] and pick and count directly in that pool's [`Rotation`]; the
+//! registry swaps views whole, so the request path takes no lock and makes no actor round trip.
 
 mod actor;
 mod api;
@@ -11,6 +11,7 @@ mod changes;
 mod member;
 mod messages;
 mod plan;
+mod pools;
 mod reload;
 pub mod rotation;
 mod selection;
@@ -24,40 +25,43 @@ use actix::{Actor, Addr, AsyncContext};
 use crate::backend::{BackendId, BackendSpec};
 use crate::events::Events;
 pub use actor::{PoolOptions, Registry};
-pub use member::{FailureKind, Lease, Member, MemberStatus, Outcome};
+#[cfg(test)]
+pub use member::Member;
+pub use member::{FailureKind, Lease, MemberStatus, Outcome};
 use messages::{AddBackend, Reload, RemoveBackend, ReportFailure, SetHealth, UpdateBackend};
 pub use messages::{PoolChanged, PoolError, ReloadReport, ReloadTrigger};
+pub use pools::{Destination, Pools, PoolsView};
 pub use rotation::Rotation;
 pub use selection::consistent_hash::hash_bytes;
 
-/// The handle everyone else holds: reads go straight to the shared [`Rotation`], changes go
-/// to the actor, which alone makes them and says so.
+/// The handle everyone else holds: reads go straight to the shared [`Pools`], changes go to
+/// the actor, which alone makes them and says so.
 #[derive(Clone)]
 pub struct Membership {
     actor: Addr<Registry>,
-    rotation: Arc<Rotation>,
+    pools: Arc<Pools>,
 }
 
 impl Membership {
-    /// Starts the actor for `rotation`.
+    /// Starts the actor for `pools`.
     pub fn start(
-        rotation: Arc<Rotation>,
+        pools: Arc<Pools>,
         events: Events,
         passive_failures: NonZeroU32,
         options: PoolOptions,
     ) -> Self {
-        let next_id = rotation
-            .members()
+        let next_id = pools
+            .snapshot()
             .iter()
-            .map(|m| m.id() + 1)
+            .map(|m| m.backend.id + 1)
             .max()
             .unwrap_or(0);
-        let shared = Arc::clone(&rotation);
+        let shared = Arc::clone(&pools);
         // Created in place so the watch is on before this returns: an edit right after start
         // is not missed.
         let actor = Registry::create(move |ctx| Registry {
             _watch: Registry::watch(&options, ctx.address().recipient()),
-            rotation: shared,
+            pools: shared,
             events,
             passive_failures,
             options,
@@ -65,12 +69,13 @@ impl Membership {
             leaving: HashMap::new(),
             pending_reload: None,
         });
-        Self { actor, rotation }
+        Self { actor, pools }
     }
 
-    /// Every member with its state and counters, in pool order (leaving ones last).
+    /// Every member with its state and counters, pool after pool, each in pool order (leaving
+    /// ones last).
     pub fn members(&self) -> Vec<MemberStatus> {
-        self.rotation.snapshot()
+        self.pools.snapshot()
     }
 
     /// Puts a backend in or out of rotation (`reason` goes into the log line and the event);
@@ -104,19 +109,22 @@ impl Membership {
         });
     }
 
-    /// Adds a backend (written to the pool file first); it joins on its first good probe.
-    pub async fn add(&self, spec: BackendSpec) -> Result<MemberStatus, PoolError> {
-        self.ask(AddBackend { spec }).await
+    /// Adds a backend to `pool` (written to the pool file first); it joins on its first good
+    /// probe.
+    pub async fn add(&self, pool: String, spec: BackendSpec) -> Result<MemberStatus, PoolError> {
+        self.ask(AddBackend { pool, spec }).await
     }
 
     /// Changes a backend's weight (written to the pool file) or its draining flag.
     pub async fn update(
         &self,
+        pool: String,
         name: String,
         weight: Option<u32>,
         draining: Option<bool>,
     ) -> Result<MemberStatus, PoolError> {
         self.ask(UpdateBackend {
+            pool,
             name,
             weight,
             draining,
@@ -124,9 +132,9 @@ impl Membership {
         .await
     }
 
-    /// Drains a backend out of the pool (and out of the pool file).
-    pub async fn remove(&self, name: String) -> Result<MemberStatus, PoolError> {
-        self.ask(RemoveBackend { name }).await
+    /// Drains a backend out of `pool` (and out of the pool file).
+    pub async fn remove(&self, pool: String, name: String) -> Result<MemberStatus, PoolError> {
+        self.ask(RemoveBackend { pool, name }).await
     }
 
     /// Reads the pool file again and applies the difference; an invalid file changes nothing.

@@ -10,15 +10,106 @@ use super::actor::{Registry, WATCH_DEBOUNCE};
 use super::member::Member;
 use super::messages::{PoolError, PoolFileTouched, Reload, ReloadReport, ReloadTrigger};
 use super::plan::{self, Plan, Planned, Running};
-use crate::backend::BackendId;
+use super::pools::PoolsView;
+use super::rotation::{PoolInfo, Rotation};
+use crate::backend::{BackendId, DEFAULT_POOL};
+use crate::discovery::{PoolSpec, Topology};
 use crate::events::LbEvent;
+use crate::route::RouteSpec;
+use crate::routing::RouteTable;
+
+/// A refusal: the path in the file, and the problem.
+type Invalid = (String, String);
+
+/// Whether `table` holds exactly `routes`, in order.
+fn same_routes(table: &RouteTable, routes: &[RouteSpec]) -> bool {
+    let running = table.routes();
+    running.len() == routes.len() && running.iter().zip(routes).all(|(r, s)| r.spec == *s)
+}
+
+/// A pool of the new file, planned against the running one of its name (if any).
+struct PoolPlan {
+    spec: PoolSpec,
+    running: Option<Arc<Rotation>>,
+    plan: Plan,
+}
 
 impl Registry {
-    /// Applies a reload's plan; returns what changed, by name.
-    fn apply(&mut self, plan: Plan) -> ReloadReport {
-        let current = self.rotation.members();
-        let find = |id: BackendId| current.iter().find(|m| m.id() == id).cloned();
+    /// Plans every pool of `topology` against the running ones; `Err` (nothing may change)
+    /// names the entry.
+    fn plan_pools(&self, view: &PoolsView, topology: Topology) -> Result<Vec<PoolPlan>, Invalid> {
+        topology
+            .pools
+            .into_iter()
+            .map(|spec| {
+                let running = view.named(&spec.name).cloned();
+                let members = running.as_ref().map(|p| p.members()).unwrap_or_default();
+                let plan = plan::plan(&running_of(&members), &spec.backends).map_err(
+                    |(key, problem)| {
+                        let path = if spec.name == DEFAULT_POOL {
+                            "backends".to_owned()
+                        } else {
+                            format!("pools.{}.backends", spec.name)
+                        };
+                        (key.replacen("backends", &path, 1), problem)
+                    },
+                )?;
+                Ok(PoolPlan {
+                    spec,
+                    running,
+                    plan,
+                })
+            })
+            .collect()
+    }
+
+    /// Applies a reload: every pool's plan, pools gone from the file drained into retirement,
+    /// the routes compiled against the new pools, all published as one view.
+    fn apply(&mut self, plans: Vec<PoolPlan>, routes: Vec<RouteSpec>) -> ReloadReport {
+        let view = self.pools.load();
         let mut report = ReloadReport::default();
+        let mut pools = Vec::with_capacity(plans.len());
+        for pool_plan in plans {
+            pools.push(self.apply_pool(pool_plan, &mut report));
+        }
+        let mut retired: Vec<Arc<Rotation>> = view.retired().to_vec();
+        for old in view.pools() {
+            if pools.iter().any(|p| p.name() == old.name()) {
+                continue;
+            }
+            for member in old.members().iter().filter(|m| !m.is_leaving()) {
+                self.start_leaving(member, "its pool is no longer in the pool file");
+                report.removed.push(qualified(member));
+            }
+            report.pools_removed.push(old.name().to_owned());
+            retired.push(Arc::clone(old));
+        }
+        report.routes_changed = !same_routes(view.routes(), &routes);
+        let table = RouteTable::compile(
+            routes,
+            |name| {
+                pools
+                    .iter()
+                    .position(|p| p.name() == name)
+                    .unwrap_or_default()
+            },
+            Some(view.routes()),
+        );
+        self.pools
+            .publish(PoolsView::new(pools, retired, Arc::new(table)));
+        report
+    }
+
+    /// One pool's plan applied; the pool as it runs now (the same one when its settings stayed).
+    fn apply_pool(&mut self, pool_plan: PoolPlan, report: &mut ReloadReport) -> Arc<Rotation> {
+        let PoolPlan {
+            spec,
+            running,
+            plan,
+        } = pool_plan;
+        let current = running.as_ref().map(|p| p.members()).unwrap_or_default();
+        let find = |id: BackendId| current.iter().find(|m| m.id() == id).cloned();
+        let pool_name: Arc<str> = spec.name.as_str().into();
         let mut members = Vec::with_capacity(plan.entries.len());
         let mut added = Vec::new();
         for entry in plan.entries {
@@ -35,19 +126,19 @@ impl Registry {
                     members.push(member);
                 }
                 Planned::Add { spec, name } => {
-                    let member = self.new_member(&spec, name);
-                    report.added.push(member.backend.name.clone());
+                    let member = self.new_member(&pool_name, &spec, name, running.is_none());
+                    report.added.push(qualified(&member));
                     added.push(Arc::clone(&member));
                     members.push(member);
                 }
             }
         }
-        report.changed = plan
-            .changed
-            .iter()
-            .filter_map(|id| find(*id))
-            .map(|m| m.backend.name.clone())
-            .collect();
+        report.changed.extend(
+            plan.changed
+                .iter()
+                .filter_map(|id| find(*id))
+                .map(|m| qualified(&m)),
+        );
         let removed: Vec<Arc<Member>> = plan.removed.iter().filter_map(|id| find(*id)).collect();
         let still_leaving: Vec<Arc<Member>> = current
             .iter()
@@ -58,13 +149,32 @@ impl Registry {
         members.extend(removed.iter().cloned());
         for member in &removed {
             self.start_leaving(member, "no longer in the pool file");
-            report.removed.push(member.backend.name.clone());
+            report.removed.push(qualified(member));
         }
-        self.rotation.publish(members);
+        let info = PoolInfo::new(
+            &spec.name,
+            spec.settings,
+            self.options.strategy,
+            &self.options.health_path,
+        );
+        let pool = match running {
+            Some(pool) if *pool.info() == info => {
+                pool.publish(members);
+                pool
+            }
+            Some(_) => {
+                report.pools_changed.push(spec.name.clone());
+                Arc::new(Rotation::of_pool(info, members))
+            }
+            None => {
+                report.pools_added.push(spec.name.clone());
+                Arc::new(Rotation::of_pool(info, members))
+            }
+        };
         for member in &added {
             self.announce_added(member, "pool file reloaded");
         }
-        report
+        pool
     }
 
     /// Logs and publishes a reload's outcome.
@@ -101,21 +211,30 @@ impl Registry {
             error,
         });
     }
+}
 
-    /// The running pool as the reload plan sees it.
-    fn running(&self) -> Vec<Running> {
-        self.rotation
-            .members()
-            .iter()
-            .map(|m| Running {
-                id: m.id(),
-                authority: m.backend.authority.to_string(),
-                name: m.backend.name.clone(),
-                weight: m.weight(),
-                leaving: m.is_leaving(),
-            })
-            .collect()
+/// A backend's name in reports: `name` in the `default` pool, `pool/name` in others.
+fn qualified(member: &Member) -> String {
+    let backend = &member.backend;
+    if &*backend.pool == DEFAULT_POOL {
+        backend.name.clone()
+    } else {
+        format!("{}/{}", backend.pool, backend.name)
     }
+}
+
+/// A running pool's members as the reload plan sees them.
+fn running_of(members: &[Arc<Member>]) -> Vec<Running> {
+    members
+        .iter()
+        .map(|m| Running {
+            id: m.id(),
+            authority: m.backend.authority.to_string(),
+            name: m.backend.name.clone(),
+            weight: m.weight(),
+            leaving: m.is_leaving(),
+        })
+        .collect()
 }
 
 impl Handler<Reload> for Registry {
@@ -137,21 +256,31 @@ impl Handler<Reload> for Registry {
         let trigger = msg.trigger;
         AtomicResponse::new(Box::pin(read.into_actor(self).map(
             move |specs, registry, _| {
-                let result = specs.and_then(|specs| {
+                let result = specs.and_then(|topology| {
                     let origin = registry
                         .options
                         .file
                         .as_ref()
                         .map_or_else(String::new, ToString::to_string);
-                    plan::plan(&registry.running(), &specs)
+                    let view = registry.pools.load();
+                    let routes = topology.routes.clone();
+                    registry
+                        .plan_pools(&view, topology)
                         .map_err(|(key, problem)| {
                             PoolError::Config(format!("{origin}: {key}: {problem}"))
                         })
-                        .map(|plan| {
-                            if plan.is_empty() {
+                        .map(|plans| {
+                            let unchanged = plans.iter().all(|p| {
+                                p.plan.is_empty()
+                                    && p.running
+                                        .as_ref()
+                                        .is_some_and(|r| r.info().written == p.spec.settings)
+                            }) && plans.len() == view.pools().len()
+                                && same_routes(view.routes(), &routes);
+                            if unchanged {
                                 ReloadReport::default()
                             } else {
-                                registry.apply(plan)
+                                registry.apply(plans, routes)
                             }
                         })
                 });

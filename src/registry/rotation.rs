@@ -15,7 +15,8 @@ use super::selection::least_connections::LeastConnections;
 use super::selection::power_of_two::PowerOfTwo;
 use super::selection::round_robin::RoundRobin;
 use super::selection::Selection;
-use crate::backend::{BackendId, Strategy};
+use crate::backend::{BackendId, HostHeader, Strategy};
+use crate::discovery::PoolSettings;
 
 /// One published state of the pool. Rebuilt (never edited) by the registry.
 #[derive(Debug)]
@@ -26,10 +27,36 @@ struct PoolView {
     selection: Box<dyn Selection>,
 }
 
-/// The shared, swappable pool and the strategy that picks from it.
+/// What a pool is apart from its members: its name, and its settings as written and in effect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolInfo {
+    pub name: Arc<str>,
+    /// As the pool file writes them.
+    pub written: PoolSettings,
+    pub strategy: Strategy,
+    /// Probed with `GET` on this path.
+    pub health_path: Arc<str>,
+    pub host_header: HostHeader,
+}
+
+impl PoolInfo {
+    /// The settings in effect for a pool `written` so: its own, else `strategy` and `health_path`.
+    pub fn new(name: &str, written: PoolSettings, strategy: Strategy, health_path: &str) -> Self {
+        Self {
+            name: name.into(),
+            strategy: written.strategy.unwrap_or(strategy),
+            health_path: written.health_path.as_deref().unwrap_or(health_path).into(),
+            host_header: written.host_header,
+            written,
+        }
+    }
+}
+
+/// One pool: its members and the strategy that picks from them, swappable as a whole.
 #[derive(Debug)]
 pub struct Rotation {
     view: ArcSwap<PoolView>,
+    info: PoolInfo,
     strategy: Strategy,
     /// Where round-robin (and least-connections' scan) goes on from; shared by every view so a
     /// rebuild does not restart the order.
@@ -37,12 +64,25 @@ pub struct Rotation {
 }
 
 impl Rotation {
-    /// A pool of `members` (in order) picked from by `strategy`.
+    /// The `default` pool of `members` (in order) picked from by `strategy`, probed on `/`.
+    #[cfg(test)]
     pub fn new(members: Vec<Member>, strategy: Strategy) -> Self {
-        let members = members.into_iter().map(Arc::new).collect();
+        let info = PoolInfo::new(
+            crate::backend::DEFAULT_POOL,
+            PoolSettings::default(),
+            strategy,
+            "/",
+        );
+        Self::of_pool(info, members.into_iter().map(Arc::new).collect())
+    }
+
+    /// The pool `info` of `members` (in order).
+    pub fn of_pool(info: PoolInfo, members: Vec<Arc<Member>>) -> Self {
         let cursor = Arc::new(AtomicUsize::new(0));
+        let strategy = info.strategy;
         Self {
             view: ArcSwap::from_pointee(view(members, strategy, &cursor)),
+            info,
             strategy,
             cursor,
         }
@@ -50,6 +90,14 @@ impl Rotation {
 
     pub fn strategy(&self) -> Strategy {
         self.strategy
+    }
+
+    pub fn info(&self) -> &PoolInfo {
+        &self.info
+    }
+
+    pub fn name(&self) -> &str {
+        &self.info.name
     }
 
     /// The backend for the next attempt, skipping `exclude` (backends this request already
@@ -105,11 +153,6 @@ impl Rotation {
             .iter()
             .find(|m| m.id() == id)
             .cloned()
-    }
-
-    /// Whether a backend is in rotation.
-    pub fn is_healthy(&self, id: BackendId) -> bool {
-        self.member(id).is_some_and(|m| m.is_healthy())
     }
 
     /// Members in the pool, healthy or not, not counting those on their way out.

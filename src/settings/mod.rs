@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use crate::backend::{Backend, PoolEntry};
 pub use crate::certs::load as load_certificate;
-use crate::discovery::PoolFile;
+use crate::discovery::{NamedPool, NamedTopology, PoolFile};
 use checker::Checker;
 pub use checker::ENV_PREFIX;
 pub use error::ConfigError;
@@ -68,27 +68,27 @@ pub fn load(options: &LoadOptions) -> Result<Settings, ConfigError> {
         Some(path) => path.clone(),
         None => base_dir.join(&raw.backends.file),
     };
-    let pool = PoolFile::new(backends_file.clone()).load_pool()?;
-    Settings::from_raw(raw, &origin, &base_dir, Some(backends_file), pool)
+    let topology = PoolFile::new(backends_file.clone()).load_named()?;
+    Settings::from_raw(raw, &origin, &base_dir, Some(backends_file), topology)
 }
 
 impl Settings {
     /// Validates `raw`; `origin` names the settings file in messages, `base_dir` anchors its
-    /// relative paths, and `pool` is the already-loaded `config.json`.
+    /// relative paths, and `topology` is the already-loaded `config.json`.
     pub fn from_raw(
         raw: RawSettings,
         origin: &str,
         base_dir: &Path,
         backends_file: Option<PathBuf>,
-        pool: Vec<PoolEntry>,
+        topology: NamedTopology,
     ) -> Result<Self, ConfigError> {
         let check = Checker { origin };
-        let simulation = sections::simulation(&check, &raw.simulation, &pool)?;
+        let simulation = sections::simulation(&check, &raw.simulation, &topology.pools)?;
         let cluster = sections::cluster(&check, &raw.cluster)?;
         let tls = sections::tls(&check, &raw.tls, base_dir)?;
         Ok(Self {
             server: sections::server(&check, &raw.server)?,
-            backends: sections::backends(&check, &raw.backends, base_dir, backends_file, pool)?,
+            backends: sections::backends(&check, &raw.backends, base_dir, backends_file, topology)?,
             health: sections::health(&check, &raw.health)?,
             rate_limit: sections::rate_limit(&check, &raw.rate_limit)?,
             persistence: sections::persistence(&check, &raw.persistence, base_dir)?,
@@ -105,8 +105,13 @@ impl Settings {
     pub fn with_pool(pool: Vec<Backend>) -> Self {
         let mut raw = RawSettings::default();
         raw.simulation.enabled = false;
-        let pool = pool.into_iter().map(PoolEntry::new).collect();
-        Self::from_raw(raw, "defaults", Path::new(""), None, pool)
+        let topology = NamedTopology {
+            pools: vec![NamedPool::default_of(
+                pool.into_iter().map(PoolEntry::new).collect(),
+            )],
+            routes: Vec::new(),
+        };
+        Self::from_raw(raw, "defaults", Path::new(""), None, topology)
             .expect("the shipped defaults are valid")
     }
 }

@@ -16,8 +16,9 @@ use super::typed::{
     AdminSettings, BackendSettings, ClusterSettings, HealthSettings, OnRedisDown,
     PersistenceSettings, RateLimitSettings, ServerSettings, SimulationSettings, TlsSettings,
 };
-use crate::backend::PoolEntry;
+use crate::backend::DEFAULT_POOL;
 use crate::certs;
+use crate::discovery::{NamedPool, NamedTopology};
 use crate::fault::{FaultMode, FaultPlan};
 use crate::net::is_loopback_authority;
 
@@ -55,11 +56,11 @@ pub fn backends(
     backends: &RawBackends,
     base_dir: &Path,
     file: Option<PathBuf>,
-    pool: Vec<PoolEntry>,
+    topology: NamedTopology,
 ) -> Result<BackendSettings, ConfigError> {
     Ok(BackendSettings {
         file,
-        pool,
+        topology,
         strategy: backends
             .strategy
             .parse()
@@ -155,7 +156,7 @@ pub fn admin(admin: &RawAdmin) -> AdminSettings {
 pub fn simulation(
     check: &Checker,
     raw: &RawSimulation,
-    pool: &[PoolEntry],
+    pools: &[NamedPool],
 ) -> Result<SimulationSettings, ConfigError> {
     let mean = |key: &str, secs: f64| {
         if secs.is_finite() && secs > 0.0 && secs <= 86_400.0 {
@@ -182,7 +183,7 @@ pub fn simulation(
         ));
     }
     if raw.enabled {
-        simulable(check, pool)?;
+        simulable(check, pools)?;
     }
     Ok(SimulationSettings {
         enabled: raw.enabled,
@@ -197,27 +198,29 @@ pub fn simulation(
 }
 
 /// With simulation on, every backend must be one this process can serve: plain HTTP on
-/// loopback.
-fn simulable(check: &Checker, pool: &[PoolEntry]) -> Result<(), ConfigError> {
-    if let Some(secure) = pool.iter().map(|entry| &entry.backend).find(|b| b.tls) {
-        let problem = format!(
-            "backends[{}] {} is https://, and simulated backends speak plain HTTP; \
-             set simulation.enabled = false to use real backends",
-            secure.id, secure.url
-        );
-        return Err(check.invalid("simulation.enabled", problem));
-    }
-    let remote = pool
-        .iter()
-        .map(|entry| &entry.backend)
-        .find(|b| !is_loopback_authority(b.authority.as_str()));
-    if let Some(remote) = remote {
-        let problem = format!(
-            "backends[{}] {} is not a loopback address, and simulated backends run on this machine; \
-             set simulation.enabled = false to use real backends",
-            remote.id, remote.url
-        );
-        return Err(check.invalid("simulation.enabled", problem));
+/// loopback. A backend is named by its path in the pool file (`pools.api.backends[0]`).
+fn simulable(check: &Checker, pools: &[NamedPool]) -> Result<(), ConfigError> {
+    for pool in pools {
+        let path = if pool.name == DEFAULT_POOL {
+            "backends".to_owned()
+        } else {
+            format!("pools.{}.backends", pool.name)
+        };
+        for (index, entry) in pool.entries.iter().enumerate() {
+            let backend = &entry.backend;
+            let problem = if backend.tls {
+                "is https://, and simulated backends speak plain HTTP"
+            } else if !is_loopback_authority(backend.authority.as_str()) {
+                "is not a loopback address, and simulated backends run on this machine"
+            } else {
+                continue;
+            };
+            let problem = format!(
+                "{path}[{index}] {} {problem}; set simulation.enabled = false to use real backends",
+                backend.url
+            );
+            return Err(check.invalid("simulation.enabled", problem));
+        }
     }
     Ok(())
 }

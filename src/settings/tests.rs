@@ -13,6 +13,14 @@ type Case = (
     &'static str,
 );
 
+/// The pool file of one `default` pool of `pool`.
+fn of(pool: Vec<PoolEntry>) -> crate::discovery::NamedTopology {
+    crate::discovery::NamedTopology {
+        pools: vec![crate::discovery::NamedPool::default_of(pool)],
+        routes: Vec::new(),
+    }
+}
+
 fn validate(edit: impl FnOnce(&mut RawSettings)) -> Result<Settings, ConfigError> {
     let mut raw = RawSettings::default();
     edit(&mut raw);
@@ -24,7 +32,7 @@ fn validate(edit: impl FnOnce(&mut RawSettings)) -> Result<Settings, ConfigError
         "Settings.toml",
         Path::new("/etc/lb"),
         Some(PathBuf::from("config.json")),
-        pool,
+        of(pool),
     )
 }
 
@@ -213,7 +221,7 @@ fn simulation_requires_loopback_backends() {
         "Settings.toml",
         Path::new(""),
         None,
-        pool.clone(),
+        of(pool.clone()),
     )
     .expect_err("non-loopback with simulation");
     let text = err.to_string();
@@ -225,13 +233,13 @@ fn simulation_requires_loopback_backends() {
     );
     let mut raw = RawSettings::default();
     raw.simulation.enabled = false;
-    assert!(Settings::from_raw(raw, "Settings.toml", Path::new(""), None, pool).is_ok());
+    assert!(Settings::from_raw(raw, "Settings.toml", Path::new(""), None, of(pool)).is_ok());
     let secure = vec![PoolEntry::new(
         Backend::parse(0, "https://127.0.0.1:9443").expect("valid"),
     )];
     let mut simulated = RawSettings::default();
     simulated.simulation.enabled = true;
-    let err = Settings::from_raw(simulated, "Settings.toml", Path::new(""), None, secure)
+    let err = Settings::from_raw(simulated, "Settings.toml", Path::new(""), None, of(secure))
         .expect_err("https with simulation");
     assert!(err.to_string().contains("speak plain HTTP"), "{err}");
     let err = validate(|r| r.backends.ca_file = "missing.pem".into()).expect_err("no CA file");

@@ -11,6 +11,7 @@ use actix_web::http::header::HeaderName;
 use rustls::sign::CertifiedKey;
 
 use crate::backend::{PoolEntry, Strategy};
+use crate::discovery::NamedTopology;
 use crate::fault::FaultPlan;
 use crate::net::Cidr;
 
@@ -33,14 +34,22 @@ pub struct ServerSettings {
     pub tunnel_idle_timeout: Duration,
 }
 
+impl BackendSettings {
+    /// Every backend of every pool at start.
+    pub fn entries(&self) -> impl Iterator<Item = &PoolEntry> {
+        self.topology.pools.iter().flat_map(|p| &p.entries)
+    }
+}
+
 /// `[backends]` and the pool from `config.json`.
 #[derive(Debug, Clone)]
 pub struct BackendSettings {
     /// The file the pool was read from, and where the backends API writes it back; `None` when
     /// the pool was given in code ([`Settings::with_pool`]): changes then live in memory only.
     pub file: Option<PathBuf>,
-    /// The pool at start, in file order, named and numbered; never empty.
-    pub pool: Vec<PoolEntry>,
+    /// The pools and routes at start; pools named and numbered in file order, never without a
+    /// backend.
+    pub topology: NamedTopology,
     /// How the next backend is chosen.
     pub strategy: Strategy,
     /// Reload the pool when its file changes.

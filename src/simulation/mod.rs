@@ -143,10 +143,19 @@ pub struct Simulator {
 impl Simulator {
     /// Binds every backend's address and starts serving. Must run inside an actix system;
     /// an address in use is an error naming the backend and the address.
-    pub fn start_backends(pool: &[PoolEntry], settings: &SimulationSettings) -> io::Result<Self> {
-        let mut backends = Vec::with_capacity(pool.len());
+    /// A URL in several pools is one simulated server: its later members share the first's
+    /// state.
+    pub fn start_backends<'a>(
+        pool: impl IntoIterator<Item = &'a PoolEntry>,
+        settings: &SimulationSettings,
+    ) -> io::Result<Self> {
+        let mut backends: Vec<Option<SimulatedBackend>> = Vec::new();
         let view = SimulationView::default();
         for entry in pool {
+            if let Some(twin) = same_server(&backends, &entry.backend.authority) {
+                view.set(entry.backend.id, Some(twin.state.clone()));
+                continue;
+            }
             let backend = Arc::new(entry.backend.clone());
             let simulated =
                 SimulatedBackend::start(backend, resolve(entry.backend.authority.as_str())?)?;
@@ -337,6 +346,10 @@ impl Handler<PoolChanged> for Simulator {
             }
         }
         for backend in msg.added {
+            if let Some(twin) = same_server(&self.backends, &backend.authority) {
+                self.view.set(backend.id, Some(twin.state.clone()));
+                continue;
+            }
             if !is_loopback_authority(backend.authority.as_str()) {
                 log::info!(
                     "simulation: {} ({}) is not on this machine, so it is not simulated",
@@ -359,4 +372,15 @@ impl Handler<PoolChanged> for Simulator {
             }
         }
     }
+}
+
+/// The simulated server already serving `authority` (a URL of another pool), if any.
+fn same_server<'a>(
+    backends: &'a [Option<SimulatedBackend>],
+    authority: &actix_web::http::uri::Authority,
+) -> Option<&'a SimulatedBackend> {
+    backends
+        .iter()
+        .flatten()
+        .find(|b| b.backend.authority == *authority)
 }

@@ -14,14 +14,14 @@ use crate::health::HealthChecker;
 use crate::limiter::Limiter;
 use crate::metrics::Metrics;
 use crate::persistence::{Database, SavedClient, Store};
-use crate::registry::{Member, Membership, PoolOptions, Rotation};
+use crate::registry::{Membership, PoolOptions, Pools};
 use crate::settings::Settings;
 use crate::simulation::{Simulation, Simulator};
 use crate::stats::{StatsTicker, StatsWindow};
 
 /// The running domain: the actors' handles and the shared state the HTTP layer reads.
 pub struct Domain {
-    pub rotation: Arc<Rotation>,
+    pub pools: Arc<Pools>,
     pub membership: Membership,
     pub events: Events,
     pub metrics: Arc<Metrics>,
@@ -50,17 +50,15 @@ impl Domain {
         let events = Events::start();
         let cluster = Cluster::new(&settings.cluster, events.clone());
         let limiter = start_limiter(settings, opened.database, opened.saved, &cluster);
-        let members = settings
-            .backends
-            .pool
-            .iter()
-            .map(|entry| Member::new(entry.backend.clone(), entry.weight, true))
-            .collect();
-        let rotation = Arc::new(Rotation::new(members, settings.backends.strategy));
+        let pools = Arc::new(Pools::at_start(
+            &settings.backends.topology,
+            settings.backends.strategy,
+            &settings.health.path,
+        ));
         let metrics = Arc::new(Metrics::default());
         let window = Arc::new(Mutex::new(StatsWindow::default()));
         StatsTicker::new(
-            Arc::clone(&rotation),
+            Arc::clone(&pools),
             Arc::clone(&metrics),
             Arc::clone(&window),
             events.clone(),
@@ -69,9 +67,9 @@ impl Domain {
         let simulation = opened
             .simulator
             .map(|simulator| simulator.run(events.clone()));
-        let membership = start_registry(settings, &rotation, &events, simulation.as_ref());
+        let membership = start_registry(settings, &pools, &events, simulation.as_ref());
         HealthChecker::new(
-            Arc::clone(&rotation),
+            Arc::clone(&pools),
             membership.clone(),
             settings.health.clone(),
             settings.backends.connect_timeout,
@@ -79,7 +77,7 @@ impl Domain {
         )
         .start();
         Self {
-            rotation,
+            pools,
             membership,
             events,
             metrics,
@@ -112,12 +110,12 @@ fn start_limiter(
 
 fn start_registry(
     settings: &Settings,
-    rotation: &Arc<Rotation>,
+    pools: &Arc<Pools>,
     events: &Events,
     simulation: Option<&Simulation>,
 ) -> Membership {
     Membership::start(
-        Arc::clone(rotation),
+        Arc::clone(pools),
         events.clone(),
         settings.health.passive_failures,
         PoolOptions {
@@ -125,6 +123,8 @@ fn start_registry(
             watch: settings.backends.watch,
             drain_grace: settings.server.shutdown_timeout,
             follower: simulation.map(Simulation::follower),
+            strategy: settings.backends.strategy,
+            health_path: settings.health.path.clone(),
         },
     )
 }

@@ -45,12 +45,12 @@ fn bind(addr: SocketAddr, what: &str) -> io::Result<TcpListener> {
 fn log_start(settings: &Settings, local_addr: SocketAddr) {
     let pool: Vec<String> = settings
         .backends
-        .pool
-        .iter()
+        .entries()
         .map(|entry| {
+            let backend = &entry.backend;
             format!(
-                "{} {} (weight {})",
-                entry.backend.name, entry.backend.url, entry.weight
+                "{}/{} {} (weight {})",
+                backend.pool, backend.name, backend.url, entry.weight
             )
         })
         .collect();

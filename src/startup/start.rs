@@ -123,7 +123,7 @@ fn open(settings: &Settings) -> Result<Opened, StartError> {
     );
     let simulator = if settings.simulation.enabled {
         Some(Simulator::start_backends(
-            &settings.backends.pool,
+            settings.backends.entries(),
             &settings.simulation,
         )?)
     } else {
@@ -151,12 +151,13 @@ fn shared(
             &domain.limiter,
             Arc::clone(&domain.metrics),
             domain.events.clone(),
-            Arc::clone(&domain.rotation),
+            Arc::clone(&domain.pools),
             domain.membership.clone(),
             Arc::clone(tunnels),
         ),
         api: ApiState {
-            rotation: Arc::clone(&domain.rotation),
+            pools: Arc::clone(&domain.pools),
+            strategy: settings.backends.strategy,
             admin: settings.admin.clone(),
             draining: domain.draining.clone(),
             started: Instant::now(),

@@ -11,7 +11,7 @@ use actix::{Actor, AsyncContext, Context};
 
 use crate::events::{BackendStat, Events, LbEvent};
 use crate::metrics::Metrics;
-use crate::registry::Rotation;
+use crate::registry::Pools;
 pub use window::StatsWindow;
 
 /// How often the `stats` event is sent.
@@ -19,7 +19,7 @@ pub const STATS_EVERY: Duration = Duration::from_secs(1);
 
 /// Samples the counters every [`STATS_EVERY`].
 pub struct StatsTicker {
-    rotation: Arc<Rotation>,
+    pools: Arc<Pools>,
     metrics: Arc<Metrics>,
     /// The last ten seconds of totals, shared with the status API.
     window: Arc<Mutex<StatsWindow>>,
@@ -28,13 +28,13 @@ pub struct StatsTicker {
 
 impl StatsTicker {
     pub fn new(
-        rotation: Arc<Rotation>,
+        pools: Arc<Pools>,
         metrics: Arc<Metrics>,
         window: Arc<Mutex<StatsWindow>>,
         events: Events,
     ) -> Self {
         Self {
-            rotation,
+            pools,
             metrics,
             window,
             events,
@@ -51,10 +51,11 @@ impl StatsTicker {
             Err(_) => 0.0,
         };
         let backends = self
-            .rotation
+            .pools
             .snapshot()
             .iter()
             .map(|m| BackendStat {
+                pool: m.backend.pool.to_string(),
                 backend: m.backend.name.clone(),
                 counters: m.counters(),
             })

@@ -34,6 +34,8 @@ pub struct TestBackend {
     pub received: Arc<Mutex<Vec<Received>>>,
     /// Health probes received.
     pub probes: Arc<AtomicUsize>,
+    /// The path of every health probe, in order.
+    pub probe_paths: Arc<Mutex<Vec<String>>>,
     handle: ServerHandle,
     /// Speaks HTTPS.
     tls: bool,
@@ -62,10 +64,12 @@ impl TestBackend {
         let tls_on = tls.is_some();
         let received = Arc::new(Mutex::new(Vec::new()));
         let probes = Arc::new(AtomicUsize::new(0));
+        let probe_paths = Arc::new(Mutex::new(Vec::new()));
         let state = web::Data::new(State {
             name: name.to_owned(),
             received: Arc::clone(&received),
             probes: Arc::clone(&probes),
+            probe_paths: Arc::clone(&probe_paths),
         });
         let server = HttpServer::new(move || {
             App::new()
@@ -88,6 +92,7 @@ impl TestBackend {
             addr,
             received,
             probes,
+            probe_paths,
             handle,
             tls: tls_on,
         }
@@ -117,6 +122,7 @@ struct State {
     name: String,
     received: Arc<Mutex<Vec<Received>>>,
     probes: Arc<AtomicUsize>,
+    probe_paths: Arc<Mutex<Vec<String>>>,
 }
 
 /// Deterministic content for `/bytes/N` and `/chunked/N`.
@@ -147,6 +153,8 @@ async fn answer(
         .and_then(|v| v.to_str().ok());
     if user_agent == Some(loadbalancer::PROBE_USER_AGENT) {
         state.probes.fetch_add(1, Ordering::Relaxed);
+        let path = req.path().to_owned();
+        state.probe_paths.lock().expect("lock").push(path);
         return HttpResponse::Ok().body("healthy");
     }
     state.received.lock().expect("lock").push(Received {

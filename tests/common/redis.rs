@@ -65,7 +65,7 @@ impl RedisServer {
         let mut settings = super::settings_for(urls);
         let mut raw = loadbalancer::settings::RawSettings::default();
         raw.cluster.redis_url = self.url();
-        let pool = settings.backends.pool.clone();
+        let pool = settings.backends.topology.clone();
         let clustered = loadbalancer::Settings::from_raw(
             raw,
             "test",

@@ -1,42 +1,67 @@
-//! The backends API (admin-protected like all of `/lb/api/`): `GET /lb/api/backends` lists the
-//! pool; `POST` adds `{"url", "weight"?, "name"?}` (201); `GET`/`PATCH`/`DELETE
-//! /lb/api/backends/{name}` show one, change `{"weight"?, "draining"?}` (200) or drain it out of
-//! the pool (202); `POST /lb/api/reload` reads the pool file again (200 with what changed, 400
-//! with the file's problem). Every change goes through the registry, which writes the pool file.
+//! The backends API (admin-protected like all of `/lb/api/`), for the pool in the path
+//! (`/lb/api/pools/{pool}/backends…`) or the `default` pool (`/lb/api/backends…`; 404 without
+//! one): `GET …/backends` lists the pool; `POST` adds `{"url", "weight"?, "name"?}` (201);
+//! `GET`/`PATCH`/`DELETE …/backends/{name}` show one, change `{"weight"?, "draining"?}` (200) or
+//! drain it out of the pool (202); `POST /lb/api/reload` reads the pool file again (200 with
+//! what changed, 400 with the file's problem). Every change goes through the registry, which
+//! writes the pool file.
+
+use std::sync::Arc;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{Map, Value};
 
 use super::state::{ApiError, ApiState};
 use super::status::{backend_status, backend_statuses};
-use crate::backend::{check_weight, BackendSpec};
+use crate::backend::{check_weight, BackendSpec, DEFAULT_POOL};
 use crate::http::admin;
 use crate::http::json_body::read_json;
-use crate::registry::ReloadTrigger;
+use crate::registry::{ReloadTrigger, Rotation};
 
-/// `GET /lb/api/backends`.
-pub async fn list(req: HttpRequest, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
-    admin::authorize(&req, &state.admin)?;
-    Ok(HttpResponse::Ok().json(backend_statuses(&state)))
+/// The pool the path names: `{pool}`, else `default`.
+fn pool_of(req: &HttpRequest) -> String {
+    req.match_info()
+        .get("pool")
+        .unwrap_or(DEFAULT_POOL)
+        .to_owned()
 }
 
-/// `GET /lb/api/backends/{name}`.
-pub async fn show(
-    req: HttpRequest,
-    name: web::Path<String>,
-    state: web::Data<ApiState>,
-) -> Result<HttpResponse, ApiError> {
+/// The backend the path names.
+fn name_of(req: &HttpRequest) -> String {
+    req.match_info().query("name").to_owned()
+}
+
+/// The pool in service the path names, or 404.
+fn pool(req: &HttpRequest, state: &ApiState) -> Result<Arc<Rotation>, ApiError> {
+    let name = pool_of(req);
+    state
+        .pools
+        .load()
+        .named(&name)
+        .cloned()
+        .ok_or_else(|| ApiError::NotFound(format!("No pool named {name:?}")))
+}
+
+/// `GET …/backends`.
+pub async fn list(req: HttpRequest, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     admin::authorize(&req, &state.admin)?;
-    let member = state
-        .rotation
+    let pool = pool(&req, &state)?;
+    Ok(HttpResponse::Ok().json(backend_statuses(&state, &pool)))
+}
+
+/// `GET …/backends/{name}`.
+pub async fn show(req: HttpRequest, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
+    admin::authorize(&req, &state.admin)?;
+    let name = name_of(&req);
+    let member = pool(&req, &state)?
         .snapshot()
         .into_iter()
-        .find(|m| m.backend.name == *name)
-        .ok_or_else(|| ApiError::NotFound(format!("No backend named {:?}", name.as_str())))?;
+        .find(|m| m.backend.name == name)
+        .ok_or_else(|| ApiError::NotFound(format!("No backend named {name:?}")))?;
     Ok(HttpResponse::Ok().json(backend_status(&state, member)))
 }
 
-/// `POST /lb/api/backends`.
+/// `POST …/backends`.
 pub async fn add(
     req: HttpRequest,
     payload: web::Payload,
@@ -58,14 +83,13 @@ pub async fn add(
     let url = url.ok_or_else(|| ApiError::BadRequest("url: missing".into()))?;
     let spec = BackendSpec::parse(url, weight, name)
         .map_err(|(field, problem)| ApiError::BadRequest(format!("{field}: {problem}")))?;
-    let added = state.membership.add(spec).await?;
+    let added = state.membership.add(pool_of(&req), spec).await?;
     Ok(HttpResponse::Created().json(backend_status(&state, added)))
 }
 
-/// `PATCH /lb/api/backends/{name}`.
+/// `PATCH …/backends/{name}`.
 pub async fn update(
     req: HttpRequest,
-    name: web::Path<String>,
     payload: web::Payload,
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -97,19 +121,21 @@ pub async fn update(
     }
     let updated = state
         .membership
-        .update(name.into_inner(), weight, draining)
+        .update(pool_of(&req), name_of(&req), weight, draining)
         .await?;
     Ok(HttpResponse::Ok().json(backend_status(&state, updated)))
 }
 
-/// `DELETE /lb/api/backends/{name}`: 202, the backend drains and then leaves.
+/// `DELETE …/backends/{name}`: 202, the backend drains and then leaves.
 pub async fn remove(
     req: HttpRequest,
-    name: web::Path<String>,
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
     admin::authorize(&req, &state.admin)?;
-    let leaving = state.membership.remove(name.into_inner()).await?;
+    let leaving = state
+        .membership
+        .remove(pool_of(&req), name_of(&req))
+        .await?;
     Ok(HttpResponse::Accepted().json(backend_status(&state, leaving)))
 }
 

@@ -32,6 +32,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                             .route(web::patch().to(backends::update))
                             .route(web::delete().to(backends::remove)),
                     )
+                    .service(
+                        only("/pools/{pool}/backends", web::get().to(backends::list))
+                            .route(web::post().to(backends::add)),
+                    )
+                    .service(
+                        only(
+                            "/pools/{pool}/backends/{name}",
+                            web::get().to(backends::show),
+                        )
+                        .route(web::patch().to(backends::update))
+                        .route(web::delete().to(backends::remove)),
+                    )
                     .service(only("/reload", web::post().to(backends::reload)))
                     .service(
                         web::resource("/simulation/{backend}/{action}")

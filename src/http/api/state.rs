@@ -8,6 +8,7 @@ use std::time::Instant;
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
+use crate::backend::Strategy;
 use crate::cluster::Cluster;
 use crate::draining::Draining;
 use crate::events::Events;
@@ -16,14 +17,16 @@ use crate::http::error::json_response;
 use crate::http::json_body::{body_status, BodyError};
 use crate::limiter::Limiter;
 use crate::metrics::Metrics;
-use crate::registry::{Membership, PoolError, Rotation};
+use crate::registry::{Membership, PoolError, Pools};
 use crate::settings::AdminSettings;
 use crate::simulation::Simulation;
 use crate::stats::StatsWindow;
 
 /// What the `/lb/` handlers share.
 pub struct ApiState {
-    pub rotation: Arc<Rotation>,
+    pub pools: Arc<Pools>,
+    /// `backends.strategy`: of pools that set none.
+    pub strategy: Strategy,
     pub admin: AdminSettings,
     pub draining: Draining,
     pub started: Instant,

@@ -6,11 +6,12 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 
 use super::state::{ApiError, ApiState};
-use crate::backend::{BackendCounters, ProbeReport, Strategy};
+use crate::backend::{BackendCounters, HostHeader, ProbeReport, Strategy};
 use crate::cluster::{self, ClusterStatus};
 use crate::http::admin;
 use crate::http::error::json_response;
-use crate::registry::MemberStatus;
+use crate::registry::{MemberStatus, PoolsView, Rotation};
+use crate::route::RouteEntry;
 
 /// The body of `/lb/api/status`.
 #[derive(Debug, Serialize)]
@@ -22,7 +23,10 @@ struct Status {
     /// `backends.strategy`.
     strategy: Strategy,
     totals: Totals,
+    /// Every pool's, pool after pool.
     backends: Vec<BackendStatus>,
+    pools: Vec<PoolStatus>,
+    routes: Vec<RouteStatus>,
     clients: ClientsSummary,
     cluster: ClusterStatus,
 }
@@ -37,9 +41,32 @@ struct Totals {
     errors: u64,
 }
 
+/// One pool: its settings in effect and how many of its backends take requests.
+#[derive(Debug, Serialize)]
+pub struct PoolStatus {
+    name: String,
+    strategy: Strategy,
+    health_path: String,
+    host_header: HostHeader,
+    backends: usize,
+    healthy: usize,
+    /// Removed from the pool file; its backends drain out.
+    retired: bool,
+}
+
+/// One route as written, with its counters.
+#[derive(Debug, Serialize)]
+pub struct RouteStatus {
+    #[serde(flatten)]
+    entry: RouteEntry,
+    requests: u64,
+    rate_limited: u64,
+}
+
 /// One backend: the `stats` event's counters and what only the status shows.
 #[derive(Debug, Serialize)]
 pub struct BackendStatus {
+    pool: String,
     name: String,
     url: String,
     #[serde(flatten)]
@@ -69,13 +96,38 @@ struct Rejected {
     rejected: u64,
 }
 
-/// Every member as the status and the backends API show it, in pool order.
-pub fn backend_statuses(state: &ApiState) -> Vec<BackendStatus> {
-    state
-        .rotation
-        .snapshot()
+/// Every member of `pool` as the status and the backends API show it, in pool order.
+pub fn backend_statuses(state: &ApiState, pool: &Rotation) -> Vec<BackendStatus> {
+    pool.snapshot()
         .into_iter()
         .map(|m| backend_status(state, m))
+        .collect()
+}
+
+/// A pool as the status and the pools API show it.
+pub fn pool_status(pool: &Rotation, retired: bool) -> PoolStatus {
+    let info = pool.info();
+    PoolStatus {
+        name: info.name.to_string(),
+        strategy: info.strategy,
+        health_path: info.health_path.to_string(),
+        host_header: info.host_header,
+        backends: pool.len(),
+        healthy: pool.healthy_count(),
+        retired,
+    }
+}
+
+/// The routes in file order, with their counters.
+pub fn route_statuses(view: &PoolsView) -> Vec<RouteStatus> {
+    view.routes()
+        .routes()
+        .iter()
+        .map(|route| RouteStatus {
+            entry: route.spec.entry.clone(),
+            requests: route.counters.requests(),
+            rate_limited: route.counters.rate_limited(),
+        })
         .collect()
 }
 
@@ -86,6 +138,7 @@ pub fn backend_status(state: &ApiState, m: MemberStatus) -> BackendStatus {
         .as_ref()
         .and_then(|sim| sim.label(m.backend.id));
     BackendStatus {
+        pool: m.backend.pool.to_string(),
         name: m.backend.name.clone(),
         url: m.backend.url.clone(),
         counters: m.counters(),
@@ -103,7 +156,18 @@ pub async fn status(
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
     admin::authorize(&req, &state.admin)?;
-    let backends = backend_statuses(&state);
+    let view = state.pools.load();
+    let backends = view
+        .snapshot()
+        .into_iter()
+        .map(|m| backend_status(&state, m))
+        .collect();
+    let pools = view
+        .pools()
+        .iter()
+        .map(|p| pool_status(p, false))
+        .chain(view.retired().iter().map(|p| pool_status(p, true)))
+        .collect();
     let totals = state.metrics.totals();
     let tracked = state.limiter.tracked().await;
     let top_rejected = state
@@ -121,7 +185,7 @@ pub async fn status(
         uptime_secs: state.started.elapsed().as_secs_f64(),
         listen: state.listen.to_string(),
         draining: state.draining.is_draining(),
-        strategy: state.rotation.strategy(),
+        strategy: state.strategy,
         totals: Totals {
             requests: totals.requests,
             requests_per_sec: state.window.lock().map_or(0.0, |w| w.requests_per_sec()),
@@ -129,6 +193,8 @@ pub async fn status(
             errors: totals.own_errors,
         },
         backends,
+        pools,
+        routes: route_statuses(&view),
         clients: ClientsSummary {
             registered: tracked.registered,
             tracked_buckets: tracked.registered + tracked.addresses,
@@ -145,7 +211,7 @@ pub async fn status(
 pub async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
     let tracked = state.limiter.tracked().await;
     let text = state.metrics.render(
-        &state.rotation.snapshot(),
+        &state.pools.snapshot(),
         tracked.registered,
         tracked.registered + tracked.addresses,
         state.cluster.as_ref().map(cluster::Cluster::counters),

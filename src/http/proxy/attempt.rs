@@ -6,18 +6,21 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use actix_web::http::Method;
+use actix_web::HttpRequest;
 
 use super::body::{self, RequestBody};
 use super::error::ProxyError;
 use super::state::ProxyState;
-use crate::backend::{Backend, BackendId};
+use crate::backend::{Backend, BackendId, Strategy};
 use crate::events::LbEvent;
-use crate::registry::{FailureKind, Lease, Outcome};
+use crate::registry::{FailureKind, Lease, Outcome, Rotation};
 use crate::upstream::UpstreamError;
 
 /// The backends one request has tried, and its last failure.
 pub struct Attempts<'a> {
     state: &'a ProxyState,
+    /// The pool the request's route chose.
+    pool: &'a Rotation,
     /// `consistent_hash`: the client's place on the ring.
     affinity: Option<u64>,
     /// Backends that failed this request; empty (and unallocated) until one does.
@@ -26,9 +29,14 @@ pub struct Attempts<'a> {
 }
 
 impl<'a> Attempts<'a> {
-    pub fn new(state: &'a ProxyState, affinity: Option<u64>) -> Self {
+    /// The attempts of `req` on `pool`.
+    pub fn new(state: &'a ProxyState, req: &HttpRequest, pool: &'a Rotation) -> Self {
+        // consistent_hash: the client's place on the ring (computed only for that strategy).
+        let affinity =
+            (pool.strategy() == Strategy::ConsistentHash).then(|| state.identity.affinity(req));
         Self {
             state,
+            pool,
             affinity,
             tried: Vec::new(),
             last_failure: None,
@@ -38,7 +46,7 @@ impl<'a> Attempts<'a> {
     /// The next backend to try (a failover is logged and published), or the answer when none
     /// is left.
     pub fn next(&mut self) -> Result<Lease, ProxyError> {
-        let Some(lease) = self.state.rotation.pick(&self.tried, self.affinity) else {
+        let Some(lease) = self.pool.pick(&self.tried, self.affinity) else {
             return Err(give_up(self.last_failure.take()));
         };
         if let Some((failed, why)) = &self.last_failure {

@@ -19,6 +19,9 @@ pub enum ProxyError {
     /// The client's bucket is empty.
     #[error("Rate limit exceeded")]
     RateLimited(Admission),
+    /// No route matches and there is no `default` pool: `"GET host/path"`.
+    #[error("No route matches {0}")]
+    NoRoute(String),
     /// `CONNECT` (tunnels are not offered: this is not a forward proxy).
     #[error("Method not allowed")]
     MethodNotAllowed,
@@ -56,6 +59,7 @@ impl ResponseError for ProxyError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::NoRoute(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::BadRequest(_) | Self::BodyRead => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,

@@ -17,6 +17,8 @@ use actix_web::http::uri::PathAndQuery;
 use actix_web::web::BytesMut;
 use actix_web::HttpRequest;
 
+use crate::routing::Route;
+
 /// `X-Forwarded-For`: the chain of client addresses.
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 /// `X-Forwarded-Proto`: the scheme the client used (`https` on the TLS listener).
@@ -105,22 +107,30 @@ const NOT_COPIED: [HeaderName; 5] = [
     header::EXPECT,
 ];
 
-/// The request's target for the backend: its path and query.
-pub fn target(req: &HttpRequest) -> PathAndQuery {
-    req.uri()
+/// The request's target for the backend: its path and query, without the route's prefix when
+/// the route strips it.
+pub fn target(req: &HttpRequest, route: Option<&Route>) -> PathAndQuery {
+    let written = req
+        .uri()
         .path_and_query()
         .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"))
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    match route.filter(|r| r.spec.strip_prefix) {
+        Some(route) => PathAndQuery::try_from(route.forwarded_path(written.as_str()).as_ref())
+            .unwrap_or(written),
+        None => written,
+    }
 }
 
 /// The headers for the backend of a client request from `peer`, written straight into the
-/// request head as `name: value` lines (no map is built only to be written out again), with
-/// `Host: default_host` when the client sent none.
+/// request head as `name: value` lines (no map is built only to be written out again). `host`
+/// is the backend's `host:port` and whether the client's `Host` goes to it (the pool's
+/// `host_header`); the backend's goes when the client's does not, or when it sent none.
 pub fn write_to_backend(
     client: &HeaderMap,
     peer: Option<IpAddr>,
     via_tls: bool,
-    default_host: &str,
+    (backend_host, client_host): (&str, bool),
     out: &mut BytesMut,
 ) {
     let mut line = |name: &[u8], value: &[u8]| {
@@ -130,10 +140,12 @@ pub fn write_to_backend(
         out.extend_from_slice(b"\r\n");
     };
     each_to_backend(client, peer, via_tls, |name, value| {
-        line(name.as_str().as_bytes(), value.as_bytes());
+        if client_host || name != header::HOST {
+            line(name.as_str().as_bytes(), value.as_bytes());
+        }
     });
-    if !client.contains_key(header::HOST) {
-        line(b"host", default_host.as_bytes());
+    if !client_host || !client.contains_key(header::HOST) {
+        line(b"host", backend_host.as_bytes());
     }
 }
 
@@ -377,7 +389,7 @@ mod tests {
     fn written_lines_carry_what_the_map_does() {
         let lines = |client: &HeaderMap| {
             let mut out = BytesMut::new();
-            write_to_backend(client, peer(), true, "10.0.0.1:8080", &mut out);
+            write_to_backend(client, peer(), true, ("10.0.0.1:8080", true), &mut out);
             let text = String::from_utf8(out.to_vec()).expect("ascii");
             let mut pairs: Vec<(String, String)> = text
                 .split_terminator("\r\n")

@@ -1,5 +1,6 @@
-//! The proxy: every request outside `/clients` and `/lb/` is sent to the next backend of the
-//! shared [`crate::registry::Rotation`], with bodies streamed both ways, over this worker's
+//! The proxy: every request outside `/clients` and `/lb/` takes the route that matches it (or
+//! goes to the `default` pool) and is sent to the next backend of that pool's
+//! [`crate::registry::Rotation`], with bodies streamed both ways, over this worker's
 //! kept-alive connections ([`crate::upstream::Connections`], plain and TLS backends alike).
 //! Failures that are safe to retry move the request to the next healthy backend
 //! ([`attempt`]); the rest become JSON errors (see [`ProxyError`]). WebSocket handshakes become
@@ -16,6 +17,7 @@ mod state;
 mod tunnel;
 mod tunnels;
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -23,13 +25,15 @@ use actix_web::http::Method;
 use actix_web::web::BytesMut;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 
+use crate::backend::HostHeader;
 use crate::client::Admission;
 use crate::http::access_log::{self, ServedBy};
 use crate::http::client_id::ClientIdentity;
 use crate::http::tls::ViaTls;
 use crate::limiter::{AdmitError, Limiter};
 use crate::metrics::Metrics;
-use crate::registry::Outcome;
+use crate::registry::{Destination, Outcome, PoolsView};
+use crate::routing;
 use crate::upstream::{Connections, Request};
 use attempt::{AttemptError, Attempts};
 use body::RequestBody;
@@ -77,16 +81,30 @@ async fn admit_and_forward(
         return Err(ProxyError::MethodNotAllowed);
     }
     let websocket = tunnel::requested(&req)?;
+    let view = state.pools.load();
+    let destination = destination(&req, &view)?;
+    if let Some(route) = destination.route {
+        route.counters.requests.fetch_add(1, Ordering::Relaxed);
+    }
     let admission = match &state.limiter {
-        Some(limiter) => Some(admit(limiter, &state.identity, &req, &state.metrics).await?),
+        Some(limiter) => {
+            Some(admit(limiter, &state.identity, &req, &state.metrics, &destination).await?)
+        }
         None => None,
     };
     let (mut response, backend) = if websocket {
         // Boxed: the handshake's state (codec, buffers, connect) would otherwise make every
         // request's future larger.
-        Box::pin(tunnel::open(&req, payload, state, connections)).await?
+        Box::pin(tunnel::open(
+            &req,
+            payload,
+            state,
+            connections,
+            &destination,
+        ))
+        .await?
     } else {
-        forward_admitted(&req, payload, state, connections).await?
+        forward_admitted(&req, payload, state, connections, &destination).await?
     };
     if let Some(admission) = admission {
         response
@@ -96,12 +114,31 @@ async fn admit_and_forward(
     Ok((response, backend))
 }
 
+/// The route and pool for the request; without a match and a `default` pool, the 404 answer.
+fn destination<'v>(req: &HttpRequest, view: &'v PoolsView) -> Result<Destination<'v>, ProxyError> {
+    // The host is only looked at when there are routes to compare it with.
+    let host = (!view.routes().is_empty())
+        .then(|| routing::host::of_request(req))
+        .flatten();
+    view.destination(
+        host.as_deref(),
+        req.path(),
+        req.method().as_str(),
+        req.headers(),
+    )
+    .ok_or_else(|| {
+        let host = host.as_deref().unwrap_or_default();
+        ProxyError::NoRoute(format!("{} {host}{}", req.method(), req.path()))
+    })
+}
+
 /// Takes a token for the request's client; a refusal is the 429 answer.
 async fn admit(
     limiter: &Limiter,
     identity: &ClientIdentity,
     req: &HttpRequest,
     metrics: &Metrics,
+    destination: &Destination<'_>,
 ) -> Result<Admission, ProxyError> {
     let key = identity.identify(req, limiter);
     let admission = limiter.admit(key.clone()).await.map_err(|err| match err {
@@ -112,6 +149,9 @@ async fn admit(
         return Ok(admission);
     }
     metrics.record_rate_limited();
+    if let Some(route) = destination.route {
+        route.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+    }
     if admission.report {
         log::warn!(
             "{key} is rate limited (capacity {}, {}/s); further rejections within a second are not logged",
@@ -128,6 +168,7 @@ async fn forward_admitted(
     payload: web::Payload,
     state: &ProxyState,
     connections: &Connections,
+    destination: &Destination<'_>,
 ) -> Result<Forwarded, ProxyError> {
     let peer = req.peer_addr().map(|addr| addr.ip());
     let body = RequestBody::prepare(
@@ -137,18 +178,19 @@ async fn forward_admitted(
         state.max_request_body_bytes,
     )
     .await?;
-    let target = headers::target(req);
+    let target = headers::target(req, destination.route);
     let via_tls = req.conn_data::<ViaTls>().is_some();
     let replayable = attempt::is_idempotent(req.method()) && body.in_memory();
-    // consistent_hash: the client's place on the ring (computed only for that strategy).
-    let affinity = state.hash_clients.then(|| state.identity.affinity(req));
-    let mut attempts = Attempts::new(state, affinity);
+    let pool = destination.pool;
+    let client_host = pool.info().host_header == HostHeader::Client;
+    let mut attempts = Attempts::new(state, req, pool);
     loop {
         let lease = attempts.next()?;
         let backend = Arc::clone(&lease.backend);
         let host = backend.authority.as_str();
-        let headers =
-            |out: &mut BytesMut| headers::write_to_backend(req.headers(), peer, via_tls, host, out);
+        let headers = |out: &mut BytesMut| {
+            headers::write_to_backend(req.headers(), peer, via_tls, (host, client_host), out);
+        };
         let request = Request {
             method: req.method(),
             target: &target,

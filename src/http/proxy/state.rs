@@ -5,12 +5,11 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::backend::Strategy;
 use crate::events::Events;
 use crate::http::client_id::ClientIdentity;
 use crate::limiter::Limiter;
 use crate::metrics::Metrics;
-use crate::registry::{Membership, Rotation};
+use crate::registry::{Membership, Pools};
 use crate::settings::Settings;
 
 use super::tunnels::Tunnels;
@@ -25,14 +24,12 @@ pub struct ProxyState {
     pub events: Events,
     /// When the last failover event went out (ms since `UNIX_EPOCH`); one a second at most.
     pub last_failover_event_ms: AtomicU64,
-    /// Where backends are picked and counted.
-    pub rotation: Arc<Rotation>,
+    /// Where routes and pools are chosen, and backends picked and counted.
+    pub pools: Arc<Pools>,
     /// Told about failures.
     pub registry: Membership,
     /// Tells clients apart for the limiter and for `consistent_hash`.
     pub identity: ClientIdentity,
-    /// `backends.strategy = "consistent_hash"`: picks need the client's hash.
-    pub hash_clients: bool,
     /// Other backends tried after a retryable failure (`backends.retries`).
     pub retries: u32,
     /// Request bodies up to this size are buffered so they can be retried.
@@ -52,7 +49,7 @@ impl ProxyState {
         limiter: &Arc<Limiter>,
         metrics: Arc<Metrics>,
         events: Events,
-        rotation: Arc<Rotation>,
+        pools: Arc<Pools>,
         registry: Membership,
         tunnels: Arc<Tunnels>,
     ) -> Self {
@@ -61,10 +58,9 @@ impl ProxyState {
             metrics,
             events,
             last_failover_event_ms: AtomicU64::new(0),
-            rotation,
+            pools,
             registry,
             identity: ClientIdentity::new(&settings.rate_limit),
-            hash_clients: settings.backends.strategy == Strategy::ConsistentHash,
             retries: settings.backends.retries,
             retry_body_limit_bytes: settings.backends.retry_body_limit_bytes,
             max_request_body_bytes: settings.backends.max_request_body_bytes,

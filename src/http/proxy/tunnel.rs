@@ -24,8 +24,9 @@ use super::headers;
 use super::pump::{self, Pump};
 use super::response::{to_client, Forwarded};
 use super::state::ProxyState;
+use crate::backend::HostHeader;
 use crate::http::tls::ViaTls;
-use crate::registry::{Lease, Outcome};
+use crate::registry::{Destination, Lease, Outcome};
 use crate::upstream::{Connections, Reply, Request};
 
 /// Whether the request asks for a WebSocket tunnel. Other `Upgrade` values (`h2c`, …) are not
@@ -69,24 +70,27 @@ pub async fn open(
     payload: web::Payload,
     state: &ProxyState,
     connections: &Connections,
+    destination: &Destination<'_>,
 ) -> Result<Forwarded, ProxyError> {
     if state.tunnels.draining.is_draining() {
         return Err(ProxyError::Draining);
     }
     let peer = req.peer_addr().map(|addr| addr.ip());
     let via_tls = req.conn_data::<ViaTls>().is_some();
-    let target = headers::target(req);
+    let target = headers::target(req, destination.route);
     let websocket = HeaderValue::from_static("websocket");
-    let affinity = state.hash_clients.then(|| state.identity.affinity(req));
-    let mut attempts = Attempts::new(state, affinity);
+    let pool = destination.pool;
+    let client_host = pool.info().host_header == HostHeader::Client;
+    let mut attempts = Attempts::new(state, req, pool);
     loop {
         let lease = attempts.next()?;
         let backend = Arc::clone(&lease.backend);
         let host = backend.authority.as_str();
         // The client's path, query and end-to-end headers (`Sec-WebSocket-*` among them), the
         // forwarding headers, and the upgrade.
-        let headers =
-            |out: &mut BytesMut| headers::write_to_backend(req.headers(), peer, via_tls, host, out);
+        let headers = |out: &mut BytesMut| {
+            headers::write_to_backend(req.headers(), peer, via_tls, (host, client_host), out);
+        };
         let handshake = Request {
             method: &Method::GET,
             target: &target,

@@ -1,0 +1,56 @@
+//! What the pool file describes: pools (each with its backends and settings) and the routes
+//! between them. [`Topology`] is the validated content; [`NamedPool`] a pool at start, its
+//! backends named and numbered.
+
+pub use crate::backend::DEFAULT_POOL;
+use crate::backend::{BackendSpec, HostHeader, PoolEntry, Strategy};
+use crate::route::RouteSpec;
+
+/// A pool's own settings; `None` = the `[backends]`/`[health]` setting.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PoolSettings {
+    pub strategy: Option<Strategy>,
+    pub health_path: Option<String>,
+    pub host_header: HostHeader,
+}
+
+/// A validated pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolSpec {
+    pub name: String,
+    pub settings: PoolSettings,
+    pub backends: Vec<BackendSpec>,
+}
+
+/// A validated pool file: pools (the `default` one first, then by name) and routes (file order).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Topology {
+    pub pools: Vec<PoolSpec>,
+    pub routes: Vec<RouteSpec>,
+}
+
+/// A pool at start: its backends named and numbered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedPool {
+    pub name: String,
+    pub settings: PoolSettings,
+    pub entries: Vec<PoolEntry>,
+}
+
+impl NamedPool {
+    /// The `default` pool of `entries`, with the settings' strategy and probe path.
+    pub fn default_of(entries: Vec<PoolEntry>) -> Self {
+        Self {
+            name: DEFAULT_POOL.to_owned(),
+            settings: PoolSettings::default(),
+            entries,
+        }
+    }
+}
+
+/// The pool file at start: pools with named and numbered backends, and the routes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NamedTopology {
+    pub pools: Vec<NamedPool>,
+    pub routes: Vec<RouteSpec>,
+}
