@@ -10,7 +10,7 @@ use std::time::{Instant, SystemTime};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use loadbalancer::test_util::{BucketMap, Database};
-use loadbalancer::{ClientKey, Limits};
+use loadbalancer::{Charge, ClientKey, Limits};
 
 const CLIENTS: u32 = 1_000_000;
 
@@ -38,7 +38,7 @@ fn admissions(c: &mut Criterion) {
     let mut map = BucketMap::new(limits, CLIENTS as usize * 2);
     let start = Instant::now();
     for n in 0..CLIENTS {
-        map.admit(&ip(n), start);
+        map.admit(&Charge::plain(ip(n)), start);
     }
     let per_client = (rss_bytes().saturating_sub(before)) as f64 / f64::from(CLIENTS);
     println!("memory: about {per_client:.0} bytes per tracked client (RSS growth over {CLIENTS} clients)");
@@ -50,7 +50,7 @@ fn admissions(c: &mut Criterion) {
         b.iter(|| {
             // A stride that visits every client before repeating, so caches do not flatter.
             next = next.wrapping_add(7_919) % CLIENTS;
-            black_box(map.admit(&ip(next), Instant::now()))
+            black_box(map.admit(&Charge::plain(ip(next)), Instant::now()))
         })
     });
     group.finish();

@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Who a request is counted against.
@@ -74,13 +75,88 @@ pub struct Decision {
     pub retry_after: Duration,
 }
 
-/// The result of admitting one request.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// One request's charge of the limiter: whose bucket, how many tokens from it, and the route's
+/// own bucket when its route has limits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Charge {
+    pub key: ClientKey,
+    /// Tokens from the client's own bucket (0 = not counted there).
+    pub cost: u32,
+    pub route: Option<RouteCharge>,
+}
+
+impl Charge {
+    /// One token from `key`'s bucket, no route bucket.
+    pub fn plain(key: ClientKey) -> Self {
+        Self {
+            key,
+            cost: 1,
+            route: None,
+        }
+    }
+
+    /// Whether only the client's own bucket is asked for one token (what cluster mode takes).
+    pub fn is_plain(&self) -> bool {
+        self.cost == 1 && self.route.is_none()
+    }
+}
+
+/// The bucket a route with limits keeps for each client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteCharge {
+    pub route: Arc<str>,
+    /// The route's `limits` (a registered client may have its own).
+    pub defaults: Limits,
+}
+
+/// The result of admitting one request. Both buckets or neither: when one refuses, the other
+/// is not charged.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Admission {
+    /// The client's own bucket.
     pub decision: Decision,
     pub limits: Limits,
     /// A rejection worth a log line (at most one a second per client).
     pub report: bool,
+    /// The route's bucket for this client, when the route has limits.
+    pub route: Option<RouteVerdict>,
+}
+
+/// The answer of a route's bucket.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteVerdict {
+    pub route: Arc<str>,
+    pub decision: Decision,
+    pub limits: Limits,
+}
+
+/// Which bucket a decision is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bucket<'a> {
+    Client,
+    Route(&'a str),
+}
+
+impl Admission {
+    /// Both buckets had the tokens.
+    pub fn allowed(&self) -> bool {
+        self.decision.allowed && self.route.as_ref().is_none_or(|r| r.decision.allowed)
+    }
+
+    /// The bucket the RateLimit headers speak of: the one that refused, else the one with
+    /// fewer tokens left; its decision and limits.
+    pub fn tighter(&self) -> (Bucket<'_>, &Decision, &Limits) {
+        match &self.route {
+            Some(route)
+                if !route.decision.allowed
+                    || (self.decision.allowed
+                        && route.decision.remaining < self.decision.remaining) =>
+            {
+                (Bucket::Route(&route.route), &route.decision, &route.limits)
+            }
+            _ => (Bucket::Client, &self.decision, &self.limits),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ mod stats;
 mod upstream;
 
 pub use backend::{Backend, BackendCounters, BackendState};
-pub use client::{ClientKey, Limits};
+pub use client::{Charge, ClientKey, Limits};
 pub use events::{BackendStat, Events, LbEvent, Stamped, Subscription};
 pub use health::PROBE_USER_AGENT;
 pub use limiter::{Limiter, Tracked};

@@ -75,7 +75,7 @@ async fn a_burst_admits_exactly_capacity_then_429_with_headers() {
     );
     assert_eq!(
         res.body().await.expect("body"),
-        r#"{"code":429,"message":"Rate limit exceeded"}"#
+        r#"{"code":429,"message":"Rate limit exceeded","limit":"client"}"#
     );
     let retry_after: u64 = headers
         .get("retry-after")

@@ -18,10 +18,17 @@ use serde_json::{json, Value};
 /// Settings read from a real `Settings.toml` and `config.json` (the `file` JSON) in a fresh
 /// folder, with quick probes and no simulation; and the pool file's path.
 fn settings_with(file: &Value) -> (Settings, PathBuf) {
+    settings_and(file, "")
+}
+
+/// [`settings_with`], with more `Settings.toml` lines (sections not used above).
+fn settings_and(file: &Value, more: &str) -> (Settings, PathBuf) {
     let dir = fresh_dir();
-    let toml = "[server]\nworkers = 2\n[simulation]\nenabled = false\n\
-                [health]\ninterval_ms = 100\n[backends]\nwatch = false\n\
-                [persistence]\npath = \"lb.sqlite3\"\n";
+    let toml = format!(
+        "[server]\nworkers = 2\n[simulation]\nenabled = false\n\
+         [health]\ninterval_ms = 100\n[backends]\nwatch = false\n\
+         [persistence]\npath = \"lb.sqlite3\"\n{more}"
+    );
     std::fs::write(dir.join("Settings.toml"), toml).expect("write settings");
     let path = dir.join("config.json");
     std::fs::write(&path, file.to_string()).expect("write pool file");
@@ -300,4 +307,70 @@ async fn a_reload_swaps_routes_under_load_and_a_bad_file_changes_nothing() {
     assert_eq!(served_by(&lb, "GET", "/m/x", &[]).await, "new", "unchanged");
     let (_, status_body) = call(&lb, "GET", "/lb/api/status", None).await;
     assert_eq!(status_body["routes"][0]["pool"], "second");
+}
+
+/// A GET of `path`; the status, the JSON body of a refusal and the RateLimit headers.
+async fn limited(lb: &TestBalancer, path: &str) -> (u16, Value, String, String) {
+    let mut res = client().get(lb.url(path)).send().await.expect("response");
+    let header = |name: &str| {
+        res.headers()
+            .get(name)
+            .map_or(String::new(), |v| v.to_str().expect("text").to_owned())
+    };
+    let (policy, left) = (header("ratelimit-policy"), header("ratelimit"));
+    let status = res.status().as_u16();
+    let body = if status == 429 {
+        res.json().await.expect("JSON")
+    } else {
+        Value::Null
+    };
+    (status, body, policy, left)
+}
+
+/// `cost` takes that many tokens from the client's bucket; a route with `limits` has a bucket
+/// per client, and under concurrency a request is admitted only when both buckets have the
+/// tokens, neither charged otherwise; a 429 names the bucket that refused, and
+/// `RateLimit-Policy` names both policies.
+#[actix_web::test]
+async fn limits_per_route_take_both_buckets_or_neither() {
+    let app = TestBackend::start("app");
+    let file = json!({
+        "backends": [app.url()],
+        "routes": [
+            {"name": "search", "path_prefix": "/search", "pool": "default",
+             "limits": {"capacity": 3, "rate_per_sec": 0.001}},
+            {"name": "export", "path_prefix": "/export", "pool": "default", "cost": 5},
+            {"name": "free", "path_prefix": "/free", "pool": "default", "cost": 0}
+        ]
+    });
+    let limits = "[rate_limit]\ndefault_capacity = 20\ndefault_rate_per_sec = 0.001\n";
+    let (settings, _) = settings_and(&file, limits);
+    let lb = start_balancer(&settings);
+    let searches = (0..10).map(|_| limited(&lb, "/search"));
+    let answers = futures_util::future::join_all(searches).await;
+    let admitted = answers.iter().filter(|a| a.0 == 200).count();
+    assert_eq!(admitted, 3, "the route's bucket holds 3");
+    let refused = answers.iter().find(|a| a.0 == 429).expect("a refusal");
+    assert_eq!(refused.1["limit"], "route:search", "{}", refused.1);
+    assert_eq!(refused.2, "\"default\";q=20;w=20000, \"search\";q=3;w=3000");
+    assert!(refused.3.starts_with("\"search\";r=0;"), "{}", refused.3);
+    // 17 tokens left in the client's bucket: three exports of 5 go, the fourth does not.
+    for _ in 0..3 {
+        assert_eq!(limited(&lb, "/export").await.0, 200);
+    }
+    let (status, body, _, left) = limited(&lb, "/export").await;
+    assert_eq!((status, &body["limit"]), (429, &json!("client")), "{body}");
+    assert!(left.starts_with("\"default\";r=2;"), "{left}");
+    let (status, _, _, left) = limited(&lb, "/free").await;
+    assert_eq!(status, 200, "cost 0 is not counted");
+    assert!(left.starts_with("\"default\";r=2;"), "{left}");
+    let (_, status_body) = call(&lb, "GET", "/lb/api/status", None).await;
+    let rate_limited: Vec<u64> = status_body["routes"]
+        .as_array()
+        .expect("routes")
+        .iter()
+        .map(|r| r["rate_limited"].as_u64().expect("count"))
+        .collect();
+    assert_eq!(rate_limited, [7, 1, 0]);
+    assert_eq!(app.targets().len(), 3 + 3 + 1);
 }

@@ -16,7 +16,7 @@ use std::path::PathBuf;
 
 use crate::route::RouteEntry;
 
-pub use parse::{parse, resolve};
+pub use parse::{check_shared_limits, parse, resolve};
 pub use topology::{NamedPool, NamedTopology, PoolSettings, PoolSpec, Topology};
 pub use watch::FileWatch;
 pub use write::{FileEntry, FilePool};

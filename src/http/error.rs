@@ -12,6 +12,9 @@ use serde::Serialize;
 pub struct ErrorBody<'a> {
     pub code: u16,
     pub message: &'a str,
+    /// A 429's bucket: `client` or `route:<name>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<&'a str>,
 }
 
 /// A JSON error response with `status` and `message`.
@@ -19,6 +22,7 @@ pub fn json_response(status: StatusCode, message: &str) -> HttpResponse {
     HttpResponse::build(status).json(ErrorBody {
         code: status.as_u16(),
         message,
+        limit: None,
     })
 }
 

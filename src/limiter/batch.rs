@@ -18,17 +18,17 @@ use tokio::sync::oneshot;
 
 use super::messages::AdmitMany;
 use super::shard::BucketStore;
-use crate::client::{Admission, ClientKey};
+use crate::client::{Admission, Charge};
 
 type Waiting = (
     Addr<BucketStore>,
-    ClientKey,
+    Charge,
     oneshot::Sender<Option<Admission>>,
 );
-/// One shard's part of a flush: the keys in order, and where each answer goes.
+/// One shard's part of a flush: the charges in order, and where each answer goes.
 type Group = (
     Addr<BucketStore>,
-    Vec<ClientKey>,
+    Vec<Charge>,
     Vec<oneshot::Sender<Option<Admission>>>,
 );
 
@@ -43,16 +43,16 @@ thread_local! {
     static QUEUE: RefCell<Queue> = RefCell::new(Queue::default());
 }
 
-/// Takes a token for `key` from `shard`, in this turn's batch; `None` when no decision can be
+/// Takes what `charge` wants from `shard`, in this turn's batch; `None` when no decision can be
 /// made (see [`AdmitMany`]).
 pub async fn admit(
     shard: &Addr<BucketStore>,
-    key: ClientKey,
+    charge: Charge,
 ) -> Result<Option<Admission>, MailboxError> {
     let (answer, answered) = oneshot::channel();
     let first = QUEUE.with(|queue| {
         let mut queue = queue.borrow_mut();
-        queue.waiting.push((shard.clone(), key, answer));
+        queue.waiting.push((shard.clone(), charge, answer));
         !std::mem::replace(&mut queue.flush_scheduled, true)
     });
     if first {
@@ -70,22 +70,24 @@ async fn flush() {
         std::mem::take(&mut queue.waiting)
     });
     let mut groups: Vec<Group> = Vec::with_capacity(1);
-    for (shard, key, answer) in waiting {
+    for (shard, charge, answer) in waiting {
         match groups.iter_mut().find(|group| group.0 == shard) {
             Some(group) => {
-                group.1.push(key);
+                group.1.push(charge);
                 group.2.push(answer);
             }
-            None => groups.push((shard, vec![key], vec![answer])),
+            None => groups.push((shard, vec![charge], vec![answer])),
         }
     }
-    let sends = groups.into_iter().map(|(shard, keys, answers)| async move {
-        if let Ok(admissions) = shard.send(AdmitMany(keys)).await {
-            for (answer, admission) in answers.into_iter().zip(admissions) {
-                let _ = answer.send(admission);
+    let sends = groups
+        .into_iter()
+        .map(|(shard, charges, answers)| async move {
+            if let Ok(admissions) = shard.send(AdmitMany(charges)).await {
+                for (answer, admission) in answers.into_iter().zip(admissions) {
+                    let _ = answer.send(admission);
+                }
             }
-        }
-    });
+        });
     futures_util::future::join_all(sends).await;
 }
 
@@ -97,7 +99,7 @@ mod tests {
     use actix_web::http::header::HeaderName;
 
     use super::super::Limiter;
-    use super::*;
+    use crate::client::{Charge, ClientKey};
     use crate::persistence::{Database, Store};
     use crate::settings::RateLimitSettings;
 
@@ -138,16 +140,18 @@ mod tests {
         let limiter = limiter(dir.path(), 1);
         let key = ClientKey::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
         let held = limiter.maps[0].lock();
-        let mut first = Box::pin(limiter.admit(key.clone()));
+        let mut first = Box::pin(limiter.admit(Charge::plain(key.clone())));
         let polled = poll_now(first.as_mut());
         assert!(polled.is_pending(), "the shard answers from another thread");
-        let mut second = Box::pin(limiter.admit(key.clone()));
+        let mut second = Box::pin(limiter.admit(Charge::plain(key.clone())));
         assert!(poll_now(second.as_mut()).is_pending());
         drop(first);
         drop(held);
         let answered = actix_rt::time::timeout(Duration::from_secs(5), second).await;
         assert!(answered.expect("answered in time").is_ok());
-        let third = actix_rt::time::timeout(Duration::from_secs(5), limiter.admit(key)).await;
+        let third =
+            actix_rt::time::timeout(Duration::from_secs(5), limiter.admit(Charge::plain(key)))
+                .await;
         assert!(third.expect("answered in time").is_ok());
     }
 
@@ -160,7 +164,7 @@ mod tests {
         let key = ClientKey::Ip(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 7)));
         let held = limiter.maps[0].lock();
         let mut asks: Vec<_> = (0..12)
-            .map(|_| Box::pin(limiter.admit(key.clone())))
+            .map(|_| Box::pin(limiter.admit(Charge::plain(key.clone()))))
             .collect();
         for ask in &mut asks {
             assert!(poll_now(ask.as_mut()).is_pending());
@@ -176,7 +180,7 @@ mod tests {
             .collect();
         assert_eq!(allowed, (0..12).map(|i| i < 10).collect::<Vec<_>>());
         // The next ask is taken on this thread, from the same bucket.
-        let next = limiter.admit(key.clone());
+        let next = limiter.admit(Charge::plain(key.clone()));
         let polled = poll_now(std::pin::pin!(next));
         let std::task::Poll::Ready(Ok(admission)) = polled else {
             panic!("an uncontended ask is answered at once: {polled:?}");
@@ -198,7 +202,7 @@ mod tests {
                 let (limiter, key) = (std::sync::Arc::clone(&limiter), key.clone());
                 std::thread::spawn(move || {
                     actix_rt::System::new().block_on(async move {
-                        let asks = (0..200).map(|_| limiter.admit(key.clone()));
+                        let asks = (0..200).map(|_| limiter.admit(Charge::plain(key.clone())));
                         let answers = futures_util::future::join_all(asks).await;
                         answers
                             .into_iter()
@@ -224,8 +228,11 @@ mod tests {
         let limiter = limiter(dir.path(), 2);
         let clients = [1u8, 2].map(|n| ClientKey::Ip(IpAddr::V4(Ipv4Addr::new(10, 0, 0, n))));
         let asks: Vec<ClientKey> = (0..60).map(|i| clients[i % 2].clone()).collect();
-        let answers =
-            futures_util::future::join_all(asks.iter().map(|key| limiter.admit(key.clone()))).await;
+        let answers = futures_util::future::join_all(
+            asks.iter()
+                .map(|key| limiter.admit(Charge::plain(key.clone()))),
+        )
+        .await;
         for client in &clients {
             let allowed: Vec<bool> = asks
                 .iter()

@@ -32,15 +32,38 @@ impl TokenBucket {
 
     /// Takes a token if there is one.
     pub fn try_take(&mut self, now: Instant) -> Decision {
-        self.refill(now);
-        let allowed = self.tokens >= 1.0;
-        if allowed {
-            self.tokens -= 1.0;
+        let decision = self.check(1, now);
+        if decision.allowed {
+            self.take_checked(1)
+        } else {
+            decision
         }
+    }
+
+    /// Whether `cost` tokens are there now, taking nothing: what [`Self::take_checked`] would
+    /// leave, or, refused, how long until they are. A cost above the capacity is never allowed.
+    pub fn check(&mut self, cost: u32, now: Instant) -> Decision {
+        self.refill(now);
+        let allowed = self.tokens >= f64::from(cost);
+        let left = if allowed {
+            self.tokens - f64::from(cost)
+        } else {
+            self.tokens
+        };
         Decision {
             allowed,
+            remaining: left.floor() as u64,
+            retry_after: self.until(f64::from(cost.max(1))),
+        }
+    }
+
+    /// Takes `cost` tokens that [`Self::check`] just found there.
+    pub fn take_checked(&mut self, cost: u32) -> Decision {
+        self.tokens = (self.tokens - f64::from(cost)).max(0.0);
+        Decision {
+            allowed: true,
             remaining: self.tokens.floor() as u64,
-            retry_after: self.until_next_token(),
+            retry_after: self.until(1.0),
         }
     }
 
@@ -76,12 +99,13 @@ impl TokenBucket {
         self.credit(elapsed);
     }
 
-    /// Rounded up to the microsecond, so waiting exactly this long is always enough.
-    fn until_next_token(&self) -> Duration {
-        if self.tokens >= 1.0 {
+    /// Until `wanted` tokens are there, rounded up to the microsecond so that waiting exactly
+    /// this long is always enough (zero when they are).
+    fn until(&self, wanted: f64) -> Duration {
+        if self.tokens >= wanted {
             Duration::ZERO
         } else {
-            let micros = (1.0 - self.tokens) / self.limits.rate_per_sec * 1e6;
+            let micros = (wanted - self.tokens) / self.limits.rate_per_sec * 1e6;
             Duration::from_micros(micros.ceil() as u64)
         }
     }

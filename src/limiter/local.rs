@@ -10,7 +10,7 @@ use futures_util::future::LocalBoxFuture;
 use super::bucket::TokenBucket;
 use super::messages::{ClientError, CreateClient, UpdateClient};
 use super::mode::{Admitted, Known, Mode, Write};
-use crate::client::{ClientKey, ClientRecord, Limits};
+use crate::client::{Charge, ClientRecord, Limits};
 use crate::cluster::Change;
 use crate::persistence::{DbError, DeleteClient, SaveClient, Store};
 
@@ -27,9 +27,14 @@ impl LocalMode {
 }
 
 impl Mode for LocalMode {
-    fn admit(&mut self, keys: Vec<ClientKey>, now: Instant) -> Admitted {
+    fn admit(&mut self, charges: Vec<Charge>, now: Instant) -> Admitted {
         let mut map = self.known.map.lock();
-        Admitted::Now(keys.iter().map(|key| Some(map.admit(key, now))).collect())
+        Admitted::Now(
+            charges
+                .iter()
+                .map(|charge| Some(map.admit(charge, now)))
+                .collect(),
+        )
     }
 
     fn create(&self, client: CreateClient) -> Write<ClientRecord> {
@@ -124,6 +129,7 @@ mod tests {
     use super::super::map::{BucketMap, SharedMap};
     use super::super::mode::RegisteredIds;
     use super::*;
+    use crate::client::ClientKey;
     use crate::persistence::Database;
 
     fn mode(path: &Path) -> LocalMode {
@@ -167,7 +173,7 @@ mod tests {
             Err(ClientError::Exists("acme".into()))
         );
         let Admitted::Now(answers) = local.admit(
-            vec![ClientKey::Registered("acme".into()); 6],
+            vec![Charge::plain(ClientKey::Registered("acme".into())); 6],
             Instant::now(),
         ) else {
             panic!("a single instance decides now");
@@ -212,7 +218,7 @@ mod tests {
             Err(ClientError::NotFound("nobody".into()))
         );
         let Admitted::Now(ip) = local.admit(
-            vec![ClientKey::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST)); 3],
+            vec![Charge::plain(ClientKey::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST))); 3],
             Instant::now(),
         ) else {
             panic!("a single instance decides now");

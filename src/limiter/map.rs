@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::Instant;
 
 use super::bucket::TokenBucket;
-use crate::client::{Admission, ClientKey, ClientRecord, Limits};
+use super::routes::RouteBuckets;
+use crate::client::{Admission, Charge, ClientKey, ClientRecord, Limits, RouteVerdict};
 
 #[derive(Debug)]
 struct Registered {
@@ -54,6 +55,8 @@ pub struct BucketMap {
     max_tracked: usize,
     registered: HashMap<String, Registered>,
     anonymous: HashMap<IpAddr, Anonymous>,
+    /// Each client's buckets on routes with limits.
+    routes: RouteBuckets,
     /// Rejections per client since the last [`BucketMap::reset_rejections`].
     rejections: HashMap<ClientKey, u64>,
     /// When a rejection decided elsewhere (Redis, in cluster mode) was last reported, per client.
@@ -67,6 +70,7 @@ impl BucketMap {
             max_tracked: max_tracked.max(1),
             registered: HashMap::new(),
             anonymous: HashMap::new(),
+            routes: RouteBuckets::new(max_tracked),
             rejections: HashMap::new(),
             reported_elsewhere: HashMap::new(),
         }
@@ -124,26 +128,96 @@ impl BucketMap {
         map
     }
 
-    /// Takes a token for `key`. A registered key that is not (or no longer) here falls back to
-    /// nothing: the caller resolves keys, so this only happens in a race with a delete, and
-    /// then the request is admitted rather than charged to a stranger.
-    pub fn admit(&mut self, key: &ClientKey, now: Instant) -> Admission {
-        let admission = self.take(key, now);
-        if !admission.decision.allowed {
-            self.count_rejection(key);
+    /// Takes what `charge` wants: `cost` tokens from the client's bucket and one from its bucket
+    /// on the route, both or neither. A registered key that is not (or no longer) here falls
+    /// back to a fresh bucket: the caller resolves keys, so this only happens in a race with a
+    /// delete, and then the request is admitted rather than charged to a stranger.
+    pub fn admit(&mut self, charge: &Charge, now: Instant) -> Admission {
+        let admission = if charge.is_plain() {
+            self.take(&charge.key, now)
+        } else {
+            self.take_routed(charge, now)
+        };
+        if !admission.allowed() {
+            self.count_rejection(&charge.key);
         }
+        self.routes.evict(now);
         admission
     }
 
-    /// [`Self::admit`], unless that would evict (a new IP with the map at its cap): `None`
-    /// then, so that the O(n) eviction pass runs on the shard's thread, never on a worker's.
-    pub fn admit_without_evicting(&mut self, key: &ClientKey, now: Instant) -> Option<Admission> {
-        if let ClientKey::Ip(ip) = key {
+    /// [`Self::admit`], unless that would evict (a new IP or route bucket with the map at its
+    /// cap): `None` then, so that the O(n) eviction pass runs on the shard's thread, never on a
+    /// worker's.
+    pub fn admit_without_evicting(&mut self, charge: &Charge, now: Instant) -> Option<Admission> {
+        if let ClientKey::Ip(ip) = &charge.key {
             if self.anonymous.len() >= self.max_tracked && !self.anonymous.contains_key(ip) {
                 return None;
             }
         }
-        Some(self.admit(key, now))
+        if let Some(route) = &charge.route {
+            if self.routes.full_for(&route.route, &charge.key) {
+                return None;
+            }
+        }
+        Some(self.admit(charge, now))
+    }
+
+    /// `charge` with a cost other than one or a route bucket: both buckets are checked, and both
+    /// charged only when both have the tokens.
+    fn take_routed(&mut self, charge: &Charge, now: Instant) -> Admission {
+        let limits = self.limits_for(&charge.key);
+        let defaults = self.defaults;
+        let mut fresh = TokenBucket::new(limits, now);
+        let (client, reported) = match &charge.key {
+            ClientKey::Registered(id) => match self.registered.get_mut(id) {
+                Some(client) => {
+                    client.dirty = true;
+                    (&mut client.bucket, Some(&mut client.reported))
+                }
+                None => (&mut fresh, None),
+            },
+            ClientKey::Ip(ip) => {
+                let entry = self.anonymous.entry(*ip).or_insert_with(|| Anonymous {
+                    bucket: TokenBucket::new(defaults, now),
+                    last_seen: now,
+                    reported: None,
+                });
+                entry.last_seen = now;
+                (&mut entry.bucket, Some(&mut entry.reported))
+            }
+        };
+        let mut decision = client.check(charge.cost, now);
+        let mut route = charge.route.as_ref().map(|route| {
+            let bucket = self
+                .routes
+                .bucket(&route.route, &charge.key, route.defaults, now);
+            (route, bucket.check(1, now), bucket)
+        });
+        let route_allows = route.as_ref().is_none_or(|(_, d, _)| d.allowed);
+        if decision.allowed && route_allows {
+            decision = client.take_checked(charge.cost);
+            if let Some((_, checked, bucket)) = &mut route {
+                *checked = bucket.take_checked(1);
+            }
+        } else {
+            // Neither is charged: each shows what it holds.
+            decision.remaining = client.tokens(now).floor() as u64;
+            if let Some((_, checked, bucket)) = &mut route {
+                checked.remaining = bucket.tokens(now).floor() as u64;
+            }
+        }
+        let allowed = decision.allowed && route_allows;
+        let report = reported.is_some_and(|r| report_due(r, allowed, now));
+        Admission {
+            decision,
+            limits,
+            report,
+            route: route.map(|(charge, decision, bucket)| RouteVerdict {
+                route: std::sync::Arc::clone(&charge.route),
+                decision,
+                limits: bucket.limits,
+            }),
+        }
     }
 
     fn count_rejection(&mut self, key: &ClientKey) {
@@ -182,12 +256,14 @@ impl BucketMap {
                         decision,
                         limits: client.bucket.limits,
                         report: report_due(&mut client.reported, decision.allowed, now),
+                        route: None,
                     }
                 }
                 None => Admission {
                     decision: TokenBucket::new(self.defaults, now).try_take(now),
                     limits: self.defaults,
                     report: false,
+                    route: None,
                 },
             },
             ClientKey::Ip(ip) => {
@@ -207,6 +283,7 @@ impl BucketMap {
                     decision,
                     limits: defaults,
                     report,
+                    route: None,
                 }
             }
         }
@@ -288,11 +365,11 @@ impl BucketMap {
         }
     }
 
-    /// Drops full IP buckets (they carry no information); returns how many went.
+    /// Drops full IP and route buckets (they carry no information); returns how many went.
     pub fn sweep(&mut self, now: Instant) -> usize {
         let before = self.anonymous.len();
         self.anonymous.retain(|_, entry| !entry.bucket.is_full(now));
-        before - self.anonymous.len()
+        before - self.anonymous.len() + self.routes.sweep(now)
     }
 
     /// Tracked buckets: registered clients and IPs.
@@ -343,14 +420,14 @@ impl SharedMap {
 
     /// Takes a token for `key` at once if the lock is free and no eviction is due; `None`
     /// otherwise (the shard's actor holds the lock for a sweep or a flush, or the other worker
-    /// holds it this instant), and the ask goes to the actor, which never makes a worker wait.
-    pub fn try_admit(&self, key: &ClientKey, now: Instant) -> Option<Admission> {
+    /// holds it this instant), and the charge goes to the actor, which never makes a worker wait.
+    pub fn try_admit(&self, charge: &Charge, now: Instant) -> Option<Admission> {
         let mut map = match self.0.try_lock() {
             Ok(map) => map,
             Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
             Err(TryLockError::WouldBlock) => return None,
         };
-        map.admit_without_evicting(key, now)
+        map.admit_without_evicting(charge, now)
     }
 }
 
@@ -366,6 +443,7 @@ fn record(id: &str, client: &mut Registered, now: Instant) -> ClientRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::Charge;
     use std::time::Duration;
 
     fn limits(capacity: u64, rate_per_sec: f64) -> Limits {
@@ -384,14 +462,24 @@ mod tests {
         map.upsert("gold", None, limits(5, 1.0), now);
         let gold = ClientKey::Registered("gold".into());
         let admitted_gold = (0..10)
-            .filter(|_| map.admit(&gold, now).decision.allowed)
+            .filter(|_| {
+                map.admit(&Charge::plain(gold.clone()), now)
+                    .decision
+                    .allowed
+            })
             .count();
         let admitted_ip = (0..10)
-            .filter(|_| map.admit(&ip(1), now).decision.allowed)
+            .filter(|_| {
+                map.admit(&Charge::plain(ip(1).clone()), now)
+                    .decision
+                    .allowed
+            })
             .count();
         assert_eq!((admitted_gold, admitted_ip), (5, 2));
         assert!(
-            map.admit(&ip(2), now).decision.allowed,
+            map.admit(&Charge::plain(ip(2).clone()), now)
+                .decision
+                .allowed,
             "another IP has its own bucket"
         );
     }
@@ -402,8 +490,8 @@ mod tests {
         let now = Instant::now();
         let mut map = BucketMap::new(limits(10, 1.0), 100);
         map.upsert("keep", None, limits(1, 1.0), now);
-        map.admit(&ip(1), now);
-        map.admit(&ip(2), now);
+        map.admit(&Charge::plain(ip(1).clone()), now);
+        map.admit(&Charge::plain(ip(2).clone()), now);
         assert_eq!(map.sweep(now), 0);
         assert_eq!(map.sweep(now + Duration::from_secs(2)), 2);
         assert_eq!(map.tracked(), (1, 0));
@@ -415,7 +503,7 @@ mod tests {
         let start = Instant::now();
         let mut map = BucketMap::new(limits(5, 10.0), 1_000_000);
         for n in 0..100_000u32 {
-            map.admit(&ip(n), start);
+            map.admit(&Charge::plain(ip(n).clone()), start);
         }
         assert_eq!(map.tracked(), (0, 100_000));
         assert_eq!(
@@ -433,7 +521,10 @@ mod tests {
         let start = Instant::now();
         let mut map = BucketMap::new(limits(10, 0.001), 100);
         for n in 0..150u32 {
-            map.admit(&ip(n), start + Duration::from_millis(u64::from(n)));
+            map.admit(
+                &Charge::plain(ip(n).clone()),
+                start + Duration::from_millis(u64::from(n)),
+            );
         }
         let (_, tracked) = map.tracked();
         assert!(tracked <= 100, "{tracked} tracked");
@@ -453,14 +544,20 @@ mod tests {
         let mut map = BucketMap::new(limits(10, 0.001), 3);
         map.upsert("known", None, limits(5, 0.001), now);
         for n in 0..3u32 {
-            assert!(map.admit_without_evicting(&ip(n), now).is_some());
+            assert!(map
+                .admit_without_evicting(&Charge::plain(ip(n).clone()), now)
+                .is_some());
         }
-        assert!(map.admit_without_evicting(&ip(3), now).is_none());
+        assert!(map
+            .admit_without_evicting(&Charge::plain(ip(3).clone()), now)
+            .is_none());
         assert_eq!(map.tracked(), (1, 3), "nothing evicted, nothing added");
-        let again = map.admit_without_evicting(&ip(0), now).expect("known IP");
+        let again = map
+            .admit_without_evicting(&Charge::plain(ip(0).clone()), now)
+            .expect("known IP");
         assert_eq!(again.decision.remaining, 8);
         let registered = ClientKey::Registered("known".into());
-        let admitted = map.admit_without_evicting(&registered, now);
+        let admitted = map.admit_without_evicting(&Charge::plain(registered.clone()), now);
         assert_eq!(admitted.expect("registered").decision.remaining, 4);
     }
 
@@ -471,7 +568,7 @@ mod tests {
         let mut map = BucketMap::new(limits(1, 0.001), 100);
         for (n, tries) in [(1u32, 3), (2, 6), (3, 1)] {
             for _ in 0..tries {
-                map.admit(&ip(n), now);
+                map.admit(&Charge::plain(ip(n).clone()), now);
             }
         }
         assert_eq!(map.top_rejected(2), [(ip(2), 5), (ip(1), 2)]);
@@ -484,10 +581,15 @@ mod tests {
     fn rejections_are_reported_at_most_once_a_second() {
         let now = Instant::now();
         let mut map = BucketMap::new(limits(1, 0.001), 100);
-        map.admit(&ip(1), now);
-        let reports = (0..100).filter(|_| map.admit(&ip(1), now).report).count();
+        map.admit(&Charge::plain(ip(1).clone()), now);
+        let reports = (0..100)
+            .filter(|_| map.admit(&Charge::plain(ip(1).clone()), now).report)
+            .count();
         assert_eq!(reports, 1);
-        assert!(map.admit(&ip(1), now + Duration::from_secs(1)).report);
+        assert!(
+            map.admit(&Charge::plain(ip(1).clone()), now + Duration::from_secs(1))
+                .report
+        );
     }
 
     /// Deciding alone while Redis is down: every limit divided by the instances, registered
@@ -505,7 +607,12 @@ mod tests {
         let tiny = ClientKey::Registered("tiny".into());
         assert_eq!(alone.limits_for(&tiny).capacity, 1, "never below one token");
         let admitted = (0..5)
-            .filter(|_| alone.admit(&gold, now).decision.allowed)
+            .filter(|_| {
+                alone
+                    .admit(&Charge::plain(gold.clone()), now)
+                    .decision
+                    .allowed
+            })
             .count();
         assert_eq!(admitted, 3);
         assert_eq!(
@@ -537,7 +644,10 @@ mod tests {
         map.upsert("b", None, limits(10, 1.0), now);
         assert_eq!(map.take_dirty(now).len(), 2);
         assert!(map.take_dirty(now).is_empty());
-        map.admit(&ClientKey::Registered("a".into()), now);
+        map.admit(
+            &Charge::plain(ClientKey::Registered("a".into()).clone()),
+            now,
+        );
         let dirty = map.take_dirty(now);
         assert_eq!(dirty, [("a".to_owned(), 9.0)]);
         let updated = map.upsert("a", None, limits(3, 1.0), now);

@@ -2,7 +2,7 @@
 
 use actix::Message;
 
-use crate::client::{Admission, ClientKey, ClientRecord, Limits};
+use crate::client::{Admission, Charge, ClientKey, ClientRecord, Limits};
 use crate::cluster::Change;
 
 /// Why an admin operation on a client failed.
@@ -16,11 +16,11 @@ pub enum ClientError {
     Storage(String),
 }
 
-/// From the proxy: take a token for each of these clients, in order (see [`super::batch`]).
+/// From the proxy: take what each of these charges wants, in order (see [`super::batch`]).
 /// `None`: no decision can be made (cluster mode, Redis down, `on_redis_down = "deny"`).
 #[derive(Debug, Message)]
 #[rtype(result = "Vec<Option<Admission>>")]
-pub struct AdmitMany(pub Vec<ClientKey>);
+pub struct AdmitMany(pub Vec<Charge>);
 
 /// From the cluster's agent: a change of the registry in Redis, to mirror here.
 #[derive(Debug, Message)]

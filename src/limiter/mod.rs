@@ -4,7 +4,7 @@
 //! SQLite ([`local`]), or with every instance through Redis ([`shared`]). [`Limiter`] is what
 //! handlers hold. A single instance's handler takes its token from the shard's map under its
 //! lock, on the handler's own thread ([`map::SharedMap`]); when the lock is busy, an eviction
-//! is due, or in cluster mode (where the shard asks Redis), the ask goes to the shard's actor
+//! is due, or in cluster mode (where the shard charges Redis), the charge goes to the shard's actor
 //! (admissions batched per worker turn, [`batch`]).
 //!
 //! A request is counted against its API key when that key is a registered `client_id`, else
@@ -17,6 +17,7 @@ mod local;
 pub mod map;
 mod messages;
 mod mode;
+mod routes;
 mod shard;
 mod shared;
 
@@ -30,7 +31,7 @@ use actix::{Actor, Addr, Arbiter, MailboxError};
 
 use futures_util::future::LocalBoxFuture;
 
-use crate::client::{Admission, ClientKey, ClientRecord, Limits};
+use crate::client::{Admission, Charge, ClientKey, ClientRecord, Limits};
 use crate::cluster::{Change, Cluster, Replica};
 use crate::persistence::{SavedClient, Store};
 use crate::settings::RateLimitSettings;
@@ -123,19 +124,19 @@ impl Limiter {
         &self.shards[shard_index(key, self.shards.len())]
     }
 
-    /// Takes a token for `key`: at once from the shard's map when its lock is free (a single
-    /// instance), else from the shard's actor, where the admissions of one worker turn travel
-    /// together (`batch.rs`).
-    pub async fn admit(&self, key: ClientKey) -> Result<Admission, AdmitError> {
-        let index = shard_index(&key, self.shards.len());
+    /// Takes what `charge` wants from its client's shard: at once from the shard's map when its
+    /// lock is free (a single instance), else from the shard's actor, where the admissions of
+    /// one worker turn travel together (`batch.rs`).
+    pub async fn admit(&self, charge: Charge) -> Result<Admission, AdmitError> {
+        let index = shard_index(&charge.key, self.shards.len());
         if let Some(admission) = self
             .maps
             .get(index)
-            .and_then(|map| map.try_admit(&key, Instant::now()))
+            .and_then(|map| map.try_admit(&charge, Instant::now()))
         {
             return Ok(admission);
         }
-        match batch::admit(&self.shards[index], key).await {
+        match batch::admit(&self.shards[index], charge).await {
             Ok(Some(admission)) => Ok(admission),
             Ok(None) => Err(AdmitError::SharedLimitsDown),
             Err(_) => Err(AdmitError::Stopped),

@@ -13,13 +13,13 @@ use futures_util::future::LocalBoxFuture;
 
 use super::map::SharedMap;
 use super::messages::{ClientError, CreateClient, UpdateClient};
-use crate::client::{Admission, ClientKey, ClientRecord};
+use crate::client::{Admission, Charge, ClientRecord};
 use crate::cluster::Change;
 
 /// A client write on its way: it resolves once the write is durable and applied to the map.
 pub type Write<T> = LocalBoxFuture<'static, Result<T, ClientError>>;
 
-/// The answers to a batch of asks.
+/// The answers to a batch of charges.
 pub enum Admitted {
     /// Decided now.
     Now(Vec<Option<Admission>>),
@@ -29,9 +29,9 @@ pub enum Admitted {
 
 /// How a shard decides and writes.
 pub trait Mode {
-    /// Takes a token for each key, in order; a `None` answer means no decision can be made
-    /// (Redis down under `on_redis_down = "deny"`).
-    fn admit(&mut self, keys: Vec<ClientKey>, now: Instant) -> Admitted;
+    /// Answers each charge, in order; a `None` answer means no decision can be made (Redis down
+    /// under `on_redis_down = "deny"`).
+    fn admit(&mut self, charges: Vec<Charge>, now: Instant) -> Admitted;
 
     /// Registers a client ([`ClientError::Exists`] if it is).
     fn create(&self, client: CreateClient) -> Write<ClientRecord>;

@@ -17,7 +17,7 @@ use futures_util::future::LocalBoxFuture;
 use super::map::BucketMap;
 use super::messages::{ClientError, CreateClient, UpdateClient};
 use super::mode::{Admitted, Known, Mode, Write};
-use crate::client::{Admission, ClientKey, ClientRecord, Decision, Limits};
+use crate::client::{Admission, Charge, ClientKey, ClientRecord, Decision, Limits};
 use crate::cluster::lease::{Ask, Grant, LeaseBook};
 use crate::cluster::{Change, Cluster, NameChange, StoredClient};
 use crate::persistence::{DeleteClient, SaveClient, Store};
@@ -133,7 +133,11 @@ impl SharedMode {
 }
 
 impl Mode for SharedMode {
-    fn admit(&mut self, keys: Vec<ClientKey>, now: Instant) -> Admitted {
+    /// Cluster mode takes one token from the client's own bucket per request: the settings
+    /// refuse costs and route limits with it, so only the key of each charge counts.
+    fn admit(&mut self, charges: Vec<Charge>, now: Instant) -> Admitted {
+        debug_assert!(charges.iter().all(Charge::is_plain));
+        let keys: Vec<ClientKey> = charges.into_iter().map(|charge| charge.key).collect();
         if !self.cluster.is_up() {
             return Admitted::Now(self.admit_alone(&keys, now));
         }
@@ -350,6 +354,7 @@ fn alone(
                     decision,
                     limits,
                     report: false,
+                    route: None,
                 })
             })
             .collect(),
@@ -362,7 +367,7 @@ fn alone(
                 return Vec::new();
             };
             keys.iter()
-                .map(|key| Some(divided.admit(key, now)))
+                .map(|key| Some(divided.admit(&Charge::plain(key.clone()), now)))
                 .collect()
         }
     }
@@ -380,6 +385,7 @@ fn judged(
         decision,
         limits,
         report: map.record_elsewhere(key, decision.allowed, now),
+        route: None,
     }
 }
 
@@ -410,7 +416,7 @@ mod tests {
     fn allowed(answers: &[Option<Admission>]) -> Vec<Option<bool>> {
         answers
             .iter()
-            .map(|a| a.map(|a| a.decision.allowed))
+            .map(|a| a.as_ref().map(|a| a.decision.allowed))
             .collect()
     }
 
@@ -461,7 +467,7 @@ mod tests {
             allowed(&batch.answers),
             [Some(true), Some(false), Some(true)]
         );
-        let refused = batch.answers[1].expect("answered");
+        let refused = batch.answers[1].clone().expect("answered");
         assert!(refused.decision.retry_after >= Duration::from_millis(300));
         // One token of "a"'s grant is left: the next ask is answered from it.
         let next = plan(&mut leases, &mut map, vec![client("a")], now);
@@ -526,7 +532,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut shared = shared_mode(dir.path(), OnRedisDown::Deny);
         let ip = ClientKey::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST));
-        let Admitted::Now(answers) = shared.admit(vec![ip; 3], Instant::now()) else {
+        let Admitted::Now(answers) = shared.admit(vec![Charge::plain(ip); 3], Instant::now())
+        else {
             panic!("with Redis down nothing waits for it");
         };
         assert_eq!(allowed(&answers), [None; 3]);

@@ -4,12 +4,15 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use crate::client::RouteCharge;
 use crate::route::RouteSpec;
 
 /// A route of the running table: its spec, the pool it sends to, its counters.
 #[derive(Debug)]
 pub struct Route {
     pub spec: RouteSpec,
+    /// The bucket each client has on this route, when the route has limits.
+    pub bucket: Option<RouteCharge>,
     /// Index of its pool in the running pools.
     pub pool: usize,
     pub counters: Arc<RouteCounters>,
@@ -68,6 +71,7 @@ mod tests {
             limits: None,
         };
         Route {
+            bucket: None,
             spec: entry.check().expect("valid"),
             pool: 0,
             counters: Arc::default(),

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use actix_web::http::header::HeaderMap;
 
 use super::compiled::Route;
+use crate::client::{Limits, RouteCharge};
 use crate::route::{HostPattern, RouteSpec};
 
 /// What a request offers to be matched: its host (normalised, see [`super::host`]), path
@@ -64,6 +65,10 @@ impl RouteTable {
             .into_iter()
             .map(|spec| Route {
                 pool: pool(&spec.pool),
+                bucket: spec.limits.map(|limits| RouteCharge {
+                    route: spec.name.as_str().into(),
+                    defaults: Limits::new(limits.capacity, limits.rate_per_sec),
+                }),
                 counters: previous
                     .and_then(|p| p.named(&spec.name))
                     .map_or_else(Arc::default, |r| Arc::clone(&r.counters)),

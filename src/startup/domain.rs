@@ -125,6 +125,7 @@ fn start_registry(
             follower: simulation.map(Simulation::follower),
             strategy: settings.backends.strategy,
             health_path: settings.health.path.clone(),
+            cluster: settings.cluster.redis.is_some(),
         },
     )
 }

@@ -5,8 +5,8 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
 use super::headers::push_decimal;
-use crate::client::Admission;
-use crate::http::error::json_response;
+use crate::client::{Admission, Bucket, Limits};
+use crate::http::error::{json_response, ErrorBody};
 
 /// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers): the quota and its window.
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
@@ -73,33 +73,63 @@ impl ResponseError for ProxyError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut response = json_response(self.status_code(), &self.to_string());
-        if let Self::RateLimited(admission) = self {
-            let wait = admission.decision.retry_after.as_secs_f64().ceil().max(1.0) as u64;
-            let headers = response.headers_mut();
-            headers.insert(RETRY_AFTER, HeaderValue::from(wait));
-            headers.insert(RATELIMIT_POLICY, policy_header(admission));
-            headers.insert(RATELIMIT, ratelimit_header(admission));
-        }
+        let Self::RateLimited(admission) = self else {
+            return json_response(self.status_code(), &self.to_string());
+        };
+        let (bucket, decision, _) = admission.tighter();
+        let limit = match bucket {
+            Bucket::Client => "client".to_owned(),
+            Bucket::Route(route) => format!("route:{route}"),
+        };
+        let mut response = HttpResponse::TooManyRequests().json(ErrorBody {
+            code: StatusCode::TOO_MANY_REQUESTS.as_u16(),
+            message: &self.to_string(),
+            limit: Some(&limit),
+        });
+        let wait = decision.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+        let headers = response.headers_mut();
+        headers.insert(RETRY_AFTER, HeaderValue::from(wait));
+        headers.insert(RATELIMIT_POLICY, policy_header(admission));
+        headers.insert(RATELIMIT, ratelimit_header(admission));
         response
     }
 }
 
-/// `"default";q=<capacity>;w=<seconds to fill>`.
-pub fn policy_header(admission: &Admission) -> HeaderValue {
-    let window = admission.limits.window_secs().ceil().max(1.0) as u64;
-    let text = format!("\"default\";q={};w={window}", admission.limits.capacity);
-    HeaderValue::try_from(text).expect("digits and quotes make a valid header value")
+/// A policy's name in the RateLimit headers: `default` for the client's own bucket (the
+/// name it always had), the route's name for its bucket.
+fn policy_name(bucket: Bucket<'_>) -> &str {
+    match bucket {
+        Bucket::Client => "default",
+        Bucket::Route(route) => route,
+    }
 }
 
-/// `"default";r=<remaining>;t=<seconds to the next token>`.
+/// `"default";q=<capacity>;w=<seconds to fill>`, and the route's policy after it when the
+/// request's route has a bucket of its own.
+pub fn policy_header(admission: &Admission) -> HeaderValue {
+    let policy = |name: &str, limits: &Limits| {
+        let window = limits.window_secs().ceil().max(1.0) as u64;
+        format!("\"{name}\";q={};w={window}", limits.capacity)
+    };
+    let mut text = policy(policy_name(Bucket::Client), &admission.limits);
+    if let Some(route) = &admission.route {
+        text.push_str(", ");
+        text.push_str(&policy(&route.route, &route.limits));
+    }
+    HeaderValue::try_from(text).expect("names, digits and quotes make a valid header value")
+}
+
+/// `"<policy>";r=<remaining>;t=<seconds to the next token>` for the tighter bucket.
 pub fn ratelimit_header(admission: &Admission) -> HeaderValue {
-    let next = admission.decision.retry_after.as_secs_f64().ceil() as u64;
+    let (bucket, decision, _) = admission.tighter();
+    let next = decision.retry_after.as_secs_f64().ceil() as u64;
     // Written by hand: this goes on every admitted response.
     let mut text = String::with_capacity(32);
-    text.push_str("\"default\";r=");
-    push_decimal(&mut text, admission.decision.remaining);
+    text.push('"');
+    text.push_str(policy_name(bucket));
+    text.push_str("\";r=");
+    push_decimal(&mut text, decision.remaining);
     text.push_str(";t=");
     push_decimal(&mut text, next);
-    HeaderValue::try_from(text).expect("digits and quotes make a valid header value")
+    HeaderValue::try_from(text).expect("names, digits and quotes make a valid header value")
 }

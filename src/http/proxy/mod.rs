@@ -26,7 +26,7 @@ use actix_web::web::BytesMut;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 
 use crate::backend::HostHeader;
-use crate::client::Admission;
+use crate::client::{Admission, Bucket, Charge};
 use crate::http::access_log::{self, ServedBy};
 use crate::http::client_id::ClientIdentity;
 use crate::http::tls::ViaTls;
@@ -141,11 +141,16 @@ async fn admit(
     destination: &Destination<'_>,
 ) -> Result<Admission, ProxyError> {
     let key = identity.identify(req, limiter);
-    let admission = limiter.admit(key.clone()).await.map_err(|err| match err {
+    let charge = Charge {
+        key: key.clone(),
+        cost: destination.route.map_or(1, |r| r.spec.cost),
+        route: destination.route.and_then(|r| r.bucket.clone()),
+    };
+    let admission = limiter.admit(charge).await.map_err(|err| match err {
         AdmitError::Stopped => ProxyError::LimiterStopped,
         AdmitError::SharedLimitsDown => ProxyError::SharedLimitsDown,
     })?;
-    if admission.decision.allowed {
+    if admission.allowed() {
         return Ok(admission);
     }
     metrics.record_rate_limited();
@@ -153,10 +158,15 @@ async fn admit(
         route.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
     }
     if admission.report {
+        let (bucket, _, limits) = admission.tighter();
+        let on = match bucket {
+            Bucket::Client => String::new(),
+            Bucket::Route(route) => format!(" on route {route}"),
+        };
         log::warn!(
-            "{key} is rate limited (capacity {}, {}/s); further rejections within a second are not logged",
-            admission.limits.capacity,
-            admission.limits.rate_per_sec
+            "{key} is rate limited{on} (capacity {}, {}/s); further rejections within a second are not logged",
+            limits.capacity,
+            limits.rate_per_sec
         );
     }
     Err(ProxyError::RateLimited(admission))
