@@ -94,22 +94,74 @@ fn read<T: for<'de> Deserialize<'de>>(path: &str, value: &Value) -> Result<T, In
     T::deserialize(value).map_err(|err| (path.to_owned(), err.to_string()))
 }
 
-/// One pool of `pools`.
+/// A pool as `POST /lb/api/pools` gives it: `{"name", "backends", ...}`; errors name the
+/// field (`backends[1].url`).
+pub fn parse_pool(value: &Value) -> Result<PoolSpec, Invalid> {
+    let mut fields = read::<serde_json::Map<String, Value>>("body", value)?;
+    let name = match fields.remove("name") {
+        Some(Value::String(name)) => name,
+        Some(_) => return Err(("name".to_owned(), "must be a string".to_owned())),
+        None => return Err(("name".to_owned(), "missing".to_owned())),
+    };
+    check_name(&name).map_err(|p| ("name".to_owned(), p))?;
+    pool("", name, read::<RawPool>("body", &Value::Object(fields))?)
+}
+
+/// A pool's changed settings as `PATCH /lb/api/pools/{pool}` gives them: each field given
+/// replaces the current one.
+pub fn parse_pool_settings(current: &PoolSettings, value: &Value) -> Result<PoolSettings, Invalid> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Patch {
+        strategy: Option<String>,
+        health_path: Option<String>,
+        host_header: Option<HostHeader>,
+    }
+    let patch = read::<Patch>("body", value)?;
+    let mut settings = current.clone();
+    if let Some(strategy) = patch.strategy {
+        let strategy = strategy.parse().map_err(|p| ("strategy".to_owned(), p))?;
+        settings.strategy = Some(strategy);
+    }
+    if let Some(health_path) = patch.health_path {
+        check_health_path(&health_path).map_err(|p| ("health_path".to_owned(), p))?;
+        settings.health_path = Some(health_path);
+    }
+    if let Some(host_header) = patch.host_header {
+        settings.host_header = host_header;
+    }
+    Ok(settings)
+}
+
+/// A probe path: starts with `/` and is a valid request target.
+fn check_health_path(path: &str) -> Result<(), String> {
+    if path.starts_with('/') && path.parse::<actix_web::http::Uri>().is_ok() {
+        Ok(())
+    } else {
+        Err(format!("{path:?} is not a path starting with '/'"))
+    }
+}
+
+/// `path.field`, or `field` at the top.
+fn join(path: &str, field: &str) -> String {
+    if path.is_empty() {
+        field.to_owned()
+    } else {
+        format!("{path}.{field}")
+    }
+}
+
+/// One pool of `pools` (at `path`).
 fn pool(path: &str, name: String, raw: RawPool) -> Result<PoolSpec, Invalid> {
     let strategy = raw
         .strategy
         .map(|s| s.parse::<Strategy>())
         .transpose()
-        .map_err(|p| (format!("{path}.strategy"), p))?;
+        .map_err(|p| (join(path, "strategy"), p))?;
     if let Some(health_path) = &raw.health_path {
-        let valid =
-            health_path.starts_with('/') && health_path.parse::<actix_web::http::Uri>().is_ok();
-        if !valid {
-            let problem = format!("{health_path:?} is not a path starting with '/'");
-            return Err((format!("{path}.health_path"), problem));
-        }
+        check_health_path(health_path).map_err(|p| (join(path, "health_path"), p))?;
     }
-    let backends_path = format!("{path}.backends");
+    let backends_path = join(path, "backends");
     Ok(PoolSpec {
         name,
         settings: PoolSettings {

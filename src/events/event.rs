@@ -86,6 +86,10 @@ pub enum LbEvent {
         /// Whether an operator asked for it (else the random schedule did).
         manual: bool,
     },
+    /// A pool was added, changed or removed through the pools API (`action`).
+    Pool { action: &'static str, pool: String },
+    /// The routes were replaced through the routes API; their names in order.
+    Routes { routes: Vec<String> },
     /// A client was created, updated or deleted through `/clients`.
     Client {
         action: &'static str,

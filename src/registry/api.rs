@@ -106,7 +106,7 @@ impl Registry {
 }
 
 /// The pool file's entries for `members` (those not leaving), in order.
-fn file_entries(members: &[Arc<Member>]) -> Vec<FileEntry> {
+pub(super) fn file_entries(members: &[Arc<Member>]) -> Vec<FileEntry> {
     members
         .iter()
         .filter(|m| !m.is_leaving())

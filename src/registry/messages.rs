@@ -7,7 +7,10 @@ use actix::Message;
 use serde::Serialize;
 
 use super::member::{FailureKind, MemberStatus};
+use super::rotation::Rotation;
 use crate::backend::{Backend, BackendId, BackendSpec};
+use crate::discovery::{PoolSettings, PoolSpec};
+use crate::route::RouteEntry;
 
 /// From the proxy, fire-and-forget: an attempt on `backend` failed (it was already counted in
 /// the member; `consecutive` is its run of failures so far). Drives passive ejection.
@@ -53,6 +56,35 @@ pub struct UpdateBackend {
 pub struct RemoveBackend {
     pub pool: String,
     pub name: String,
+}
+
+/// From `POST /lb/api/pools`: a new pool, its backends in rotation at once.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Arc<Rotation>, PoolError>")]
+pub struct AddPool {
+    pub spec: PoolSpec,
+}
+
+/// From `PATCH /lb/api/pools/{pool}`: its strategy, probe path or host header.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Arc<Rotation>, PoolError>")]
+pub struct UpdatePool {
+    pub name: String,
+    pub settings: PoolSettings,
+}
+
+/// From `DELETE /lb/api/pools/{pool}`: its backends drain, then it is gone.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Arc<Rotation>, PoolError>")]
+pub struct RemovePool {
+    pub name: String,
+}
+
+/// From `PUT /lb/api/routes`: the whole list, in order.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), PoolError>")]
+pub struct ReplaceRoutes {
+    pub entries: Vec<RouteEntry>,
 }
 
 /// From SIGHUP, `POST /lb/api/reload` or the file watch: read the pool file again and apply
@@ -130,7 +162,7 @@ pub enum PoolError {
     /// A field of the request is invalid (400).
     #[error("Invalid {field}: {problem}")]
     Invalid { field: String, problem: String },
-    /// The URL or name is taken (409).
+    /// The URL or name is taken, or a route still names the pool (409).
     #[error("{0}")]
     Duplicate(String),
     /// No such backend (404).

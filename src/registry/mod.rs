@@ -15,6 +15,7 @@ mod pools;
 mod reload;
 pub mod rotation;
 mod selection;
+mod topology;
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -23,12 +24,17 @@ use std::sync::Arc;
 use actix::{Actor, Addr, AsyncContext};
 
 use crate::backend::{BackendId, BackendSpec};
+use crate::discovery::{PoolSettings, PoolSpec};
 use crate::events::Events;
+use crate::route::RouteEntry;
 pub use actor::{PoolOptions, Registry};
 #[cfg(test)]
 pub use member::Member;
 pub use member::{FailureKind, Lease, MemberStatus, Outcome};
-use messages::{AddBackend, Reload, RemoveBackend, ReportFailure, SetHealth, UpdateBackend};
+use messages::{
+    AddBackend, AddPool, Reload, RemoveBackend, RemovePool, ReplaceRoutes, ReportFailure,
+    SetHealth, UpdateBackend, UpdatePool,
+};
 pub use messages::{PoolChanged, PoolError, ReloadReport, ReloadTrigger};
 pub use pools::{Destination, Pools, PoolsView};
 pub use rotation::Rotation;
@@ -135,6 +141,30 @@ impl Membership {
     /// Drains a backend out of `pool` (and out of the pool file).
     pub async fn remove(&self, pool: String, name: String) -> Result<MemberStatus, PoolError> {
         self.ask(RemoveBackend { pool, name }).await
+    }
+
+    /// Adds a pool (written to the pool file first); its backends are in rotation at once.
+    pub async fn add_pool(&self, spec: PoolSpec) -> Result<Arc<Rotation>, PoolError> {
+        self.ask(AddPool { spec }).await
+    }
+
+    /// Changes a pool's strategy, probe path or host header (written to the pool file).
+    pub async fn update_pool(
+        &self,
+        name: String,
+        settings: PoolSettings,
+    ) -> Result<Arc<Rotation>, PoolError> {
+        self.ask(UpdatePool { name, settings }).await
+    }
+
+    /// Removes a pool no route names; its backends drain out.
+    pub async fn remove_pool(&self, name: String) -> Result<Arc<Rotation>, PoolError> {
+        self.ask(RemovePool { name }).await
+    }
+
+    /// Replaces the routes (validated against the pools, written to the pool file).
+    pub async fn replace_routes(&self, entries: Vec<RouteEntry>) -> Result<(), PoolError> {
+        self.ask(ReplaceRoutes { entries }).await
     }
 
     /// Reads the pool file again and applies the difference; an invalid file changes nothing.

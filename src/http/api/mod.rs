@@ -5,6 +5,7 @@
 
 mod backends;
 mod events;
+mod pools;
 mod simulation;
 mod state;
 mod status;
@@ -31,6 +32,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                         only("/backends/{name}", web::get().to(backends::show))
                             .route(web::patch().to(backends::update))
                             .route(web::delete().to(backends::remove)),
+                    )
+                    .service(
+                        only("/pools", web::get().to(pools::list))
+                            .route(web::post().to(pools::add)),
+                    )
+                    .service(
+                        only("/pools/{pool}", web::get().to(pools::show))
+                            .route(web::patch().to(pools::update))
+                            .route(web::delete().to(pools::remove)),
+                    )
+                    .service(
+                        only("/routes", web::get().to(pools::routes))
+                            .route(web::put().to(pools::replace_routes)),
                     )
                     .service(
                         only("/pools/{pool}/backends", web::get().to(backends::list))
