@@ -1,6 +1,7 @@
 //! Who a request counts against and what the rate limiter answers: the value types shared by
 //! the limiter, the persistence and the HTTP layer.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -22,6 +23,8 @@ pub struct ClientRecord {
     pub name: Option<String>,
     pub limits: Limits,
     pub tokens: f64,
+    /// Its own limits on routes, by route name (instead of the route's `limits`).
+    pub routes: BTreeMap<String, Limits>,
 }
 
 impl ClientKey {
@@ -95,18 +98,24 @@ impl Charge {
         }
     }
 
-    /// Whether only the client's own bucket is asked for one token (what cluster mode takes).
+    /// One token from the client's own bucket, no route at all.
     pub fn is_plain(&self) -> bool {
         self.cost == 1 && self.route.is_none()
     }
+
+    /// One token from the client's own bucket and no route limits (all cluster mode takes;
+    /// there, clients have no limits of their own on routes).
+    pub fn takes_one_token(&self) -> bool {
+        self.cost == 1 && self.route.as_ref().is_none_or(|r| r.defaults.is_none())
+    }
 }
 
-/// The bucket a route with limits keeps for each client.
+/// The route of a request, for its bucket per client: the route's `limits`, or a registered
+/// client's own limits on it (without either, no route bucket).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RouteCharge {
     pub route: Arc<str>,
-    /// The route's `limits` (a registered client may have its own).
-    pub defaults: Limits,
+    pub defaults: Option<Limits>,
 }
 
 /// The result of admitting one request. Both buckets or neither: when one refuses, the other

@@ -35,6 +35,7 @@ impl StoredClient {
             client_id: self.client_id,
             name: self.name,
             limits: Limits::new(self.capacity, self.rate_per_sec),
+            routes: std::collections::BTreeMap::new(),
         }
     }
 

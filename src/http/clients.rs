@@ -7,6 +7,7 @@
 //! in cluster mode (and mirrored into each instance's SQLite after); when that fails the answer
 //! is 503 and nothing changed.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use actix_web::http::StatusCode;
@@ -17,9 +18,12 @@ use serde_json::Value;
 use crate::client::{ClientRecord, Limits};
 use crate::events::{Events, LbEvent};
 use crate::http::admin::{self, AdminError};
+use crate::http::client_routes::{self, RouteChanges};
 use crate::http::error::{json_response, not_found, only};
 use crate::http::json_body::{body_status, read_json, BodyError};
-use crate::limiter::{ClientError, Limiter};
+use crate::limiter::{ClientError, CreateClient, Limiter, UpdateClient};
+use crate::registry::Pools;
+use crate::route::RouteLimits;
 use crate::settings::{AdminSettings, Settings};
 
 /// Longest client id, in bytes.
@@ -37,16 +41,41 @@ pub struct ClientsState {
     pub admin: AdminSettings,
     /// `rate_limit.default_rate_per_sec`, for clients created without a rate.
     pub default_rate_per_sec: f64,
+    /// The routes a client's own limits may name.
+    pub pools: Arc<Pools>,
+    /// Cluster mode: clients have no limits of their own on routes there.
+    pub cluster: bool,
 }
 
 impl ClientsState {
-    pub fn new(settings: &Settings, limiter: Arc<Limiter>, events: Events) -> Self {
+    pub fn new(
+        settings: &Settings,
+        limiter: Arc<Limiter>,
+        events: Events,
+        pools: Arc<Pools>,
+    ) -> Self {
         Self {
             limiter,
             events,
             admin: settings.admin.clone(),
             default_rate_per_sec: settings.rate_limit.default_rate_per_sec,
+            pools,
+            cluster: settings.cluster.redis.is_some(),
         }
+    }
+
+    /// The route changes of `input`, checked against the running routes.
+    fn routes(&self, input: &mut ClientInput) -> Result<RouteChanges, ApiError> {
+        let Some(changes) = input.routes.take() else {
+            return Ok(RouteChanges::new());
+        };
+        if self.cluster && changes.values().any(Option::is_some) {
+            return Err(ApiError::BadRequest(
+                "routes: in cluster mode clients have no limits of their own on routes".into(),
+            ));
+        }
+        client_routes::check_known(&changes, &self.pools.load()).map_err(ApiError::BadRequest)?;
+        Ok(changes)
     }
 }
 
@@ -112,6 +141,7 @@ struct ClientInput {
     name: Option<Option<String>>,
     capacity: Option<u64>,
     rate_per_sec: Option<f64>,
+    routes: Option<RouteChanges>,
 }
 
 /// A client as the API answers it.
@@ -122,6 +152,9 @@ struct ClientBody<'a> {
     capacity: u64,
     rate_per_sec: f64,
     tokens: f64,
+    /// Its own limits on routes, when it has any.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    routes: BTreeMap<&'a str, RouteLimits>,
 }
 
 fn client_json(record: &ClientRecord) -> ClientBody<'_> {
@@ -131,6 +164,17 @@ fn client_json(record: &ClientRecord) -> ClientBody<'_> {
         capacity: record.limits.capacity,
         rate_per_sec: record.limits.rate_per_sec,
         tokens: record.tokens,
+        routes: record
+            .routes
+            .iter()
+            .map(|(route, l)| {
+                let limits = RouteLimits {
+                    capacity: l.capacity,
+                    rate_per_sec: l.rate_per_sec,
+                };
+                (route.as_str(), limits)
+            })
+            .collect(),
     }
 }
 
@@ -140,7 +184,8 @@ async fn create(
     state: web::Data<ClientsState>,
 ) -> Result<HttpResponse, ApiError> {
     admin::authorize(&req, &state.admin)?;
-    let input = parse_body(&req, payload).await?;
+    let mut input = parse_body(&req, payload).await?;
+    let routes = state.routes(&mut input)?;
     let client_id = input.client_id.ok_or_else(|| missing("client_id"))?;
     let capacity = input.capacity.ok_or_else(|| missing("capacity"))?;
     let limits = Limits {
@@ -149,7 +194,15 @@ async fn create(
     };
     let record = state
         .limiter
-        .create(client_id, input.name.flatten(), limits)
+        .create(CreateClient {
+            client_id,
+            name: input.name.flatten(),
+            limits,
+            routes: routes
+                .into_iter()
+                .filter_map(|(route, limits)| Some((route, limits?)))
+                .collect(),
+        })
         .await?;
     log::info!(
         "client {} registered (capacity {}, {}/s)",
@@ -211,12 +264,19 @@ async fn update_from_body(
 
 async fn apply_update(
     id: String,
-    input: ClientInput,
+    mut input: ClientInput,
     state: &ClientsState,
 ) -> Result<HttpResponse, ApiError> {
+    let routes = state.routes(&mut input)?;
     let record = state
         .limiter
-        .update(id, input.name, input.capacity, input.rate_per_sec)
+        .update(UpdateClient {
+            client_id: id,
+            name: input.name,
+            capacity: input.capacity,
+            rate_per_sec: input.rate_per_sec,
+            routes,
+        })
         .await?;
     log::info!("client {} updated", record.client_id);
     announce(state, "updated", &record.client_id);
@@ -277,6 +337,7 @@ fn parse_input(body: &[u8]) -> Result<ClientInput, String> {
                 input.capacity = Some(capacity(key, value)?);
             }
             "rate_per_sec" => input.rate_per_sec = Some(rate(value)?),
+            "routes" => input.routes = Some(client_routes::parse(value)?),
             other => return Err(format!("{}: unknown field", truncate(other))),
         }
     }

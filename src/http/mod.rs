@@ -6,6 +6,7 @@ pub mod access_log;
 pub mod admin;
 pub mod api;
 pub mod client_id;
+pub mod client_routes;
 pub mod clients;
 pub mod error;
 pub mod json_body;

@@ -48,6 +48,7 @@ impl Mode for LocalMode {
                 client_id: client.client_id,
                 name: client.name,
                 limits: client.limits,
+                routes: client.routes,
             };
             committed(store.send(SaveClient(record.clone())).await)?;
             Ok(known.remember(&record))
@@ -104,11 +105,19 @@ fn updated(current: ClientRecord, change: UpdateClient, now: Instant) -> ClientR
     };
     let mut preview = TokenBucket::with_tokens(current.limits, current.tokens, now);
     preview.set_limits(limits, now);
+    let mut routes = current.routes;
+    for (route, limits) in change.routes {
+        match limits {
+            Some(limits) => routes.insert(route, limits),
+            None => routes.remove(&route),
+        };
+    }
     ClientRecord {
         client_id: current.client_id,
         name: change.name.unwrap_or(current.name),
         limits,
         tokens: preview.tokens(now),
+        routes,
     }
 }
 
@@ -143,6 +152,7 @@ mod tests {
             client_id: id.to_owned(),
             name: None,
             limits: Limits::new(capacity, 1.0),
+            routes: Default::default(),
         }
     }
 
@@ -189,6 +199,7 @@ mod tests {
             name: Some(Some("Acme".into())),
             capacity: Some(3),
             rate_per_sec: None,
+            routes: Default::default(),
         };
         let changed = local.update(lowered).await.expect("updated");
         assert_eq!(
@@ -212,6 +223,7 @@ mod tests {
             name: None,
             capacity: Some(1),
             rate_per_sec: None,
+            routes: Default::default(),
         };
         assert_eq!(
             local.update(nobody).await,
@@ -248,6 +260,7 @@ mod tests {
             name: None,
             capacity: Some(1),
             rate_per_sec: None,
+            routes: Default::default(),
         };
         assert!(matches!(
             local.update(change).await,

@@ -6,7 +6,7 @@
 //! [`SharedMap`] is how a shard's map is held: by its actor and, for a single instance, by the
 //! handlers, which admit under its lock on their own thread.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::Instant;
@@ -19,6 +19,8 @@ use crate::client::{Admission, Charge, ClientKey, ClientRecord, Limits, RouteVer
 struct Registered {
     name: Option<String>,
     bucket: TokenBucket,
+    /// Its own limits on routes, by route name.
+    routes: BTreeMap<String, Limits>,
     /// Level changed since the last flush.
     dirty: bool,
     /// When a rejection of this client was last reported for the log.
@@ -121,6 +123,7 @@ impl BucketMap {
                     name: client.name.clone(),
                     limits,
                     tokens: limits.capacity as f64,
+                    routes: BTreeMap::new(),
                 },
                 now,
             );
@@ -166,6 +169,14 @@ impl BucketMap {
     /// charged only when both have the tokens.
     fn take_routed(&mut self, charge: &Charge, now: Instant) -> Admission {
         let limits = self.limits_for(&charge.key);
+        let route_limits = charge.route.as_ref().and_then(|route| {
+            let own = match &charge.key {
+                ClientKey::Registered(id) => self.registered.get(id),
+                ClientKey::Ip(_) => None,
+            }
+            .and_then(|client| client.routes.get(&*route.route).copied());
+            own.or(route.defaults).map(|limits| (&route.route, limits))
+        });
         let defaults = self.defaults;
         let mut fresh = TokenBucket::new(limits, now);
         let (client, reported) = match &charge.key {
@@ -187,10 +198,8 @@ impl BucketMap {
             }
         };
         let mut decision = client.check(charge.cost, now);
-        let mut route = charge.route.as_ref().map(|route| {
-            let bucket = self
-                .routes
-                .bucket(&route.route, &charge.key, route.defaults, now);
+        let mut route = route_limits.map(|(route, limits)| {
+            let bucket = self.routes.bucket(route, &charge.key, limits, now);
             (route, bucket.check(1, now), bucket)
         });
         let route_allows = route.as_ref().is_none_or(|(_, d, _)| d.allowed);
@@ -212,8 +221,8 @@ impl BucketMap {
             decision,
             limits,
             report,
-            route: route.map(|(charge, decision, bucket)| RouteVerdict {
-                route: std::sync::Arc::clone(&charge.route),
+            route: route.map(|(name, decision, bucket)| RouteVerdict {
+                route: std::sync::Arc::clone(name),
                 decision,
                 limits: bucket.limits,
             }),
@@ -305,12 +314,26 @@ impl BucketMap {
             .or_insert_with(|| Registered {
                 name: None,
                 bucket: TokenBucket::new(limits, now),
+                routes: BTreeMap::new(),
                 dirty: true,
                 reported: None,
             });
         client.name = name;
         client.dirty = true;
         record(id, client, now)
+    }
+
+    /// Replaces a registered client's own limits on routes (its buckets there take them at
+    /// their next request); the record, if the client is here.
+    pub fn set_routes(
+        &mut self,
+        id: &str,
+        routes: BTreeMap<String, Limits>,
+        now: Instant,
+    ) -> Option<ClientRecord> {
+        let client = self.registered.get_mut(id)?;
+        client.routes = routes;
+        Some(record(id, client, now))
     }
 
     /// Restores a client at a saved level (start-up).
@@ -321,6 +344,7 @@ impl BucketMap {
             Registered {
                 name: record.name,
                 bucket,
+                routes: record.routes,
                 dirty: false,
                 reported: None,
             },
@@ -437,6 +461,7 @@ fn record(id: &str, client: &mut Registered, now: Instant) -> ClientRecord {
         name: client.name.clone(),
         limits: client.bucket.limits,
         tokens: client.bucket.tokens(now),
+        routes: client.routes.clone(),
     }
 }
 

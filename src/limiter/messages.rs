@@ -2,6 +2,8 @@
 
 use actix::Message;
 
+use std::collections::BTreeMap;
+
 use crate::client::{Admission, Charge, ClientKey, ClientRecord, Limits};
 use crate::cluster::Change;
 
@@ -34,6 +36,8 @@ pub struct CreateClient {
     pub client_id: String,
     pub name: Option<String>,
     pub limits: Limits,
+    /// Its own limits on routes.
+    pub routes: BTreeMap<String, Limits>,
 }
 
 /// From the admin API: change a client; absent fields keep their value.
@@ -45,6 +49,8 @@ pub struct UpdateClient {
     pub name: Option<Option<String>>,
     pub capacity: Option<u64>,
     pub rate_per_sec: Option<f64>,
+    /// Own limits on routes to set (`Some`) or remove (`None`); routes not named keep theirs.
+    pub routes: BTreeMap<String, Option<Limits>>,
 }
 
 /// From the admin API: remove a client.

@@ -38,10 +38,9 @@ use crate::settings::RateLimitSettings;
 use local::LocalMode;
 use map::SharedMap;
 use messages::{
-    ApplyRemote, CountBuckets, CreateClient, FlushTokens, GetClient, ListClients, RemoveClient,
-    TopRejected, UpdateClient,
+    ApplyRemote, CountBuckets, FlushTokens, GetClient, ListClients, RemoveClient, TopRejected,
 };
-pub use messages::{ClientError, Tracked};
+pub use messages::{ClientError, CreateClient, Tracked, UpdateClient};
 use mode::{Known, Mode, RegisteredIds};
 use shard::BucketStore;
 use shared::SharedMode;
@@ -150,36 +149,14 @@ impl Limiter {
         })
     }
 
-    pub async fn create(
-        &self,
-        client_id: String,
-        name: Option<String>,
-        limits: Limits,
-    ) -> Result<ClientRecord, ClientError> {
-        let key = ClientKey::Registered(client_id.clone());
-        let msg = CreateClient {
-            client_id,
-            name,
-            limits,
-        };
-        self.shard(&key).send(msg).await.unwrap_or_else(stopped)
+    pub async fn create(&self, client: CreateClient) -> Result<ClientRecord, ClientError> {
+        let key = ClientKey::Registered(client.client_id.clone());
+        self.shard(&key).send(client).await.unwrap_or_else(stopped)
     }
 
-    pub async fn update(
-        &self,
-        client_id: String,
-        name: Option<Option<String>>,
-        capacity: Option<u64>,
-        rate_per_sec: Option<f64>,
-    ) -> Result<ClientRecord, ClientError> {
-        let key = ClientKey::Registered(client_id.clone());
-        let msg = UpdateClient {
-            client_id,
-            name,
-            capacity,
-            rate_per_sec,
-        };
-        self.shard(&key).send(msg).await.unwrap_or_else(stopped)
+    pub async fn update(&self, change: UpdateClient) -> Result<ClientRecord, ClientError> {
+        let key = ClientKey::Registered(change.client_id.clone());
+        self.shard(&key).send(change).await.unwrap_or_else(stopped)
     }
 
     pub async fn remove(&self, client_id: String) -> Result<(), ClientError> {

@@ -105,6 +105,11 @@ impl Known {
             self.map
                 .lock()
                 .upsert(&record.client_id, record.name.clone(), record.limits, now);
+        let remembered = self
+            .map
+            .lock()
+            .set_routes(&record.client_id, record.routes.clone(), now)
+            .unwrap_or(remembered);
         self.registered.set(&record.client_id, true);
         remembered
     }

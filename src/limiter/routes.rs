@@ -110,7 +110,7 @@ mod tests {
             cost,
             route: route.map(|(name, capacity)| RouteCharge {
                 route: name.into(),
-                defaults: Limits::new(capacity, 0.001),
+                defaults: Some(Limits::new(capacity, 0.001)),
             }),
         }
     }
@@ -141,6 +141,42 @@ mod tests {
         assert_eq!(
             heavy.decision.remaining, 1,
             "the route's bucket was not charged"
+        );
+    }
+
+    /// A registered client's own limits on a route replace the route's; another client keeps
+    /// the route's; a route without limits has a bucket only for clients with their own.
+    #[test]
+    fn a_client_s_own_limits_on_a_route_win() {
+        let now = Instant::now();
+        let mut map = BucketMap::new(Limits::new(100, 0.001), 100);
+        map.upsert("gold", None, Limits::new(100, 0.001), now);
+        let own = [
+            ("search".to_owned(), Limits::new(5, 0.001)),
+            ("open".to_owned(), Limits::new(1, 0.001)),
+        ];
+        map.set_routes("gold", own.into_iter().collect(), now);
+        let gold = ClientKey::Registered("gold".into());
+        let admitted = |map: &mut BucketMap, key: &ClientKey, route: Option<(&str, u64)>| {
+            let mut charge = charge(key.clone(), 1, route);
+            if route.is_some_and(|(_, capacity)| capacity == 0) {
+                charge.route.as_mut().expect("route").defaults = None;
+            }
+            (0..10)
+                .filter(|_| map.admit(&charge, now).allowed())
+                .count()
+        };
+        assert_eq!(admitted(&mut map, &gold, Some(("search", 2))), 5);
+        assert_eq!(admitted(&mut map, &ip(1), Some(("search", 2))), 2);
+        assert_eq!(
+            admitted(&mut map, &gold, Some(("open", 0))),
+            1,
+            "its own bucket on open"
+        );
+        assert_eq!(
+            admitted(&mut map, &ip(1), Some(("open", 0))),
+            10,
+            "no bucket on open"
         );
     }
 

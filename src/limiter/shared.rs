@@ -136,7 +136,7 @@ impl Mode for SharedMode {
     /// Cluster mode takes one token from the client's own bucket per request: the settings
     /// refuse costs and route limits with it, so only the key of each charge counts.
     fn admit(&mut self, charges: Vec<Charge>, now: Instant) -> Admitted {
-        debug_assert!(charges.iter().all(Charge::is_plain));
+        debug_assert!(charges.iter().all(Charge::takes_one_token));
         let keys: Vec<ClientKey> = charges.into_iter().map(|charge| charge.key).collect();
         if !self.cluster.is_up() {
             return Admitted::Now(self.admit_alone(&keys, now));
@@ -542,6 +542,7 @@ mod tests {
             client_id: "new".into(),
             name: None,
             limits: Limits::new(5, 1.0),
+            routes: Default::default(),
         };
         let refused = shared.create(create).await;
         assert!(
@@ -568,6 +569,7 @@ mod tests {
             name: None,
             limits: Limits::new(capacity, 1.0),
             tokens: capacity as f64,
+            routes: Default::default(),
         };
         shared.apply_remote(Change::Put(record("b", 3)));
         assert_eq!(shared.known.get("b").expect("b").limits.capacity, 3);

@@ -1,7 +1,9 @@
-//! The SQLite file: registered clients with their limits and last token level. WAL mode, a
+//! The SQLite file: registered clients with their limits, their own limits on routes and their
+//! last token level. WAL mode, a
 //! schema version in `PRAGMA user_version` with forward migrations; a file that is not a
 //! SQLite database, or has a newer schema, is refused and left exactly as it was.
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -11,17 +13,26 @@ use crate::client::{ClientRecord, Limits};
 use crate::clock;
 
 /// The schema this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Migrations, in order: `MIGRATIONS[n]` takes the schema from version n to n + 1.
-const MIGRATIONS: &[&str] = &["CREATE TABLE clients (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE clients (
         client_id TEXT PRIMARY KEY NOT NULL,
         name TEXT,
         capacity INTEGER NOT NULL,
         rate_per_sec REAL NOT NULL,
         tokens REAL NOT NULL,
         tokens_at_ms INTEGER NOT NULL
-    )"];
+    )",
+    "CREATE TABLE client_routes (
+        client_id TEXT NOT NULL,
+        route TEXT NOT NULL,
+        capacity INTEGER NOT NULL,
+        rate_per_sec REAL NOT NULL,
+        PRIMARY KEY (client_id, route)
+    )",
+];
 
 /// Why the database cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -127,18 +138,49 @@ impl Database {
                             rate_per_sec: row.get(3)?,
                         },
                         tokens: row.get(4)?,
+                        routes: BTreeMap::new(),
                     },
                     saved_at: clock::from_unix_ms(u64::try_from(at_ms).unwrap_or(0)),
                 })
             })
             .map_err(|e| self.io(e))?;
-        rows.collect::<Result<_, _>>().map_err(|e| self.io(e))
+        let mut clients: Vec<SavedClient> =
+            rows.collect::<Result<_, _>>().map_err(|e| self.io(e))?;
+        let mut routes = self.load_routes()?;
+        for client in &mut clients {
+            client.record.routes = routes.remove(&client.record.client_id).unwrap_or_default();
+        }
+        Ok(clients)
     }
 
-    /// Inserts or replaces a client (committed when this returns).
+    /// Every client's own limits on routes, by client id.
+    fn load_routes(&self) -> Result<HashMap<String, BTreeMap<String, Limits>>, DbError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT client_id, route, capacity, rate_per_sec FROM client_routes")
+            .map_err(|e| self.io(e))?;
+        let rows = stmt
+            .query_map([], |row| {
+                let capacity: i64 = row.get(2)?;
+                let limits = Limits::new(capacity.max(1) as u64, row.get(3)?);
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, limits))
+            })
+            .map_err(|e| self.io(e))?;
+        let mut routes: HashMap<String, BTreeMap<String, Limits>> = HashMap::new();
+        for row in rows {
+            let (client, route, limits) = row.map_err(|e| self.io(e))?;
+            routes.entry(client).or_default().insert(route, limits);
+        }
+        Ok(routes)
+    }
+
+    /// Inserts or replaces a client with its limits on routes, in one transaction (committed
+    /// when this returns).
     pub fn save_client(&mut self, record: &ClientRecord, at: SystemTime) -> Result<(), DbError> {
-        self.conn
-            .execute(
+        let conn = &mut self.conn;
+        let result = (|| {
+            let tx = conn.transaction()?;
+            tx.execute(
                 "INSERT INTO clients (client_id, name, capacity, rate_per_sec, tokens, tokens_at_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                  ON CONFLICT(client_id) DO UPDATE SET name = ?2, capacity = ?3, rate_per_sec = ?4,
@@ -151,20 +193,44 @@ impl Database {
                     record.tokens,
                     unix_ms(at)
                 ],
-            )
-            .map(|_| ())
-            .map_err(|e| self.io(e))
+            )?;
+            tx.execute(
+                "DELETE FROM client_routes WHERE client_id = ?1",
+                params![record.client_id],
+            )?;
+            for (route, limits) in &record.routes {
+                tx.execute(
+                    "INSERT INTO client_routes (client_id, route, capacity, rate_per_sec)
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![
+                        record.client_id,
+                        route,
+                        limits.capacity as i64,
+                        limits.rate_per_sec
+                    ],
+                )?;
+            }
+            tx.commit()
+        })();
+        result.map_err(|e| self.io(e))
     }
 
-    /// Deletes a client; whether it existed.
+    /// Deletes a client and its limits on routes; whether it existed.
     pub fn delete_client(&mut self, client_id: &str) -> Result<bool, DbError> {
-        self.conn
-            .execute(
+        let conn = &mut self.conn;
+        let result = (|| {
+            let tx = conn.transaction()?;
+            tx.execute(
+                "DELETE FROM client_routes WHERE client_id = ?1",
+                params![client_id],
+            )?;
+            let deleted = tx.execute(
                 "DELETE FROM clients WHERE client_id = ?1",
                 params![client_id],
-            )
-            .map(|n| n > 0)
-            .map_err(|e| self.io(e))
+            )?;
+            tx.commit().map(|()| deleted > 0)
+        })();
+        result.map_err(|e| self.io(e))
     }
 
     /// Writes many token levels in one transaction.
@@ -205,7 +271,42 @@ mod tests {
                 rate_per_sec: 2.0,
             },
             tokens,
+            routes: BTreeMap::new(),
         }
+    }
+
+    /// A client's own limits on routes are saved with it, replaced with it and deleted with it.
+    #[test]
+    fn round_trips_limits_on_routes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("lb.sqlite3");
+        let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let mut gold = record("gold", 10.0);
+        gold.routes.insert("search".into(), Limits::new(50, 5.0));
+        gold.routes.insert("export".into(), Limits::new(2, 0.1));
+        {
+            let mut db = Database::open(&path).expect("open");
+            db.save_client(&gold, at).expect("save");
+            db.save_client(&record("plain", 10.0), at).expect("save");
+        }
+        let db = Database::open(&path).expect("reopen");
+        let saved = db.load_all().expect("load");
+        let loaded = saved
+            .iter()
+            .find(|c| c.record.client_id == "gold")
+            .expect("gold");
+        assert_eq!(loaded.record.routes, gold.routes);
+        let mut db = db;
+        gold.routes.remove("export");
+        db.save_client(&gold, at).expect("save");
+        let saved = db.load_all().expect("load");
+        let loaded = saved
+            .iter()
+            .find(|c| c.record.client_id == "gold")
+            .expect("gold");
+        assert_eq!(loaded.record.routes.len(), 1);
+        assert!(db.delete_client("gold").expect("delete"));
+        assert!(db.load_routes().expect("routes").is_empty());
     }
 
     /// Clients and token levels survive closing and reopening the file.

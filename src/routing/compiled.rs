@@ -11,8 +11,8 @@ use crate::route::RouteSpec;
 #[derive(Debug)]
 pub struct Route {
     pub spec: RouteSpec,
-    /// The bucket each client has on this route, when the route has limits.
-    pub bucket: Option<RouteCharge>,
+    /// Its name and limits, for each client's bucket on it.
+    pub bucket: RouteCharge,
     /// Index of its pool in the running pools.
     pub pool: usize,
     pub counters: Arc<RouteCounters>,
@@ -71,7 +71,10 @@ mod tests {
             limits: None,
         };
         Route {
-            bucket: None,
+            bucket: RouteCharge {
+                route: "r".into(),
+                defaults: None,
+            },
             spec: entry.check().expect("valid"),
             pool: 0,
             counters: Arc::default(),

@@ -65,10 +65,12 @@ impl RouteTable {
             .into_iter()
             .map(|spec| Route {
                 pool: pool(&spec.pool),
-                bucket: spec.limits.map(|limits| RouteCharge {
+                bucket: RouteCharge {
                     route: spec.name.as_str().into(),
-                    defaults: Limits::new(limits.capacity, limits.rate_per_sec),
-                }),
+                    defaults: spec
+                        .limits
+                        .map(|limits| Limits::new(limits.capacity, limits.rate_per_sec)),
+                },
                 counters: previous
                     .and_then(|p| p.named(&spec.name))
                     .map_or_else(Arc::default, |r| Arc::clone(&r.counters)),

@@ -170,7 +170,12 @@ fn shared(
             cluster: domain.cluster.clone(),
             events: domain.events.clone(),
         },
-        clients: ClientsState::new(settings, Arc::clone(&domain.limiter), domain.events.clone()),
+        clients: ClientsState::new(
+            settings,
+            Arc::clone(&domain.limiter),
+            domain.events.clone(),
+            Arc::clone(&domain.pools),
+        ),
         connector,
         draining: domain.draining.clone(),
     }

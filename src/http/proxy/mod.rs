@@ -144,7 +144,7 @@ async fn admit(
     let charge = Charge {
         key: key.clone(),
         cost: destination.route.map_or(1, |r| r.spec.cost),
-        route: destination.route.and_then(|r| r.bucket.clone()),
+        route: destination.route.map(|r| r.bucket.clone()),
     };
     let admission = limiter.admit(charge).await.map_err(|err| match err {
         AdmitError::Stopped => ProxyError::LimiterStopped,

@@ -1,0 +1,122 @@
+//! A registered client's own limits on routes (`"routes"` in a `/clients` body): applied at
+//! once, refused for an unknown route, kept in SQLite across a restart; and a database written
+//! by the release before routes (schema 1) opens with every client and gains the new table.
+
+mod common;
+
+use std::path::Path;
+
+use common::backend::TestBackend;
+use common::{call, client, fresh_dir, start_balancer, TestBalancer};
+use loadbalancer::settings::{load, LoadOptions};
+use serde_json::json;
+
+/// What the first release wrote: schema 1, one client.
+fn write_first_release_database(path: &Path) {
+    let conn = rusqlite::Connection::open(path).expect("create");
+    conn.execute_batch(
+        "CREATE TABLE clients (
+            client_id TEXT PRIMARY KEY NOT NULL, name TEXT, capacity INTEGER NOT NULL,
+            rate_per_sec REAL NOT NULL, tokens REAL NOT NULL, tokens_at_ms INTEGER NOT NULL);
+         INSERT INTO clients VALUES ('old', 'Old Co', 7, 0.001, 7.0, 1764000000000);
+         PRAGMA user_version = 1;",
+    )
+    .expect("schema 1");
+}
+
+/// How many of `n` GETs of `path` as client `key` are admitted.
+async fn admitted(lb: &TestBalancer, path: &str, key: &str, n: usize) -> usize {
+    let mut count = 0;
+    for _ in 0..n {
+        let res = client()
+            .get(lb.url(path))
+            .insert_header(("X-API-Key", key))
+            .send()
+            .await
+            .expect("response");
+        count += usize::from(res.status() == 200);
+    }
+    count
+}
+
+#[actix_web::test]
+async fn own_limits_on_routes_apply_persist_and_the_old_database_opens() {
+    let app = TestBackend::start("app");
+    let dir = fresh_dir();
+    write_first_release_database(&dir.join("lb.sqlite3"));
+    let file = json!({
+        "backends": [app.url()],
+        "routes": [{"name": "search", "path_prefix": "/search", "pool": "default",
+                    "limits": {"capacity": 2, "rate_per_sec": 0.001}}]
+    });
+    std::fs::write(dir.join("config.json"), file.to_string()).expect("pool file");
+    std::fs::write(
+        dir.join("Settings.toml"),
+        "[server]\nworkers = 2\n[simulation]\nenabled = false\n\
+         [persistence]\npath = \"lb.sqlite3\"\n",
+    )
+    .expect("settings");
+    let settings = load(&LoadOptions {
+        settings_path: Some(dir.join("Settings.toml")),
+        backends_path: None,
+        simulate: false,
+    })
+    .expect("settings");
+    let lb = start_balancer(&settings);
+    let (status, old) = call(&lb, "GET", "/clients/old", None).await;
+    assert_eq!(
+        (status, &old["capacity"], &old["name"]),
+        (200, &json!(7), &json!("Old Co"))
+    );
+
+    let unknown = json!({"routes": {"nope": {"capacity": 1, "rate_per_sec": 1}}}).to_string();
+    let (status, body) = call(&lb, "PUT", "/clients/old", Some(&unknown)).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .expect("message")
+            .starts_with("routes.nope"),
+        "{body}"
+    );
+    assert_eq!(
+        admitted(&lb, "/search", "old", 4).await,
+        2,
+        "the route's own limit"
+    );
+
+    let own = json!({"routes": {"search": {"capacity": 5, "rate_per_sec": 0.001}}}).to_string();
+    let (status, body) = call(&lb, "PUT", "/clients/old", Some(&own)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["routes"]["search"]["capacity"], 5);
+    assert_eq!(
+        admitted(&lb, "/search", "old", 2).await,
+        0,
+        "a raised capacity does not refill the bucket"
+    );
+    let gold = json!({"client_id": "gold", "capacity": 100,
+                      "routes": {"search": {"capacity": 5, "rate_per_sec": 0.001}}});
+    let (status, body) = call(&lb, "POST", "/clients", Some(&gold.to_string())).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        admitted(&lb, "/search", "gold", 7).await,
+        5,
+        "its own limit on the route"
+    );
+    lb.handle.shutdown().await;
+
+    let again = start_balancer(&settings);
+    let (_, kept) = call(&again, "GET", "/clients/old", None).await;
+    assert_eq!(
+        kept["routes"]["search"],
+        json!({"capacity": 5, "rate_per_sec": 0.001})
+    );
+    let cleared = json!({"routes": {"search": null}}).to_string();
+    let (status, body) = call(&again, "PUT", "/clients/old", Some(&cleared)).await;
+    assert_eq!((status, body.get("routes")), (200, None), "{body}");
+    let conn = rusqlite::Connection::open(dir.join("lb.sqlite3")).expect("open");
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .expect("version");
+    assert_eq!(version, 2);
+}
