@@ -20,22 +20,36 @@ use prometheus_client::registry::Registry;
 use crate::cluster::ClusterCounters;
 use crate::registry::MemberStatus;
 
-/// `backend` is the backend's name, or `none` for answers the balancer gave itself.
+/// `pool` and `backend` name the backend, both `none` for answers the balancer gave itself.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
+    pub pool: String,
     pub backend: String,
     pub code: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BackendLabels {
+    pub pool: String,
     pub backend: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FailureLabels {
+    pub pool: String,
     pub backend: String,
     pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteCodeLabels {
+    pub route: String,
+    pub code: u16,
 }
 
 /// Every metric of the balancer.
@@ -71,8 +85,10 @@ struct Shard(Mutex<Tally>);
 /// What the request path counts.
 #[derive(Default)]
 struct Tally {
-    /// Requests by (backend, status): a handful of entries, scanned.
-    requests: Vec<(String, u16, u64)>,
+    /// Requests by (pool, backend, status): a handful of entries, scanned.
+    requests: Vec<(String, String, u16, u64)>,
+    /// Requests by (route, status), for those a route took.
+    routes: Vec<(String, u16, u64)>,
     /// Durations per bucket of `Metrics::bounds` (not cumulative).
     buckets: Vec<u64>,
     sum: f64,
@@ -182,23 +198,42 @@ pub struct Totals {
 }
 
 impl Metrics {
-    /// One proxied request finished its head: `backend` is `None` when the balancer answered.
-    pub fn record_request(&self, backend: Option<&str>, code: u16, took: Duration) {
+    /// One proxied request finished its head: `backend` (`pool`, `name`) is `None` when the
+    /// balancer answered; `route` the route that took it, if one did.
+    pub fn record_request(
+        &self,
+        backend: Option<(&str, &str)>,
+        route: Option<&str>,
+        code: u16,
+        took: Duration,
+    ) {
         let took = took.as_secs_f64();
         let bucket = self
             .bounds
             .iter()
             .position(|bound| took <= *bound)
             .unwrap_or(self.bounds.len() - 1);
-        let name = backend.unwrap_or("none");
+        let (pool, name) = backend.unwrap_or(("none", "none"));
         let mut tally = self.shards[SHARD.with(|shard| *shard)].lock();
         match tally
             .requests
             .iter_mut()
-            .find(|(backend, status, _)| *status == code && backend == name)
+            .find(|(p, b, status, _)| *status == code && b == name && p == pool)
         {
-            Some((_, _, count)) => *count += 1,
-            None => tally.requests.push((name.to_owned(), code, 1)),
+            Some((_, _, _, count)) => *count += 1,
+            None => tally
+                .requests
+                .push((pool.to_owned(), name.to_owned(), code, 1)),
+        }
+        if let Some(route) = route {
+            match tally
+                .routes
+                .iter_mut()
+                .find(|(r, c, _)| *c == code && r == route)
+            {
+                Some((_, _, count)) => *count += 1,
+                None => tally.routes.push((route.to_owned(), code, 1)),
+            }
         }
         if tally.buckets.is_empty() {
             tally.buckets = vec![0; self.bounds.len()];
@@ -216,8 +251,9 @@ impl Metrics {
         self.rate_limited.inc();
     }
 
-    pub fn record_upstream_failure(&self, backend: &str, kind: &str) {
+    pub fn record_upstream_failure(&self, pool: &str, backend: &str, kind: &str) {
         let labels = FailureLabels {
+            pool: pool.to_owned(),
             backend: backend.to_owned(),
             kind: kind.to_owned(),
         };
@@ -247,9 +283,16 @@ impl Metrics {
         }
     }
 
-    /// The shards' request counts and durations, summed.
-    fn summed(&self) -> (Family<RequestLabels, Counter>, SummedHistogram) {
+    /// The shards' request counts (by backend, by route) and durations, summed.
+    fn summed(
+        &self,
+    ) -> (
+        Family<RequestLabels, Counter>,
+        Family<RouteCodeLabels, Counter>,
+        SummedHistogram,
+    ) {
         let requests = Family::<RequestLabels, Counter>::default();
+        let routes = Family::<RouteCodeLabels, Counter>::default();
         let mut duration = SummedHistogram {
             sum: 0.0,
             count: 0,
@@ -257,12 +300,20 @@ impl Metrics {
         };
         for shard in &self.shards {
             let tally = shard.lock();
-            for (backend, code, count) in &tally.requests {
+            for (pool, backend, code, count) in &tally.requests {
                 let labels = RequestLabels {
+                    pool: pool.clone(),
                     backend: backend.clone(),
                     code: *code,
                 };
                 requests.get_or_create(&labels).inc_by(*count);
+            }
+            for (route, code, count) in &tally.routes {
+                let labels = RouteCodeLabels {
+                    route: route.clone(),
+                    code: *code,
+                };
+                routes.get_or_create(&labels).inc_by(*count);
             }
             for (summed, count) in duration.buckets.iter_mut().zip(&tally.buckets) {
                 summed.1 += count;
@@ -270,7 +321,7 @@ impl Metrics {
             duration.sum += tally.sum;
             duration.count += tally.count;
         }
-        (requests, duration)
+        (requests, routes, duration)
     }
 
     /// The exposition text, with the gauges set from the current pool and limiter state (and
@@ -278,6 +329,7 @@ impl Metrics {
     pub fn render(
         &self,
         members: &[MemberStatus],
+        routes_limited: &[(String, u64)],
         clients: usize,
         buckets: usize,
         cluster: Option<ClusterCounters>,
@@ -286,11 +338,28 @@ impl Metrics {
         let mut text = String::new();
         // The shards' tallies and, in cluster mode, the cluster's own counters, read now.
         let mut scraped = Registry::default();
-        let (requests, duration) = self.summed();
+        let (requests, routes, duration) = self.summed();
         scraped.register(
             "lb_requests",
-            "Proxied requests by backend and status",
+            "Proxied requests by pool, backend and status",
             requests,
+        );
+        scraped.register(
+            "lb_route_requests",
+            "Requests a route took, by route and status",
+            routes,
+        );
+        let limited = Family::<RouteLabels, Counter>::default();
+        for (route, count) in routes_limited {
+            let labels = RouteLabels {
+                route: route.clone(),
+            };
+            limited.get_or_create(&labels).inc_by(*count);
+        }
+        scraped.register(
+            "lb_route_rate_limited",
+            "Requests a route took that were refused with 429, by route",
+            limited,
         );
         scraped.register(
             "lb_request_duration_seconds",
@@ -314,6 +383,7 @@ impl Metrics {
         self.backend_in_flight.clear();
         for member in members {
             let labels = BackendLabels {
+                pool: member.backend.pool.to_string(),
                 backend: member.backend.name.clone(),
             };
             self.backend_up
@@ -362,9 +432,15 @@ mod tests {
                 let metrics = std::sync::Arc::clone(&metrics);
                 std::thread::spawn(move || {
                     for _ in 0..10 {
-                        metrics.record_request(Some("b1"), 200, Duration::from_millis(1));
+                        let route = Some("r");
+                        metrics.record_request(
+                            Some(("p", "b1")),
+                            route,
+                            200,
+                            Duration::from_millis(1),
+                        );
                     }
-                    metrics.record_request(None, 502, Duration::from_secs(100));
+                    metrics.record_request(None, None, 502, Duration::from_secs(100));
                 })
             })
             .collect();
@@ -373,13 +449,18 @@ mod tests {
         }
         let totals = metrics.totals();
         assert_eq!((totals.requests, totals.own_errors), (44, 4));
-        let text = metrics.render(&[], 0, 0, None);
+        let text = metrics.render(&[], &[("r".into(), 3)], 0, 0, None);
         assert!(
-            text.contains(r#"lb_requests_total{backend="b1",code="200"} 40"#),
+            text.contains(r#"lb_requests_total{pool="p",backend="b1",code="200"} 40"#),
             "{text}"
         );
         assert!(
-            text.contains(r#"lb_requests_total{backend="none",code="502"} 4"#),
+            text.contains(r#"lb_requests_total{pool="none",backend="none",code="502"} 4"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"lb_route_requests_total{route="r",code="200"} 40"#)
+                && text.contains(r#"lb_route_rate_limited_total{route="r"} 3"#),
             "{text}"
         );
         assert!(

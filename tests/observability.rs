@@ -50,23 +50,23 @@ async fn metrics_count_what_happened() {
     }
     let after = metrics(&lb).await;
     assert_eq!(
-        after.get(r#"lb_requests_total{backend="backend-2",code="200"}"#),
+        after.get(r#"lb_requests_total{pool="default",backend="backend-2",code="200"}"#),
         Some(&5.0),
         "{after:?}"
     );
     assert_eq!(
-        after.get(r#"lb_requests_total{backend="none",code="429"}"#),
+        after.get(r#"lb_requests_total{pool="none",backend="none",code="429"}"#),
         Some(&3.0)
     );
     assert_eq!(after.get("lb_rate_limited_total"), Some(&3.0));
-    assert!(after[r#"lb_upstream_failures_total{backend="backend-1",kind="connect"}"#] >= 1.0);
+    assert!(after[r#"lb_upstream_failures_total{pool="default",backend="backend-1",kind="connect"}"#] >= 1.0);
     assert_eq!(after.get("lb_request_duration_seconds_count"), Some(&8.0));
     assert_eq!(
-        after.get(r#"lb_backend_up{backend="backend-2"}"#),
+        after.get(r#"lb_backend_up{pool="default",backend="backend-2"}"#),
         Some(&1.0)
     );
     assert_eq!(
-        after.get(r#"lb_backend_in_flight{backend="backend-2"}"#),
+        after.get(r#"lb_backend_in_flight{pool="default",backend="backend-2"}"#),
         Some(&0.0)
     );
     assert_eq!(after.get("lb_tracked_buckets"), Some(&1.0));

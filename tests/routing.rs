@@ -372,5 +372,15 @@ async fn limits_per_route_take_both_buckets_or_neither() {
         .map(|r| r["rate_limited"].as_u64().expect("count"))
         .collect();
     assert_eq!(rate_limited, [7, 1, 0]);
+    let mut res = client().get(lb.url("/lb/metrics")).send().await.expect("metrics");
+    let text = String::from_utf8(res.body().await.expect("body").to_vec()).expect("text");
+    for line in [
+        r#"lb_route_rate_limited_total{route="search"} 7"#,
+        r#"lb_route_requests_total{route="search",code="429"} 7"#,
+        r#"lb_route_requests_total{route="export",code="200"} 3"#,
+        r#"lb_requests_total{pool="default",backend="backend-1",code="200"} 7"#,
+    ] {
+        assert!(text.contains(line), "{line} not in {text}");
+    }
     assert_eq!(app.targets().len(), 3 + 3 + 1);
 }

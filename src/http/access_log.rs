@@ -1,5 +1,6 @@
 //! The access log, a middleware ([`AccessLog`]): one line per request (target
-//! `loadbalancer::access`, level info), `127.0.0.1 "GET /path" 200 backend-2 1.4ms`. Filter it
+//! `loadbalancer::access`, level info), `127.0.0.1 "GET /path" 200 backend-2 1.4ms`, and
+//! `route=<name>` after the backend when a route took the request. Filter it
 //! out with `RUST_LOG=info,loadbalancer::access=off`. While draining, every response also asks
 //! the client to close its connection, so kept-alive connections end after their current
 //! request.
@@ -17,7 +18,7 @@ use std::time::Instant;
 
 use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::{ConnectionType, StatusCode};
-use actix_web::Error;
+use actix_web::{Error, HttpMessage};
 
 use crate::backend::Backend;
 use crate::draining::Draining;
@@ -25,6 +26,10 @@ use crate::net::canonical;
 
 /// Log target of access lines.
 pub const TARGET: &str = "loadbalancer::access";
+
+/// The route that took the request, put in the request's extensions by the proxy (only while
+/// this log is on).
+pub struct RouteTaken(pub Arc<str>);
 
 /// The backend that answered, put in the response's extensions by the proxy for the line
 /// (only while access lines are logged: an extension costs two allocations per response).
@@ -162,9 +167,15 @@ impl RequestLine {
             .extensions()
             .get::<ServedBy>()
             .map(|s| s.0.name.clone());
+        let route = res
+            .request()
+            .extensions()
+            .get::<RouteTaken>()
+            .map(|r| format!(" route={}", r.0))
+            .unwrap_or_default();
         log::info!(
             target: TARGET,
-            "{} \"{} {}\" {} {} {:.1}ms",
+            "{} \"{} {}\" {} {}{route} {:.1}ms",
             self.peer,
             self.method,
             self.path,

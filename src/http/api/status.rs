@@ -210,8 +210,16 @@ pub async fn status(
 /// `GET /lb/metrics`: Prometheus text exposition (open, like `/lb/health`, for scrapers).
 pub async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
     let tracked = state.limiter.tracked().await;
+    let view = state.pools.load();
+    let limited: Vec<(String, u64)> = view
+        .routes()
+        .routes()
+        .iter()
+        .map(|r| (r.spec.name.clone(), r.counters.rate_limited()))
+        .collect();
     let text = state.metrics.render(
-        &state.pools.snapshot(),
+        &view.snapshot(),
+        &limited,
         tracked.registered,
         tracked.registered + tracked.addresses,
         state.cluster.as_ref().map(cluster::Cluster::counters),

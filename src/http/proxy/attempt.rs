@@ -79,7 +79,7 @@ impl<'a> Attempts<'a> {
         let state = self.state;
         state
             .metrics
-            .record_upstream_failure(&backend.name, kind.as_str());
+            .record_upstream_failure(&backend.pool, &backend.name, kind.as_str());
         state.registry.report_failure(backend.id, kind, consecutive);
         let retries_left = self.tried.len() <= state.retries as usize;
         if !(retries_left && retryable) {

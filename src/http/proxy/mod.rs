@@ -23,11 +23,11 @@ use std::time::Instant;
 
 use actix_web::http::Method;
 use actix_web::web::BytesMut;
-use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 
 use crate::backend::HostHeader;
 use crate::client::{Admission, Bucket, Charge};
-use crate::http::access_log::{self, ServedBy};
+use crate::http::access_log::{self, RouteTaken, ServedBy};
 use crate::http::client_id::ClientIdentity;
 use crate::http::tls::ViaTls;
 use crate::limiter::{AdmitError, Limiter};
@@ -50,10 +50,28 @@ pub async fn forward(
     connections: web::Data<Connections>,
 ) -> Result<HttpResponse, ProxyError> {
     let started = Instant::now();
-    match admit_and_forward(req, payload, &state, &connections).await {
+    let view = state.pools.load();
+    let routed = destination(&req, &view);
+    let route = routed
+        .as_ref()
+        .ok()
+        .and_then(|d| d.route)
+        .map(|r| &r.bucket.route);
+    if let Some(route) = route.filter(|_| access_log::enabled()) {
+        req.extensions_mut().insert(RouteTaken(Arc::clone(route)));
+    }
+    let forwarded = match routed {
+        Ok(destination) => {
+            admit_and_forward(req, payload, &state, &connections, &destination).await
+        }
+        Err(err) => Err(err),
+    };
+    let route = route.map(|r| &**r);
+    match forwarded {
         Ok((mut response, backend)) => {
             state.metrics.record_request(
-                Some(&backend.name),
+                Some((&backend.pool, &backend.name)),
+                route,
                 response.status().as_u16(),
                 started.elapsed(),
             );
@@ -65,7 +83,9 @@ pub async fn forward(
         }
         Err(err) => {
             let code = err.status_code().as_u16();
-            state.metrics.record_request(None, code, started.elapsed());
+            state
+                .metrics
+                .record_request(None, route, code, started.elapsed());
             Err(err)
         }
     }
@@ -76,19 +96,18 @@ async fn admit_and_forward(
     payload: web::Payload,
     state: &ProxyState,
     connections: &Connections,
+    destination: &Destination<'_>,
 ) -> Result<Forwarded, ProxyError> {
     if req.method() == Method::CONNECT {
         return Err(ProxyError::MethodNotAllowed);
     }
     let websocket = tunnel::requested(&req)?;
-    let view = state.pools.load();
-    let destination = destination(&req, &view)?;
     if let Some(route) = destination.route {
         route.counters.requests.fetch_add(1, Ordering::Relaxed);
     }
     let admission = match &state.limiter {
         Some(limiter) => {
-            Some(admit(limiter, &state.identity, &req, &state.metrics, &destination).await?)
+            Some(admit(limiter, &state.identity, &req, &state.metrics, destination).await?)
         }
         None => None,
     };
@@ -100,11 +119,11 @@ async fn admit_and_forward(
             payload,
             state,
             connections,
-            &destination,
+            destination,
         ))
         .await?
     } else {
-        forward_admitted(&req, payload, state, connections, &destination).await?
+        forward_admitted(&req, payload, state, connections, destination).await?
     };
     if let Some(admission) = admission {
         response
