@@ -52,4 +52,6 @@ pub use startup::{
 pub mod test_util {
     pub use crate::limiter::map::BucketMap;
     pub use crate::persistence::Database;
+    pub use crate::route::RouteEntry;
+    pub use crate::routing::{RouteTable, Target};
 }

@@ -59,7 +59,10 @@ async fn metrics_count_what_happened() {
         Some(&3.0)
     );
     assert_eq!(after.get("lb_rate_limited_total"), Some(&3.0));
-    assert!(after[r#"lb_upstream_failures_total{pool="default",backend="backend-1",kind="connect"}"#] >= 1.0);
+    assert!(
+        after[r#"lb_upstream_failures_total{pool="default",backend="backend-1",kind="connect"}"#]
+            >= 1.0
+    );
     assert_eq!(after.get("lb_request_duration_seconds_count"), Some(&8.0));
     assert_eq!(
         after.get(r#"lb_backend_up{pool="default",backend="backend-2"}"#),

@@ -372,7 +372,11 @@ async fn limits_per_route_take_both_buckets_or_neither() {
         .map(|r| r["rate_limited"].as_u64().expect("count"))
         .collect();
     assert_eq!(rate_limited, [7, 1, 0]);
-    let mut res = client().get(lb.url("/lb/metrics")).send().await.expect("metrics");
+    let mut res = client()
+        .get(lb.url("/lb/metrics"))
+        .send()
+        .await
+        .expect("metrics");
     let text = String::from_utf8(res.body().await.expect("body").to_vec()).expect("text");
     for line in [
         r#"lb_route_rate_limited_total{route="search"} 7"#,

@@ -5,7 +5,7 @@
 //! and each of its suffixes, then at most one prefix per length, and keeps the best rank.
 
 use std::cmp::Reverse;
-use std::collections::HashMap;
+use std::collections::HashMap as StdMap;
 use std::sync::Arc;
 
 use actix_web::http::header::HeaderMap;
@@ -13,6 +13,9 @@ use actix_web::http::header::HeaderMap;
 use super::compiled::Route;
 use crate::client::{Limits, RouteCharge};
 use crate::route::{HostPattern, RouteSpec};
+
+/// The table's maps: keyed by the operator's hosts and prefixes, hashed fast (see Cargo.toml).
+type HashMap<K, V> = StdMap<K, V, foldhash::fast::RandomState>;
 
 /// What a request offers to be matched: its host (normalised, see [`super::host`]), path
 /// (before `?`), method and headers.
@@ -185,6 +188,7 @@ impl Group {
     fn finish(&mut self, routes: &[Route]) {
         self.lengths = self.by_prefix.keys().map(|p| p.len()).collect();
         self.lengths.sort_unstable_by_key(|l| Reverse(*l));
+        self.lengths.dedup();
         let mut priorities = self
             .by_prefix
             .values()

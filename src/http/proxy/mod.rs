@@ -114,14 +114,7 @@ async fn admit_and_forward(
     let (mut response, backend) = if websocket {
         // Boxed: the handshake's state (codec, buffers, connect) would otherwise make every
         // request's future larger.
-        Box::pin(tunnel::open(
-            &req,
-            payload,
-            state,
-            connections,
-            destination,
-        ))
-        .await?
+        Box::pin(tunnel::open(&req, payload, state, connections, destination)).await?
     } else {
         forward_admitted(&req, payload, state, connections, destination).await?
     };
