@@ -1,6 +1,7 @@
 // Status page for loadbalancer: live updates from /lb/api/events (server-sent events), with
-// /lb/api/status polling as the fallback; client management through /clients, the pool's
-// through /lb/api/backends (add, weight, drain, remove). The event
+// /lb/api/status polling as the fallback; client management through /clients, each pool's
+// backends through /lb/api/pools/{pool}/backends (add, weight, drain, remove), grouped under
+// their pool; the routes table is routes.js's. The event
 // stream starts with the balancer's recent history (the last events, five minutes of stats),
 // so the log and the chart are filled as soon as the page opens.
 "use strict";
@@ -91,25 +92,55 @@ function colorOf(name) {
 // moment, and a card rebuilt under the operator would lose the weight being typed, the failure
 // mode chosen, the focus, or a click between press and release. A card is rebuilt only when
 // its controls change (a simulated backend's, or the pool's going once it is leaving).
-function renderBackends(backends) {
+// A backend's key (names are unique within a pool) and how the chart's legend names it.
+const keyOf = (pool, name) => `${pool}/${name}`;
+const labelOf = (b) => (b.pool === "default" ? b.name : keyOf(b.pool, b.name));
+
+function renderBackends(backends, pools = []) {
   state.backends = backends;
   const list = $("backends");
-  const old = new Map([...list.children].map((card) => [card.dataset.name, card]));
-  backends.forEach((b, i) => {
-    const shape = `${b.simulated}|${b.leaving}`;
-    let card = old.get(b.name);
-    old.delete(b.name);
-    if (!card || card.dataset.shape !== shape) {
-      const fresh = newCard(b, shape);
-      if (card) card.replaceWith(fresh);
-      card = fresh;
+  const old = new Map([...list.children].map((el) => [el.dataset.key, el]));
+  const names = pools.map((p) => p.name);
+  backends.forEach((b) => { if (!names.includes(b.pool)) names.push(b.pool); });
+  const nodes = [];
+  for (const pool of names) {
+    nodes.push(poolHead(old, pool, pools.find((p) => p.name === pool)));
+    for (const b of backends.filter((x) => x.pool === pool)) {
+      const shape = `${b.simulated}|${b.leaving}`;
+      let card = old.get(keyOf(b.pool, b.name));
+      old.delete(keyOf(b.pool, b.name));
+      if (!card || card.dataset.shape !== shape) {
+        const fresh = newCard(b, shape);
+        if (card) card.replaceWith(fresh);
+        card = fresh;
+      }
+      updateCard(card, b);
+      nodes.push(card);
     }
-    updateCard(card, b);
-    if (list.children[i] !== card) list.insertBefore(card, list.children[i] || null);
-  });
-  old.forEach((card) => card.remove());
-  $("legend").innerHTML = backends.map((b) => `<span><i style="background:${colorOf(b.name)}"></i>${esc(b.name)}</span>`).join("") +
+  }
+  nodes.forEach((node, i) => { if (list.children[i] !== node) list.insertBefore(node, list.children[i] || null); });
+  old.forEach((el) => el.remove());
+  $("backend-pool").innerHTML = pools.filter((p) => !p.retired)
+    .map((p) => `<option${p.name === $("backend-pool").value ? " selected" : ""}>${esc(p.name)}</option>`).join("");
+  $("legend").innerHTML = backends.map((b) => `<span><i style="background:${colorOf(keyOf(b.pool, b.name))}"></i>${esc(labelOf(b))}</span>`).join("") +
     `<span><i style="background:#c27c0e"></i>429/s</span><span><i style="background:#d64545"></i>errors/s</span>`;
+}
+
+// The heading of a pool's cards: its name and settings in effect, and how many are up.
+function poolHead(old, pool, info) {
+  const key = `pool:${pool}`;
+  let head = old.get(key);
+  old.delete(key);
+  if (!head) {
+    head = document.createElement("h3");
+    head.className = "pool-head";
+    Object.assign(head.dataset, { key, testid: "pool-head", pool });
+  }
+  const about = info
+    ? `${info.strategy.replace(/_/g, " ")} · probes ${info.health_path} · ${info.healthy}/${info.backends} up${info.retired ? " · removed, draining" : ""}`
+    : "";
+  setHtml(head, `${esc(pool)} <span>${esc(about)}</span>`);
+  return head;
 }
 
 // A card's fixed parts and controls; updateCard fills in the rest.
@@ -117,6 +148,8 @@ function newCard(b, shape) {
   const card = document.createElement("article");
   card.dataset.testid = "backend-card";
   card.dataset.name = b.name;
+  card.dataset.in = b.pool;
+  card.dataset.key = keyOf(b.pool, b.name);
   card.dataset.shape = shape;
   const name = esc(b.name);
   const sim = b.simulated ? `
@@ -146,7 +179,7 @@ function newCard(b, shape) {
 function updateCard(card, b) {
   const flag = b.leaving ? "leaving" : b.draining ? "draining" : "";
   card.className = `card ${b.state} ${flag}`;
-  card.style.borderTopColor = b.state === "up" && !flag ? colorOf(b.name) : "";
+  card.style.borderTopColor = b.state === "up" && !flag ? colorOf(keyOf(b.pool, b.name)) : "";
   card.querySelector("[data-testid=state]").textContent = b.state;
   setHtml(card.querySelector(".url"), `${esc(b.url)} · <span data-testid="weight">weight ${b.weight}</span>` +
     (flag ? ` · <b data-testid="flag">${flag}</b>` : ""));
@@ -181,7 +214,8 @@ async function refreshStatus() {
   try {
     const status = await api("/lb/api/status");
     renderTotals(status);
-    renderBackends(status.backends);
+    renderBackends(status.backends, status.pools);
+    renderRoutes(status.routes);
   } catch (err) { if (!err.status) log(`status unavailable: ${err.message}`, "down"); }
 }
 
@@ -204,14 +238,15 @@ function onStats(s) {
   if (!prev) return;
   const point = {
     at: s.at_ms,
-    // By name: backends join and leave the pool.
+    // By pool and name: backends join and leave their pools.
     backends: Object.fromEntries(s.backends.map((b) => {
-      const before = prev.backends.find((x) => x.backend === b.backend);
-      return [b.backend, Math.max(0, b.requests - (before?.requests ?? b.requests))];
+      const before = prev.backends.find((x) => x.backend === b.backend && x.pool === b.pool);
+      return [keyOf(b.pool, b.backend), Math.max(0, b.requests - (before?.requests ?? b.requests))];
     })),
     limited: Math.max(0, s.rate_limited - prev.rate_limited),
     errors: Math.max(0, s.errors - prev.errors),
   };
+  onRouteStats(s.routes || [], prev.routes || []);
   state.history.push(point);
   if (state.history.length > HISTORY) state.history.shift();
   soon("chart", drawChart, 50);
@@ -222,7 +257,7 @@ function onStats(s) {
     renderTotals(state.status);
   }
   document.querySelectorAll('[data-testid="backend-card"]').forEach((card) => {
-    const b = s.backends.find((x) => x.backend === card.dataset.name);
+    const b = s.backends.find((x) => x.backend === card.dataset.name && x.pool === card.dataset.in);
     if (!b) return;
     const nums = card.querySelectorAll(".numbers div");
     nums[0].lastChild.textContent = fmt(b.requests);
@@ -240,7 +275,10 @@ function drawChart() {
   g.scale(ratio, ratio);
   g.clearRect(0, 0, width, height);
   const series = [];
-  state.backends.forEach((b) => series.push({ color: colorOf(b.name), values: state.history.map((p) => p.backends[b.name] || 0) }));
+  state.backends.forEach((b) => {
+    const key = keyOf(b.pool, b.name);
+    series.push({ color: colorOf(key), values: state.history.map((p) => p.backends[key] || 0) });
+  });
   series.push({ color: "#c27c0e", values: state.history.map((p) => p.limited) });
   series.push({ color: "#d64545", values: state.history.map((p) => p.errors) });
   const max = Math.max(1, ...series.flatMap((s) => s.values));
@@ -276,6 +314,8 @@ function describe(e) {
     case "backend_draining": return [e.draining ? `${e.backend} is draining: no new requests` : `${e.backend} takes requests again`, e.draining ? "warn" : "up"];
     case "backend_removed": return [`${e.backend} left the pool (${e.reason})`, "warn"];
     case "backend_weight": return [`${e.backend} now has weight ${e.weight}`, ""];
+    case "pool": return [`pool ${e.pool} ${e.action}`, e.action === "removed" ? "warn" : ""];
+    case "routes": return [`routes replaced: ${e.routes.join(", ") || "none"}`, ""];
     case "reload": return e.ok
       ? [`pool reloaded (${e.trigger}): added ${e.added.join(", ") || "none"}, removed ${e.removed.join(", ") || "none"}, changed ${e.changed.join(", ") || "none"}`, ""]
       : [`pool reload refused (${e.trigger}), nothing changed: ${e.error}`, "down"];
@@ -324,7 +364,8 @@ document.addEventListener("click", async (ev) => {
     } catch (err) { log(`${name}: ${err.message}`, "down"); } finally { button.disabled = false; }
   } else if (button.dataset.pool) {
     const name = button.dataset.name;
-    const path = `/lb/api/backends/${encodeURIComponent(name)}`;
+    const pool = button.closest(".card").dataset.in;
+    const path = `/lb/api/pools/${encodeURIComponent(pool)}/backends/${encodeURIComponent(name)}`;
     const action = button.dataset.pool;
     button.disabled = true;
     try {
@@ -386,7 +427,8 @@ $("backend-form").addEventListener("submit", async (ev) => {
   if (form.weight.value.trim()) body.weight = Number(form.weight.value) || form.weight.value;
   if (form.name.value.trim()) body.name = form.name.value.trim();
   try {
-    await api("/lb/api/backends", { method: "POST", body: JSON.stringify(body) });
+    const pool = encodeURIComponent($("backend-pool").value || "default");
+    await api(`/lb/api/pools/${pool}/backends`, { method: "POST", body: JSON.stringify(body) });
     $("backend-error").textContent = "";
     form.reset();
     await refreshStatus();

@@ -7,8 +7,7 @@ mod common;
 use std::path::Path;
 
 use common::backend::TestBackend;
-use common::{call, client, fresh_dir, start_balancer, TestBalancer};
-use loadbalancer::settings::{load, LoadOptions};
+use common::{call, client, settings_from_files, start_balancer, TestBalancer};
 use serde_json::json;
 
 /// What the first release wrote: schema 1, one client.
@@ -42,26 +41,14 @@ async fn admitted(lb: &TestBalancer, path: &str, key: &str, n: usize) -> usize {
 #[actix_web::test]
 async fn own_limits_on_routes_apply_persist_and_the_old_database_opens() {
     let app = TestBackend::start("app");
-    let dir = fresh_dir();
-    write_first_release_database(&dir.join("lb.sqlite3"));
     let file = json!({
         "backends": [app.url()],
         "routes": [{"name": "search", "path_prefix": "/search", "pool": "default",
                     "limits": {"capacity": 2, "rate_per_sec": 0.001}}]
     });
-    std::fs::write(dir.join("config.json"), file.to_string()).expect("pool file");
-    std::fs::write(
-        dir.join("Settings.toml"),
-        "[server]\nworkers = 2\n[simulation]\nenabled = false\n\
-         [persistence]\npath = \"lb.sqlite3\"\n",
-    )
-    .expect("settings");
-    let settings = load(&LoadOptions {
-        settings_path: Some(dir.join("Settings.toml")),
-        backends_path: None,
-        simulate: false,
-    })
-    .expect("settings");
+    let (settings, _) = settings_from_files(&file, "");
+    let database = settings.persistence.path.clone();
+    write_first_release_database(&database);
     let lb = start_balancer(&settings);
     let (status, old) = call(&lb, "GET", "/clients/old", None).await;
     assert_eq!(
@@ -114,7 +101,7 @@ async fn own_limits_on_routes_apply_persist_and_the_old_database_opens() {
     let cleared = json!({"routes": {"search": null}}).to_string();
     let (status, body) = call(&again, "PUT", "/clients/old", Some(&cleared)).await;
     assert_eq!((status, body.get("routes")), (200, None), "{body}");
-    let conn = rusqlite::Connection::open(dir.join("lb.sqlite3")).expect("open");
+    let conn = rusqlite::Connection::open(&database).expect("open");
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .expect("version");

@@ -6,40 +6,11 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use common::backend::TestBackend;
-use common::{call, client, eventually, fresh_dir, start_balancer, TestBalancer};
-use loadbalancer::settings::{load, LoadOptions};
-use loadbalancer::Settings;
+use common::{call, client, eventually, settings_from_files, start_balancer, TestBalancer};
 use serde_json::{json, Value};
-
-/// Settings read from a real `Settings.toml` and `config.json` (the `file` JSON) in a fresh
-/// folder, with quick probes and no simulation; and the pool file's path.
-fn settings_with(file: &Value) -> (Settings, PathBuf) {
-    settings_and(file, "")
-}
-
-/// [`settings_with`], with more `Settings.toml` lines (sections not used above).
-fn settings_and(file: &Value, more: &str) -> (Settings, PathBuf) {
-    let dir = fresh_dir();
-    let toml = format!(
-        "[server]\nworkers = 2\n[simulation]\nenabled = false\n\
-         [health]\ninterval_ms = 100\n[backends]\nwatch = false\n\
-         [persistence]\npath = \"lb.sqlite3\"\n{more}"
-    );
-    std::fs::write(dir.join("Settings.toml"), toml).expect("write settings");
-    let path = dir.join("config.json");
-    std::fs::write(&path, file.to_string()).expect("write pool file");
-    let settings = load(&LoadOptions {
-        settings_path: Some(dir.join("Settings.toml")),
-        backends_path: None,
-        simulate: false,
-    })
-    .expect("valid settings");
-    (settings, path)
-}
 
 /// Sends `method path` with `headers`; the status and the answering backend's name.
 async fn send(
@@ -106,7 +77,7 @@ async fn each_matcher_chooses_its_pool() {
             {"name": "shop", "hosts": ["shop.test", "*.shop.test"], "pool": "shop"}
         ]
     });
-    let (settings, _) = settings_with(&file);
+    let (settings, _) = settings_from_files(&file, "");
     let lb = start_balancer(&settings);
     let cases: &[Case] = &[
         ("GET", "/", &[], "main"),
@@ -162,7 +133,7 @@ async fn strips_the_prefix_and_sets_the_host() {
             {"name": "v2", "path_prefix": "/v2/", "pool": "v2"}
         ]
     });
-    let (settings, _) = settings_with(&file);
+    let (settings, _) = settings_from_files(&file, "");
     let lb = start_balancer(&settings);
     let host = ("Host", "www.example.com");
     for path in ["/v1/users?page=2", "/v1", "/v1?x=/v1"] {
@@ -200,7 +171,7 @@ async fn no_default_pool_is_a_404_and_namespaces_are_never_routed() {
             {"name": "api", "hosts": ["api.test"], "path_prefix": "/", "pool": "api"}
         ]
     });
-    let (settings, _) = settings_with(&file);
+    let (settings, _) = settings_from_files(&file, "");
     let lb = start_balancer(&settings);
     let res = client()
         .get(lb.url("/orders?id=1"))
@@ -244,7 +215,7 @@ async fn pools_probe_their_own_path_and_count_apart() {
         "pools": {"api": {"backends": [shared.url()], "health_path": "/healthz"}},
         "routes": [{"name": "api", "path_prefix": "/api/", "pool": "api"}]
     });
-    let (settings, _) = settings_with(&file);
+    let (settings, _) = settings_from_files(&file, "");
     let lb = start_balancer(&settings);
     eventually("probes on both paths", Duration::from_secs(5), || {
         let paths = shared.probe_paths.lock().expect("lock").clone();
@@ -276,7 +247,7 @@ async fn a_reload_swaps_routes_under_load_and_a_bad_file_changes_nothing() {
             "routes": [{"name": "moving", "path_prefix": "/m/", "pool": pool}]
         })
     };
-    let (mut settings, path) = settings_with(&file("first"));
+    let (mut settings, path) = settings_from_files(&file("first"), "");
     settings.rate_limit.enabled = false;
     let lb = start_balancer(&settings);
     assert_eq!(served_by(&lb, "GET", "/m/1", &[]).await, "new");
@@ -344,7 +315,7 @@ async fn limits_per_route_take_both_buckets_or_neither() {
         ]
     });
     let limits = "[rate_limit]\ndefault_capacity = 20\ndefault_rate_per_sec = 0.001\n";
-    let (settings, _) = settings_and(&file, limits);
+    let (settings, _) = settings_from_files(&file, limits);
     let lb = start_balancer(&settings);
     let searches = (0..10).map(|_| limited(&lb, "/search"));
     let answers = futures_util::future::join_all(searches).await;

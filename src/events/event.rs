@@ -14,6 +14,14 @@ pub struct BackendStat {
     pub counters: BackendCounters,
 }
 
+/// One route in a `stats` event: its counters so far.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RouteStat {
+    pub route: String,
+    pub requests: u64,
+    pub rate_limited: u64,
+}
+
 /// Something an operator would want to see happen.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -105,6 +113,7 @@ pub enum LbEvent {
         rate_limited: u64,
         errors: u64,
         backends: Vec<BackendStat>,
+        routes: Vec<RouteStat>,
     },
 }
 

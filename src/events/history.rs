@@ -82,6 +82,7 @@ mod tests {
             rate_limited: 0,
             errors: 0,
             backends: Vec::new(),
+            routes: Vec::new(),
         }
     }
 

@@ -8,16 +8,19 @@ use crate::http::error::only;
 
 const INDEX_HTML: &str = include_str!("../../static/index.html");
 const APP_JS: &str = include_str!("../../static/app.js");
+const ROUTES_JS: &str = include_str!("../../static/routes.js");
 const STYLE_CSS: &str = include_str!("../../static/style.css");
 const FAVICON_SVG: &str = include_str!("../../static/favicon.svg");
 
-/// Registers `/lb` (redirect), `/lb/`, `/lb/app.js`, `/lb/style.css` and the page's icon,
+/// Registers `/lb` (redirect), `/lb/`, `/lb/app.js`, `/lb/routes.js`, `/lb/style.css` and the
+/// page's icon,
 /// `/lb/favicon.svg` (linked from the page, so a browser asks for it here rather than for
 /// `/favicon.ico`, which would be proxied), inside the `/lb` scope.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(only("", web::get().to(to_slash)))
         .service(only("/", web::get().to(index)))
         .service(only("/app.js", web::get().to(app_js)))
+        .service(only("/routes.js", web::get().to(routes_js)))
         .service(only("/style.css", web::get().to(style_css)))
         .service(only("/favicon.svg", web::get().to(favicon)));
 }
@@ -41,6 +44,10 @@ async fn index() -> HttpResponse {
 
 async fn app_js() -> HttpResponse {
     asset("text/javascript; charset=utf-8", APP_JS)
+}
+
+async fn routes_js() -> HttpResponse {
+    asset("text/javascript; charset=utf-8", ROUTES_JS)
 }
 
 async fn style_css() -> HttpResponse {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use actix::{Actor, AsyncContext, Context};
 
-use crate::events::{BackendStat, Events, LbEvent};
+use crate::events::{BackendStat, Events, LbEvent, RouteStat};
 use crate::metrics::Metrics;
 use crate::registry::Pools;
 pub use window::StatsWindow;
@@ -50,8 +50,18 @@ impl StatsTicker {
             }
             Err(_) => 0.0,
         };
-        let backends = self
-            .pools
+        let view = self.pools.load();
+        let routes = view
+            .routes()
+            .routes()
+            .iter()
+            .map(|r| RouteStat {
+                route: r.spec.name.clone(),
+                requests: r.counters.requests(),
+                rate_limited: r.counters.rate_limited(),
+            })
+            .collect();
+        let backends = view
             .snapshot()
             .iter()
             .map(|m| BackendStat {
@@ -66,6 +76,7 @@ impl StatsTicker {
             rate_limited: totals.rate_limited,
             errors: totals.own_errors,
             backends,
+            routes,
         });
     }
 }

@@ -84,6 +84,28 @@ pub fn settings_for(urls: &[String]) -> Settings {
     settings
 }
 
+/// Settings read from a real `Settings.toml` (two workers, quick probes, no simulation, no
+/// watch, the database beside it, then `more` lines) and `config.json` (`file`) in a fresh
+/// folder; and the pool file's path.
+pub fn settings_from_files(file: &Value, more: &str) -> (Settings, std::path::PathBuf) {
+    let dir = fresh_dir();
+    let toml = format!(
+        "[server]\nworkers = 2\n[simulation]\nenabled = false\n\
+         [health]\ninterval_ms = 100\n[backends]\nwatch = false\n\
+         [persistence]\npath = \"lb.sqlite3\"\n{more}"
+    );
+    std::fs::write(dir.join("Settings.toml"), toml).expect("write settings");
+    let path = dir.join("config.json");
+    std::fs::write(&path, file.to_string()).expect("write pool file");
+    let settings = loadbalancer::settings::load(&loadbalancer::settings::LoadOptions {
+        settings_path: Some(dir.join("Settings.toml")),
+        backends_path: None,
+        simulate: false,
+    })
+    .expect("valid settings");
+    (settings, path)
+}
+
 /// A new temporary folder that outlives the test (the balancer's database lives there).
 pub fn fresh_dir() -> std::path::PathBuf {
     tempfile::tempdir().expect("tempdir").keep()
