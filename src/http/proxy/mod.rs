@@ -66,7 +66,6 @@ pub async fn forward(
         }
         Err(err) => Err(err),
     };
-    let route = route.map(|r| &**r);
     match forwarded {
         Ok((mut response, backend)) => {
             state.metrics.record_request(
