@@ -5,6 +5,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod api;
+pub mod client_body;
 pub mod client_id;
 pub mod client_routes;
 pub mod clients;

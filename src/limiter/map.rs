@@ -12,33 +12,33 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::Instant;
 
 use super::bucket::TokenBucket;
-use super::routes::RouteBuckets;
-use crate::client::{Admission, Charge, ClientKey, ClientRecord, Limits, RouteVerdict};
+use super::route_buckets::RouteBuckets;
+use crate::client::{Admission, Charge, ClientKey, ClientRecord, Limits};
 
 #[derive(Debug)]
-struct Registered {
+pub(super) struct Registered {
     name: Option<String>,
-    bucket: TokenBucket,
+    pub(super) bucket: TokenBucket,
     /// Its own limits on routes, by route name.
-    routes: BTreeMap<String, Limits>,
+    pub(super) routes: BTreeMap<String, Limits>,
     /// Level changed since the last flush.
-    dirty: bool,
+    pub(super) dirty: bool,
     /// When a rejection of this client was last reported for the log.
-    reported: Option<Instant>,
+    pub(super) reported: Option<Instant>,
 }
 
 #[derive(Debug)]
-struct Anonymous {
-    bucket: TokenBucket,
-    last_seen: Instant,
-    reported: Option<Instant>,
+pub(super) struct Anonymous {
+    pub(super) bucket: TokenBucket,
+    pub(super) last_seen: Instant,
+    pub(super) reported: Option<Instant>,
 }
 
 /// Rejections of one client are reported to the log at most this often.
 const REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Whether a rejection at `now` should be logged, given the last one logged.
-fn report_due(reported: &mut Option<Instant>, allowed: bool, now: Instant) -> bool {
+pub(super) fn report_due(reported: &mut Option<Instant>, allowed: bool, now: Instant) -> bool {
     let due =
         !allowed && reported.is_none_or(|at| now.saturating_duration_since(at) >= REPORT_EVERY);
     if due {
@@ -53,12 +53,12 @@ const MAX_REJECTION_ENTRIES: usize = 1024;
 /// A shard's buckets.
 #[derive(Debug)]
 pub struct BucketMap {
-    defaults: Limits,
+    pub(super) defaults: Limits,
     max_tracked: usize,
-    registered: HashMap<String, Registered>,
-    anonymous: HashMap<IpAddr, Anonymous>,
+    pub(super) registered: HashMap<String, Registered>,
+    pub(super) anonymous: HashMap<IpAddr, Anonymous>,
     /// Each client's buckets on routes with limits.
-    routes: RouteBuckets,
+    pub(super) routes: RouteBuckets,
     /// Rejections per client since the last [`BucketMap::reset_rejections`].
     rejections: HashMap<ClientKey, u64>,
     /// When a rejection decided elsewhere (Redis, in cluster mode) was last reported, per client.
@@ -165,70 +165,6 @@ impl BucketMap {
         Some(self.admit(charge, now))
     }
 
-    /// `charge` with a cost other than one or a route bucket: both buckets are checked, and both
-    /// charged only when both have the tokens.
-    fn take_routed(&mut self, charge: &Charge, now: Instant) -> Admission {
-        let limits = self.limits_for(&charge.key);
-        let route_limits = charge.route.as_ref().and_then(|route| {
-            let own = match &charge.key {
-                ClientKey::Registered(id) => self.registered.get(id),
-                ClientKey::Ip(_) => None,
-            }
-            .and_then(|client| client.routes.get(&*route.route).copied());
-            own.or(route.defaults).map(|limits| (&route.route, limits))
-        });
-        let defaults = self.defaults;
-        let mut fresh = TokenBucket::new(limits, now);
-        let (client, reported) = match &charge.key {
-            ClientKey::Registered(id) => match self.registered.get_mut(id) {
-                Some(client) => {
-                    client.dirty = true;
-                    (&mut client.bucket, Some(&mut client.reported))
-                }
-                None => (&mut fresh, None),
-            },
-            ClientKey::Ip(ip) => {
-                let entry = self.anonymous.entry(*ip).or_insert_with(|| Anonymous {
-                    bucket: TokenBucket::new(defaults, now),
-                    last_seen: now,
-                    reported: None,
-                });
-                entry.last_seen = now;
-                (&mut entry.bucket, Some(&mut entry.reported))
-            }
-        };
-        let mut decision = client.check(charge.cost, now);
-        let mut route = route_limits.map(|(route, limits)| {
-            let bucket = self.routes.bucket(route, &charge.key, limits, now);
-            (route, bucket.check(1, now), bucket)
-        });
-        let route_allows = route.as_ref().is_none_or(|(_, d, _)| d.allowed);
-        if decision.allowed && route_allows {
-            decision = client.take_checked(charge.cost);
-            if let Some((_, checked, bucket)) = &mut route {
-                *checked = bucket.take_checked(1);
-            }
-        } else {
-            // Neither is charged: each shows what it holds.
-            decision.remaining = client.tokens(now).floor() as u64;
-            if let Some((_, checked, bucket)) = &mut route {
-                checked.remaining = bucket.tokens(now).floor() as u64;
-            }
-        }
-        let allowed = decision.allowed && route_allows;
-        let report = reported.is_some_and(|r| report_due(r, allowed, now));
-        Admission {
-            decision,
-            limits,
-            report,
-            route: route.map(|(name, decision, bucket)| RouteVerdict {
-                route: std::sync::Arc::clone(name),
-                decision,
-                limits: bucket.limits,
-            }),
-        }
-    }
-
     fn count_rejection(&mut self, key: &ClientKey) {
         if let Some(count) = self.rejections.get_mut(key) {
             *count += 1;
@@ -321,19 +257,6 @@ impl BucketMap {
         client.name = name;
         client.dirty = true;
         record(id, client, now)
-    }
-
-    /// Replaces a registered client's own limits on routes (its buckets there take them at
-    /// their next request); the record, if the client is here.
-    pub fn set_routes(
-        &mut self,
-        id: &str,
-        routes: BTreeMap<String, Limits>,
-        now: Instant,
-    ) -> Option<ClientRecord> {
-        let client = self.registered.get_mut(id)?;
-        client.routes = routes;
-        Some(record(id, client, now))
     }
 
     /// Restores a client at a saved level (start-up).
@@ -455,7 +378,7 @@ impl SharedMap {
     }
 }
 
-fn record(id: &str, client: &mut Registered, now: Instant) -> ClientRecord {
+pub(super) fn record(id: &str, client: &mut Registered, now: Instant) -> ClientRecord {
     ClientRecord {
         client_id: id.to_owned(),
         name: client.name.clone(),

@@ -13,11 +13,12 @@
 
 mod batch;
 pub mod bucket;
+mod charge;
 mod local;
 pub mod map;
 mod messages;
 mod mode;
-mod routes;
+mod route_buckets;
 mod shard;
 mod shared;
 
