@@ -288,3 +288,64 @@ fn access_lines_name_the_backend_that_answered() {
     let status = wait_with_deadline(&mut child, Duration::from_secs(10));
     assert_eq!(status.code(), Some(0));
 }
+
+/// `--check` prints each pool with its settings in effect, then the routes in the order they
+/// are chosen (priority, exact host, wildcard, no host, longer prefix, more conditions, file
+/// order) and where the rest goes; a file with a route to a missing pool is exit 2 naming it.
+#[test]
+fn check_prints_pools_and_routes_in_selection_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = r#"{"backends": ["http://127.0.0.1:9001"],
+        "pools": {"api": {"backends": ["http://127.0.0.1:9002"], "strategy": "least_connections",
+                          "health_path": "/healthz", "host_header": "backend"}},
+        "routes": [
+            {"name": "any", "path_prefix": "/", "pool": "default"},
+            {"name": "wild", "hosts": ["*.example.com"], "pool": "api"},
+            {"name": "exact", "hosts": ["api.example.com"], "pool": "api"},
+            {"name": "long", "path_prefix": "/v1/deep", "pool": "api"},
+            {"name": "urgent", "path_prefix": "/x", "priority": 5, "pool": "api", "cost": 3,
+             "limits": {"capacity": 2, "rate_per_sec": 0.5}}
+        ]}"#;
+    write(dir.path(), "pool.json", file);
+    let run = |pool: &str| {
+        std::process::Command::new(common::process::BIN)
+            .args(["--backends", pool, "--check"])
+            .current_dir(dir.path())
+            .output()
+            .expect("run the binary")
+    };
+    let checked = run("pool.json");
+    let stdout = String::from_utf8_lossy(&checked.stdout);
+    assert_eq!(checked.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains("pool api: least_connections, probes /healthz, the backend's Host"),
+        "{stdout}"
+    );
+    let order: Vec<&str> = stdout
+        .lines()
+        .filter_map(|line| line.trim().split_once(". ").map(|(_, rest)| rest))
+        .filter_map(|rest| rest.split(':').next())
+        .collect();
+    assert_eq!(
+        order,
+        ["urgent", "exact", "wild", "long", "any"],
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("cost 3, its own bucket 2 + 0.5/s"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("otherwise: pool default"), "{stdout}");
+    write(
+        dir.path(),
+        "bad.json",
+        r#"{"backends": ["http://127.0.0.1:9001"], "routes": [{"name": "r", "pool": "nope"}]}"#,
+    );
+    let bad = run("bad.json");
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("routes[0].pool") && stderr.contains("nope"),
+        "{stderr}"
+    );
+}

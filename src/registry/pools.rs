@@ -162,6 +162,11 @@ impl Pools {
         self.view.load_full()
     }
 
+    /// Whether `view` is the one published now (a cheap check: no reference is counted).
+    pub fn is_current(&self, view: &Arc<PoolsView>) -> bool {
+        Arc::ptr_eq(&self.view.load(), view)
+    }
+
     /// Publishes a new view. Registry only.
     pub(super) fn publish(&self, view: PoolsView) {
         self.view.store(Arc::new(view));

@@ -50,7 +50,7 @@ pub async fn forward(
     connections: web::Data<Connections>,
 ) -> Result<HttpResponse, ProxyError> {
     let started = Instant::now();
-    let view = state.pools.load();
+    let view = state.view();
     let routed = destination(&req, &view);
     let route = routed
         .as_ref()

@@ -1,6 +1,8 @@
 //! What every worker's proxy handler shares, built once from the settings and the domain's
 //! handles.
 
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,10 +11,17 @@ use crate::events::Events;
 use crate::http::client_id::ClientIdentity;
 use crate::limiter::Limiter;
 use crate::metrics::Metrics;
-use crate::registry::{Membership, Pools};
+use crate::registry::{Membership, Pools, PoolsView};
 use crate::settings::Settings;
 
 use super::tunnels::Tunnels;
+
+thread_local! {
+    /// This worker's hold on the pools view, by the `Pools` it came from: taken again only
+    /// when the registry published a new one. Every request takes it, and counting references
+    /// on the shared view from every worker (`Arc` clones) measured about 5% of requests/s.
+    static VIEW: RefCell<Option<(usize, Rc<Arc<PoolsView>>)>> = const { RefCell::new(None) };
+}
 
 /// What every worker's proxy handler shares.
 pub struct ProxyState {
@@ -43,6 +52,23 @@ pub struct ProxyState {
 }
 
 impl ProxyState {
+    /// The pools and routes now, held for as long as a request needs them (a reload meanwhile
+    /// does not change them under it).
+    pub fn view(&self) -> Rc<Arc<PoolsView>> {
+        let from = Arc::as_ptr(&self.pools) as usize;
+        VIEW.with(|cell| {
+            let mut held = cell.borrow_mut();
+            if let Some((source, view)) = held.as_ref() {
+                if *source == from && self.pools.is_current(view) {
+                    return Rc::clone(view);
+                }
+            }
+            let view = Rc::new(self.pools.load());
+            *held = Some((from, Rc::clone(&view)));
+            view
+        })
+    }
+
     /// The proxy's state from the settings and the domain's handles.
     pub fn new(
         settings: &Settings,
