@@ -20,7 +20,18 @@ thread_local! {
     /// This worker's hold on the pools view, by the `Pools` it came from: taken again only
     /// when the registry published a new one. Every request takes it, and counting references
     /// on the shared view from every worker (`Arc` clones) measured about 5% of requests/s.
-    static VIEW: RefCell<Option<(usize, Rc<Arc<PoolsView>>)>> = const { RefCell::new(None) };
+    static VIEW: RefCell<Option<(usize, Rc<HeldView>)>> = const { RefCell::new(None) };
+}
+
+/// A worker's hold on one published view (see [`ProxyState::view`]).
+pub struct HeldView(Arc<PoolsView>);
+
+impl std::ops::Deref for HeldView {
+    type Target = PoolsView;
+
+    fn deref(&self) -> &PoolsView {
+        &self.0
+    }
 }
 
 /// What every worker's proxy handler shares.
@@ -54,16 +65,16 @@ pub struct ProxyState {
 impl ProxyState {
     /// The pools and routes now, held for as long as a request needs them (a reload meanwhile
     /// does not change them under it).
-    pub fn view(&self) -> Rc<Arc<PoolsView>> {
+    pub fn view(&self) -> Rc<HeldView> {
         let from = Arc::as_ptr(&self.pools) as usize;
         VIEW.with(|cell| {
             let mut held = cell.borrow_mut();
             if let Some((source, view)) = held.as_ref() {
-                if *source == from && self.pools.is_current(view) {
+                if *source == from && self.pools.is_current(&view.0) {
                     return Rc::clone(view);
                 }
             }
-            let view = Rc::new(self.pools.load());
+            let view = Rc::new(HeldView(self.pools.load()));
             *held = Some((from, Rc::clone(&view)));
             view
         })
