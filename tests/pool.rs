@@ -537,6 +537,11 @@ async fn reload_applies_the_difference_and_a_broken_file_changes_nothing() {
             .then_some(())
     })
     .await;
+    // b drains out on its own; the broken files below must find the pool settled.
+    eventually("b leaves", Duration::from_secs(3), || {
+        lb.handle.members().iter().all(|m| !m.leaving).then_some(())
+    })
+    .await;
     for broken in [
         "{\"backends\": [",
         "{\"backends\": []}",

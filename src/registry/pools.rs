@@ -12,6 +12,7 @@ use super::member::{Member, MemberStatus};
 use super::rotation::{PoolInfo, Rotation};
 use crate::backend::{BackendId, Strategy, DEFAULT_POOL};
 use crate::discovery::NamedTopology;
+use crate::route::RouteSpec;
 use crate::routing::{Route, RouteTable, Target};
 
 /// One published state of the pools and routes.
@@ -46,6 +47,24 @@ impl PoolsView {
             routes,
             default,
         }
+    }
+
+    /// `pools` and `retired` ones with `routes` compiled against them (each route to its pool's
+    /// place); the counters of routes named in `previous` carry over.
+    pub fn compiled(
+        pools: Vec<Arc<Rotation>>,
+        retired: Vec<Arc<Rotation>>,
+        routes: Vec<RouteSpec>,
+        previous: Option<&RouteTable>,
+    ) -> Self {
+        let place = |name: &str| {
+            pools
+                .iter()
+                .position(|p| p.name() == name)
+                .unwrap_or_default()
+        };
+        let table = RouteTable::compile(routes, place, previous);
+        Self::new(pools, retired, Arc::new(table))
     }
 
     /// The pools in service, in order.
@@ -144,17 +163,8 @@ impl Pools {
                 Arc::new(Rotation::of_pool(info, members))
             })
             .collect();
-        let routes = RouteTable::compile(
-            topology.routes.clone(),
-            |name| {
-                pools
-                    .iter()
-                    .position(|p| p.name() == name)
-                    .unwrap_or_default()
-            },
-            None,
-        );
-        Self::new(PoolsView::new(pools, Vec::new(), Arc::new(routes)))
+        let routes = topology.routes.clone();
+        Self::new(PoolsView::compiled(pools, Vec::new(), routes, None))
     }
 
     /// The current view; it stays whole for as long as it is held.

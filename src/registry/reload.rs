@@ -85,18 +85,7 @@ impl Registry {
             retired.push(Arc::clone(old));
         }
         report.routes_changed = !same_routes(view.routes(), &routes);
-        let table = RouteTable::compile(
-            routes,
-            |name| {
-                pools
-                    .iter()
-                    .position(|p| p.name() == name)
-                    .unwrap_or_default()
-            },
-            Some(view.routes()),
-        );
-        self.pools
-            .publish(PoolsView::new(pools, retired, Arc::new(table)));
+        self.publish_view(pools, retired, routes);
         report
     }
 

@@ -17,7 +17,6 @@ use crate::backend::{fill_names, DEFAULT_POOL};
 use crate::discovery::{check_routes, check_shared_limits, FilePool};
 use crate::events::LbEvent;
 use crate::route::{RouteEntry, RouteSpec};
-use crate::routing::RouteTable;
 
 impl Registry {
     /// Publishes `pools` (put in order: `default` first, then by name) with `retired` ones and
@@ -32,18 +31,8 @@ impl Registry {
             (a.name() != DEFAULT_POOL, a.name()).cmp(&(b.name() != DEFAULT_POOL, b.name()))
         });
         let previous = self.pools.load();
-        let table = RouteTable::compile(
-            routes,
-            |name| {
-                pools
-                    .iter()
-                    .position(|p| p.name() == name)
-                    .unwrap_or_default()
-            },
-            Some(previous.routes()),
-        );
-        self.pools
-            .publish(PoolsView::new(pools, retired, Arc::new(table)));
+        let view = PoolsView::compiled(pools, retired, routes, Some(previous.routes()));
+        self.pools.publish(view);
     }
 }
 
