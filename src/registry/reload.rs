@@ -97,49 +97,8 @@ impl Registry {
             plan,
         } = pool_plan;
         let current = running.as_ref().map(|p| p.members()).unwrap_or_default();
-        let find = |id: BackendId| current.iter().find(|m| m.id() == id).cloned();
-        let pool_name: Arc<str> = spec.name.as_str().into();
-        let mut members = Vec::with_capacity(plan.entries.len());
-        let mut added = Vec::new();
-        for entry in plan.entries {
-            match entry {
-                Planned::Keep { id, weight } => {
-                    let Some(member) = find(id) else { continue };
-                    if member.is_leaving() {
-                        self.leaving.remove(&id);
-                        member.stay();
-                    }
-                    if member.set_weight(weight) {
-                        self.announce_weight(&member);
-                    }
-                    members.push(member);
-                }
-                Planned::Add { spec, name } => {
-                    let member = self.new_member(&pool_name, &spec, name, running.is_none());
-                    report.added.push(qualified(&member));
-                    added.push(Arc::clone(&member));
-                    members.push(member);
-                }
-            }
-        }
-        report.changed.extend(
-            plan.changed
-                .iter()
-                .filter_map(|id| find(*id))
-                .map(|m| qualified(&m)),
-        );
-        let removed: Vec<Arc<Member>> = plan.removed.iter().filter_map(|id| find(*id)).collect();
-        let still_leaving: Vec<Arc<Member>> = current
-            .iter()
-            .filter(|m| m.is_leaving() && !members.iter().any(|k| k.id() == m.id()))
-            .cloned()
-            .collect();
-        members.extend(still_leaving);
-        members.extend(removed.iter().cloned());
-        for member in &removed {
-            self.start_leaving(member, "no longer in the pool file");
-            report.removed.push(qualified(member));
-        }
+        let (members, added) =
+            self.members_of(&spec.name, &plan, &current, running.is_none(), report);
         let info = PoolInfo::new(
             &spec.name,
             spec.settings,
@@ -164,6 +123,63 @@ impl Registry {
             self.announce_added(member, "pool file reloaded");
         }
         pool
+    }
+
+    /// The members of pool `name` after `plan` (in file order, those on their way out last),
+    /// and the new ones among them; kept members take their new weight, removed ones start
+    /// leaving.
+    fn members_of(
+        &mut self,
+        name: &str,
+        plan: &Plan,
+        current: &[Arc<Member>],
+        new_pool: bool,
+        report: &mut ReloadReport,
+    ) -> (Vec<Arc<Member>>, Vec<Arc<Member>>) {
+        let find = |id: BackendId| current.iter().find(|m| m.id() == id).cloned();
+        let pool_name: Arc<str> = name.into();
+        let mut members = Vec::with_capacity(plan.entries.len());
+        let mut added = Vec::new();
+        for entry in &plan.entries {
+            match entry {
+                Planned::Keep { id, weight } => {
+                    let Some(member) = find(*id) else { continue };
+                    if member.is_leaving() {
+                        self.leaving.remove(id);
+                        member.stay();
+                    }
+                    if member.set_weight(*weight) {
+                        self.announce_weight(&member);
+                    }
+                    members.push(member);
+                }
+                Planned::Add { spec, name } => {
+                    let member = self.new_member(&pool_name, spec, name.clone(), new_pool);
+                    report.added.push(qualified(&member));
+                    added.push(Arc::clone(&member));
+                    members.push(member);
+                }
+            }
+        }
+        report.changed.extend(
+            plan.changed
+                .iter()
+                .filter_map(|id| find(*id))
+                .map(|m| qualified(&m)),
+        );
+        let removed: Vec<Arc<Member>> = plan.removed.iter().filter_map(|id| find(*id)).collect();
+        let still_leaving = current
+            .iter()
+            .filter(|m| m.is_leaving() && !members.iter().any(|k| k.id() == m.id()))
+            .cloned()
+            .collect::<Vec<_>>();
+        members.extend(still_leaving);
+        members.extend(removed.iter().cloned());
+        for member in &removed {
+            self.start_leaving(member, "no longer in the pool file");
+            report.removed.push(qualified(member));
+        }
+        (members, added)
     }
 
     /// Logs and publishes a reload's outcome.
