@@ -6,46 +6,25 @@
 //! what changed, 400 with the file's problem). Every change goes through the registry, which
 //! writes the pool file.
 
-use std::sync::Arc;
-
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{Map, Value};
 
-use super::state::{ApiError, ApiState};
+use super::state::{json_value, pool_in_path, pool_of, ApiError, ApiState};
 use super::status::{backend_status, backend_statuses};
-use crate::backend::{check_weight, BackendSpec, DEFAULT_POOL};
+use crate::backend::{check_weight, BackendSpec};
 use crate::http::admin;
 use crate::http::json_body::read_json;
-use crate::registry::{ReloadTrigger, Rotation};
-
-/// The pool the path names: `{pool}`, else `default`.
-fn pool_of(req: &HttpRequest) -> String {
-    req.match_info()
-        .get("pool")
-        .unwrap_or(DEFAULT_POOL)
-        .to_owned()
-}
+use crate::registry::ReloadTrigger;
 
 /// The backend the path names.
 fn name_of(req: &HttpRequest) -> String {
     req.match_info().query("name").to_owned()
 }
 
-/// The pool in service the path names, or 404.
-fn pool(req: &HttpRequest, state: &ApiState) -> Result<Arc<Rotation>, ApiError> {
-    let name = pool_of(req);
-    state
-        .pools
-        .load()
-        .named(&name)
-        .cloned()
-        .ok_or_else(|| ApiError::NotFound(format!("No pool named {name:?}")))
-}
-
 /// `GET …/backends`.
 pub async fn list(req: HttpRequest, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     admin::authorize(&req, &state.admin)?;
-    let pool = pool(&req, &state)?;
+    let pool = pool_in_path(&req, &state)?;
     Ok(HttpResponse::Ok().json(backend_statuses(&state, &pool)))
 }
 
@@ -53,7 +32,7 @@ pub async fn list(req: HttpRequest, state: web::Data<ApiState>) -> Result<HttpRe
 pub async fn show(req: HttpRequest, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     admin::authorize(&req, &state.admin)?;
     let name = name_of(&req);
-    let member = pool(&req, &state)?
+    let member = pool_in_path(&req, &state)?
         .snapshot()
         .into_iter()
         .find(|m| m.backend.name == name)
@@ -150,10 +129,9 @@ pub async fn reload(
 }
 
 fn object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
-    match serde_json::from_slice(body) {
-        Ok(Value::Object(fields)) => Ok(fields),
-        Ok(_) => Err(ApiError::BadRequest("body: must be a JSON object".into())),
-        Err(e) => Err(ApiError::BadRequest(format!("body: malformed JSON ({e})"))),
+    match json_value(body)? {
+        Value::Object(fields) => Ok(fields),
+        _ => Err(ApiError::BadRequest("body: must be a JSON object".into())),
     }
 }
 

@@ -6,13 +6,11 @@
 //! replaces the whole list (200). Every change goes through the registry, which writes the
 //! pool file.
 
-use std::sync::Arc;
-
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::state::{ApiError, ApiState};
+use super::state::{json_value, pool_in_path, ApiError, ApiState};
 use super::status::{backend_statuses, pool_status, route_statuses, BackendStatus, PoolStatus};
 use crate::discovery::{parse_pool, parse_pool_settings};
 use crate::http::admin;
@@ -35,22 +33,6 @@ fn body(state: &ApiState, pool: &Rotation) -> PoolBody {
     }
 }
 
-fn json(bytes: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::BadRequest(format!("body: malformed JSON ({e})")))
-}
-
-/// The pool named in the path, or 404.
-fn named(req: &HttpRequest, state: &ApiState) -> Result<Arc<Rotation>, ApiError> {
-    let name = req.match_info().query("pool");
-    state
-        .pools
-        .load()
-        .named(name)
-        .cloned()
-        .ok_or_else(|| ApiError::NotFound(format!("No pool named {name:?}")))
-}
-
 /// `GET /lb/api/pools`.
 pub async fn list(req: HttpRequest, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     admin::authorize(&req, &state.admin)?;
@@ -66,7 +48,7 @@ pub async fn add(
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
     admin::authorize(&req, &state.admin)?;
-    let value = json(&read_json(&req, payload).await?)?;
+    let value = json_value(&read_json(&req, payload).await?)?;
     let spec = parse_pool(&value)
         .map_err(|(field, problem)| ApiError::BadRequest(format!("{field}: {problem}")))?;
     let pool = state.membership.add_pool(spec).await?;
@@ -76,7 +58,7 @@ pub async fn add(
 /// `GET /lb/api/pools/{pool}`.
 pub async fn show(req: HttpRequest, state: web::Data<ApiState>) -> Result<HttpResponse, ApiError> {
     admin::authorize(&req, &state.admin)?;
-    let pool = named(&req, &state)?;
+    let pool = pool_in_path(&req, &state)?;
     Ok(HttpResponse::Ok().json(body(&state, &pool)))
 }
 
@@ -87,8 +69,8 @@ pub async fn update(
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
     admin::authorize(&req, &state.admin)?;
-    let pool = named(&req, &state)?;
-    let value = json(&read_json(&req, payload).await?)?;
+    let pool = pool_in_path(&req, &state)?;
+    let value = json_value(&read_json(&req, payload).await?)?;
     let settings = parse_pool_settings(&pool.info().written, &value)
         .map_err(|(field, problem)| ApiError::BadRequest(format!("{field}: {problem}")))?;
     let name = pool.name().to_owned();
@@ -126,7 +108,7 @@ pub async fn replace_routes(
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
     admin::authorize(&req, &state.admin)?;
-    let value = json(&read_json(&req, payload).await?)?;
+    let value = json_value(&read_json(&req, payload).await?)?;
     let Value::Array(items) = value else {
         return Err(ApiError::BadRequest(
             "body: must be a JSON array of routes".into(),

@@ -6,9 +6,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, ResponseError};
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
+use serde_json::Value;
 
-use crate::backend::Strategy;
+use crate::backend::{Strategy, DEFAULT_POOL};
 use crate::cluster::Cluster;
 use crate::draining::Draining;
 use crate::events::Events;
@@ -17,7 +18,7 @@ use crate::http::error::json_response;
 use crate::http::json_body::{body_status, BodyError};
 use crate::limiter::Limiter;
 use crate::metrics::Metrics;
-use crate::registry::{Membership, PoolError, Pools};
+use crate::registry::{Membership, PoolError, Pools, Rotation};
 use crate::settings::AdminSettings;
 use crate::simulation::Simulation;
 use crate::stats::StatsWindow;
@@ -91,4 +92,29 @@ impl ResponseError for ApiError {
             other => json_response(other.status_code(), &other.to_string()),
         }
     }
+}
+
+/// The pool the path names: `{pool}`, else `default` (`/lb/api/backends…`).
+pub fn pool_of(req: &HttpRequest) -> String {
+    req.match_info()
+        .get("pool")
+        .unwrap_or(DEFAULT_POOL)
+        .to_owned()
+}
+
+/// The pool in service the path names, or 404.
+pub fn pool_in_path(req: &HttpRequest, state: &ApiState) -> Result<Arc<Rotation>, ApiError> {
+    let name = pool_of(req);
+    state
+        .pools
+        .load()
+        .named(&name)
+        .cloned()
+        .ok_or_else(|| ApiError::NotFound(format!("No pool named {name:?}")))
+}
+
+/// A body as JSON, or 400 saying why not.
+pub fn json_value(body: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("body: malformed JSON ({e})")))
 }
