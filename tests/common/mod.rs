@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod backend;
+pub mod cluster;
 pub mod process;
 pub mod redis;
 pub mod tls;
