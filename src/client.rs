@@ -48,7 +48,7 @@ impl fmt::Display for ClientKey {
 }
 
 /// A client's limits; both are validated positive and finite before they get here.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Limits {
     pub capacity: u64,
     pub rate_per_sec: f64,
@@ -59,6 +59,16 @@ impl Limits {
         Self {
             capacity,
             rate_per_sec,
+        }
+    }
+
+    /// One instance's share when `instances` decide alone: capacity and rate divided (capacity
+    /// at least 1).
+    pub fn shared_by(self, instances: usize) -> Self {
+        let n = instances.max(1);
+        Self {
+            capacity: (self.capacity / n as u64).max(1),
+            rate_per_sec: self.rate_per_sec / n as f64,
         }
     }
 
@@ -101,12 +111,6 @@ impl Charge {
     /// One token from the client's own bucket, no route at all.
     pub fn is_plain(&self) -> bool {
         self.cost == 1 && self.route.is_none()
-    }
-
-    /// One token from the client's own bucket and no route limits (all cluster mode takes;
-    /// there, clients have no limits of their own on routes).
-    pub fn takes_one_token(&self) -> bool {
-        self.cost == 1 && self.route.as_ref().is_none_or(|r| r.defaults.is_none())
     }
 }
 

@@ -1,12 +1,35 @@
 //! The shared token buckets in Redis: asks for tokens (with the unspent ones of ended leases
 //! given back in the same call), and their levels, one script call per client, all of a batch
-//! in one pipeline.
+//! in one pipeline; and routed charges (a cost other than one, or a route bucket), both buckets
+//! in one script call per client and route.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::handle::{Cluster, Down};
 use super::lease::{Ask, Grant};
 use crate::client::{ClientKey, Limits};
+
+/// Alike requests of one client on one route: each takes `cost` tokens from the client's bucket
+/// and, when `route` has limits for this client, one from its bucket there; both or neither.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoutedAsk {
+    pub key: ClientKey,
+    pub limits: Limits,
+    pub cost: u32,
+    /// The route and the limits of the client's bucket on it.
+    pub route: Option<(Arc<str>, Limits)>,
+    pub requests: u64,
+}
+
+/// Redis's answer to a [`RoutedAsk`]: how many of its requests were granted (the first ones),
+/// and the levels of both buckets before any was charged.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RoutedGrant {
+    pub granted: u64,
+    pub client: f64,
+    pub route: Option<f64>,
+}
 
 impl Cluster {
     /// Asks the shared buckets, one script call per client, all in one pipeline.
@@ -53,5 +76,41 @@ impl Cluster {
             pipe.invoke_script(&invocation);
         }
         self.query(&pipe, asks.len()).await
+    }
+
+    /// Charges routed requests, one script call per ask, all in one pipeline.
+    pub async fn charge(&self, asks: &[RoutedAsk]) -> Result<Vec<RoutedGrant>, Down> {
+        let mut pipe = redis::pipe();
+        for ask in asks {
+            let mut invocation = self.inner.scripts.routed.key(self.bucket_key(&ask.key));
+            invocation
+                .arg(ask.requests)
+                .arg(ask.cost)
+                .arg(ask.limits.capacity)
+                .arg(ask.limits.rate_per_sec);
+            if let Some((route, limits)) = &ask.route {
+                invocation
+                    .key(self.route_bucket_key(route, &ask.key))
+                    .arg(limits.capacity)
+                    .arg(limits.rate_per_sec);
+            }
+            pipe.invoke_script(&invocation);
+        }
+        let answers: Vec<(u64, String, String)> = self.query(&pipe, asks.len()).await?;
+        let level = |text: &str| {
+            text.parse::<f64>()
+                .map_err(|e| Down(format!("{text:?}: {e}")))
+        };
+        answers
+            .into_iter()
+            .map(|(granted, client, route)| {
+                let route = level(&route)?;
+                Ok(RoutedGrant {
+                    granted,
+                    client: level(&client)?,
+                    route: (route >= 0.0).then_some(route),
+                })
+            })
+            .collect()
     }
 }

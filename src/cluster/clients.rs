@@ -1,6 +1,8 @@
 //! The registry of clients in Redis: a client as it is stored there, and the writes (create,
 //! update, delete), each one script call that also appends to the change log.
 
+use std::collections::BTreeMap;
+
 use redis::Pipeline;
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +18,9 @@ pub struct StoredClient {
     pub name: Option<String>,
     pub capacity: u64,
     pub rate_per_sec: f64,
+    /// Its own limits on routes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub routes: BTreeMap<String, Limits>,
 }
 
 impl StoredClient {
@@ -25,6 +30,7 @@ impl StoredClient {
             name: record.name.clone(),
             capacity: record.limits.capacity,
             rate_per_sec: record.limits.rate_per_sec,
+            routes: record.routes.clone(),
         }
     }
 
@@ -35,15 +41,18 @@ impl StoredClient {
             client_id: self.client_id,
             name: self.name,
             limits: Limits::new(self.capacity, self.rate_per_sec),
-            routes: std::collections::BTreeMap::new(),
+            routes: self.routes,
         }
     }
 
     /// `None` for JSON that is not a valid client (written by something else): skipped.
     pub(super) fn parse(json: &str) -> Option<Self> {
-        serde_json::from_str::<Self>(json)
-            .ok()
-            .filter(|c| c.capacity >= 1 && c.rate_per_sec.is_finite() && c.rate_per_sec > 0.0)
+        let valid = |limits: &Limits| {
+            limits.capacity >= 1 && limits.rate_per_sec.is_finite() && limits.rate_per_sec > 0.0
+        };
+        serde_json::from_str::<Self>(json).ok().filter(|c| {
+            valid(&Limits::new(c.capacity, c.rate_per_sec)) && c.routes.values().all(valid)
+        })
     }
 }
 
@@ -89,8 +98,8 @@ impl Cluster {
         &self,
         client_id: &str,
         name: NameChange,
-        capacity: Option<u64>,
-        rate_per_sec: Option<f64>,
+        (capacity, rate_per_sec): (Option<u64>, Option<f64>),
+        routes: &BTreeMap<String, Option<Limits>>,
     ) -> Result<Option<StoredClient>, Down> {
         let (name_op, name) = match name {
             NameChange::Keep => ("keep", String::new()),
@@ -106,7 +115,8 @@ impl Cluster {
             .arg(capacity.map(|c| c.to_string()).unwrap_or_default())
             .arg(rate_per_sec.map(|r| r.to_string()).unwrap_or_default())
             .arg(LOG_LENGTH)
-            .arg(self.instance());
+            .arg(self.instance())
+            .arg(route_changes(routes)?);
         let mut pipe = redis::pipe();
         pipe.invoke_script(&invocation);
         let (json,): (Option<String>,) = self.query(&pipe, 1).await?;
@@ -128,4 +138,12 @@ impl Cluster {
         let (deleted,): (u8,) = self.query(&pipe, 1).await?;
         Ok(deleted == 1)
     }
+}
+
+/// The update script's route changes: JSON of route → limits or null, or '' for none.
+fn route_changes(routes: &BTreeMap<String, Option<Limits>>) -> Result<String, Down> {
+    if routes.is_empty() {
+        return Ok(String::new());
+    }
+    serde_json::to_string(routes).map_err(|e| Down(e.to_string()))
 }

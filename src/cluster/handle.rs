@@ -225,6 +225,16 @@ impl Cluster {
         }
     }
 
+    /// `key`'s bucket on `route` (a route with limits).
+    pub(super) fn route_bucket_key(&self, route: &str, key: &ClientKey) -> String {
+        match key {
+            ClientKey::Registered(id) => {
+                format!("{}bucket:route:{route}:client:{id}", self.inner.prefix)
+            }
+            ClientKey::Ip(ip) => format!("{}bucket:route:{route}:ip:{ip}", self.inner.prefix),
+        }
+    }
+
     pub(super) fn clients_key(&self) -> String {
         format!("{}clients", self.inner.prefix)
     }

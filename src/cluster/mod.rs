@@ -19,6 +19,7 @@ mod scripts;
 mod status;
 
 pub use agent::{start_agent, Change, Replica};
+pub use buckets::{RoutedAsk, RoutedGrant};
 pub use clients::{NameChange, StoredClient};
 pub use handle::{Cluster, Down};
 pub use status::{single_status, ClusterCounters, ClusterStatus};

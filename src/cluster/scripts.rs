@@ -39,6 +39,63 @@ end
 return {granted, wait, math.floor(tokens), tostring(tokens)}
 ";
 
+/// Takes a routed request's tokens: `cost` from the client's bucket and one from its bucket on
+/// the route, both or neither, for each of `requests` alike requests. KEYS: the client's
+/// bucket, then the route bucket if the route has limits for this client. ARGV: requests, cost,
+/// the client's capacity and rate per second, then the route bucket's. Answers {requests
+/// granted, the client's level before, the route bucket's level before (-1 without one)}, the
+/// levels as text. Buckets are kept like [`BUCKET`]'s: a full one deleted, others expiring.
+const ROUTED: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local function level(key, capacity, rate)
+  local saved = redis.call('HMGET', key, 't', 'at')
+  local tokens = tonumber(saved[1])
+  local at = tonumber(saved[2])
+  if tokens == nil or at == nil then
+    return capacity
+  end
+  if now > at then
+    tokens = tokens + (now - at) * rate
+  end
+  return math.min(capacity, tokens)
+end
+local function keep(key, tokens, capacity, rate)
+  if tokens >= capacity then
+    redis.call('DEL', key)
+  else
+    redis.call('HSET', key, 't', tostring(tokens), 'at', tostring(now))
+    redis.call('PEXPIRE', key, math.ceil((capacity - tokens) / rate) + 1)
+  end
+end
+local requests = tonumber(ARGV[1])
+local cost = tonumber(ARGV[2])
+local capacity = tonumber(ARGV[3])
+local rate = tonumber(ARGV[4]) / 1000
+local client = level(KEYS[1], capacity, rate)
+local granted = requests
+if cost > 0 then
+  granted = math.min(granted, math.floor(client / cost))
+end
+local route = -1
+local route_capacity, route_rate
+if KEYS[2] then
+  route_capacity = tonumber(ARGV[5])
+  route_rate = tonumber(ARGV[6]) / 1000
+  route = level(KEYS[2], route_capacity, route_rate)
+  granted = math.min(granted, math.floor(route))
+end
+if granted > 0 then
+  if cost > 0 then
+    keep(KEYS[1], client - granted * cost, capacity, rate)
+  end
+  if KEYS[2] then
+    keep(KEYS[2], route - granted, route_capacity, route_rate)
+  end
+end
+return {granted, tostring(client), tostring(route)}
+";
+
 /// Registers a client unless its id exists. KEYS: the clients hash, the change log.
 /// ARGV: id, the client as JSON, the log's approximate length cap, the writing instance.
 /// Answers 1, or 0 if it existed.
@@ -52,7 +109,9 @@ return 1
 
 /// Changes a client's fields. KEYS: the clients hash, the change log. ARGV: id, what to do
 /// with the name (keep, set, clear), the name, capacity or '' to keep, rate or '' to keep, the
-/// log's length cap, the writing instance. Answers the client as JSON, or nil if there is none.
+/// log's length cap, the writing instance, and its own limits on routes to change as JSON
+/// (route → limits, or null to remove them; '' for none). Answers the client as JSON, or nil if
+/// there is none.
 const UPDATE: &str = r"
 local current = redis.call('HGET', KEYS[1], ARGV[1])
 if not current then
@@ -69,6 +128,20 @@ if ARGV[4] ~= '' then
 end
 if ARGV[5] ~= '' then
   client.rate_per_sec = tonumber(ARGV[5])
+end
+if ARGV[8] ~= '' then
+  local routes = client.routes or {}
+  for route, limits in pairs(cjson.decode(ARGV[8])) do
+    if limits == cjson.null then
+      routes[route] = nil
+    else
+      routes[route] = limits
+    end
+  end
+  if next(routes) == nil then
+    routes = nil
+  end
+  client.routes = routes
 end
 local json = cjson.encode(client)
 redis.call('HSET', KEYS[1], ARGV[1], json)
@@ -103,6 +176,7 @@ return redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
 /// The scripts, hashed once.
 pub struct Scripts {
     pub bucket: Script,
+    pub routed: Script,
     pub create: Script,
     pub update: Script,
     pub delete: Script,
@@ -113,6 +187,7 @@ impl Scripts {
     pub fn new() -> Self {
         Self {
             bucket: Script::new(BUCKET),
+            routed: Script::new(ROUTED),
             create: Script::new(CREATE),
             update: Script::new(UPDATE),
             delete: Script::new(DELETE),
@@ -121,9 +196,10 @@ impl Scripts {
     }
 
     /// All of them, for loading after a (re)connect.
-    pub fn all(&self) -> [&Script; 5] {
+    pub fn all(&self) -> [&Script; 6] {
         [
             &self.bucket,
+            &self.routed,
             &self.create,
             &self.update,
             &self.delete,

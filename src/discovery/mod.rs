@@ -16,9 +16,7 @@ use std::path::PathBuf;
 
 use crate::route::RouteEntry;
 
-pub use parse::{
-    check_routes, check_shared_limits, parse, parse_pool, parse_pool_settings, resolve,
-};
+pub use parse::{check_routes, parse, parse_pool, parse_pool_settings, resolve};
 pub use topology::{NamedPool, NamedTopology, PoolSettings, PoolSpec, Topology};
 pub use watch::FileWatch;
 pub use write::{FileEntry, FilePool};

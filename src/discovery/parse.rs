@@ -234,23 +234,6 @@ pub fn check_routes(
     Ok(specs)
 }
 
-/// Cluster mode takes one token from the client's own bucket per request: a route with another
-/// `cost` or with `limits` is refused there (its buckets are not shared through Redis yet).
-pub fn check_shared_limits(routes: &[RouteSpec]) -> Result<(), Invalid> {
-    for (index, route) in routes.iter().enumerate() {
-        let field = if route.cost != 1 {
-            "cost"
-        } else if route.limits.is_some() {
-            "limits"
-        } else {
-            continue;
-        };
-        let problem = "cluster mode (cluster.redis_url) takes one token per request from the client's shared bucket; a route's cost and limits work on a single instance only".to_owned();
-        return Err((format!("routes[{index}].{field}"), problem));
-    }
-    Ok(())
-}
-
 /// Names every pool's entries (their own name, else `backend-N` by position in the pool) and
 /// numbers all backends in file order, pool after pool; two entries of a pool with one name
 /// are an error.

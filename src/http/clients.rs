@@ -35,8 +35,6 @@ pub struct ClientsState {
     pub default_rate_per_sec: f64,
     /// The routes a client's own limits may name.
     pub pools: Arc<Pools>,
-    /// Cluster mode: clients have no limits of their own on routes there.
-    pub cluster: bool,
 }
 
 impl ClientsState {
@@ -52,7 +50,6 @@ impl ClientsState {
             admin: settings.admin.clone(),
             default_rate_per_sec: settings.rate_limit.default_rate_per_sec,
             pools,
-            cluster: settings.cluster.redis.is_some(),
         }
     }
 
@@ -61,11 +58,6 @@ impl ClientsState {
         let Some(changes) = input.routes.take() else {
             return Ok(RouteChanges::new());
         };
-        if self.cluster && changes.values().any(Option::is_some) {
-            return Err(ApiError::BadRequest(
-                "routes: in cluster mode clients have no limits of their own on routes".into(),
-            ));
-        }
         client_routes::check_known(&changes, &self.pools.load()).map_err(ApiError::BadRequest)?;
         Ok(changes)
     }

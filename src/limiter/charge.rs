@@ -4,6 +4,7 @@
 //! of the map. Also a registered client's own limits on routes.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::bucket::TokenBucket;
@@ -15,14 +16,7 @@ impl BucketMap {
     /// charged only when both have the tokens.
     pub(super) fn take_routed(&mut self, charge: &Charge, now: Instant) -> Admission {
         let limits = self.limits_for(&charge.key);
-        let route_limits = charge.route.as_ref().and_then(|route| {
-            let own = match &charge.key {
-                ClientKey::Registered(id) => self.registered.get(id),
-                ClientKey::Ip(_) => None,
-            }
-            .and_then(|client| client.routes.get(&*route.route).copied());
-            own.or(route.defaults).map(|limits| (&route.route, limits))
-        });
+        let route_limits = self.route_limits(charge);
         let defaults = self.defaults;
         let mut fresh = TokenBucket::new(limits, now);
         let (client, reported) = match &charge.key {
@@ -68,11 +62,23 @@ impl BucketMap {
             limits,
             report,
             route: route.map(|(name, decision, bucket)| RouteVerdict {
-                route: std::sync::Arc::clone(name),
+                route: Arc::clone(name),
                 decision,
                 limits: bucket.limits,
             }),
         }
+    }
+
+    /// The limits of `charge`'s bucket on its route: the client's own there, else the route's;
+    /// `None` when neither has any (no route bucket).
+    pub fn route_limits<'c>(&self, charge: &'c Charge) -> Option<(&'c Arc<str>, Limits)> {
+        let route = charge.route.as_ref()?;
+        let own = match &charge.key {
+            ClientKey::Registered(id) => self.registered.get(id),
+            ClientKey::Ip(_) => None,
+        }
+        .and_then(|client| client.routes.get(&*route.route).copied());
+        own.or(route.defaults).map(|limits| (&route.route, limits))
     }
 
     /// Replaces a registered client's own limits on routes (its buckets there take them at

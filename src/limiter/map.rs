@@ -107,23 +107,21 @@ impl BucketMap {
     }
 
     /// A fresh map for deciding alone while the shared buckets cannot be reached: every limit
-    /// divided by `instances` (capacity at least 1), registered clients kept, buckets full.
+    /// divided by `instances` (capacity at least 1; clients' own limits on routes too), registered
+    /// clients kept, buckets full.
     pub fn divided(&self, instances: usize, now: Instant) -> BucketMap {
-        let n = instances.max(1);
-        let divide = |limits: Limits| Limits {
-            capacity: (limits.capacity / n as u64).max(1),
-            rate_per_sec: limits.rate_per_sec / n as f64,
-        };
-        let mut map = BucketMap::new(divide(self.defaults), self.max_tracked);
+        let mut map = BucketMap::new(self.defaults.shared_by(instances), self.max_tracked);
         for (id, client) in &self.registered {
-            let limits = divide(client.bucket.limits);
+            let limits = client.bucket.limits.shared_by(instances);
             map.restore(
                 ClientRecord {
                     client_id: id.clone(),
                     name: client.name.clone(),
                     limits,
                     tokens: limits.capacity as f64,
-                    routes: BTreeMap::new(),
+                    routes: (client.routes.iter())
+                        .map(|(route, limits)| (route.clone(), limits.shared_by(instances)))
+                        .collect(),
                 },
                 now,
             );

@@ -19,8 +19,10 @@ pub mod map;
 mod messages;
 mod mode;
 mod route_buckets;
+mod routed;
 mod shard;
 mod shared;
+mod shared_batch;
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashSet;

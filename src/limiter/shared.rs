@@ -1,10 +1,12 @@
 //! Cluster mode's shard: admissions from Redis's shared buckets, client writes to Redis's
-//! registry. Admissions are answered from the shard's leases ([`LeaseBook`]) where they can be,
-//! and the asks a batch cannot answer from them go to Redis together, in one pipeline (the
-//! batch's answer then waits for Redis, at most `cluster.redis_timeout_ms`). While Redis is down
-//! the shard decides alone, as `cluster.on_redis_down` says. Client writes go to Redis first
-//! and reach the map once Redis has them; the map, the registered ids and the SQLite mirror
-//! follow the registry's change log ([`Change`]), the shard's own writes included.
+//! registry. Admissions are answered from the shard's leases ([`LeaseBook`]) where they can be;
+//! the asks a batch cannot answer from them and its routed charges (a cost other than one, a
+//! route bucket: [`super::routed`]) go to Redis together, one pipeline each (the batch's answer
+//! then waits for Redis, at most `cluster.redis_timeout_ms`; the split is in
+//! [`super::shared_batch`]). While Redis is down the shard decides alone, as
+//! `cluster.on_redis_down` says. Client writes go to Redis first and reach the map once Redis
+//! has them; the map, the registered ids and the SQLite mirror follow the registry's change log
+//! ([`Change`]), the shard's own writes included.
 
 use std::cell::RefCell;
 use std::collections::HashSet;
@@ -14,14 +16,14 @@ use std::time::{Duration, Instant};
 use actix::Addr;
 use futures_util::future::LocalBoxFuture;
 
-use super::map::BucketMap;
 use super::messages::{ClientError, CreateClient, UpdateClient};
 use super::mode::{Admitted, Known, Mode, Write};
-use crate::client::{Admission, Charge, ClientKey, ClientRecord, Decision, Limits};
-use crate::cluster::lease::{Ask, Grant, LeaseBook};
+use super::routed;
+use super::shared_batch::{alone, plan, settle, Batch, Held};
+use crate::client::{Admission, Charge, ClientKey, ClientRecord, Limits};
+use crate::cluster::lease::{Ask, LeaseBook};
 use crate::cluster::{Change, Cluster, NameChange, StoredClient};
 use crate::persistence::{DeleteClient, SaveClient, Store};
-use crate::settings::OnRedisDown;
 
 /// Deciding with every instance through Redis.
 #[derive(Clone)]
@@ -33,27 +35,6 @@ pub struct SharedMode {
     /// `cluster.lease_ms`: how long held tokens may be spent.
     lease: Duration,
     held: Rc<RefCell<Held>>,
-}
-
-/// What a shard holds between asks to Redis.
-#[derive(Debug)]
-struct Held {
-    leases: LeaseBook,
-    /// While Redis is down under `on_redis_down = "local"`: buckets with every limit divided by
-    /// the instances last seen (and that count, to notice a change).
-    alone: Option<(usize, BucketMap)>,
-}
-
-/// One client's asks of a batch that go to Redis: the key, its limits, and the positions of
-/// its requests in the batch.
-type Pending = (ClientKey, Limits, Vec<usize>);
-
-/// A batch split by [`plan`]: what the leases answered, and what Redis is to be asked.
-#[derive(Debug)]
-struct Batch {
-    answers: Vec<Option<Admission>>,
-    pending: Vec<Pending>,
-    asks: Vec<(ClientKey, Limits, Ask)>,
 }
 
 impl SharedMode {
@@ -71,8 +52,8 @@ impl SharedMode {
     }
 
     /// Redis is down: `cluster.on_redis_down` decides, and what was held is dropped.
-    fn admit_alone(&self, keys: &[ClientKey], now: Instant) -> Vec<Option<Admission>> {
-        self.cluster.count_local(keys.len());
+    fn admit_alone(&self, charges: &[Charge], now: Instant) -> Vec<Option<Admission>> {
+        self.cluster.count_local(charges.len());
         let mut held = self.held.borrow_mut();
         let mut map = self.known.map.lock();
         let policy = self.cluster.on_redis_down();
@@ -81,15 +62,30 @@ impl SharedMode {
             &mut map,
             policy,
             self.cluster.live_instances(),
-            keys,
+            charges,
             now,
         )
     }
 
-    /// Asks Redis for what `batch` could not answer from the leases, then settles it; if Redis
-    /// fails meanwhile, those asks are decided alone.
+    /// Asks Redis for what `batch` could not answer from the leases and for its routed charges,
+    /// in one pipeline each, then settles it; if Redis fails meanwhile, those are decided alone.
     async fn ask_redis(self, mut batch: Batch) -> Vec<Option<Admission>> {
-        let grants = self.cluster.admit(&batch.asks).await;
+        let routed_asks: Vec<_> = batch.routed.iter().map(|g| g.ask.clone()).collect();
+        let (grants, charged) = futures_util::future::join(
+            async {
+                match batch.asks.is_empty() {
+                    true => Ok(Vec::new()),
+                    false => self.cluster.admit(&batch.asks).await,
+                }
+            },
+            async {
+                match routed_asks.is_empty() {
+                    true => Ok(Vec::new()),
+                    false => self.cluster.charge(&routed_asks).await,
+                }
+            },
+        )
+        .await;
         let now = Instant::now();
         match grants {
             Ok(grants) if grants.len() == batch.asks.len() => {
@@ -100,24 +96,53 @@ impl SharedMode {
             // Redis is marked down: these asks are decided alone, as the next ones will be.
             _ => {
                 for (key, _, positions) in &batch.pending {
-                    let keys = vec![key.clone(); positions.len()];
-                    let decided = self.admit_alone(&keys, now);
-                    for (at, answer) in positions.iter().zip(decided) {
-                        batch.answers[*at] = answer;
+                    let charges = vec![Charge::plain(key.clone()); positions.len()];
+                    self.decide_alone(&mut batch.answers, &charges, positions, now);
+                }
+            }
+        }
+        match charged {
+            Ok(charged) if charged.len() == batch.routed.len() => {
+                let mut map = self.known.map.lock();
+                for (group, grant) in batch.routed.iter().zip(charged) {
+                    let admissions = routed::admissions(&mut map, group, grant, now);
+                    for (at, admission) in group.positions.iter().zip(admissions) {
+                        batch.answers[*at] = Some(admission);
                     }
+                }
+            }
+            _ => {
+                for group in &batch.routed {
+                    let charges = vec![group.charge.clone(); group.positions.len()];
+                    self.decide_alone(&mut batch.answers, &charges, &group.positions, now);
                 }
             }
         }
         batch.answers
     }
 
+    /// Decides `charges` alone into `answers` at `positions`.
+    fn decide_alone(
+        &self,
+        answers: &mut [Option<Admission>],
+        charges: &[Charge],
+        positions: &[usize],
+        now: Instant,
+    ) {
+        let decided = self.admit_alone(charges, now);
+        for (at, answer) in positions.iter().zip(decided) {
+            answers[*at] = answer;
+        }
+    }
+
     /// Applies a client Redis has: into the map and the registered ids, and into the SQLite
     /// mirror when it changed.
     fn apply_put(&self, record: &ClientRecord) -> ClientRecord {
-        let unchanged = self
-            .known
-            .get(&record.client_id)
-            .is_some_and(|known| known.name == record.name && known.limits == record.limits);
+        let unchanged = self.known.get(&record.client_id).is_some_and(|known| {
+            known.name == record.name
+                && known.limits == record.limits
+                && known.routes == record.routes
+        });
         let applied = self.known.remember(record);
         if !unchanged {
             self.store.do_send(SaveClient(applied.clone()));
@@ -133,21 +158,17 @@ impl SharedMode {
 }
 
 impl Mode for SharedMode {
-    /// Cluster mode takes one token from the client's own bucket per request: the settings
-    /// refuse costs and route limits with it, so only the key of each charge counts.
     fn admit(&mut self, charges: Vec<Charge>, now: Instant) -> Admitted {
-        debug_assert!(charges.iter().all(Charge::takes_one_token));
-        let keys: Vec<ClientKey> = charges.into_iter().map(|charge| charge.key).collect();
         if !self.cluster.is_up() {
-            return Admitted::Now(self.admit_alone(&keys, now));
+            return Admitted::Now(self.admit_alone(&charges, now));
         }
         let batch = {
             let mut held = self.held.borrow_mut();
             held.alone = None;
             held.leases.set_contenders(self.cluster.live_instances());
-            plan(&mut held.leases, &mut self.known.map.lock(), keys, now)
+            plan(&mut held.leases, &mut self.known.map.lock(), charges, now)
         };
-        if batch.pending.is_empty() {
+        if batch.pending.is_empty() && batch.routed.is_empty() {
             return Admitted::Now(batch.answers);
         }
         Admitted::Later(Box::pin(self.clone().ask_redis(batch)))
@@ -160,6 +181,7 @@ impl Mode for SharedMode {
             name: client.name,
             capacity: client.limits.capacity,
             rate_per_sec: client.limits.rate_per_sec,
+            routes: client.routes,
         };
         Box::pin(async move {
             if !redis_answer(this.cluster.create(&stored).await)? {
@@ -180,7 +202,12 @@ impl Mode for SharedMode {
             let id = change.client_id;
             let updated = this
                 .cluster
-                .update(&id, name, change.capacity, change.rate_per_sec)
+                .update(
+                    &id,
+                    name,
+                    (change.capacity, change.rate_per_sec),
+                    &change.routes,
+                )
                 .await;
             match redis_answer(updated)? {
                 Some(stored) => Ok(this.apply_put(&stored.into_record())),
@@ -278,134 +305,19 @@ fn redis_answer<T>(answer: Result<T, crate::cluster::Down>) -> Result<T, ClientE
     answer.map_err(|down| ClientError::Storage(down.to_string()))
 }
 
-/// Splits a batch: the asks the leases answer now (or refuse, while Redis said the bucket is
-/// empty), and one ask to Redis per other client, for all its requests of the batch.
-fn plan(leases: &mut LeaseBook, map: &mut BucketMap, keys: Vec<ClientKey>, now: Instant) -> Batch {
-    let mut answers: Vec<Option<Admission>> = vec![None; keys.len()];
-    let mut pending: Vec<Pending> = Vec::new();
-    for (at, key) in keys.into_iter().enumerate() {
-        let limits = map.limits_for(&key);
-        if let Some(decision) = leases.take(&key, now) {
-            answers[at] = Some(judged(map, &key, decision, limits, now));
-            continue;
-        }
-        match pending.iter_mut().find(|(waiting, _, _)| *waiting == key) {
-            Some((_, _, positions)) => positions.push(at),
-            None => pending.push((key, limits, vec![at])),
-        }
-    }
-    let asks = pending
-        .iter()
-        .map(|(key, limits, positions)| {
-            let ask = leases.ask(key, positions.len() as u64, *limits, now);
-            (key.clone(), *limits, ask)
-        })
-        .collect();
-    Batch {
-        answers,
-        pending,
-        asks,
-    }
-}
-
-/// Redis's `grants` (one per ask of `batch`, in order) answer the requests waiting on them;
-/// what is left of each grant is held as a lease.
-fn settle(
-    leases: &mut LeaseBook,
-    map: &mut BucketMap,
-    batch: &mut Batch,
-    grants: Vec<Grant>,
-    now: Instant,
-) {
-    let asked = batch.asks.iter().zip(grants).zip(&batch.pending);
-    for (((key, limits, ask), grant), (_, _, positions)) in asked {
-        let waiting = positions.len() as u64;
-        let decisions = leases.grant(key, *ask, grant, waiting, *limits, now);
-        for (at, decision) in positions.iter().zip(decisions) {
-            batch.answers[*at] = Some(judged(map, key, decision, *limits, now));
-        }
-    }
-}
-
-/// Decides `keys` without Redis, as `policy` says; Redis's buckets are the truth again when it
-/// returns, so every lease is dropped.
-fn alone(
-    held: &mut Held,
-    map: &mut BucketMap,
-    policy: OnRedisDown,
-    instances: usize,
-    keys: &[ClientKey],
-    now: Instant,
-) -> Vec<Option<Admission>> {
-    if !held.leases.is_empty() {
-        held.leases.clear();
-    }
-    match policy {
-        OnRedisDown::Allow => keys
-            .iter()
-            .map(|key| {
-                let limits = map.limits_for(key);
-                let decision = Decision {
-                    allowed: true,
-                    remaining: limits.capacity,
-                    retry_after: Duration::ZERO,
-                };
-                Some(Admission {
-                    decision,
-                    limits,
-                    report: false,
-                    route: None,
-                })
-            })
-            .collect(),
-        OnRedisDown::Deny => vec![None; keys.len()],
-        OnRedisDown::Local => {
-            if held.alone.as_ref().map(|(n, _)| *n) != Some(instances) {
-                held.alone = Some((instances, map.divided(instances, now)));
-            }
-            let Some((_, divided)) = held.alone.as_mut() else {
-                return Vec::new();
-            };
-            keys.iter()
-                .map(|key| Some(divided.admit(&Charge::plain(key.clone()), now)))
-                .collect()
-        }
-    }
-}
-
-/// An admission decided by Redis's bucket, counted like the map's own.
-fn judged(
-    map: &mut BucketMap,
-    key: &ClientKey,
-    decision: Decision,
-    limits: Limits,
-    now: Instant,
-) -> Admission {
-    Admission {
-        decision,
-        limits,
-        report: map.record_elsewhere(key, decision.allowed, now),
-        route: None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::net::{IpAddr, Ipv4Addr};
     use std::path::Path;
 
-    use super::super::map::SharedMap;
+    use super::super::map::{BucketMap, SharedMap};
     use super::super::mode::RegisteredIds;
     use super::*;
     use crate::events::Events;
     use crate::persistence::Database;
-    use crate::settings::ClusterSettings;
+    use crate::settings::{ClusterSettings, OnRedisDown};
 
     const LEASE: Duration = Duration::from_millis(100);
-
-    fn client(id: &str) -> ClientKey {
-        ClientKey::Registered(id.to_owned())
-    }
 
     fn map() -> BucketMap {
         let mut map = BucketMap::new(Limits::new(10, 1.0), 100);
@@ -418,96 +330,6 @@ mod tests {
             .iter()
             .map(|a| a.as_ref().map(|a| a.decision.allowed))
             .collect()
-    }
-
-    /// A batch with nothing held: one ask per client for all its requests, their positions
-    /// kept; nothing is answered yet.
-    #[test]
-    fn a_batch_asks_redis_once_per_client() {
-        let (mut leases, mut map, now) = (LeaseBook::new(LEASE), map(), Instant::now());
-        let keys = vec![client("a"), client("b"), client("a"), client("a")];
-        let batch = plan(&mut leases, &mut map, keys, now);
-        assert_eq!(allowed(&batch.answers), [None; 4]);
-        let asked: Vec<(ClientKey, u64, Vec<usize>)> = batch
-            .pending
-            .iter()
-            .zip(&batch.asks)
-            .map(|((key, _, positions), (_, _, ask))| (key.clone(), ask.want, positions.clone()))
-            .collect();
-        assert_eq!(
-            asked,
-            [(client("a"), 3, vec![0, 2, 3]), (client("b"), 1, vec![1])]
-        );
-        // Each client is asked with its own limits ("b" is not registered: the defaults).
-        assert_eq!(batch.asks[0].1.capacity, 8);
-        assert_eq!(batch.asks[1].1.capacity, 10);
-    }
-
-    /// Redis's grants answer the waiting requests in order; the rest of a grant is held, and
-    /// the next batch is answered from it without asking.
-    #[test]
-    fn grants_answer_in_order_and_the_rest_is_held() {
-        let (mut leases, mut map, now) = (LeaseBook::new(LEASE), map(), Instant::now());
-        let keys = vec![client("a"), client("b"), client("a")];
-        let mut batch = plan(&mut leases, &mut map, keys, now);
-        let grants = vec![
-            Grant {
-                granted: 3,
-                wait: Duration::ZERO,
-                level: 4,
-            },
-            Grant {
-                granted: 0,
-                wait: Duration::from_millis(300),
-                level: 0,
-            },
-        ];
-        settle(&mut leases, &mut map, &mut batch, grants, now);
-        assert_eq!(
-            allowed(&batch.answers),
-            [Some(true), Some(false), Some(true)]
-        );
-        let refused = batch.answers[1].clone().expect("answered");
-        assert!(refused.decision.retry_after >= Duration::from_millis(300));
-        // One token of "a"'s grant is left: the next ask is answered from it.
-        let next = plan(&mut leases, &mut map, vec![client("a")], now);
-        assert_eq!(allowed(&next.answers), [Some(true)]);
-        assert!(next.asks.is_empty());
-    }
-
-    /// Without Redis: `allow` admits at full capacity, `deny` decides nothing, `local` limits
-    /// with every limit divided by the instances; whatever was held is dropped.
-    #[test]
-    fn alone_follows_on_redis_down() {
-        let now = Instant::now();
-        let mut held = Held {
-            leases: LeaseBook::new(LEASE),
-            alone: None,
-        };
-        let mut map = map();
-        let keys = vec![client("a"); 6];
-        let batch = plan(&mut held.leases, &mut map, vec![client("a")], now);
-        assert!(!batch.asks.is_empty() && !held.leases.is_empty());
-        let open = alone(&mut held, &mut map, OnRedisDown::Allow, 2, &keys, now);
-        assert_eq!(allowed(&open), [Some(true); 6]);
-        assert!(held.leases.is_empty(), "leases are dropped");
-        let shut = alone(&mut held, &mut map, OnRedisDown::Deny, 2, &keys, now);
-        assert_eq!(allowed(&shut), [None; 6]);
-        let local = alone(&mut held, &mut map, OnRedisDown::Local, 2, &keys, now);
-        let admitted = local
-            .iter()
-            .flatten()
-            .filter(|a| a.decision.allowed)
-            .count();
-        assert_eq!(admitted, 4, "8 tokens over 2 instances");
-        // A third instance seen: the limits are divided again.
-        let third = alone(&mut held, &mut map, OnRedisDown::Local, 3, &keys, now);
-        let admitted = third
-            .iter()
-            .flatten()
-            .filter(|a| a.decision.allowed)
-            .count();
-        assert_eq!(admitted, 2, "8 tokens over 3 instances");
     }
 
     fn shared_mode(dir: &Path, policy: OnRedisDown) -> SharedMode {

@@ -38,8 +38,6 @@ pub struct PoolOptions {
     pub strategy: Strategy,
     /// `health.path`: of pools that set none.
     pub health_path: String,
-    /// Cluster mode: routes may not have a cost or limits (see [`crate::discovery::check_shared_limits`]).
-    pub cluster: bool,
 }
 
 /// Actor that owns the pools ([`Pools`]) and the routes between them.

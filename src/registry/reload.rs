@@ -13,7 +13,7 @@ use super::plan::{self, Plan, Planned, Running};
 use super::pools::PoolsView;
 use super::rotation::{PoolInfo, Rotation};
 use crate::backend::{BackendId, DEFAULT_POOL};
-use crate::discovery::{check_shared_limits, PoolFileError, PoolSpec, Topology};
+use crate::discovery::{PoolFileError, PoolSpec, Topology};
 use crate::events::LbEvent;
 use crate::route::RouteSpec;
 use crate::routing::RouteTable;
@@ -247,24 +247,16 @@ impl Handler<Reload> for Registry {
 
     fn handle(&mut self, msg: Reload, _: &mut Context<Self>) -> Self::Result {
         let file = self.options.file.clone();
-        let cluster = self.options.cluster;
         let read = async move {
             let Some(file) = file else {
                 return Err(PoolError::Config(
                     "There is no pool file to reload (the pool was given in code)".into(),
                 ));
             };
-            actix_rt::task::spawn_blocking(move || {
-                let topology = file.load()?;
-                if cluster {
-                    check_shared_limits(&topology.routes)
-                        .map_err(|(key, problem)| file.invalid(key, problem))?;
-                }
-                Ok(topology)
-            })
-            .await
-            .map_err(|err| PoolError::Config(err.to_string()))?
-            .map_err(|err: PoolFileError| PoolError::Config(err.to_string()))
+            actix_rt::task::spawn_blocking(move || file.load())
+                .await
+                .map_err(|err| PoolError::Config(err.to_string()))?
+                .map_err(|err: PoolFileError| PoolError::Config(err.to_string()))
         };
         let trigger = msg.trigger;
         AtomicResponse::new(Box::pin(read.into_actor(self).map(

@@ -14,7 +14,7 @@ use super::messages::{AddPool, PoolError, RemovePool, ReplaceRoutes, UpdatePool}
 use super::pools::PoolsView;
 use super::rotation::{PoolInfo, Rotation};
 use crate::backend::{fill_names, DEFAULT_POOL};
-use crate::discovery::{check_routes, check_shared_limits, FilePool};
+use crate::discovery::{check_routes, FilePool};
 use crate::events::LbEvent;
 use crate::route::{RouteEntry, RouteSpec};
 
@@ -223,13 +223,7 @@ impl Handler<ReplaceRoutes> for Registry {
 
     fn handle(&mut self, msg: ReplaceRoutes, _: &mut Context<Self>) -> Self::Result {
         let view = self.pools.load();
-        let checked =
-            check_routes(&msg.entries, |name| view.named(name).is_some()).and_then(|routes| {
-                if self.options.cluster {
-                    check_shared_limits(&routes)?;
-                }
-                Ok(routes)
-            });
+        let checked = check_routes(&msg.entries, |name| view.named(name).is_some());
         let routes = match checked {
             Ok(routes) => routes,
             Err((field, problem)) => return refuse(PoolError::Invalid { field, problem }),

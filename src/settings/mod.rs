@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use crate::backend::{Backend, PoolEntry};
 pub use crate::certs::load as load_certificate;
-use crate::discovery::{check_shared_limits, NamedPool, NamedTopology, PoolFile};
+use crate::discovery::{NamedPool, NamedTopology, PoolFile};
 use checker::Checker;
 pub use checker::ENV_PREFIX;
 pub use error::ConfigError;
@@ -85,14 +85,6 @@ impl Settings {
         let check = Checker { origin };
         let simulation = sections::simulation(&check, &raw.simulation, &topology.pools)?;
         let cluster = sections::cluster(&check, &raw.cluster)?;
-        if cluster.redis.is_some() {
-            check_shared_limits(&topology.routes).map_err(|(key, problem)| {
-                let file = backends_file
-                    .clone()
-                    .unwrap_or_else(|| "config.json".into());
-                ConfigError::from(PoolFile::new(file).invalid(key, problem))
-            })?;
-        }
         let tls = sections::tls(&check, &raw.tls, base_dir)?;
         Ok(Self {
             server: sections::server(&check, &raw.server)?,

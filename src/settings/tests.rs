@@ -310,34 +310,3 @@ fn shipped_settings_turn_the_simulation_on() {
     let settings = load(&options).expect("the shipped settings are valid");
     assert!(settings.simulation.enabled);
 }
-
-/// Cluster mode refuses routes with a cost or limits, naming the route's field.
-#[test]
-fn cluster_mode_refuses_route_costs_and_limits() {
-    let text = r#"{"backends": ["http://127.0.0.1:9001"],
-        "routes": [{"name": "a", "pool": "default"},
-                   {"name": "b", "pool": "default", "cost": 2}]}"#;
-    let topology = crate::discovery::parse(text).expect("valid");
-    let named = crate::discovery::NamedTopology {
-        pools: crate::discovery::resolve(topology.pools).expect("names"),
-        routes: topology.routes,
-    };
-    let single = || {
-        let mut raw = RawSettings::default();
-        raw.simulation.enabled = false;
-        raw
-    };
-    assert!(Settings::from_raw(
-        single(),
-        "Settings.toml",
-        Path::new(""),
-        None,
-        named.clone()
-    )
-    .is_ok());
-    let mut raw = single();
-    raw.cluster.redis_url = "redis://127.0.0.1:1/0".into();
-    let err = Settings::from_raw(raw, "Settings.toml", Path::new(""), None, named)
-        .expect_err("a cost in cluster mode");
-    assert!(err.to_string().contains("routes[1].cost"), "{err}");
-}

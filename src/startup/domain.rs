@@ -125,7 +125,6 @@ fn start_registry(
             follower: simulation.map(Simulation::follower),
             strategy: settings.backends.strategy,
             health_path: settings.health.path.clone(),
-            cluster: settings.cluster.redis.is_some(),
         },
     )
 }
