@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Instant, SystemTime};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use loadbalancer::test_util::{BucketMap, Database};
+use loadbalancer::test_util::{BucketMap, Database, Levels};
 use loadbalancer::{Charge, ClientKey, Limits};
 
 const CLIENTS: u32 = 1_000_000;
@@ -73,9 +73,12 @@ fn flushes(c: &mut Criterion) {
     tx.commit().expect("seed commit");
     drop(seed);
     let mut db = Database::open(&path).expect("open");
-    let levels: Vec<(String, f64)> = (0..100_000)
-        .map(|n| (format!("client-{n}"), f64::from(n % 100)))
-        .collect();
+    let levels = Levels {
+        clients: (0..100_000)
+            .map(|n| (format!("client-{n}"), f64::from(n % 100)))
+            .collect(),
+        routes: Vec::new(),
+    };
     let mut group = c.benchmark_group("sqlite");
     group.sample_size(10);
     group.bench_function("flush_100k_token_levels", |b| {

@@ -51,7 +51,7 @@ pub use startup::{
 #[cfg(feature = "test-util")]
 pub mod test_util {
     pub use crate::limiter::map::BucketMap;
-    pub use crate::persistence::Database;
+    pub use crate::persistence::{Database, Levels};
     pub use crate::route::RouteEntry;
     pub use crate::routing::{RouteTable, Target};
 }

@@ -1,10 +1,12 @@
 //! A registered client's own limits on routes (`"routes"` in a `/clients` body): applied at
-//! once, refused for an unknown route, kept in SQLite across a restart; and a database written
-//! by the release before routes (schema 1) opens with every client and gains the new table.
+//! once, refused for an unknown route, kept in SQLite across a restart with the levels of its
+//! buckets on routes; and a database written by the release before routes (schema 1) opens
+//! with every client and gains the new tables.
 
 mod common;
 
 use std::path::Path;
+use std::time::Duration;
 
 use common::backend::TestBackend;
 use common::{call, client, settings_from_files, start_balancer, TestBalancer};
@@ -92,7 +94,29 @@ async fn own_limits_on_routes_apply_persist_and_the_old_database_opens() {
     );
     lb.handle.shutdown().await;
 
+    // The shutdown hook saves the levels after the server stopped: wait for gold's.
+    let saved_level = || {
+        let conn = rusqlite::Connection::open(&database).ok()?;
+        conn.query_row(
+            "SELECT tokens FROM route_tokens WHERE client_id = 'gold' AND route = 'search'",
+            [],
+            |row| row.get::<_, f64>(0),
+        )
+        .ok()
+    };
+    let level = common::eventually(
+        "gold's level on the route saved",
+        Duration::from_secs(5),
+        saved_level,
+    )
+    .await;
+    assert!(level < 1.0, "all five taken: {level}");
     let again = start_balancer(&settings);
+    assert_eq!(
+        admitted(&again, "/search", "gold", 2).await,
+        0,
+        "the route bucket's level survives the restart"
+    );
     let (_, kept) = call(&again, "GET", "/clients/old", None).await;
     assert_eq!(
         kept["routes"]["search"],
@@ -105,5 +129,5 @@ async fn own_limits_on_routes_apply_persist_and_the_old_database_opens() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .expect("version");
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
 }

@@ -14,6 +14,7 @@ use std::time::Instant;
 use super::bucket::TokenBucket;
 use super::route_buckets::RouteBuckets;
 use crate::client::{Admission, Charge, ClientKey, ClientRecord, Limits};
+use crate::persistence::Levels;
 
 #[derive(Debug)]
 pub(super) struct Registered {
@@ -289,25 +290,38 @@ impl BucketMap {
             .collect()
     }
 
-    /// Levels of registered clients changed since the last call; clears the marks.
-    pub fn take_dirty(&mut self, now: Instant) -> Vec<(String, f64)> {
-        self.registered
+    /// Levels of registered clients changed since the last call, and of their buckets on
+    /// routes; clears the marks.
+    pub fn take_dirty(&mut self, now: Instant) -> Levels {
+        let clients = self
+            .registered
             .iter_mut()
             .filter(|(_, client)| client.dirty)
             .map(|(id, client)| {
                 client.dirty = false;
                 (id.clone(), client.bucket.tokens(now))
             })
-            .collect()
+            .collect();
+        let registered = &self.registered;
+        let routes = self
+            .routes
+            .take_dirty(now, |id| registered.contains_key(id));
+        Levels { clients, routes }
     }
 
     /// Marks levels as unsaved again (a flush failed).
-    pub fn mark_dirty(&mut self, ids: &[String]) {
-        for id in ids {
+    pub fn mark_dirty(&mut self, levels: &Levels) {
+        for (id, _) in &levels.clients {
             if let Some(client) = self.registered.get_mut(id) {
                 client.dirty = true;
             }
         }
+        self.routes.mark_dirty(&levels.routes);
+    }
+
+    /// Puts back a registered client's bucket on `route` as it was saved.
+    pub fn restore_route(&mut self, route: &str, id: &str, bucket: TokenBucket, now: Instant) {
+        self.routes.restore(route, id, bucket, now);
     }
 
     /// Drops full IP and route buckets (they carry no information); returns how many went.
@@ -588,14 +602,14 @@ mod tests {
         let mut map = BucketMap::new(limits(10, 1.0), 100);
         map.upsert("a", Some("A".into()), limits(10, 1.0), now);
         map.upsert("b", None, limits(10, 1.0), now);
-        assert_eq!(map.take_dirty(now).len(), 2);
+        assert_eq!(map.take_dirty(now).clients.len(), 2);
         assert!(map.take_dirty(now).is_empty());
         map.admit(
             &Charge::plain(ClientKey::Registered("a".into()).clone()),
             now,
         );
         let dirty = map.take_dirty(now);
-        assert_eq!(dirty, [("a".to_owned(), 9.0)]);
+        assert_eq!(dirty.clients, [("a".to_owned(), 9.0)]);
         let updated = map.upsert("a", None, limits(3, 1.0), now);
         assert_eq!((updated.tokens, updated.name), (3.0, None));
         assert!(map.remove("a"));

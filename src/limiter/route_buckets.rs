@@ -1,7 +1,8 @@
 //! A shard's route buckets: one per (route with limits, client), beside the client's own
 //! bucket in the same shard, so that both are checked and charged under one lock. A full bucket
 //! carries no information and is swept; past the cap the least recently seen go first (on the
-//! shard's thread, like the IP buckets).
+//! shard's thread, like the IP buckets). The buckets of registered clients are saved with their
+//! own levels (dirty ones at each flush) and restored at start.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,11 +10,14 @@ use std::time::Instant;
 
 use super::bucket::TokenBucket;
 use crate::client::{ClientKey, Limits};
+use crate::persistence::RouteLevel;
 
 #[derive(Debug)]
 struct Entry {
     bucket: TokenBucket,
     last_seen: Instant,
+    /// Charged since the last flush.
+    dirty: bool,
 }
 
 /// The route buckets of one shard.
@@ -46,12 +50,64 @@ impl RouteBuckets {
             .or_insert_with(|| Entry {
                 bucket: TokenBucket::new(limits, now),
                 last_seen: now,
+                dirty: false,
             });
         entry.last_seen = now;
+        entry.dirty = true;
         if entry.bucket.limits != limits {
             entry.bucket.set_limits(limits, now);
         }
         &mut entry.bucket
+    }
+
+    /// Puts back a registered client's bucket as it was saved.
+    pub fn restore(&mut self, route: &str, id: &str, bucket: TokenBucket, now: Instant) {
+        let key = (Arc::from(route), ClientKey::Registered(id.to_owned()));
+        let entry = Entry {
+            bucket,
+            last_seen: now,
+            dirty: false,
+        };
+        self.buckets.insert(key, entry);
+    }
+
+    /// The levels of registered clients' buckets charged since the last call (of the clients
+    /// `registered` still knows); clears the marks.
+    pub fn take_dirty(
+        &mut self,
+        now: Instant,
+        registered: impl Fn(&str) -> bool,
+    ) -> Vec<RouteLevel> {
+        let mut levels = Vec::new();
+        for ((route, key), entry) in &mut self.buckets {
+            if !std::mem::take(&mut entry.dirty) {
+                continue;
+            }
+            if let ClientKey::Registered(id) = key {
+                if registered(id) {
+                    levels.push(RouteLevel {
+                        client_id: id.clone(),
+                        route: route.to_string(),
+                        limits: entry.bucket.limits,
+                        tokens: entry.bucket.tokens(now),
+                    });
+                }
+            }
+        }
+        levels
+    }
+
+    /// Marks levels as unsaved again (a flush failed).
+    pub fn mark_dirty(&mut self, levels: &[RouteLevel]) {
+        for level in levels {
+            let key = (
+                Arc::from(level.route.as_str()),
+                ClientKey::Registered(level.client_id.clone()),
+            );
+            if let Some(entry) = self.buckets.get_mut(&key) {
+                entry.dirty = true;
+            }
+        }
     }
 
     /// Whether a bucket for `key` on `route` would be new with the map at its cap (the eviction
@@ -154,5 +210,42 @@ mod tests {
             buckets.len() - 1,
             "all but the newest are full"
         );
+    }
+
+    /// Only registered clients' charged buckets are taken for saving, once, and only of
+    /// clients still known; a failed flush marks them again.
+    #[test]
+    fn registered_levels_are_taken_once() {
+        let now = Instant::now();
+        let route: Arc<str> = "export".into();
+        let limits = Limits::new(5, 1.0);
+        let gold = ClientKey::Registered("gold".into());
+        let gone = ClientKey::Registered("gone".into());
+        let mut buckets = RouteBuckets::new(10);
+        for key in [&gold, &gone, &ip(1)] {
+            buckets.bucket(&route, key, limits, now).try_take(now);
+        }
+        let levels = buckets.take_dirty(now, |id| id == "gold");
+        let taken: Vec<(&str, f64)> = levels
+            .iter()
+            .map(|l| (l.client_id.as_str(), l.tokens))
+            .collect();
+        assert_eq!(taken, [("gold", 4.0)]);
+        assert!(buckets.take_dirty(now, |_| true).is_empty());
+        buckets.mark_dirty(&levels);
+        assert_eq!(buckets.take_dirty(now, |_| true), levels);
+        let mut restored = RouteBuckets::new(10);
+        restored.restore(
+            "export",
+            "gold",
+            TokenBucket::with_tokens(limits, 1.0, now),
+            now,
+        );
+        assert!(
+            restored.take_dirty(now, |_| true).is_empty(),
+            "restored is saved"
+        );
+        let bucket = restored.bucket(&route, &gold, limits, now);
+        assert!(bucket.try_take(now).allowed && !bucket.try_take(now).allowed);
     }
 }

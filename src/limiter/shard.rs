@@ -7,7 +7,7 @@
 //! recent rejections restarted every minute.
 
 use std::pin::Pin;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use actix::{
     Actor, ActorFuture, ActorFutureExt, ActorResponse, Addr, AsyncContext, AtomicResponse, Context,
@@ -46,11 +46,18 @@ pub struct BucketStore {
 pub fn restored_map(defaults: Limits, max_tracked: usize, saved: Vec<SavedClient>) -> BucketMap {
     let now = Instant::now();
     let mut map = BucketMap::new(defaults, max_tracked);
+    let restored = |limits, tokens, saved_at: SystemTime| {
+        let mut bucket = TokenBucket::with_tokens(limits, tokens, now);
+        bucket.credit(saved_at.elapsed().unwrap_or_default());
+        bucket
+    };
     for client in saved {
-        let down_for = client.saved_at.elapsed().unwrap_or_default();
-        let mut bucket = TokenBucket::with_tokens(client.record.limits, client.record.tokens, now);
-        bucket.credit(down_for);
-        let tokens = bucket.tokens(now);
+        for (level, saved_at) in client.route_levels {
+            let bucket = restored(level.limits, level.tokens, saved_at);
+            map.restore_route(&level.route, &level.client_id, bucket, now);
+        }
+        let tokens =
+            restored(client.record.limits, client.record.tokens, client.saved_at).tokens(now);
         map.restore(
             ClientRecord {
                 tokens,
@@ -84,12 +91,11 @@ impl BucketStore {
         if dirty.is_empty() {
             return Box::pin(actix::fut::ready(()));
         }
-        let ids: Vec<String> = dirty.iter().map(|(id, _)| id.clone()).collect();
-        let write = self.store.send(SaveTokens(dirty));
+        let write = self.store.send(SaveTokens(dirty.clone()));
         Box::pin(write.into_actor(self).map(move |result, shard, _| {
             if !matches!(result, Ok(Ok(()))) {
                 // Logged by the store; keep them dirty for the next flush.
-                shard.known.map.lock().mark_dirty(&ids);
+                shard.known.map.lock().mark_dirty(&dirty);
             }
         }))
     }

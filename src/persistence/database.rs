@@ -1,5 +1,5 @@
-//! The SQLite file: registered clients with their limits, their own limits on routes and their
-//! last token level. WAL mode, a
+//! The SQLite file: registered clients with their limits, their own limits on routes, their
+//! last token level and the levels of their buckets on routes. WAL mode, a
 //! schema version in `PRAGMA user_version` with forward migrations; a file that is not a
 //! SQLite database, or has a newer schema, is refused and left exactly as it was.
 
@@ -13,7 +13,7 @@ use crate::client::{ClientRecord, Limits};
 use crate::clock;
 
 /// The schema this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Migrations, in order: `MIGRATIONS[n]` takes the schema from version n to n + 1.
 const MIGRATIONS: &[&str] = &[
@@ -30,6 +30,15 @@ const MIGRATIONS: &[&str] = &[
         route TEXT NOT NULL,
         capacity INTEGER NOT NULL,
         rate_per_sec REAL NOT NULL,
+        PRIMARY KEY (client_id, route)
+    )",
+    "CREATE TABLE route_tokens (
+        client_id TEXT NOT NULL,
+        route TEXT NOT NULL,
+        capacity INTEGER NOT NULL,
+        rate_per_sec REAL NOT NULL,
+        tokens REAL NOT NULL,
+        tokens_at_ms INTEGER NOT NULL,
         PRIMARY KEY (client_id, route)
     )",
 ];
@@ -55,6 +64,30 @@ pub struct SavedClient {
     pub record: ClientRecord,
     /// Wall-clock time of `record.tokens`; the bucket is credited the refill since.
     pub saved_at: SystemTime,
+    /// Its buckets on routes.
+    pub route_levels: Vec<(RouteLevel, SystemTime)>,
+}
+
+/// A registered client's bucket on a route: the limits it was held to and its level.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteLevel {
+    pub client_id: String,
+    pub route: String,
+    pub limits: Limits,
+    pub tokens: f64,
+}
+
+/// Token levels written together: registered clients' own buckets, and their buckets on routes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Levels {
+    pub clients: Vec<(String, f64)>,
+    pub routes: Vec<RouteLevel>,
+}
+
+impl Levels {
+    pub fn is_empty(&self) -> bool {
+        self.clients.is_empty() && self.routes.is_empty()
+    }
 }
 
 /// An open database.
@@ -140,17 +173,53 @@ impl Database {
                         tokens: row.get(4)?,
                         routes: BTreeMap::new(),
                     },
-                    saved_at: clock::from_unix_ms(u64::try_from(at_ms).unwrap_or(0)),
+                    saved_at: from_unix_ms(at_ms),
+                    route_levels: Vec::new(),
                 })
             })
             .map_err(|e| self.io(e))?;
         let mut clients: Vec<SavedClient> =
             rows.collect::<Result<_, _>>().map_err(|e| self.io(e))?;
         let mut routes = self.load_routes()?;
+        let mut levels = self.load_route_levels()?;
         for client in &mut clients {
-            client.record.routes = routes.remove(&client.record.client_id).unwrap_or_default();
+            let id = &client.record.client_id;
+            client.record.routes = routes.remove(id).unwrap_or_default();
+            client.route_levels = levels.remove(id).unwrap_or_default();
         }
         Ok(clients)
+    }
+
+    /// The levels of clients' buckets on routes, by client id.
+    fn load_route_levels(&self) -> Result<HashMap<String, Vec<(RouteLevel, SystemTime)>>, DbError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT client_id, route, capacity, rate_per_sec, tokens, tokens_at_ms
+                 FROM route_tokens",
+            )
+            .map_err(|e| self.io(e))?;
+        let rows = stmt
+            .query_map([], |row| {
+                let capacity: i64 = row.get(2)?;
+                let level = RouteLevel {
+                    client_id: row.get(0)?,
+                    route: row.get(1)?,
+                    limits: Limits::new(capacity.max(1) as u64, row.get(3)?),
+                    tokens: row.get(4)?,
+                };
+                Ok((level, from_unix_ms(row.get(5)?)))
+            })
+            .map_err(|e| self.io(e))?;
+        let mut levels: HashMap<String, Vec<(RouteLevel, SystemTime)>> = HashMap::new();
+        for row in rows {
+            let (level, at) = row.map_err(|e| self.io(e))?;
+            levels
+                .entry(level.client_id.clone())
+                .or_default()
+                .push((level, at));
+        }
+        Ok(levels)
     }
 
     /// Every client's own limits on routes, by client id.
@@ -220,10 +289,12 @@ impl Database {
         let conn = &mut self.conn;
         let result = (|| {
             let tx = conn.transaction()?;
-            tx.execute(
-                "DELETE FROM client_routes WHERE client_id = ?1",
-                params![client_id],
-            )?;
+            for table in ["client_routes", "route_tokens"] {
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE client_id = ?1"),
+                    params![client_id],
+                )?;
+            }
             let deleted = tx.execute(
                 "DELETE FROM clients WHERE client_id = ?1",
                 params![client_id],
@@ -233,8 +304,8 @@ impl Database {
         result.map_err(|e| self.io(e))
     }
 
-    /// Writes many token levels in one transaction.
-    pub fn save_tokens(&mut self, levels: &[(String, f64)], at: SystemTime) -> Result<(), DbError> {
+    /// Writes many token levels in one transaction (a route level only for a client saved).
+    pub fn save_tokens(&mut self, levels: &Levels, at: SystemTime) -> Result<(), DbError> {
         let conn = &mut self.conn;
         let result = (|| {
             let tx = conn.transaction()?;
@@ -242,14 +313,36 @@ impl Database {
                 let mut stmt = tx.prepare_cached(
                     "UPDATE clients SET tokens = ?2, tokens_at_ms = ?3 WHERE client_id = ?1",
                 )?;
-                for (id, tokens) in levels {
+                for (id, tokens) in &levels.clients {
                     stmt.execute(params![id, tokens, unix_ms(at)])?;
+                }
+                let mut stmt = tx.prepare_cached(
+                    "INSERT INTO route_tokens
+                       (client_id, route, capacity, rate_per_sec, tokens, tokens_at_ms)
+                     SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS
+                       (SELECT 1 FROM clients WHERE client_id = ?1)
+                     ON CONFLICT(client_id, route) DO UPDATE SET capacity = ?3,
+                       rate_per_sec = ?4, tokens = ?5, tokens_at_ms = ?6",
+                )?;
+                for level in &levels.routes {
+                    stmt.execute(params![
+                        level.client_id,
+                        level.route,
+                        level.limits.capacity as i64,
+                        level.limits.rate_per_sec,
+                        level.tokens,
+                        unix_ms(at)
+                    ])?;
                 }
             }
             tx.commit()
         })();
         result.map_err(|e| self.io(e))
     }
+}
+
+fn from_unix_ms(ms: i64) -> SystemTime {
+    clock::from_unix_ms(u64::try_from(ms).unwrap_or(0))
 }
 
 /// SQLite integers are signed; the Unix milliseconds of any real time fit.
@@ -309,17 +402,29 @@ mod tests {
         assert!(db.load_routes().expect("routes").is_empty());
     }
 
-    /// Clients and token levels survive closing and reopening the file.
+    /// Clients, their token levels and those of their buckets on routes survive closing and
+    /// reopening the file; a route level of a client not saved is not written, and a deleted
+    /// client's go with it.
     #[test]
     fn round_trips_clients_and_levels() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("nested/lb.sqlite3");
         let at = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let level = |id: &str, tokens| RouteLevel {
+            client_id: id.into(),
+            route: "export".into(),
+            limits: Limits::new(5, 0.5),
+            tokens,
+        };
         {
             let mut db = Database::open(&path).expect("open");
             db.save_client(&record("a", 10.0), at).expect("save");
             db.save_client(&record("b", 10.0), at).expect("save");
-            db.save_tokens(&[("a".into(), 3.5)], at).expect("tokens");
+            let levels = Levels {
+                clients: vec![("a".into(), 3.5)],
+                routes: vec![level("a", 1.5), level("b", 2.0), level("stranger", 0.0)],
+            };
+            db.save_tokens(&levels, at).expect("tokens");
             assert!(db.delete_client("b").expect("delete"));
             assert!(!db.delete_client("b").expect("delete"));
         }
@@ -329,7 +434,8 @@ mod tests {
             saved,
             [SavedClient {
                 record: record("a", 3.5),
-                saved_at: at
+                saved_at: at,
+                route_levels: vec![(level("a", 1.5), at)],
             }]
         );
     }

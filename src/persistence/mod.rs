@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use actix::{Actor, Addr, Handler, Message, SyncArbiter, SyncContext};
 
 use crate::client::ClientRecord;
-pub use database::{Database, DbError, SavedClient};
+pub use database::{Database, DbError, Levels, RouteLevel, SavedClient};
 
 /// How often a persisting failure is logged.
 const ERROR_LOG_EVERY: Duration = Duration::from_secs(60);
@@ -27,10 +27,11 @@ pub struct SaveClient(pub ClientRecord);
 #[rtype(result = "Result<bool, DbError>")]
 pub struct DeleteClient(pub String);
 
-/// From the bucket store: token levels of registered clients, in one transaction.
+/// From the bucket store: token levels of registered clients (their own buckets and those on
+/// routes), in one transaction.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<(), DbError>")]
-pub struct SaveTokens(pub Vec<(String, f64)>);
+pub struct SaveTokens(pub Levels);
 
 /// The SQLite writer.
 pub struct Store {
