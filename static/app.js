@@ -308,7 +308,7 @@ function describe(e) {
     case "backend_down": return [`${e.backend} is DOWN (${e.reason})`, "down"];
     case "backend_up": return [`${e.backend} is UP again (${e.reason})`, "up"];
     case "failover": return [`failover: ${e.from} → ${e.to} (${e.reason})`, "warn"];
-    case "simulation": return [`simulation: ${e.backend} ${e.state === "up" ? "recovers" : "fails: " + e.state}${e.manual ? " (by request)" : ""}`, e.state === "up" ? "up" : "warn"];
+    case "simulation": return [`simulation: ${e.pool && e.pool !== "default" ? e.pool + "/" : ""}${e.backend} ${e.state === "up" ? "recovers" : "fails: " + e.state}${e.manual ? " (by request)" : ""}`, e.state === "up" ? "up" : "warn"];
     case "client": return [`client ${e.client_id} ${e.action}`, ""];
     case "backend_added": return [`${e.backend} (${e.url}) added with weight ${e.weight}; joins on its first good probe`, "up"];
     case "backend_draining": return [e.draining ? `${e.backend} is draining: no new requests` : `${e.backend} takes requests again`, e.draining ? "warn" : "up"];
@@ -356,10 +356,11 @@ document.addEventListener("click", async (ev) => {
   if (button.dataset.action) {
     const card = button.closest(".card");
     const name = button.dataset.name;
+    const pool = encodeURIComponent(card.dataset.in);
     const body = button.dataset.action === "fail" ? JSON.stringify({ mode: card.querySelector("select").value }) : undefined;
     button.disabled = true;
     try {
-      await api(`/lb/api/simulation/${encodeURIComponent(name)}/${button.dataset.action}`, { method: "POST", body });
+      await api(`/lb/api/simulation/${encodeURIComponent(name)}/${button.dataset.action}?pool=${pool}`, { method: "POST", body });
       await refreshStatus();
     } catch (err) { log(`${name}: ${err.message}`, "down"); } finally { button.disabled = false; }
   } else if (button.dataset.pool) {

@@ -6,7 +6,10 @@ mod common;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{call, client, eventually, refused_addr, settings_for, start_balancer, TestBalancer};
+use common::{
+    call, client, eventually, refused_addr, settings_for, settings_from_files, start_balancer,
+    TestBalancer,
+};
 use serde_json::{json, Value};
 
 /// A balancer simulating two backends on free loopback ports; the random schedule is
@@ -104,7 +107,7 @@ async fn each_fault_mode_is_seen_by_a_real_client() {
     assert_eq!(status, 200);
     assert_eq!(
         body,
-        json!({"backend": "backend-1", "url": format!("http://{target}"), "state": "up", "manual": false})
+        json!({"backend": "backend-1", "pool": "default", "url": format!("http://{target}"), "state": "up", "manual": false})
     );
     assert_eq!(direct(target).await, Some(200));
 }
@@ -222,4 +225,92 @@ async fn admin_token_guards_the_api() {
         .await
         .expect("response");
     assert_eq!(res.status(), 200);
+}
+
+/// Two pools on loopback addresses, `default` = [A, B] and `api` = [C, A]: each pool names its
+/// first backend `backend-1`, and A is one simulated server for both of its members.
+fn simulated_pools() -> (TestBalancer, [SocketAddr; 3]) {
+    let [a, b, c] = [refused_addr(), refused_addr(), refused_addr()];
+    let file = json!({
+        "backends": [format!("http://{a}"), format!("http://{b}")],
+        "pools": {"api": {"backends": [format!("http://{c}"), format!("http://{a}")]}}
+    });
+    let (mut settings, _) = settings_from_files(&file, "");
+    settings.simulation.enabled = true;
+    settings.simulation.seed = Some(1);
+    settings.simulation.plan.mean_up = Duration::from_secs(86_400);
+    (start_balancer(&settings), [a, b, c])
+}
+
+/// A name several pools use needs `?pool=`; with it, the command reaches that pool's backend
+/// only; a member of a second pool at a shared address controls the one server; and that
+/// server keeps serving the second pool once the first pool's member is removed.
+#[actix_web::test]
+async fn simulation_commands_name_the_pool() {
+    let (lb, [a, _, c]) = simulated_pools();
+    let (status, body) = command(&lb, "/lb/api/simulation/backend-1/fail", None).await;
+    assert_eq!(status, 400, "{body}");
+    let message = body["message"].as_str().expect("message");
+    assert!(
+        message.contains("api, default") || message.contains("default, api"),
+        "{message}"
+    );
+    let (status, body) = command(&lb, "/lb/api/simulation/backend-1/fail?pool=nope", None).await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = command(&lb, "/lb/api/simulation/backend-1/fail?bogus=1", None).await;
+    assert_eq!(status, 400, "{body}");
+
+    let (status, body) = command(&lb, "/lb/api/simulation/backend-1/fail?pool=api", None).await;
+    assert_eq!((status, &body["pool"]), (200, &json!("api")), "{body}");
+    assert_eq!(direct(c).await, None, "api's backend-1 refuses");
+    assert_eq!(
+        direct(a).await,
+        Some(200),
+        "default's backend-1 still answers"
+    );
+    let path = "/lb/api/simulation/backend-1/recover?pool=api";
+    assert_eq!(command(&lb, path, None).await.0, 200);
+
+    let (status, body) = command(&lb, "/lb/api/simulation/backend-2/fail?pool=api", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(direct(a).await, None, "A fails for both pools");
+    let path = "/lb/api/simulation/backend-2/recover?pool=api";
+    assert_eq!(command(&lb, path, None).await.0, 200);
+    answers_within(a, Duration::from_secs(5)).await;
+
+    // Removing default's member: the server goes on serving api's member at that address.
+    let (status, body) = call(
+        &lb,
+        "DELETE",
+        "/lb/api/pools/default/backends/backend-1",
+        None,
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = status_json(&lb).await;
+        let backends = status["backends"].as_array().expect("backends");
+        if !backends
+            .iter()
+            .any(|b| b["pool"] == "default" && b["name"] == "backend-1")
+        {
+            break;
+        }
+        assert!(Instant::now() < until, "default's backend-1 still there");
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(direct(a).await, Some(200), "still served for api");
+    let (status, body) = command(&lb, "/lb/api/simulation/backend-2/fail?pool=api", None).await;
+    assert_eq!((status, &body["pool"]), (200, &json!("api")), "{body}");
+    assert_eq!(direct(a).await, None);
+}
+
+/// Polls a direct GET to `addr` until it answers 200.
+async fn answers_within(addr: SocketAddr, deadline: Duration) {
+    let until = Instant::now() + deadline;
+    while direct(addr).await != Some(200) {
+        assert!(Instant::now() < until, "{addr} does not answer");
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
 }

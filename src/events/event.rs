@@ -88,6 +88,7 @@ pub enum LbEvent {
     /// A simulated backend started or stopped failing.
     Simulation {
         backend: String,
+        pool: String,
         url: String,
         /// `up`, or the failure mode: `refuse`, `error`, `hang`.
         state: String,

@@ -20,7 +20,7 @@ use actix::{
 };
 use serde::Serialize;
 
-use crate::backend::{BackendId, PoolEntry};
+use crate::backend::{Backend, BackendId, PoolEntry};
 use crate::events::{Events, LbEvent};
 use crate::fault::FaultMode;
 use crate::net::is_loopback_authority;
@@ -35,14 +35,24 @@ const TICK: Duration = Duration::from_millis(100);
 /// Why a simulation command was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
-    #[error("No simulated backend {0:?} (use its name, e.g. backend-1, or its id: its index in config.json from 0)")]
+    #[error("No simulated backend {0:?} (use its name, e.g. backend-1, with ?pool=NAME outside the default pool, or its id: its index in config.json from 0, pool after pool)")]
     UnknownBackend(String),
+    #[error("{backend:?} names backends in several pools ({pools}): add ?pool=NAME")]
+    Ambiguous { backend: String, pools: String },
+}
+
+/// Which simulated backend a command is for: a name (in `pool`, when given) or an id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SimTarget {
+    pub backend: String,
+    pub pool: Option<String>,
 }
 
 /// A simulated backend's state, as the API reports it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct SimStatus {
     pub backend: String,
+    pub pool: String,
     pub url: String,
     /// `up`, `refuse`, `error` or `hang`.
     pub state: &'static str,
@@ -54,8 +64,7 @@ pub struct SimStatus {
 #[derive(Debug, Message)]
 #[rtype(result = "Result<SimStatus, SimError>")]
 pub struct Fail {
-    /// Name (`backend-1`) or index in config.json (`0`).
-    pub target: String,
+    pub target: SimTarget,
     pub mode: FaultMode,
 }
 
@@ -63,7 +72,7 @@ pub struct Fail {
 #[derive(Debug, Message)]
 #[rtype(result = "Result<SimStatus, SimError>")]
 pub struct Recover {
-    pub target: String,
+    pub target: SimTarget,
 }
 
 /// From the shutdown hook: stop every simulated server.
@@ -98,7 +107,7 @@ impl Simulation {
     /// simulation has stopped.
     pub async fn fail(
         &self,
-        target: String,
+        target: SimTarget,
         mode: FaultMode,
     ) -> Result<Result<SimStatus, SimError>, MailboxError> {
         self.actor.send(Fail { target, mode }).await
@@ -107,7 +116,7 @@ impl Simulation {
     /// Brings `target` back and returns it to the random schedule.
     pub async fn recover(
         &self,
-        target: String,
+        target: SimTarget,
     ) -> Result<Result<SimStatus, SimError>, MailboxError> {
         self.actor.send(Recover { target }).await
     }
@@ -152,8 +161,9 @@ impl Simulator {
         let mut backends: Vec<Option<SimulatedBackend>> = Vec::new();
         let view = SimulationView::default();
         for entry in pool {
-            if let Some(twin) = same_server(&backends, &entry.backend.authority) {
+            if let Some(twin) = same_server(&mut backends, &entry.backend.authority) {
                 view.set(entry.backend.id, Some(twin.state.clone()));
+                twin.also.push(Arc::new(entry.backend.clone()));
                 continue;
             }
             let backend = Arc::new(entry.backend.clone());
@@ -191,16 +201,57 @@ impl Simulator {
         }
     }
 
-    /// The slot of the backend named `target`, or with `target` as its id.
-    fn find(&self, target: &str) -> Result<usize, SimError> {
-        let id = target.parse::<BackendId>().ok();
-        self.backends
-            .iter()
-            .position(|b| {
-                b.as_ref()
-                    .is_some_and(|b| b.backend.name == target || Some(b.backend.id) == id)
-            })
-            .ok_or_else(|| SimError::UnknownBackend(target.to_owned()))
+    /// The slot of the server of the backend `target` names (in its pool, if it names one),
+    /// or with `target` as its id; a name in several pools needs the pool.
+    fn find(&self, target: &SimTarget) -> Result<usize, SimError> {
+        let id = target.backend.parse::<BackendId>().ok();
+        let named = |b: &Backend| {
+            (b.name == target.backend && target.pool.as_deref().is_none_or(|p| *b.pool == *p))
+                || Some(b.id) == id
+        };
+        let slots: Vec<(usize, &SimulatedBackend)> = (self.backends.iter().enumerate())
+            .filter_map(|(slot, b)| Some((slot, b.as_ref()?)))
+            .filter(|(_, b)| named(&b.backend) || b.also.iter().any(|m| named(m)))
+            .collect();
+        match slots.as_slice() {
+            [] => Err(SimError::UnknownBackend(target.backend.clone())),
+            [(slot, _)] => Ok(*slot),
+            several => {
+                let pools: Vec<&str> = several.iter().map(|(_, b)| &*b.backend.pool).collect();
+                Err(SimError::Ambiguous {
+                    backend: target.backend.clone(),
+                    pools: pools.join(", "),
+                })
+            }
+        }
+    }
+
+    /// Stops simulating `backend`, which left its pool: a member of another pool at the same
+    /// address takes its place on the server; without one the server stops.
+    fn forget(&mut self, backend: &Backend) {
+        self.view.set(backend.id, None);
+        let serves = |b: &SimulatedBackend| {
+            b.backend.id == backend.id || b.also.iter().any(|m| m.id == backend.id)
+        };
+        let Some(index) = (self.backends.iter()).position(|b| b.as_ref().is_some_and(serves))
+        else {
+            return;
+        };
+        let Some(simulated) = self.backends[index].as_mut() else {
+            return;
+        };
+        if let Some(at) = simulated.also.iter().position(|m| m.id == backend.id) {
+            simulated.also.remove(at);
+            return;
+        }
+        if !simulated.also.is_empty() {
+            simulated.backend = simulated.also.remove(0);
+            return;
+        }
+        self.schedule.retire(index);
+        if let Some(server) = self.backends[index].take().and_then(|mut b| b.stop()) {
+            actix_rt::spawn(async move { server.stop(false).await });
+        }
     }
 
     fn simulated(&self, index: usize) -> &SimulatedBackend {
@@ -213,6 +264,7 @@ impl Simulator {
         let simulated = self.simulated(index);
         SimStatus {
             backend: simulated.backend.name.clone(),
+            pool: simulated.backend.pool.to_string(),
             url: simulated.backend.url.clone(),
             state: simulated.state.label(),
             manual: self.schedule.is_paused(index),
@@ -261,6 +313,7 @@ impl Simulator {
         };
         events.publish(LbEvent::Simulation {
             backend: simulated.backend.name.clone(),
+            pool: simulated.backend.pool.to_string(),
             url: simulated.backend.url.clone(),
             state: simulated.state.label().to_owned(),
             manual,
@@ -332,22 +385,12 @@ impl Handler<PoolChanged> for Simulator {
     /// those that left.
     fn handle(&mut self, msg: PoolChanged, _: &mut Context<Self>) {
         for backend in msg.removed {
-            let Some(index) = self
-                .backends
-                .iter()
-                .position(|b| b.as_ref().is_some_and(|b| b.backend.id == backend.id))
-            else {
-                continue;
-            };
-            self.schedule.retire(index);
-            self.view.set(backend.id, None);
-            if let Some(server) = self.backends[index].take().and_then(|mut b| b.stop()) {
-                actix_rt::spawn(async move { server.stop(false).await });
-            }
+            self.forget(&backend);
         }
         for backend in msg.added {
-            if let Some(twin) = same_server(&self.backends, &backend.authority) {
+            if let Some(twin) = same_server(&mut self.backends, &backend.authority) {
                 self.view.set(backend.id, Some(twin.state.clone()));
+                twin.also.push(backend);
                 continue;
             }
             if !is_loopback_authority(backend.authority.as_str()) {
@@ -376,11 +419,11 @@ impl Handler<PoolChanged> for Simulator {
 
 /// The simulated server already serving `authority` (a URL of another pool), if any.
 fn same_server<'a>(
-    backends: &'a [Option<SimulatedBackend>],
+    backends: &'a mut [Option<SimulatedBackend>],
     authority: &actix_web::http::uri::Authority,
-) -> Option<&'a SimulatedBackend> {
+) -> Option<&'a mut SimulatedBackend> {
     backends
-        .iter()
+        .iter_mut()
         .flatten()
         .find(|b| b.backend.authority == *authority)
 }

@@ -48,6 +48,8 @@ impl SimState {
 /// A simulated backend and its (possibly stopped) server.
 pub struct SimulatedBackend {
     pub backend: Arc<Backend>,
+    /// Members of other pools with the same address, served by this one server.
+    pub also: Vec<Arc<Backend>>,
     addr: SocketAddr,
     pub state: SimState,
     /// `None` while refusing.
@@ -59,6 +61,7 @@ impl SimulatedBackend {
     pub fn start(backend: Arc<Backend>, addr: SocketAddr) -> io::Result<Self> {
         let mut simulated = Self {
             backend,
+            also: Vec::new(),
             addr,
             state: SimState::default(),
             server: None,

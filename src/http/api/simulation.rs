@@ -1,5 +1,6 @@
 //! `POST /lb/api/simulation/{backend}/fail` (body `{"mode": "refuse" | "error" | "hang"}`,
-//! optional) and `POST /lb/api/simulation/{backend}/recover`.
+//! optional) and `POST /lb/api/simulation/{backend}/recover`; `?pool=NAME` says which pool's
+//! backend a name means (needed when several pools have one of that name).
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -7,12 +8,20 @@ use serde::Deserialize;
 use super::state::{ApiError, ApiState};
 use crate::fault::FaultMode;
 use crate::http::admin;
+use crate::simulation::{SimError, SimTarget};
 
 /// Optional body of `.../fail`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FailBody {
     mode: Option<String>,
+}
+
+/// The query of a simulation command.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SimQuery {
+    pool: Option<String>,
 }
 
 /// `POST /lb/api/simulation/{backend}/{fail|recover}`.
@@ -23,7 +32,13 @@ pub async fn control(
     state: web::Data<ApiState>,
 ) -> Result<HttpResponse, ApiError> {
     admin::authorize(&req, &state.admin)?;
-    let (target, action) = path.into_inner();
+    let (backend, action) = path.into_inner();
+    let query = web::Query::<SimQuery>::from_query(req.query_string())
+        .map_err(|e| ApiError::BadRequest(format!("Invalid query: {e}; expected ?pool=NAME")))?;
+    let target = SimTarget {
+        backend,
+        pool: query.into_inner().pool,
+    };
     let Some(simulation) = &state.simulation else {
         return Err(ApiError::NotFound("The simulation is not running".into()));
     };
@@ -37,7 +52,8 @@ pub async fn control(
     };
     match result {
         Ok(Ok(status)) => Ok(HttpResponse::Ok().json(status)),
-        Ok(Err(err)) => Err(ApiError::NotFound(err.to_string())),
+        Ok(Err(err @ SimError::UnknownBackend(_))) => Err(ApiError::NotFound(err.to_string())),
+        Ok(Err(err @ SimError::Ambiguous { .. })) => Err(ApiError::BadRequest(err.to_string())),
         Err(_) => Err(ApiError::Unavailable("The simulation has stopped".into())),
     }
 }
