@@ -261,19 +261,22 @@ fn sigint_lets_the_in_flight_request_finish_and_exits_0() {
 }
 
 /// Access lines (target `loadbalancer::access`, logged at info) name the backend that
-/// answered a proxied request, and `-` for an answer the balancer gave itself.
+/// answered a proxied request, and `-` for an answer the balancer gave itself; and the
+/// request's id.
 #[test]
 fn access_lines_name_the_backend_that_answered() {
     let dir = tempfile::tempdir().expect("tempdir");
     write_config(dir.path(), ok_backend(), "", "");
     let (mut child, addr, log) = launch_logged(dir.path(), &[]);
-    assert_eq!(http(addr, "GET", "/hello?x=1", &[], None).0, 200);
+    let id = [("X-Request-Id", "line-7")];
+    assert_eq!(http(addr, "GET", "/hello?x=1", &id, None).0, 200);
     assert_eq!(http(addr, "GET", "/lb/nothing-here", &[], None).0, 404);
     let wanted = [
         "\"GET /hello\" 200 backend-1 ",
         "\"GET /lb/nothing-here\" 404 - ",
+        "ms id=line-7",
     ];
-    let mut seen = [false; 2];
+    let mut seen = [false; 3];
     let until = Instant::now() + Duration::from_secs(10);
     while seen.contains(&false) {
         let left = until.saturating_duration_since(Instant::now());

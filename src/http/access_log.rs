@@ -1,9 +1,10 @@
 //! The access log, a middleware ([`AccessLog`]): one line per request (target
-//! `loadbalancer::access`, level info), `127.0.0.1 "GET /path" 200 backend-2 1.4ms`, and
+//! `loadbalancer::access`, level info), `127.0.0.1 "GET /path" 200 backend-2 1.4ms id=<id>`, and
 //! `route=<name>` after the backend when a route took the request. Filter it
-//! out with `RUST_LOG=info,loadbalancer::access=off`. While draining, every response also asks
-//! the client to close its connection, so kept-alive connections end after their current
-//! request.
+//! out with `RUST_LOG=info,loadbalancer::access=off`. It also settles each request's id
+//! ([`super::request_id`]), current while the request is handled and returned on its response.
+//! While draining, every response also asks the client to close its connection, so kept-alive
+//! connections end after their current request.
 //!
 //! Written as a `Transform` rather than with `from_fn`: that boxes each request's future and the
 //! next service's, and looks the drain flag up in the app data, on every request; here the
@@ -17,9 +18,11 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::http::header::HeaderValue;
 use actix_web::http::{ConnectionType, StatusCode};
 use actix_web::{Error, HttpMessage};
 
+use super::request_id::{self, X_REQUEST_ID};
 use crate::backend::Backend;
 use crate::draining::Draining;
 use crate::net::canonical;
@@ -90,11 +93,14 @@ where
 
     forward_ready!(service);
 
-    fn call(&self, req: ServiceRequest) -> Self::Future {
+    fn call(&self, mut req: ServiceRequest) -> Self::Future {
+        let mut id = request_id::settle(&mut req);
         let line = RequestLine::capture(&req);
         let asked_upgrade = req.head().upgrade();
+        let inner = request_id::scoped(&mut id, || self.service.call(req));
         Logged {
-            inner: self.service.call(req),
+            inner,
+            id,
             line,
             asked_upgrade,
             draining: Rc::clone(&self.draining),
@@ -105,6 +111,8 @@ where
 /// A request's response on its way, with what its line needs.
 pub struct Logged<F> {
     inner: F,
+    /// The request's id (see [`request_id`]).
+    id: HeaderValue,
     line: Option<RequestLine>,
     asked_upgrade: bool,
     draining: Rc<Draining>,
@@ -118,10 +126,13 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        let mut res = match Pin::new(&mut this.inner).poll(cx) {
+        let inner = &mut this.inner;
+        let polled = request_id::scoped(&mut this.id, || Pin::new(inner).poll(cx));
+        let mut res = match polled {
             Poll::Ready(Ok(res)) => res,
             other => return other,
         };
+        res.headers_mut().insert(X_REQUEST_ID, this.id.clone());
         let switched = res.status() == StatusCode::SWITCHING_PROTOCOLS;
         // A tunnel that switched just as the drain began keeps its upgrade (it ends with the
         // grace). A request that asked for an upgrade it did not get (`h2c`, or an error) is
@@ -133,7 +144,7 @@ where
                 .set_connection_type(ConnectionType::Close);
         }
         if let Some(line) = this.line.take() {
-            line.write(&res);
+            line.write(&res, &this.id);
         }
         Poll::Ready(Ok(res))
     }
@@ -161,7 +172,7 @@ impl RequestLine {
     }
 
     /// Writes the line for the finished response.
-    fn write<B>(self, res: &ServiceResponse<B>) {
+    fn write<B>(self, res: &ServiceResponse<B>, id: &HeaderValue) {
         let served_by = res
             .response()
             .extensions()
@@ -175,13 +186,14 @@ impl RequestLine {
             .unwrap_or_default();
         log::info!(
             target: TARGET,
-            "{} \"{} {}\" {} {}{route} {:.1}ms",
+            "{} \"{} {}\" {} {}{route} {:.1}ms id={}",
             self.peer,
             self.method,
             self.path,
             res.status().as_u16(),
             served_by.as_deref().unwrap_or("-"),
-            self.started.elapsed().as_secs_f64() * 1000.0
+            self.started.elapsed().as_secs_f64() * 1000.0,
+            id.to_str().unwrap_or("-")
         );
     }
 }

@@ -15,6 +15,9 @@ pub struct ErrorBody<'a> {
     /// A 429's bucket: `client` or `route:<name>`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<&'a str>,
+    /// The request's id ([`super::request_id`]), when a request is being handled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// A JSON error response with `status` and `message`.
@@ -23,6 +26,7 @@ pub fn json_response(status: StatusCode, message: &str) -> HttpResponse {
         code: status.as_u16(),
         message,
         limit: None,
+        request_id: super::request_id::current(),
     })
 }
 

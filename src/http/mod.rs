@@ -13,5 +13,6 @@ pub mod error;
 pub mod json_body;
 pub mod page;
 pub mod proxy;
+pub mod request_id;
 pub mod server;
 pub mod tls;

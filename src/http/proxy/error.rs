@@ -85,6 +85,7 @@ impl ResponseError for ProxyError {
             code: StatusCode::TOO_MANY_REQUESTS.as_u16(),
             message: &self.to_string(),
             limit: Some(&limit),
+            request_id: crate::http::request_id::current(),
         });
         let wait = decision.retry_after.as_secs_f64().ceil().max(1.0) as u64;
         let headers = response.headers_mut();
