@@ -352,3 +352,29 @@ fn check_prints_pools_and_routes_in_selection_order() {
         "{stderr}"
     );
 }
+
+/// Run as a systemd `Type=notify` service (`NOTIFY_SOCKET` set to a datagram socket of the
+/// test's own): `READY=1` once it serves, `STOPPING=1` when SIGTERM starts the drain.
+#[test]
+fn tells_systemd_when_ready_and_when_stopping() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_config(dir.path(), ok_backend(), "", "");
+    let socket_path = dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).expect("bind");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let variable = format!("NOTIFY_SOCKET={}", socket_path.display());
+    let (mut child, addr, _log) = launch_logged(dir.path(), &["env", &variable]);
+    let mut buf = [0u8; 256];
+    let mut next = || {
+        let n = socket.recv(&mut buf).expect("a notification within 10 s");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    assert_eq!(next(), "READY=1");
+    assert_eq!(http(addr, "GET", "/lb/health", &[], None).0, 200);
+    signal(&child, "TERM");
+    assert_eq!(next(), "STOPPING=1");
+    let status = wait_with_deadline(&mut child, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0));
+}

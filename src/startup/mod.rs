@@ -5,6 +5,7 @@
 
 mod domain;
 mod handle;
+mod notify;
 mod run;
 mod signals;
 mod start;

@@ -1,10 +1,11 @@
-//! What the binary runs: bind the listeners, install the signal handlers, start, serve until a
-//! drain ends, run the shutdown hooks.
+//! What the binary runs: bind the listeners, install the signal handlers, start, tell systemd
+//! (when it runs the balancer), serve until a drain ends, run the shutdown hooks.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 
 use super::handle::BalancerHandle;
+use super::notify::notify;
 use super::signals::{Hangups, Signals};
 use super::start::{start_listeners, StartError};
 use crate::settings::Settings;
@@ -32,6 +33,7 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
     }
     log_start(&settings, balancer.local_addr);
     follow_signals(balancer.handle(), hangups, signals);
+    notify("READY=1");
     balancer.run().await?;
     log::info!("shut down cleanly");
     Ok(())
@@ -75,6 +77,7 @@ fn follow_signals(handle: BalancerHandle, hangups: Hangups, signals: Signals) {
     }));
     actix_rt::spawn(
         signals.drain_on_signal(handle.shutdown_timeout(), async move {
+            notify("STOPPING=1");
             handle.shutdown().await;
         }),
     );
