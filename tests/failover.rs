@@ -139,10 +139,12 @@ async fn no_healthy_backend_gives_json_503() {
     lb.handle.set_health(0, false, "test").await;
     let mut res = client().get(lb.url("/")).send().await.expect("response");
     assert_eq!(res.status(), 503);
+    let id = res.headers().get("x-request-id").cloned().expect("an id");
     let body = json_error(&mut res).await;
     assert_eq!(
         body,
-        serde_json::json!({"code": 503, "message": "No healthy backend available"})
+        serde_json::json!({"code": 503, "message": "No healthy backend available",
+                           "request_id": id.to_str().expect("ASCII")})
     );
     assert!(live.requests().is_empty());
 }

@@ -477,7 +477,7 @@ async fn absolute_form_goes_to_the_pool_and_connect_is_refused() {
         "{text}"
     );
     assert!(
-        text.contains(r#"{"code":405,"message":"Method not allowed"}"#),
+        text.contains(r#"{"code":405,"message":"Method not allowed","request_id":""#),
         "{text}"
     );
     assert_eq!(backend.requests().len(), 1, "CONNECT reached a backend");

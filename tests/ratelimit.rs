@@ -73,9 +73,17 @@ async fn a_burst_admits_exactly_capacity_then_429_with_headers() {
         headers.get("content-type").expect("type"),
         "application/json"
     );
+    let body = res.body().await.expect("body");
+    let id = headers
+        .get("x-request-id")
+        .expect("id")
+        .to_str()
+        .expect("ASCII");
     assert_eq!(
-        res.body().await.expect("body"),
-        r#"{"code":429,"message":"Rate limit exceeded","limit":"client"}"#
+        body,
+        format!(
+            r#"{{"code":429,"message":"Rate limit exceeded","limit":"client","request_id":"{id}"}}"#
+        )
     );
     let retry_after: u64 = headers
         .get("retry-after")

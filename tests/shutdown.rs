@@ -47,9 +47,11 @@ async fn draining_reports_503_finishes_in_flight_work_and_runs_hooks() {
     .expect("health while draining");
     assert!(head.starts_with("HTTP/1.1 503"), "{head}");
     assert_eq!(header_value(&head, "connection"), Some("close"), "{head}");
+    let id = header_value(&head, "x-request-id").expect("an id");
     assert_eq!(
         body,
-        br#"{"code":503,"message":"Service is shutting down"}"#
+        format!(r#"{{"code":503,"message":"Service is shutting down","request_id":"{id}"}}"#)
+            .as_bytes()
     );
 
     let client = awc::Client::builder()

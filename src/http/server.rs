@@ -11,7 +11,7 @@ use actix_web::http::KeepAlive;
 use actix_web::{web, App, HttpServer};
 
 use crate::draining::Draining;
-use crate::http::access_log::AccessLog;
+use crate::http::access_log::{AccessLog, AccessSink};
 use crate::http::api::{self, ApiState};
 use crate::http::clients::{self, ClientsState};
 use crate::http::proxy::{self, ProxyState};
@@ -33,6 +33,8 @@ pub struct Shared {
     /// How each worker reaches backends (its own connections are kept on its thread).
     pub connector: Connector,
     pub draining: Draining,
+    /// Where access records go.
+    pub access: AccessSink,
 }
 
 /// Starts serving `shared` on `listeners` with the `[server]` settings; the server runs until
@@ -41,7 +43,7 @@ pub fn serve(settings: &Settings, listeners: Listeners, shared: Shared) -> io::R
     let proxy_state = web::Data::new(shared.proxy);
     let api_state = web::Data::new(shared.api);
     let clients_state = web::Data::new(shared.clients);
-    let (connector, draining) = (shared.connector, shared.draining);
+    let (connector, draining, access) = (shared.connector, shared.draining, shared.access);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(proxy_state.clone())
@@ -49,7 +51,7 @@ pub fn serve(settings: &Settings, listeners: Listeners, shared: Shared) -> io::R
             .app_data(clients_state.clone())
             // Built here, so once per worker thread: a worker's connections are its own.
             .app_data(web::Data::new(Connections::new(connector.clone())))
-            .wrap(AccessLog::new(draining.clone()))
+            .wrap(AccessLog::new(draining.clone(), access.clone()))
             .configure(clients::configure)
             .configure(api::configure)
             .default_service(web::to(proxy::forward))

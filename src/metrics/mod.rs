@@ -38,6 +38,7 @@ pub struct Metrics {
     upstream_failures: Family<FailureLabels, Counter>,
     tunnels_open: Gauge,
     tunnels: Counter,
+    access_log_dropped: Counter,
 }
 
 /// Shards of the per-request tallies; a thread keeps to the one it was given first.
@@ -113,6 +114,7 @@ impl Default for Metrics {
             upstream_failures: Family::default(),
             tunnels_open: Gauge::default(),
             tunnels: Counter::default(),
+            access_log_dropped: Counter::default(),
         };
         metrics.register();
         metrics
@@ -158,6 +160,11 @@ impl Metrics {
             "lb_websocket_tunnels",
             "WebSocket tunnels opened (backend answered 101)",
             self.tunnels.clone(),
+        );
+        registry.register(
+            "lb_access_log_dropped",
+            "Access records dropped because the writer's queue was full",
+            self.access_log_dropped.clone(),
         );
     }
 }
@@ -231,6 +238,11 @@ impl Metrics {
             kind: kind.to_owned(),
         };
         self.upstream_failures.get_or_create(&labels).inc();
+    }
+
+    /// The counter of dropped access records, for the access log's writer to count into.
+    pub fn access_log_dropped(&self) -> Counter {
+        self.access_log_dropped.clone()
     }
 
     pub fn tunnel_opened(&self) {

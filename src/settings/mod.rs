@@ -22,8 +22,9 @@ pub use error::ConfigError;
 pub use raw::RawSettings;
 pub use read::DEFAULT_SETTINGS_FILE;
 pub use typed::{
-    AdminSettings, BackendSettings, ClusterSettings, HealthSettings, OnRedisDown,
-    PersistenceSettings, RateLimitSettings, ServerSettings, SimulationSettings, TlsSettings,
+    AccessFormat, AdminSettings, BackendSettings, ClusterSettings, HealthSettings, LogSettings,
+    OnRedisDown, PersistenceSettings, RateLimitSettings, ServerSettings, SimulationSettings,
+    TlsSettings,
 };
 
 /// Where to read from: the CLI's `--settings` and `--backends`.
@@ -46,6 +47,7 @@ pub struct Settings {
     pub rate_limit: RateLimitSettings,
     pub persistence: PersistenceSettings,
     pub admin: AdminSettings,
+    pub log: LogSettings,
     pub simulation: SimulationSettings,
     pub cluster: ClusterSettings,
     /// `None`: no TLS listener.
@@ -93,6 +95,7 @@ impl Settings {
             rate_limit: sections::rate_limit(&check, &raw.rate_limit)?,
             persistence: sections::persistence(&check, &raw.persistence, base_dir)?,
             admin: sections::admin(&raw.admin),
+            log: sections::log(&check, &raw.log, base_dir)?,
             simulation,
             cluster,
             tls,

@@ -39,6 +39,7 @@ pub struct RawSettings {
     pub simulation: RawSimulation,
     pub cluster: RawCluster,
     pub tls: RawTls,
+    pub log: RawLog,
 }
 
 /// `[server]`: the listener and its connection limits.
@@ -177,6 +178,23 @@ impl Default for RawPersistence {
 #[serde(default, deny_unknown_fields)]
 pub struct RawAdmin {
     pub token: String,
+}
+
+/// `[log]`: the access log.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawLog {
+    pub access: String,
+    pub access_path: String,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        Self {
+            access: "text".to_owned(),
+            access_path: String::new(),
+        }
+    }
 }
 
 /// `[tls]`: the TLS listener (empty `listen` = none).

@@ -9,12 +9,13 @@ use actix_web::http::header::HeaderName;
 use super::checker::Checker;
 use super::error::ConfigError;
 use super::raw::{
-    RawAdmin, RawBackends, RawCluster, RawHealth, RawPersistence, RawRateLimit, RawServer,
+    RawAdmin, RawBackends, RawCluster, RawHealth, RawLog, RawPersistence, RawRateLimit, RawServer,
     RawSimulation, RawTls,
 };
 use super::typed::{
-    AdminSettings, BackendSettings, ClusterSettings, HealthSettings, OnRedisDown,
-    PersistenceSettings, RateLimitSettings, ServerSettings, SimulationSettings, TlsSettings,
+    AccessFormat, AdminSettings, BackendSettings, ClusterSettings, HealthSettings, LogSettings,
+    OnRedisDown, PersistenceSettings, RateLimitSettings, ServerSettings, SimulationSettings,
+    TlsSettings,
 };
 use crate::backend::DEFAULT_POOL;
 use crate::certs;
@@ -142,6 +143,29 @@ pub fn persistence(
             "persistence.flush_interval_ms",
             persistence.flush_interval_ms,
         )?,
+    })
+}
+
+/// `[log]`: the access log's format and where it goes (a relative path is next to the
+/// settings file).
+pub fn log(check: &Checker, raw: &RawLog, base_dir: &Path) -> Result<LogSettings, ConfigError> {
+    let access = match raw.access.as_str() {
+        "text" => AccessFormat::Text,
+        "json" => AccessFormat::Json,
+        "off" => AccessFormat::Off,
+        other => {
+            return Err(check.invalid(
+                "log.access",
+                format!("{other:?} is not one of \"text\", \"json\", \"off\""),
+            ))
+        }
+    };
+    let access_path = (!raw.access_path.trim().is_empty())
+        .then(|| check.file_path("log.access_path", &raw.access_path, base_dir))
+        .transpose()?;
+    Ok(LogSettings {
+        access,
+        access_path,
     })
 }
 

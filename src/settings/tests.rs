@@ -171,6 +171,11 @@ fn bad_values_name_their_key() {
             "not one of",
         ),
         (
+            "log.access",
+            Box::new(|r| r.log.access = "xml".into()),
+            "not one of",
+        ),
+        (
             "cluster.redis_timeout_ms",
             Box::new(|r| r.cluster.redis_timeout_ms = 0),
             "greater than 0",

@@ -133,6 +133,24 @@ pub struct TlsSettings {
     pub certified: Arc<CertifiedKey>,
 }
 
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogSettings {
+    pub access: AccessFormat,
+    /// `None`: with the process log on stderr; a file: appended to, reopened on SIGUSR1.
+    pub access_path: Option<PathBuf>,
+}
+
+/// How access lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessFormat {
+    /// One line per request (through `env_logger` on stderr, or into `access_path`).
+    Text,
+    /// One JSON object per line, the contract's keys.
+    Json,
+    Off,
+}
+
 /// `[cluster]`.
 #[derive(Debug, Clone)]
 pub struct ClusterSettings {

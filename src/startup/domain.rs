@@ -11,6 +11,7 @@ use crate::discovery::PoolFile;
 use crate::draining::Draining;
 use crate::events::Events;
 use crate::health::HealthChecker;
+use crate::http::access_log::AccessSink;
 use crate::limiter::Limiter;
 use crate::metrics::Metrics;
 use crate::persistence::{Database, SavedClient, Store};
@@ -33,6 +34,8 @@ pub struct Domain {
     /// Present when the simulation runs.
     pub simulation: Option<Simulation>,
     pub draining: Draining,
+    /// Where access records go.
+    pub access: AccessSink,
 }
 
 /// What the domain starts from: everything that could fail is already done (the database is
@@ -42,6 +45,9 @@ pub struct Opened {
     pub saved: Vec<SavedClient>,
     pub simulator: Option<Simulator>,
     pub backend_tls: Arc<rustls::ClientConfig>,
+    /// Made first: the access log's writer counts into it.
+    pub metrics: Arc<Metrics>,
+    pub access: AccessSink,
 }
 
 impl Domain {
@@ -55,7 +61,7 @@ impl Domain {
             settings.backends.strategy,
             &settings.health.path,
         ));
-        let metrics = Arc::new(Metrics::default());
+        let metrics = opened.metrics;
         let window = Arc::new(Mutex::new(StatsWindow::default()));
         StatsTicker::new(
             Arc::clone(&pools),
@@ -86,6 +92,7 @@ impl Domain {
             cluster,
             simulation,
             draining: Draining::default(),
+            access: opened.access,
         }
     }
 }

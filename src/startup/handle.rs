@@ -13,6 +13,7 @@ use actix_web::dev::{Server, ServerHandle};
 use crate::certs::CertError;
 use crate::draining::Draining;
 use crate::events::Events;
+use crate::http::access_log::AccessSink;
 use crate::http::proxy::Tunnels;
 use crate::http::tls::TlsReloader;
 use crate::limiter::Limiter;
@@ -68,9 +69,15 @@ pub struct BalancerHandle {
     pub(super) tls: Option<TlsReloader>,
     /// Ended when the drain's grace is over.
     pub(super) tunnels: Arc<Tunnels>,
+    pub(super) access: AccessSink,
 }
 
 impl BalancerHandle {
+    /// Opens the access log's file again by its path (after logrotate renamed it).
+    pub fn reopen_access_log(&self) {
+        self.access.reopen();
+    }
+
     /// Stops accepting and waits for in-flight requests (at most the shutdown timeout).
     /// actix-server closes idle kept-alive connections at once. WebSocket tunnels never finish
     /// on their own: they are ended a moment before actix-server's deadline, so that they

@@ -6,7 +6,7 @@ use std::net::{SocketAddr, TcpListener};
 
 use super::handle::BalancerHandle;
 use super::notify::notify;
-use super::signals::{Hangups, Signals};
+use super::signals::{Hangups, Reopens, Signals};
 use super::start::{start_listeners, StartError};
 use crate::settings::Settings;
 
@@ -27,11 +27,19 @@ pub async fn run(settings: Settings) -> Result<(), StartError> {
     let signals = Signals::install().map_err(|err| {
         io::Error::new(err.kind(), format!("cannot install signal handlers: {err}"))
     })?;
+    let reopens = Reopens::install().map_err(|err| {
+        io::Error::new(
+            err.kind(),
+            format!("cannot install the SIGUSR1 handler: {err}"),
+        )
+    })?;
     let balancer = start_listeners(&settings, listener, tls_listener)?;
     if let Some(addr) = balancer.tls_addr {
         log::info!("TLS listening on {addr} (HTTP/2 and HTTP/1.1 by ALPN)");
     }
     log_start(&settings, balancer.local_addr);
+    let handle = balancer.handle();
+    actix_rt::spawn(reopens.reopen_on_each(move || handle.reopen_access_log()));
     follow_signals(balancer.handle(), hangups, signals);
     notify("READY=1");
     balancer.run().await?;

@@ -2,7 +2,8 @@
 //! finish within `server.shutdown_timeout_secs`, answer `/lb/health` with 503, close kept-alive
 //! connections after their current response); a second signal ends the process at once.
 //! actix-server's own signal handling is disabled because it treats SIGINT as a forced stop.
-//! SIGHUP reloads the pool file and the TLS certificate.
+//! SIGHUP reloads the pool file and the TLS certificate; SIGUSR1 reopens the access log's file
+//! (logrotate's convention for nginx).
 
 use std::future::Future;
 use std::time::Duration;
@@ -49,6 +50,24 @@ impl Signals {
         let second = self.next().await;
         log::warn!("received {second} while draining: exiting now without waiting");
         std::process::exit(i32::from(exit::RUNTIME));
+    }
+}
+
+/// SIGUSR1, installed (its default action would end the process): each one reopens the access
+/// log's file.
+pub struct Reopens(Signal);
+
+impl Reopens {
+    pub fn install() -> std::io::Result<Self> {
+        Ok(Self(signal(SignalKind::user_defined1())?))
+    }
+
+    /// Runs `reopen` on every SIGUSR1.
+    pub async fn reopen_on_each(mut self, reopen: impl Fn()) {
+        while self.0.recv().await.is_some() {
+            log::info!("received SIGUSR1: reopening the access log");
+            reopen();
+        }
     }
 }
 

@@ -11,11 +11,13 @@ use super::domain::{Domain, Opened};
 use super::handle::{Balancer, BalancerHandle};
 use crate::certs::CertError;
 use crate::cluster;
+use crate::http::access_log::AccessSink;
 use crate::http::api::ApiState;
 use crate::http::clients::ClientsState;
 use crate::http::proxy::{ProxyState, Tunnels};
 use crate::http::server::{self, Listeners, Shared};
 use crate::http::tls;
+use crate::metrics::Metrics;
 use crate::persistence::{Database, DbError};
 use crate::settings::Settings;
 use crate::simulation::Simulator;
@@ -33,6 +35,9 @@ pub enum StartError {
     /// `backends.ca_file` could not be used (it was checked at load; it changed since): exit 2.
     #[error("backends.ca_file: {0}")]
     Tls(#[from] CertError),
+    /// `log.access_path` cannot be opened for appending: exit 2.
+    #[error("{0}")]
+    AccessLog(io::Error),
 }
 
 /// Starts the balancer on `listener` (plain HTTP only): opens the database, starts the actors
@@ -88,6 +93,7 @@ pub fn start_listeners(
         shutdown_timeout: settings.server.shutdown_timeout,
         tls: reloader,
         tunnels,
+        access: domain.access.clone(),
     };
     let mut balancer = Balancer {
         local_addr,
@@ -121,6 +127,9 @@ fn open(settings: &Settings) -> Result<Opened, StartError> {
         saved.len(),
         settings.persistence.path.display()
     );
+    let metrics = Arc::new(Metrics::default());
+    let access = AccessSink::open(&settings.log, metrics.access_log_dropped())
+        .map_err(StartError::AccessLog)?;
     let simulator = if settings.simulation.enabled {
         Some(Simulator::start_backends(
             settings.backends.entries(),
@@ -134,6 +143,8 @@ fn open(settings: &Settings) -> Result<Opened, StartError> {
         saved,
         simulator,
         backend_tls,
+        metrics,
+        access,
     })
 }
 
@@ -178,6 +189,7 @@ fn shared(
         ),
         connector,
         draining: domain.draining.clone(),
+        access: domain.access.clone(),
     }
 }
 
@@ -188,6 +200,15 @@ fn add_shutdown_hooks(balancer: &mut Balancer, domain: Domain) {
         Box::pin(async move {
             limiter.flush().await;
             log::info!("token levels saved");
+        })
+    }));
+    let access = domain.access;
+    balancer.on_shutdown(Box::new(move || {
+        Box::pin(async move {
+            let flushed = actix_rt::task::spawn_blocking(move || {
+                access.flush(std::time::Duration::from_secs(2));
+            });
+            let _ = flushed.await;
         })
     }));
     if let Some(cluster) = domain.cluster {

@@ -14,7 +14,7 @@ mod exchange;
 mod idle;
 mod tls;
 
-pub use answer::Reply;
+pub use answer::{Answer, Reply};
 pub use connections::Connections;
 pub use connector::{Connector, Io};
 pub use error::UpstreamError;

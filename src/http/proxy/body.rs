@@ -95,6 +95,15 @@ impl RequestBody {
         }
     }
 
+    /// Bytes of the body read from the client so far.
+    pub fn bytes_read(&self) -> u64 {
+        match self {
+            Self::Empty => 0,
+            Self::Buffered(bytes) => bytes.len() as u64,
+            Self::Streamed { source, .. } => source.sent.get(),
+        }
+    }
+
     /// Whether the body was held in memory or absent (so a request that reached a backend may
     /// be sent again elsewhere without losing bytes).
     pub fn in_memory(&self) -> bool {

@@ -23,18 +23,18 @@ use std::time::Instant;
 
 use actix_web::http::Method;
 use actix_web::web::BytesMut;
-use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 
 use crate::backend::HostHeader;
-use crate::client::{Admission, Bucket, Charge};
-use crate::http::access_log::{self, RouteTaken, ServedBy};
+use crate::client::{Admission, Bucket, Charge, ClientKey};
+use crate::http::access_log::note;
 use crate::http::client_id::ClientIdentity;
 use crate::http::tls::ViaTls;
 use crate::limiter::{AdmitError, Limiter};
 use crate::metrics::Metrics;
-use crate::registry::{Destination, Outcome, PoolsView};
+use crate::registry::{Destination, Lease, Outcome, PoolsView};
 use crate::routing;
-use crate::upstream::{Connections, Request};
+use crate::upstream::{Answer, Connections, Request};
 use attempt::{AttemptError, Attempts};
 use body::RequestBody;
 pub use error::ProxyError;
@@ -57,27 +57,27 @@ pub async fn forward(
         .ok()
         .and_then(|d| d.route)
         .map(|r| &r.bucket.route);
-    if let Some(route) = route.filter(|_| access_log::enabled()) {
-        req.extensions_mut().insert(RouteTaken(Arc::clone(route)));
+    if let Ok(destination) = &routed {
+        note(&req, |served| {
+            served.route = route.cloned();
+            served.pool = Some(Arc::clone(&destination.pool.info().name));
+        });
     }
     let forwarded = match routed {
         Ok(destination) => {
-            admit_and_forward(req, payload, &state, &connections, &destination).await
+            admit_and_forward(&req, payload, &state, &connections, &destination).await
         }
         Err(err) => Err(err),
     };
     match forwarded {
-        Ok((mut response, backend)) => {
+        Ok((response, backend)) => {
             state.metrics.record_request(
                 Some((&backend.pool, &backend.name)),
                 route,
                 response.status().as_u16(),
                 started.elapsed(),
             );
-            // Only the access log reads it; an extension costs two allocations per response.
-            if access_log::enabled() {
-                response.extensions_mut().insert(ServedBy(backend));
-            }
+            note(&req, |served| served.backend = Some(backend));
             Ok(response)
         }
         Err(err) => {
@@ -91,7 +91,7 @@ pub async fn forward(
 }
 
 async fn admit_and_forward(
-    req: HttpRequest,
+    req: &HttpRequest,
     payload: web::Payload,
     state: &ProxyState,
     connections: &Connections,
@@ -100,22 +100,22 @@ async fn admit_and_forward(
     if req.method() == Method::CONNECT {
         return Err(ProxyError::MethodNotAllowed);
     }
-    let websocket = tunnel::requested(&req)?;
+    let websocket = tunnel::requested(req)?;
     if let Some(route) = destination.route {
         route.counters.requests.fetch_add(1, Ordering::Relaxed);
     }
     let admission = match &state.limiter {
         Some(limiter) => {
-            Some(admit(limiter, &state.identity, &req, &state.metrics, destination).await?)
+            Some(admit(limiter, &state.identity, req, &state.metrics, destination).await?)
         }
         None => None,
     };
     let (mut response, backend) = if websocket {
         // Boxed: the handshake's state (codec, buffers, connect) would otherwise make every
         // request's future larger.
-        Box::pin(tunnel::open(&req, payload, state, connections, destination)).await?
+        Box::pin(tunnel::open(req, payload, state, connections, destination)).await?
     } else {
-        forward_admitted(&req, payload, state, connections, destination).await?
+        forward_admitted(req, payload, state, connections, destination).await?
     };
     if let Some(admission) = admission {
         response
@@ -152,6 +152,9 @@ async fn admit(
     destination: &Destination<'_>,
 ) -> Result<Admission, ProxyError> {
     let key = identity.identify(req, limiter);
+    if let ClientKey::Registered(id) = &key {
+        note(req, |served| served.client = Some(id.clone()));
+    }
     let charge = Charge {
         key: key.clone(),
         cost: destination.route.map_or(1, |r| r.spec.cost),
@@ -165,6 +168,7 @@ async fn admit(
         return Ok(admission);
     }
     metrics.record_rate_limited();
+    note(req, |served| served.limited = true);
     if let Some(route) = destination.route {
         route.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
     }
@@ -207,6 +211,8 @@ async fn forward_admitted(
     let mut attempts = Attempts::new(state, req, pool);
     loop {
         let lease = attempts.next()?;
+        note(req, |served| served.attempts += 1);
+        let attempt_started = Instant::now();
         let backend = Arc::clone(&lease.backend);
         let host = backend.authority.as_str();
         let headers = |out: &mut BytesMut| {
@@ -223,20 +229,28 @@ async fn forward_admitted(
             .await;
         let failure = match sent {
             Ok(answer) => {
-                lease.record(Outcome::Responded);
-                let response = to_client(
-                    req.method(),
-                    answer.head.status,
-                    &answer.head.headers,
-                    answer.body,
-                    lease,
-                    state.send_timeout,
-                );
-                return Ok((response, backend));
+                note(req, |served| {
+                    served.upstream = Some(attempt_started.elapsed());
+                    served.bytes_in = body.bytes_read();
+                });
+                return Ok((answered(req, state, lease, answer), backend));
             }
             Err(err) => AttemptError::from(err),
         };
         let retryable = failure.retryable(req.method(), &body);
         attempts.failed(lease, failure, retryable)?;
     }
+}
+
+/// The client's response from a backend's answer to `lease`'s attempt.
+fn answered(req: &HttpRequest, state: &ProxyState, lease: Lease, answer: Answer) -> HttpResponse {
+    lease.record(Outcome::Responded);
+    to_client(
+        req.method(),
+        answer.head.status,
+        &answer.head.headers,
+        answer.body,
+        lease,
+        state.send_timeout,
+    )
 }

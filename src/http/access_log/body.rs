@@ -1,0 +1,84 @@
+//! A response body that counts the bytes it hands on and, carrying a JSON access record, writes
+//! it when the body ends — or when it is dropped unfinished (the client went away).
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use actix_web::body::{BodySize, MessageBody};
+use actix_web::web::Bytes;
+
+use super::note::Served;
+use super::record::{self, Arrival, Outcome};
+use super::writer::LineWriter;
+
+/// What a JSON record still needs when the body ends.
+pub struct Finish {
+    pub arrival: Arrival,
+    pub served: Served,
+    pub status: u16,
+    pub request_id: String,
+    pub writer: LineWriter,
+}
+
+impl Finish {
+    fn write(self, bytes_out: u64) {
+        let outcome = Outcome {
+            request_id: &self.request_id,
+            status: self.status,
+            served: &self.served,
+            bytes_out,
+        };
+        self.writer.write(record::json(&self.arrival, &outcome));
+    }
+}
+
+/// The response body, passed through; with a record to write at its end.
+pub struct LoggedBody<B> {
+    body: B,
+    finish: Option<Box<Finish>>,
+    bytes_out: u64,
+}
+
+impl<B> LoggedBody<B> {
+    pub fn new(body: B, finish: Option<Finish>) -> Self {
+        Self {
+            body,
+            finish: finish.map(Box::new),
+            bytes_out: 0,
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(finish) = self.finish.take() {
+            finish.write(self.bytes_out);
+        }
+    }
+}
+
+impl<B: MessageBody + Unpin> MessageBody for LoggedBody<B> {
+    type Error = B::Error;
+
+    fn size(&self) -> BodySize {
+        self.body.size()
+    }
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.body).poll_next(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(chunk))) => this.bytes_out += chunk.len() as u64,
+            Poll::Ready(None | Some(Err(_))) => this.finish(),
+            Poll::Pending => {}
+        }
+        polled
+    }
+}
+
+impl<B> Drop for LoggedBody<B> {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
