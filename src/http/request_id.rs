@@ -2,10 +2,7 @@
 //! `[A-Za-z0-9._:/+=-]`; otherwise the balancer makes one (32 lowercase hex digits) and puts it
 //! in the request's headers, so the proxy sends it to the backend like any other header. The
 //! access log middleware ([`super::access_log`]) settles the id, returns it on every response
-//! and makes it [`current`] while the request's handler runs, so that every JSON error body
-//! the balancer writes carries it as `request_id`.
-
-use std::cell::RefCell;
+//! and writes it into the balancer's own JSON error bodies ([`super::error::own_error_body`]).
 
 use actix_web::dev::ServiceRequest;
 use actix_web::http::header::{HeaderName, HeaderValue};
@@ -14,11 +11,6 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Longest id kept from a client.
 const MAX_LEN: usize = 128;
-
-thread_local! {
-    /// The id of the request whose handler this worker thread is running right now.
-    static CURRENT: RefCell<Option<HeaderValue>> = const { RefCell::new(None) };
-}
 
 /// Whether a client's id is kept as it is.
 pub fn is_valid(id: &[u8]) -> bool {
@@ -31,11 +23,11 @@ pub fn is_valid(id: &[u8]) -> bool {
 /// A new id: 128 random bits as 32 lowercase hex digits.
 pub fn make() -> HeaderValue {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut bits = fastrand::u128(..);
     let mut digits = [0u8; 32];
-    for digit in digits.iter_mut().rev() {
-        *digit = HEX[(bits & 0xf) as usize];
-        bits >>= 4;
+    let bytes = [fastrand::u64(..), fastrand::u64(..)].map(u64::to_be_bytes);
+    for (pair, byte) in digits.chunks_exact_mut(2).zip(bytes.iter().flatten()) {
+        pair[0] = HEX[usize::from(byte >> 4)];
+        pair[1] = HEX[usize::from(byte & 0xf)];
     }
     HeaderValue::from_bytes(&digits).expect("hex digits are a valid header value")
 }
@@ -53,29 +45,6 @@ pub fn settle(req: &mut ServiceRequest) -> HeaderValue {
     let id = make();
     req.headers_mut().insert(X_REQUEST_ID, id.clone());
     id
-}
-
-/// Runs `f` with `id` as the [`current`] request's id (lent to the thread for the call, so no
-/// copy is made).
-pub fn scoped<R>(id: &mut HeaderValue, f: impl FnOnce() -> R) -> R {
-    let lent = std::mem::replace(id, HeaderValue::from_static(""));
-    let outer = CURRENT.with(|current| current.replace(Some(lent)));
-    let result = f();
-    let lent = CURRENT.with(|current| std::mem::replace(&mut *current.borrow_mut(), outer));
-    if let Some(lent) = lent {
-        *id = lent;
-    }
-    result
-}
-
-/// The id of the request being handled on this thread, if any.
-pub fn current() -> Option<String> {
-    CURRENT.with(|current| {
-        current
-            .borrow()
-            .as_ref()
-            .and_then(|id| id.to_str().ok().map(str::to_owned))
-    })
 }
 
 #[cfg(test)]
@@ -104,23 +73,5 @@ mod tests {
             .iter()
             .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
         assert_ne!(a, b);
-    }
-
-    /// The current id is set only inside the scope, and scopes nest.
-    #[test]
-    fn current_is_scoped() {
-        let (mut a, mut b) = (make(), make());
-        let (a_text, b_text) = (
-            a.to_str().ok().map(str::to_owned),
-            b.to_str().ok().map(str::to_owned),
-        );
-        assert_eq!(current(), None);
-        scoped(&mut a, || {
-            assert_eq!(current(), a_text);
-            scoped(&mut b, || assert_eq!(current(), b_text));
-            assert_eq!(current(), a_text);
-        });
-        assert_eq!(current(), None);
-        assert_eq!(a.to_str().ok().map(str::to_owned), a_text, "given back");
     }
 }

@@ -4,9 +4,9 @@
 //! when the response head goes out; `json`: the contract's object per line ([`record`]),
 //! written when the response body has gone out (so it knows `bytes_out`); `off`. File lines go
 //! through a bounded queue to a writer thread ([`writer`]). The proxy adds what it knows through
-//! [`note`]. The middleware also settles each request's id ([`super::request_id`]), current
-//! while the request is handled and returned on its response; and while draining, every
-//! response asks the client to close its connection.
+//! [`note`]. The middleware also settles each request's id ([`super::request_id`]), returns it
+//! on every response and writes it into the balancer's own JSON error bodies; and while
+//! draining, every response asks the client to close its connection.
 //!
 //! Written as a `Transform` rather than with `from_fn`: that boxes each request's future and the
 //! next service's, and looks the drain flag up in the app data, on every request; here the
@@ -24,12 +24,14 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::SystemTime;
 
+use actix_web::body::{BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header::HeaderValue;
 use actix_web::http::{ConnectionType, StatusCode};
 use actix_web::{Error, HttpMessage};
 use prometheus_client::metrics::counter::Counter;
 
+use super::error::own_error_body;
 use super::request_id::{self, X_REQUEST_ID};
 use crate::draining::Draining;
 use crate::settings::{AccessFormat, LogSettings};
@@ -106,9 +108,9 @@ impl<S, B> Transform<S, ServiceRequest> for AccessLog
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
     S::Future: Unpin,
-    B: actix_web::body::MessageBody + Unpin,
+    B: MessageBody + Unpin,
 {
-    type Response = ServiceResponse<LoggedBody<B>>;
+    type Response = ServiceResponse<LoggedBody<EitherBody<B>>>;
     type Error = Error;
     type Transform = AccessLogService<S>;
     type InitError = ();
@@ -133,24 +135,23 @@ impl<S, B> Service<ServiceRequest> for AccessLogService<S>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
     S::Future: Unpin,
-    B: actix_web::body::MessageBody + Unpin,
+    B: MessageBody + Unpin,
 {
-    type Response = ServiceResponse<LoggedBody<B>>;
+    type Response = ServiceResponse<LoggedBody<EitherBody<B>>>;
     type Error = Error;
     type Future = Logged<S::Future>;
 
     forward_ready!(service);
 
     fn call(&self, mut req: ServiceRequest) -> Self::Future {
-        let mut id = request_id::settle(&mut req);
+        let id = request_id::settle(&mut req);
         let arrival = self.shared.1.writes().then(|| {
             req.extensions_mut().insert(Served::default());
             Arrival::capture(&req)
         });
         let asked_upgrade = req.head().upgrade();
-        let inner = request_id::scoped(&mut id, || self.service.call(req));
         Logged {
-            inner,
+            inner: self.service.call(req),
             id,
             arrival,
             asked_upgrade,
@@ -172,14 +173,13 @@ pub struct Logged<F> {
 impl<F, B> Future for Logged<F>
 where
     F: Future<Output = Result<ServiceResponse<B>, Error>> + Unpin,
-    B: actix_web::body::MessageBody + Unpin,
+    B: MessageBody + Unpin,
 {
-    type Output = Result<ServiceResponse<LoggedBody<B>>, Error>;
+    type Output = Result<ServiceResponse<LoggedBody<EitherBody<B>>>, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        let inner = &mut this.inner;
-        let mut res = match request_id::scoped(&mut this.id, || Pin::new(inner).poll(cx)) {
+        let mut res = match Pin::new(&mut this.inner).poll(cx) {
             Poll::Ready(Ok(res)) => res,
             Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
             Poll::Pending => return Poll::Pending,
@@ -200,7 +200,15 @@ where
             .arrival
             .take()
             .and_then(|arrival| record_now(arrival, &res, &this.id, sink));
-        Poll::Ready(Ok(res.map_body(|_, body| LoggedBody::new(body, finish))))
+        let own = own_error_body(res.response(), this.id.to_str().unwrap_or_default());
+        let res = res.map_body(|_, body| {
+            let body = match own {
+                Some(own) => EitherBody::right(BoxBody::new(own)),
+                None => EitherBody::left(body),
+            };
+            LoggedBody::new(body, finish)
+        });
+        Poll::Ready(Ok(res))
     }
 }
 

@@ -6,7 +6,7 @@ use actix_web::{HttpResponse, ResponseError};
 
 use super::headers::push_decimal;
 use crate::client::{Admission, Bucket, Limits};
-use crate::http::error::{json_response, ErrorBody};
+use crate::http::error::{error_response, json_response};
 
 /// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers): the quota and its window.
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
@@ -81,12 +81,8 @@ impl ResponseError for ProxyError {
             Bucket::Client => "client".to_owned(),
             Bucket::Route(route) => format!("route:{route}"),
         };
-        let mut response = HttpResponse::TooManyRequests().json(ErrorBody {
-            code: StatusCode::TOO_MANY_REQUESTS.as_u16(),
-            message: &self.to_string(),
-            limit: Some(&limit),
-            request_id: crate::http::request_id::current(),
-        });
+        let message = self.to_string();
+        let mut response = error_response(StatusCode::TOO_MANY_REQUESTS, &message, Some(&limit));
         let wait = decision.retry_after.as_secs_f64().ceil().max(1.0) as u64;
         let headers = response.headers_mut();
         headers.insert(RETRY_AFTER, HeaderValue::from(wait));
