@@ -35,15 +35,17 @@ pub fn make() -> HeaderValue {
 /// The request's id: the client's when valid, else a new one, which replaces the client's in
 /// the request's headers.
 pub fn settle(req: &mut ServiceRequest) -> HeaderValue {
-    if let Some(id) = req
-        .headers()
-        .get(X_REQUEST_ID)
-        .filter(|id| is_valid(id.as_bytes()))
-    {
+    let given = req.headers().get(X_REQUEST_ID);
+    if let Some(id) = given.filter(|id| is_valid(id.as_bytes())) {
         return id.clone();
     }
     let id = make();
-    req.headers_mut().insert(X_REQUEST_ID, id.clone());
+    // Appending (no removal) when the client sent none, the common case.
+    if given.is_some() {
+        req.headers_mut().insert(X_REQUEST_ID, id.clone());
+    } else {
+        req.headers_mut().append(X_REQUEST_ID, id.clone());
+    }
     id
 }
 

@@ -147,7 +147,7 @@ where
         let id = request_id::settle(&mut req);
         let arrival = self.shared.1.writes().then(|| {
             req.extensions_mut().insert(Served::default());
-            Arrival::capture(&req)
+            Box::new(Arrival::capture(&req))
         });
         let asked_upgrade = req.head().upgrade();
         Logged {
@@ -165,7 +165,8 @@ pub struct Logged<F> {
     inner: F,
     /// The request's id (see [`request_id`]).
     id: HeaderValue,
-    arrival: Option<Arrival>,
+    /// Boxed: the future is moved around, and most of the time there is none.
+    arrival: Option<Box<Arrival>>,
     asked_upgrade: bool,
     shared: Rc<(Draining, AccessSink)>,
 }
@@ -199,7 +200,7 @@ where
         let finish = this
             .arrival
             .take()
-            .and_then(|arrival| record_now(arrival, &res, &this.id, sink));
+            .and_then(|arrival| record_now(*arrival, &res, &this.id, sink));
         let own = own_error_body(res.response(), this.id.to_str().unwrap_or_default());
         let res = res.map_body(|_, body| {
             let body = match own {
