@@ -74,6 +74,52 @@ async fn metrics_count_what_happened() {
     );
     assert_eq!(after.get("lb_tracked_buckets"), Some(&1.0));
     assert_eq!(after.get("lb_clients"), Some(&0.0));
+    assert_eq!(
+        after.get(r#"lb_backend_response_seconds_count{pool="default",backend="backend-2"}"#),
+        Some(&5.0),
+        "a histogram per backend that answered"
+    );
+    assert!(
+        !after
+            .keys()
+            .any(|k| k.starts_with("lb_client_requests_total")),
+        "an address never becomes a label value"
+    );
+}
+
+/// A registered client's requests are counted by decision; only registered clients.
+#[actix_web::test]
+async fn registered_clients_are_counted_by_decision() {
+    let live = TestBackend::start("live");
+    let lb = start_balancer(&settings_for(&[live.url()]));
+    let acme = json!({"client_id": "acme", "capacity": 2, "rate_per_sec": 0.001}).to_string();
+    assert_eq!(call(&lb, "POST", "/clients", Some(&acme)).await.0, 201);
+    for _ in 0..5 {
+        client()
+            .get(lb.url("/c"))
+            .insert_header(("X-API-Key", "acme"))
+            .send()
+            .await
+            .expect("response");
+    }
+    get_status(&lb, "/anonymous").await;
+    let after = metrics(&lb).await;
+    let counted = |decision: &str| {
+        after
+            .get(&format!(
+                r#"lb_client_requests_total{{client="acme",decision="{decision}"}}"#
+            ))
+            .copied()
+    };
+    assert_eq!(
+        (counted("admitted"), counted("limited")),
+        (Some(2.0), Some(3.0))
+    );
+    let series = after
+        .keys()
+        .filter(|k| k.starts_with("lb_client_requests_total"))
+        .count();
+    assert_eq!(series, 2, "{after:?}");
 }
 
 /// The status document has the totals, per-backend probe and change data, and clients.

@@ -33,3 +33,10 @@ pub struct RouteCodeLabels {
     pub route: String,
     pub code: u16,
 }
+
+/// A registered client's id and what happened to its request: `admitted` or `limited`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClientLabels {
+    pub client: String,
+    pub decision: &'static str,
+}

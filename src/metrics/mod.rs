@@ -1,35 +1,28 @@
 //! Counters the request path bumps directly (no actor round trip), exposed at `/lb/metrics` in
 //! the Prometheus text format by `prometheus-client`, and read once a second for the status
-//! page's `stats` event. The per-request tallies (requests by backend and status, their
-//! durations) are kept in shards, one per worker thread as far as there are shards: a shared
-//! counter family and histogram (a lock and cache lines every core writes) cost about 4% of
-//! requests/s. A scrape sums the shards.
+//! page's `stats` event. The per-request tallies (requests by backend, route and status, their
+//! durations, registered clients' decisions) are kept in shards ([`tally`]); a scrape sums them.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
-use prometheus_client::metrics::histogram::exponential_buckets;
-use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 mod labels;
+mod tally;
 
 use crate::cluster::ClusterCounters;
 use crate::registry::MemberStatus;
-use labels::{BackendLabels, FailureLabels, RequestLabels, RouteCodeLabels, RouteLabels};
+use labels::{BackendLabels, FailureLabels, RouteLabels};
+use tally::Tallies;
 
 /// Every metric of the balancer.
 pub struct Metrics {
     registry: Registry,
-    /// Upper bounds of the duration buckets (seconds), infinity last.
-    bounds: Vec<f64>,
-    shards: Vec<Shard>,
+    tallies: Tallies,
     backend_up: Family<BackendLabels, Gauge>,
     backend_in_flight: Family<BackendLabels, Gauge>,
     rate_limited: Counter,
@@ -41,71 +34,11 @@ pub struct Metrics {
     access_log_dropped: Counter,
 }
 
-/// Shards of the per-request tallies; a thread keeps to the one it was given first.
-const SHARDS: usize = 16;
-
-static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    static SHARD: usize = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS;
-}
-
-/// One shard, on cache lines of its own.
-#[derive(Default)]
-#[repr(align(128))]
-struct Shard(Mutex<Tally>);
-
-/// What the request path counts.
-#[derive(Default)]
-struct Tally {
-    /// Requests by (pool, backend, status): a handful of entries, scanned.
-    requests: Vec<(String, String, u16, u64)>,
-    /// Requests by route, then status, for those a route took: a map, as a file may have
-    /// thousands of routes (a scanned list cost a third of the requests/s with 10 000).
-    routes: HashMap<Arc<str>, Vec<(u16, u64)>, foldhash::fast::RandomState>,
-    /// Durations per bucket of `Metrics::bounds` (not cumulative).
-    buckets: Vec<u64>,
-    sum: f64,
-    count: u64,
-    /// Proxied requests answered, any status (for the stats tick).
-    proxied: u64,
-    /// 5xx the balancer answered itself (502, 503, 504).
-    own_errors: u64,
-}
-
-impl Shard {
-    /// A panic elsewhere while holding the lock leaves counts that are still counts.
-    fn lock(&self) -> MutexGuard<'_, Tally> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// The shards' durations summed, encoded as a histogram.
-#[derive(Debug)]
-struct SummedHistogram {
-    sum: f64,
-    count: u64,
-    buckets: Vec<(f64, u64)>,
-}
-
-impl EncodeMetric for SummedHistogram {
-    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
-        encoder.encode_histogram::<NoLabelSet>(self.sum, self.count, &self.buckets, None)
-    }
-
-    fn metric_type(&self) -> MetricType {
-        MetricType::Histogram
-    }
-}
-
 impl Default for Metrics {
     fn default() -> Self {
-        let mut bounds: Vec<f64> = exponential_buckets(0.0005, 2.0, 16).collect();
-        bounds.push(f64::INFINITY);
         let mut metrics = Self {
             registry: Registry::default(),
-            bounds,
-            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+            tallies: Tallies::default(),
             backend_up: Family::default(),
             backend_in_flight: Family::default(),
             rate_limited: Counter::default(),
@@ -187,44 +120,14 @@ impl Metrics {
         code: u16,
         took: Duration,
     ) {
-        let took = took.as_secs_f64();
-        let bucket = self
-            .bounds
-            .iter()
-            .position(|bound| took <= *bound)
-            .unwrap_or(self.bounds.len() - 1);
-        let (pool, name) = backend.unwrap_or(("none", "none"));
-        let mut tally = self.shards[SHARD.with(|shard| *shard)].lock();
-        match tally
-            .requests
-            .iter_mut()
-            .find(|(p, b, status, _)| *status == code && b == name && p == pool)
-        {
-            Some((_, _, _, count)) => *count += 1,
-            None => tally
-                .requests
-                .push((pool.to_owned(), name.to_owned(), code, 1)),
-        }
-        if let Some(route) = route {
-            let codes = match tally.routes.get_mut(route) {
-                Some(codes) => codes,
-                None => tally.routes.entry(Arc::clone(route)).or_default(),
-            };
-            match codes.iter_mut().find(|(c, _)| *c == code) {
-                Some((_, count)) => *count += 1,
-                None => codes.push((code, 1)),
-            }
-        }
-        if tally.buckets.is_empty() {
-            tally.buckets = vec![0; self.bounds.len()];
-        }
-        tally.buckets[bucket] += 1;
-        tally.sum += took;
-        tally.count += 1;
-        tally.proxied += 1;
-        if backend.is_none() && code >= 500 {
-            tally.own_errors += 1;
-        }
+        self.tallies
+            .request(backend, route, code, took.as_secs_f64());
+    }
+
+    /// A registered client's request was admitted or refused by a limit (addresses are never
+    /// label values: the series stay bounded by the registry the admins keep).
+    pub fn record_client(&self, client_id: &str, admitted: bool) {
+        self.tallies.client(client_id, admitted);
     }
 
     pub fn record_rate_limited(&self) {
@@ -255,60 +158,12 @@ impl Metrics {
     }
 
     pub fn totals(&self) -> Totals {
-        let (mut requests, mut own_errors) = (0, 0);
-        for shard in &self.shards {
-            let tally = shard.lock();
-            requests += tally.proxied;
-            own_errors += tally.own_errors;
-        }
+        let (requests, own_errors) = self.tallies.totals();
         Totals {
             requests,
             rate_limited: self.rate_limited.get(),
             own_errors,
         }
-    }
-
-    /// The shards' request counts (by backend, by route) and durations, summed.
-    fn summed(
-        &self,
-    ) -> (
-        Family<RequestLabels, Counter>,
-        Family<RouteCodeLabels, Counter>,
-        SummedHistogram,
-    ) {
-        let requests = Family::<RequestLabels, Counter>::default();
-        let routes = Family::<RouteCodeLabels, Counter>::default();
-        let mut duration = SummedHistogram {
-            sum: 0.0,
-            count: 0,
-            buckets: self.bounds.iter().map(|bound| (*bound, 0)).collect(),
-        };
-        for shard in &self.shards {
-            let tally = shard.lock();
-            for (pool, backend, code, count) in &tally.requests {
-                let labels = RequestLabels {
-                    pool: pool.clone(),
-                    backend: backend.clone(),
-                    code: *code,
-                };
-                requests.get_or_create(&labels).inc_by(*count);
-            }
-            for (route, codes) in &tally.routes {
-                for (code, count) in codes {
-                    let labels = RouteCodeLabels {
-                        route: route.to_string(),
-                        code: *code,
-                    };
-                    routes.get_or_create(&labels).inc_by(*count);
-                }
-            }
-            for (summed, count) in duration.buckets.iter_mut().zip(&tally.buckets) {
-                summed.1 += count;
-            }
-            duration.sum += tally.sum;
-            duration.count += tally.count;
-        }
-        (requests, routes, duration)
     }
 
     /// The exposition text, with the gauges set from the current pool and limiter state (and
@@ -325,16 +180,26 @@ impl Metrics {
         let mut text = String::new();
         // The shards' tallies and, in cluster mode, the cluster's own counters, read now.
         let mut scraped = Registry::default();
-        let (requests, routes, duration) = self.summed();
+        let summed = self.tallies.summed();
         scraped.register(
             "lb_requests",
             "Proxied requests by pool, backend and status",
-            requests,
+            summed.requests,
         );
         scraped.register(
             "lb_route_requests",
             "Requests a route took, by route and status",
-            routes,
+            summed.routes,
+        );
+        scraped.register(
+            "lb_client_requests",
+            "Registered clients' requests, admitted or limited",
+            summed.clients,
+        );
+        scraped.register(
+            "lb_backend_response_seconds",
+            "Time from request to response head, by the backend that answered",
+            summed.backends,
         );
         let limited = Family::<RouteLabels, Counter>::default();
         for (route, count) in routes_limited {
@@ -351,7 +216,7 @@ impl Metrics {
         scraped.register(
             "lb_request_duration_seconds",
             "Time from request to response head, proxied requests",
-            duration,
+            summed.duration,
         );
         if let Some(counters) = cluster {
             register_cluster(&mut scraped, counters);

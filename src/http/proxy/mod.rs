@@ -164,6 +164,9 @@ async fn admit(
         AdmitError::Stopped => ProxyError::LimiterStopped,
         AdmitError::SharedLimitsDown => ProxyError::SharedLimitsDown,
     })?;
+    if let ClientKey::Registered(id) = &key {
+        metrics.record_client(id, admission.allowed());
+    }
     if admission.allowed() {
         return Ok(admission);
     }
