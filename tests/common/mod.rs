@@ -5,6 +5,7 @@
 pub mod backend;
 pub mod cluster;
 pub mod process;
+pub mod prometheus;
 pub mod redis;
 pub mod tls;
 pub mod webdriver;
