@@ -3,6 +3,9 @@
 #
 #   bench/ab.sh BINARY_A BINARY_B [ROUNDS] [SECONDS] [LIMITER]
 #       (defaults: 7 rounds of 6 s; LIMITER on — "off" runs both with rate limiting off)
+#   AB_ENV_A / AB_ENV_B: extra VAR=value words for one side's environment, e.g. to compare
+#       the access log's forms: AB_ENV_A="RUST_LOG=info" AB_ENV_B="LB__LOG__ACCESS=json
+#       LB__LOG__ACCESS_PATH=access.log" (both sides run RUST_LOG=warn unless told).
 #
 # Both run at once in front of the same three nginx `return 200` backends, each with its own
 # settings (limits nobody reaches when on); every round measures A then B then B then A
@@ -32,12 +35,14 @@ echo '{"backends": ["http://127.0.0.1:19001", "http://127.0.0.1:19002", "http://
 enabled=$([ "$LIMITER" = off ] && echo false || echo true)
 declare -A port=([a]=18096 [b]=18097)
 declare -A bin=([a]=$A [b]=$B)
+declare -A extra=([a]=${AB_ENV_A:-} [b]=${AB_ENV_B:-})
 declare -A pid
 for side in a b; do
   mkdir -p "$work/$side"
   write_balancer_settings "$work/$side/Settings.toml" "${port[$side]}" "$enabled"
-  (cd "$work/$side" && RUST_LOG=warn exec "${bin[$side]}" --settings Settings.toml \
-    --backends ../config.json 2> log) & pids+=($!)
+  # shellcheck disable=SC2086 # the extra words are meant to split
+  (cd "$work/$side" && exec env RUST_LOG=warn ${extra[$side]} "${bin[$side]}" \
+    --settings Settings.toml --backends ../config.json 2> log) & pids+=($!)
   pid[$side]=$!
 done
 for p in 19001 19002 19003 18096 18097; do wait_port "$p"; done
