@@ -307,7 +307,8 @@ function describe(e) {
   switch (e.type) {
     case "backend_down": return [`${e.backend} is DOWN (${e.reason})`, "down"];
     case "backend_up": return [`${e.backend} is UP again (${e.reason})`, "up"];
-    case "failover": return [`failover: ${e.from} → ${e.to} (${e.reason})`, "warn"];
+    case "failover": return [`failover: ${e.from} → ${e.to} (${e.reason}) · request ${e.request_id}`, "warn"];
+    case "request_failed": return [`${e.status} from ${e.backend} (${e.reason}) · request ${e.request_id}`, "down"];
     case "simulation": return [`simulation: ${e.pool && e.pool !== "default" ? e.pool + "/" : ""}${e.backend} ${e.state === "up" ? "recovers" : "fails: " + e.state}${e.manual ? " (by request)" : ""}`, e.state === "up" ? "up" : "warn"];
     case "client": return [`client ${e.client_id} ${e.action}`, ""];
     case "backend_added": return [`${e.backend} (${e.url}) added with weight ${e.weight}; joins on its first good probe`, "up"];

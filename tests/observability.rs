@@ -324,3 +324,51 @@ async fn event_stream_starts_with_the_recent_history() {
     let next = wait_for_event(&mut resumed, Duration::from_secs(2), |_| true).await;
     assert_eq!(next["id"].as_u64(), Some(early_id + 1), "{next}");
 }
+
+/// Failure events name the request they happened to: a failover carries the id of the
+/// request that moved, and a request that failed with nothing left to try gets a
+/// `request_failed` event with its status and id.
+#[actix_web::test]
+async fn failure_events_carry_the_request_id() {
+    let live = TestBackend::start("live");
+    let mut settings = settings_for(&[format!("http://{}", refused_addr()), live.url()]);
+    settings.health.interval = Duration::from_secs(600);
+    let lb = start_balancer(&settings);
+    let mut stream = open_events(&lb, None).await;
+    // Round robin: one of the first two requests meets the refusing backend first.
+    for id in ["move-1", "move-2"] {
+        let res = client()
+            .get(lb.url("/x"))
+            .insert_header(("X-Request-Id", id))
+            .send()
+            .await
+            .expect("response");
+        assert_eq!(res.status(), 200);
+    }
+    let failover = wait_for_event(&mut stream, Duration::from_secs(5), |e| {
+        e["type"] == "failover"
+    })
+    .await;
+    assert!(
+        failover["request_id"] == "move-1" || failover["request_id"] == "move-2",
+        "{failover}"
+    );
+
+    let dead = start_balancer(&settings_for(&[format!("http://{}", refused_addr())]));
+    let mut stream = open_events(&dead, None).await;
+    let res = client()
+        .get(dead.url("/y"))
+        .insert_header(("X-Request-Id", "lost-1"))
+        .send()
+        .await
+        .expect("response");
+    assert_eq!(res.status(), 502);
+    let failed = wait_for_event(&mut stream, Duration::from_secs(5), |e| {
+        e["type"] == "request_failed"
+    })
+    .await;
+    assert_eq!(
+        (&failed["status"], &failed["request_id"], &failed["backend"]),
+        (&json!(502), &json!("lost-1"), &json!("backend-1"))
+    );
+}

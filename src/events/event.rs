@@ -84,6 +84,16 @@ pub enum LbEvent {
         from: String,
         to: String,
         reason: String,
+        /// The request's id ([`crate::http::request_id`]).
+        request_id: String,
+    },
+    /// A request got an error answer because its backend failed and no other was tried (at
+    /// most one event a second).
+    RequestFailed {
+        status: u16,
+        backend: String,
+        reason: String,
+        request_id: String,
     },
     /// A simulated backend started or stopped failing.
     Simulation {

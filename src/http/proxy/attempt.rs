@@ -2,23 +2,25 @@
 //! be tried, and the answer when none is left. Plain requests and WebSocket handshakes share it.
 
 use std::fmt;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use actix_web::http::Method;
-use actix_web::HttpRequest;
+use actix_web::{HttpRequest, ResponseError};
 
 use super::body::{self, RequestBody};
 use super::error::ProxyError;
 use super::state::ProxyState;
 use crate::backend::{Backend, BackendId, Strategy};
 use crate::events::LbEvent;
+use crate::http::request_id::X_REQUEST_ID;
 use crate::registry::{FailureKind, Lease, Outcome, Rotation};
 use crate::upstream::UpstreamError;
 
 /// The backends one request has tried, and its last failure.
 pub struct Attempts<'a> {
     state: &'a ProxyState,
+    req: &'a HttpRequest,
     /// The pool the request's route chose.
     pool: &'a Rotation,
     /// `consistent_hash`: the client's place on the ring.
@@ -30,12 +32,13 @@ pub struct Attempts<'a> {
 
 impl<'a> Attempts<'a> {
     /// The attempts of `req` on `pool`.
-    pub fn new(state: &'a ProxyState, req: &HttpRequest, pool: &'a Rotation) -> Self {
+    pub fn new(state: &'a ProxyState, req: &'a HttpRequest, pool: &'a Rotation) -> Self {
         // consistent_hash: the client's place on the ring (computed only for that strategy).
         let affinity =
             (pool.strategy() == Strategy::ConsistentHash).then(|| state.identity.affinity(req));
         Self {
             state,
+            req,
             pool,
             affinity,
             tried: Vec::new(),
@@ -47,14 +50,24 @@ impl<'a> Attempts<'a> {
     /// is left.
     pub fn next(&mut self) -> Result<Lease, ProxyError> {
         let Some(lease) = self.pool.pick(&self.tried, self.affinity) else {
-            return Err(give_up(self.last_failure.take()));
+            return Err(self.give_up());
         };
         if let Some((failed, why)) = &self.last_failure {
+            let id = self.request_id();
             log::warn!(
-                "backend {failed} failed ({why}); retrying on {}",
+                "backend {failed} failed ({why}); retrying on {} (request {id})",
                 lease.backend
             );
-            publish_failover(self.state, failed, &lease.backend, why);
+            let (from, to) = (failed.name.clone(), lease.backend.name.clone());
+            let event = LbEvent::Failover {
+                from,
+                to,
+                reason: why.to_string(),
+                request_id: id.to_owned(),
+            };
+            once_a_second(&self.state.last_failover_event_ms, || {
+                self.state.events.publish(event)
+            });
         }
         Ok(lease)
     }
@@ -83,40 +96,59 @@ impl<'a> Attempts<'a> {
         state.registry.report_failure(backend.id, kind, consecutive);
         let retries_left = self.tried.len() <= state.retries as usize;
         if !(retries_left && retryable) {
-            log::error!("backend {backend} failed ({failure}); not retried");
+            let id = self.request_id();
+            log::error!("backend {backend} failed ({failure}); not retried (request {id})");
+            self.publish_failure(&backend, &failure);
             return Err(failure.status_error());
         }
         self.last_failure = Some((backend, failure));
         Ok(())
     }
-}
 
-/// Publishes a failover event unless one went out less than a second ago.
-fn publish_failover(state: &ProxyState, from: &Backend, to: &Backend, why: &AttemptError) {
-    let now_ms = crate::clock::now_ms();
-    let last = state.last_failover_event_ms.load(Ordering::Relaxed);
-    let due = now_ms.saturating_sub(last) >= 1000
-        && state
-            .last_failover_event_ms
-            .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok();
-    if due {
-        state.events.publish(LbEvent::Failover {
-            from: from.name.clone(),
-            to: to.name.clone(),
-            reason: why.to_string(),
+    /// No backend (left) to try: 503 when none was tried, else the last failure's status.
+    fn give_up(&mut self) -> ProxyError {
+        match self.last_failure.take() {
+            None => ProxyError::NoHealthyBackend,
+            Some((backend, failure)) => {
+                let id = self.request_id();
+                log::error!(
+                    "backend {backend} failed ({failure}); no other healthy backend to try (request {id})"
+                );
+                self.publish_failure(&backend, &failure);
+                failure.status_error()
+            }
+        }
+    }
+
+    /// The request's id, as the access log middleware settled it in the request's headers.
+    fn request_id(&self) -> &'a str {
+        let id = self.req.headers().get(X_REQUEST_ID);
+        id.and_then(|id| id.to_str().ok()).unwrap_or("-")
+    }
+
+    fn publish_failure(&self, backend: &Backend, failure: &AttemptError) {
+        let event = LbEvent::RequestFailed {
+            status: failure.status_error().status_code().as_u16(),
+            backend: backend.name.clone(),
+            reason: failure.to_string(),
+            request_id: self.request_id().to_owned(),
+        };
+        once_a_second(&self.state.last_failure_event_ms, || {
+            self.state.events.publish(event)
         });
     }
 }
 
-/// No backend (left) to try: 503 when none was tried, else the last failure's status.
-fn give_up(last_failure: Option<(Arc<Backend>, AttemptError)>) -> ProxyError {
-    match last_failure {
-        None => ProxyError::NoHealthyBackend,
-        Some((backend, failure)) => {
-            log::error!("backend {backend} failed ({failure}); no other healthy backend to try");
-            failure.status_error()
-        }
+/// Runs `publish` unless it ran less than a second ago (by the time in `last`, Unix ms).
+fn once_a_second(last: &AtomicU64, publish: impl FnOnce()) {
+    let now_ms = crate::clock::now_ms();
+    let before = last.load(Ordering::Relaxed);
+    let due = now_ms.saturating_sub(before) >= 1000
+        && last
+            .compare_exchange(before, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok();
+    if due {
+        publish();
     }
 }
 

@@ -44,6 +44,8 @@ pub struct ProxyState {
     pub events: Events,
     /// When the last failover event went out (ms since `UNIX_EPOCH`); one a second at most.
     pub last_failover_event_ms: AtomicU64,
+    /// When the last `request_failed` event went out (they are at most one a second).
+    pub last_failure_event_ms: AtomicU64,
     /// Where routes and pools are chosen, and backends picked and counted.
     pub pools: Arc<Pools>,
     /// Told about failures.
@@ -95,6 +97,7 @@ impl ProxyState {
             metrics,
             events,
             last_failover_event_ms: AtomicU64::new(0),
+            last_failure_event_ms: AtomicU64::new(0),
             pools,
             registry,
             identity: ClientIdentity::new(&settings.rate_limit),
