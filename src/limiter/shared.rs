@@ -310,27 +310,15 @@ mod tests {
     use std::net::{IpAddr, Ipv4Addr};
     use std::path::Path;
 
-    use super::super::map::{BucketMap, SharedMap};
+    use super::super::map::SharedMap;
     use super::super::mode::RegisteredIds;
+    use super::super::shared_batch::tests::{allowed, map};
     use super::*;
     use crate::events::Events;
     use crate::persistence::Database;
     use crate::settings::{ClusterSettings, OnRedisDown};
 
     const LEASE: Duration = Duration::from_millis(100);
-
-    fn map() -> BucketMap {
-        let mut map = BucketMap::new(Limits::new(10, 1.0), 100);
-        map.upsert("a", None, Limits::new(8, 1.0), Instant::now());
-        map
-    }
-
-    fn allowed(answers: &[Option<Admission>]) -> Vec<Option<bool>> {
-        answers
-            .iter()
-            .map(|a| a.as_ref().map(|a| a.decision.allowed))
-            .collect()
-    }
 
     fn shared_mode(dir: &Path, policy: OnRedisDown) -> SharedMode {
         let settings = ClusterSettings {

@@ -168,7 +168,7 @@ fn judged(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::client::RouteCharge;
 
@@ -182,13 +182,15 @@ mod tests {
         keys.into_iter().map(Charge::plain).collect()
     }
 
-    fn map() -> BucketMap {
+    /// A map with client "a" (8 tokens) registered, defaults of 10.
+    pub(in crate::limiter) fn map() -> BucketMap {
         let mut map = BucketMap::new(Limits::new(10, 1.0), 100);
         map.upsert("a", None, Limits::new(8, 1.0), Instant::now());
         map
     }
 
-    fn allowed(answers: &[Option<Admission>]) -> Vec<Option<bool>> {
+    /// Each answer's decision, `None` for no decision.
+    pub(in crate::limiter) fn allowed(answers: &[Option<Admission>]) -> Vec<Option<bool>> {
         answers
             .iter()
             .map(|a| a.as_ref().map(|a| a.decision.allowed))

@@ -108,6 +108,27 @@ pub fn settings_from_files(file: &Value, more: &str) -> (Settings, std::path::Pa
     (settings, path)
 }
 
+/// Whether `binary` runs (`--version`); without it a local run skips the test with one line
+/// naming the Debian `package`, and a CI run (`CI` set) fails, since `.ci/run` installs it.
+pub fn installed(binary: &str, package: &str) -> bool {
+    let found = std::process::Command::new(binary)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs this test: {binary} is missing (apt-get install {package})"
+        );
+        // Straight to the process's stderr: the harness captures eprintln! of passing tests.
+        let line = format!("skipped: this test needs {binary} (apt-get install {package})\n");
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+    }
+    found
+}
+
 /// A new temporary folder that outlives the test (the balancer's database lives there).
 pub fn fresh_dir() -> std::path::PathBuf {
     tempfile::tempdir().expect("tempdir").keep()

@@ -17,20 +17,7 @@ impl Prometheus {
     /// Starts one scraping `target` (`host:port`), or `None` when there is no `prometheus`
     /// binary and `CI` is unset.
     pub fn scraping(target: &str) -> Option<Self> {
-        let found = Command::new("prometheus")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !found {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI runs the dashboard test: prometheus is missing"
-            );
-            let line =
-                "skipped: the dashboard test needs prometheus (apt-get install prometheus)\n";
-            let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+        if !super::installed("prometheus", "prometheus") {
             return None;
         }
         let port = TcpListener::bind("127.0.0.1:0")
