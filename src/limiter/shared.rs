@@ -312,7 +312,7 @@ mod tests {
 
     use super::super::map::SharedMap;
     use super::super::mode::RegisteredIds;
-    use super::super::shared_batch::tests::{allowed, map};
+    use super::super::shared_batch::{allowed, test_map};
     use super::*;
     use crate::events::Events;
     use crate::persistence::Database;
@@ -330,7 +330,7 @@ mod tests {
             instance_name: None,
         };
         let cluster = Cluster::new(&settings, Events::start()).expect("cluster mode");
-        let known = Known::new(SharedMap::new(map()), RegisteredIds::default());
+        let known = Known::new(SharedMap::new(test_map()), RegisteredIds::default());
         let store = Store::start(Database::open(&dir.join("lb.sqlite3")).expect("db"));
         SharedMode::new(known, store, cluster, LEASE)
     }

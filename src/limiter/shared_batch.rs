@@ -167,8 +167,26 @@ fn judged(
     }
 }
 
+/// For the tests of cluster mode's shard: a map with client "a" (8 tokens) registered,
+/// defaults of 10.
 #[cfg(test)]
-pub(super) mod tests {
+pub(super) fn test_map() -> BucketMap {
+    let mut map = BucketMap::new(Limits::new(10, 1.0), 100);
+    map.upsert("a", None, Limits::new(8, 1.0), Instant::now());
+    map
+}
+
+/// For the tests: each answer's decision, `None` for no decision.
+#[cfg(test)]
+pub(super) fn allowed(answers: &[Option<Admission>]) -> Vec<Option<bool>> {
+    answers
+        .iter()
+        .map(|a| a.as_ref().map(|a| a.decision.allowed))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
     use super::*;
     use crate::client::RouteCharge;
 
@@ -182,26 +200,11 @@ pub(super) mod tests {
         keys.into_iter().map(Charge::plain).collect()
     }
 
-    /// A map with client "a" (8 tokens) registered, defaults of 10.
-    pub(in crate::limiter) fn map() -> BucketMap {
-        let mut map = BucketMap::new(Limits::new(10, 1.0), 100);
-        map.upsert("a", None, Limits::new(8, 1.0), Instant::now());
-        map
-    }
-
-    /// Each answer's decision, `None` for no decision.
-    pub(in crate::limiter) fn allowed(answers: &[Option<Admission>]) -> Vec<Option<bool>> {
-        answers
-            .iter()
-            .map(|a| a.as_ref().map(|a| a.decision.allowed))
-            .collect()
-    }
-
     /// A batch with nothing held: one ask per client for all its requests, their positions
     /// kept; nothing is answered yet.
     #[test]
     fn a_batch_asks_redis_once_per_client() {
-        let (mut leases, mut map, now) = (LeaseBook::new(LEASE), map(), Instant::now());
+        let (mut leases, mut map, now) = (LeaseBook::new(LEASE), test_map(), Instant::now());
         let keys = vec![client("a"), client("b"), client("a"), client("a")];
         let batch = plan(&mut leases, &mut map, plain(keys), now);
         assert_eq!(allowed(&batch.answers), [None; 4]);
@@ -224,7 +227,7 @@ pub(super) mod tests {
     /// the next batch is answered from it without asking.
     #[test]
     fn grants_answer_in_order_and_the_rest_is_held() {
-        let (mut leases, mut map, now) = (LeaseBook::new(LEASE), map(), Instant::now());
+        let (mut leases, mut map, now) = (LeaseBook::new(LEASE), test_map(), Instant::now());
         let keys = vec![client("a"), client("b"), client("a")];
         let mut batch = plan(&mut leases, &mut map, plain(keys), now);
         let grants = vec![
@@ -261,7 +264,7 @@ pub(super) mod tests {
             leases: LeaseBook::new(LEASE),
             alone: None,
         };
-        let mut map = map();
+        let mut map = test_map();
         let keys = plain(vec![client("a"); 6]);
         let batch = plan(&mut held.leases, &mut map, plain(vec![client("a")]), now);
         assert!(!batch.asks.is_empty() && !held.leases.is_empty());
@@ -296,7 +299,7 @@ pub(super) mod tests {
             leases: LeaseBook::new(LEASE),
             alone: None,
         };
-        let mut map = map();
+        let mut map = test_map();
         let export = Charge {
             route: Some(RouteCharge {
                 route: "export".into(),
