@@ -14,11 +14,10 @@ use std::time::Instant;
 use super::bucket::TokenBucket;
 use super::route_buckets::RouteBuckets;
 use crate::client::{Admission, Charge, ClientKey, ClientRecord, Limits};
-use crate::persistence::Levels;
 
 #[derive(Debug)]
 pub(super) struct Registered {
-    name: Option<String>,
+    pub(super) name: Option<String>,
     pub(super) bucket: TokenBucket,
     /// Its own limits on routes, by route name.
     pub(super) routes: BTreeMap<String, Limits>,
@@ -258,21 +257,6 @@ impl BucketMap {
         record(id, client, now)
     }
 
-    /// Restores a client at a saved level (start-up).
-    pub fn restore(&mut self, record: ClientRecord, now: Instant) {
-        let bucket = TokenBucket::with_tokens(record.limits, record.tokens, now);
-        self.registered.insert(
-            record.client_id,
-            Registered {
-                name: record.name,
-                bucket,
-                routes: record.routes,
-                dirty: false,
-                reported: None,
-            },
-        );
-    }
-
     pub fn remove(&mut self, id: &str) -> bool {
         self.registered.remove(id).is_some()
     }
@@ -288,40 +272,6 @@ impl BucketMap {
             .iter_mut()
             .map(|(id, client)| record(id, client, now))
             .collect()
-    }
-
-    /// Levels of registered clients changed since the last call, and of their buckets on
-    /// routes; clears the marks.
-    pub fn take_dirty(&mut self, now: Instant) -> Levels {
-        let clients = self
-            .registered
-            .iter_mut()
-            .filter(|(_, client)| client.dirty)
-            .map(|(id, client)| {
-                client.dirty = false;
-                (id.clone(), client.bucket.tokens(now))
-            })
-            .collect();
-        let registered = &self.registered;
-        let routes = self
-            .routes
-            .take_dirty(now, |id| registered.contains_key(id));
-        Levels { clients, routes }
-    }
-
-    /// Marks levels as unsaved again (a flush failed).
-    pub fn mark_dirty(&mut self, levels: &Levels) {
-        for (id, _) in &levels.clients {
-            if let Some(client) = self.registered.get_mut(id) {
-                client.dirty = true;
-            }
-        }
-        self.routes.mark_dirty(&levels.routes);
-    }
-
-    /// Puts back a registered client's bucket on `route` as it was saved.
-    pub fn restore_route(&mut self, route: &str, id: &str, bucket: TokenBucket, now: Instant) {
-        self.routes.restore(route, id, bucket, now);
     }
 
     /// Drops full IP and route buckets (they carry no information); returns how many went.

@@ -20,6 +20,7 @@ mod messages;
 mod mode;
 mod route_buckets;
 mod routed;
+mod saved;
 mod shard;
 mod shared;
 mod shared_batch;

@@ -3,9 +3,10 @@
 //! moves them between up and failing on the seeded [`schedule::FaultSchedule`], or when an
 //! operator says so ([`Fail`], [`Recover`] from `/lb/api/simulation/...`). Each change is
 //! logged and published as an event; health checks then see it like any real outage. It follows
-//! the pool ([`PoolChanged`] from the registry): loopback backends that join are simulated too,
-//! and those that leave stop being served.
+//! the pool ([`PoolChanged`] from the registry, handled in [`follow`]): loopback backends that
+//! join are simulated too, and those that leave stop being served.
 
+mod follow;
 pub mod schedule;
 pub mod server;
 
@@ -23,11 +24,10 @@ use serde::Serialize;
 use crate::backend::{Backend, BackendId, PoolEntry};
 use crate::events::{Events, LbEvent};
 use crate::fault::FaultMode;
-use crate::net::is_loopback_authority;
 use crate::registry::PoolChanged;
 use crate::settings::SimulationSettings;
 use schedule::{Change, FaultSchedule};
-use server::{SimState, SimulatedBackend};
+use server::{same_server, SimState, SimulatedBackend};
 
 /// How often the schedule is consulted.
 const TICK: Duration = Duration::from_millis(100);
@@ -226,34 +226,6 @@ impl Simulator {
         }
     }
 
-    /// Stops simulating `backend`, which left its pool: a member of another pool at the same
-    /// address takes its place on the server; without one the server stops.
-    fn forget(&mut self, backend: &Backend) {
-        self.view.set(backend.id, None);
-        let serves = |b: &SimulatedBackend| {
-            b.backend.id == backend.id || b.also.iter().any(|m| m.id == backend.id)
-        };
-        let Some(index) = (self.backends.iter()).position(|b| b.as_ref().is_some_and(serves))
-        else {
-            return;
-        };
-        let Some(simulated) = self.backends[index].as_mut() else {
-            return;
-        };
-        if let Some(at) = simulated.also.iter().position(|m| m.id == backend.id) {
-            simulated.also.remove(at);
-            return;
-        }
-        if !simulated.also.is_empty() {
-            simulated.backend = simulated.also.remove(0);
-            return;
-        }
-        self.schedule.retire(index);
-        if let Some(server) = self.backends[index].take().and_then(|mut b| b.stop()) {
-            actix_rt::spawn(async move { server.stop(false).await });
-        }
-    }
-
     fn simulated(&self, index: usize) -> &SimulatedBackend {
         self.backends[index]
             .as_ref()
@@ -376,54 +348,4 @@ impl Handler<StopAll> for Simulator {
             }
         }
     }
-}
-
-impl Handler<PoolChanged> for Simulator {
-    type Result = ();
-
-    /// Serves loopback backends that joined (others are real and left alone); stops serving
-    /// those that left.
-    fn handle(&mut self, msg: PoolChanged, _: &mut Context<Self>) {
-        for backend in msg.removed {
-            self.forget(&backend);
-        }
-        for backend in msg.added {
-            if let Some(twin) = same_server(&mut self.backends, &backend.authority) {
-                self.view.set(backend.id, Some(twin.state.clone()));
-                twin.also.push(backend);
-                continue;
-            }
-            if !is_loopback_authority(backend.authority.as_str()) {
-                log::info!(
-                    "simulation: {} ({}) is not on this machine, so it is not simulated",
-                    backend.name,
-                    backend.url
-                );
-                continue;
-            }
-            let started = resolve(backend.authority.as_str())
-                .and_then(|addr| SimulatedBackend::start(Arc::clone(&backend), addr));
-            match started {
-                Ok(simulated) => {
-                    log::info!("simulation: serving {} ({}) too", backend.name, backend.url);
-                    self.view.set(backend.id, Some(simulated.state.clone()));
-                    let slot = self.schedule.add(self.started.elapsed());
-                    debug_assert_eq!(slot, self.backends.len());
-                    self.backends.push(Some(simulated));
-                }
-                Err(err) => log::warn!("simulation: not serving {}: {err}", backend.name),
-            }
-        }
-    }
-}
-
-/// The simulated server already serving `authority` (a URL of another pool), if any.
-fn same_server<'a>(
-    backends: &'a mut [Option<SimulatedBackend>],
-    authority: &actix_web::http::uri::Authority,
-) -> Option<&'a mut SimulatedBackend> {
-    backends
-        .iter_mut()
-        .flatten()
-        .find(|b| b.backend.authority == *authority)
 }

@@ -133,3 +133,14 @@ async fn answer(req: HttpRequest, context: web::Data<(String, u16, SimState)>) -
         Some(FaultMode::Hang) => std::future::pending().await,
     }
 }
+
+/// The simulated server already serving `authority` (a URL of another pool), if any.
+pub fn same_server<'a>(
+    backends: &'a mut [Option<SimulatedBackend>],
+    authority: &actix_web::http::uri::Authority,
+) -> Option<&'a mut SimulatedBackend> {
+    backends
+        .iter_mut()
+        .flatten()
+        .find(|b| b.backend.authority == *authority)
+}
