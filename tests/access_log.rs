@@ -257,9 +257,7 @@ async fn text_goes_to_the_file_and_off_writes_nothing() {
 /// at the path, the renamed one keeping the earlier ones.
 #[test]
 fn sigusr1_reopens_the_file_after_a_rename() {
-    let backend = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let backend_addr = backend.local_addr().expect("addr");
-    let app = std::thread::spawn(move || serve_ok(&backend));
+    let (backend_addr, _) = common::cluster::counting_backend();
     let dir = tempfile::tempdir().expect("tempdir");
     let log = "[log]\naccess = \"json\"\naccess_path = \"access.log\"\n";
     write_config(dir.path(), backend_addr, "", log);
@@ -287,7 +285,6 @@ fn sigusr1_reopens_the_file_after_a_rename() {
         wait_with_deadline(&mut child, Duration::from_secs(10)).code(),
         Some(0)
     );
-    drop(app);
 }
 
 /// A file that cannot be opened (its folder does not exist) stops the start: exit 2, naming it.
@@ -307,30 +304,4 @@ fn an_unopenable_file_is_exit_2() {
         stderr.contains("log.access_path") && stderr.contains("missing/folder"),
         "{stderr}"
     );
-}
-
-/// Answers every request on `listener` with `200 ok`, keep-alive.
-fn serve_ok(listener: &std::net::TcpListener) {
-    use std::io::{BufRead, BufReader, Write};
-    for stream in listener.incoming().map_while(Result::ok) {
-        std::thread::spawn(move || {
-            let mut writer = stream.try_clone().expect("clone");
-            let mut reader = BufReader::new(stream);
-            loop {
-                let mut line = String::new();
-                while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
-                    line.clear();
-                }
-                if line != "\r\n" {
-                    return;
-                }
-                if writer
-                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-                    .is_err()
-                {
-                    return;
-                }
-            }
-        });
-    }
 }
