@@ -70,7 +70,8 @@ impl LineWriter {
         }
     }
 
-    /// Asks for the file to be opened again by its path (SIGUSR1).
+    /// Asks for the file to be opened again by its path (SIGUSR1); lines queued after this
+    /// call go to the new file.
     pub fn reopen(&self) {
         self.reopen.store(true, Ordering::Relaxed);
     }
@@ -151,7 +152,7 @@ fn run(lines: Receiver<Message>, mut output: Output, reopen: &AtomicBool) {
                 return;
             }
         };
-        if reopen.swap(false, Ordering::Relaxed) {
+        if first.is_none() && reopen.swap(false, Ordering::Relaxed) {
             output.reopen();
         }
         let mut written = Ok(());
@@ -159,6 +160,11 @@ fn run(lines: Receiver<Message>, mut output: Output, reopen: &AtomicBool) {
             .into_iter()
             .chain(std::iter::from_fn(|| lines.try_recv().ok()))
         {
+            // Looked at before every message, so a line queued after `reopen` returned goes
+            // to the new file (the queue orders the flag's store before the line).
+            if reopen.swap(false, Ordering::Relaxed) {
+                output.reopen();
+            }
             match message {
                 Message::Line(line) => written = written.and(output.line(&line)),
                 Message::Flush(done) => {
@@ -198,8 +204,6 @@ mod tests {
         let rotated = dir.path().join("access.log.1");
         std::fs::rename(&path, &rotated).expect("rename");
         writer.reopen();
-        // The flag is seen at the writer's next wake-up: the flush is one.
-        writer.flush(Duration::from_secs(5));
         writer.write("three".into());
         writer.flush(Duration::from_secs(5));
         assert_eq!(
