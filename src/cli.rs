@@ -111,6 +111,14 @@ pub fn describe(settings: &Settings) -> String {
             tls.key.display()
         ));
     }
+    if let Some(tracing) = &settings.tracing {
+        lines.push(format!(
+            "traces to {} as {:?}, {}% of new traces sampled",
+            tracing.otlp_endpoint,
+            tracing.service_name,
+            tracing.sample_ratio * 100.0
+        ));
+    }
     lines.push(describe_limits(settings));
     lines.push(describe_state(settings));
     lines.join("\n")

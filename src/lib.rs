@@ -34,6 +34,7 @@ pub mod settings;
 mod simulation;
 mod startup;
 mod stats;
+mod trace;
 mod upstream;
 
 pub use backend::{Backend, BackendCounters, BackendState};

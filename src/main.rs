@@ -42,7 +42,7 @@ fn main() -> ExitCode {
             log::error!("cannot use the database: {err}");
             ExitCode::from(exit::CONFIG)
         }
-        Err(err @ (StartError::Tls(_) | StartError::AccessLog(_))) => {
+        Err(err @ (StartError::Tls(_) | StartError::AccessLog(_) | StartError::Tracing(_))) => {
             log::error!("{err}");
             ExitCode::from(exit::CONFIG)
         }

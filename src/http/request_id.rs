@@ -1,5 +1,6 @@
 //! Request IDs. A client's `X-Request-Id` is kept when it is 1–128 characters of
-//! `[A-Za-z0-9._:/+=-]`; otherwise the balancer makes one (32 lowercase hex digits) and puts it
+//! `[A-Za-z0-9._:/+=-]`; otherwise the balancer makes one (32 lowercase hex digits: the trace
+//! id with tracing on) and puts it
 //! in the request's headers, so the proxy sends it to the backend like any other header. The
 //! access log middleware ([`super::access_log`]) settles the id, returns it on every response
 //! and writes it into the balancer's own JSON error bodies ([`super::error::own_error_body`]).
@@ -22,24 +23,31 @@ pub fn is_valid(id: &[u8]) -> bool {
 
 /// A new id: 128 random bits as 32 lowercase hex digits.
 pub fn make() -> HeaderValue {
+    hex(u128::from(fastrand::u64(..)) << 64 | u128::from(fastrand::u64(..)))
+}
+
+/// 128 bits as 32 lowercase hex digits (a trace id, or random ones).
+fn hex(bits: u128) -> HeaderValue {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut digits = [0u8; 32];
-    let bytes = [fastrand::u64(..), fastrand::u64(..)].map(u64::to_be_bytes);
-    for (pair, byte) in digits.chunks_exact_mut(2).zip(bytes.iter().flatten()) {
+    for (pair, byte) in digits.chunks_exact_mut(2).zip(bits.to_be_bytes()) {
         pair[0] = HEX[usize::from(byte >> 4)];
         pair[1] = HEX[usize::from(byte & 0xf)];
     }
     HeaderValue::from_bytes(&digits).expect("hex digits are a valid header value")
 }
 
-/// The request's id: the client's when valid, else a new one, which replaces the client's in
-/// the request's headers.
-pub fn settle(req: &mut ServiceRequest) -> HeaderValue {
+/// The request's id: the client's when valid, else a new one — the request's trace id with
+/// tracing on, else random — which replaces the client's in the request's headers.
+pub fn settle(req: &mut ServiceRequest, trace_id: Option<[u8; 16]>) -> HeaderValue {
     let given = req.headers().get(X_REQUEST_ID);
     if let Some(id) = given.filter(|id| is_valid(id.as_bytes())) {
         return id.clone();
     }
-    let id = make();
+    let id = match trace_id {
+        Some(trace_id) => hex(u128::from_be_bytes(trace_id)),
+        None => make(),
+    };
     // Appending (no removal) when the client sent none, the common case.
     if given.is_some() {
         req.headers_mut().insert(X_REQUEST_ID, id.clone());

@@ -17,6 +17,7 @@ use crate::http::clients::{self, ClientsState};
 use crate::http::proxy::{self, ProxyState};
 use crate::http::tls;
 use crate::settings::Settings;
+use crate::trace::Tracing;
 use crate::upstream::{Connections, Connector};
 
 /// The listeners to serve on: the plain one, and the TLS one with its configuration.
@@ -35,6 +36,8 @@ pub struct Shared {
     pub draining: Draining,
     /// Where access records go.
     pub access: AccessSink,
+    /// `None`: tracing off.
+    pub tracing: Option<Tracing>,
 }
 
 /// Starts serving `shared` on `listeners` with the `[server]` settings; the server runs until
@@ -43,7 +46,8 @@ pub fn serve(settings: &Settings, listeners: Listeners, shared: Shared) -> io::R
     let proxy_state = web::Data::new(shared.proxy);
     let api_state = web::Data::new(shared.api);
     let clients_state = web::Data::new(shared.clients);
-    let (connector, draining, access) = (shared.connector, shared.draining, shared.access);
+    let (connector, draining) = (shared.connector, shared.draining);
+    let (access, tracing) = (shared.access, shared.tracing);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(proxy_state.clone())
@@ -51,7 +55,11 @@ pub fn serve(settings: &Settings, listeners: Listeners, shared: Shared) -> io::R
             .app_data(clients_state.clone())
             // Built here, so once per worker thread: a worker's connections are its own.
             .app_data(web::Data::new(Connections::new(connector.clone())))
-            .wrap(AccessLog::new(draining.clone(), access.clone()))
+            .wrap(AccessLog::new(
+                draining.clone(),
+                access.clone(),
+                tracing.clone(),
+            ))
             .configure(clients::configure)
             .configure(api::configure)
             .default_service(web::to(proxy::forward))

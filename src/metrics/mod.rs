@@ -32,6 +32,7 @@ pub struct Metrics {
     tunnels_open: Gauge,
     tunnels: Counter,
     access_log_dropped: Counter,
+    trace_spans_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -48,6 +49,7 @@ impl Default for Metrics {
             tunnels_open: Gauge::default(),
             tunnels: Counter::default(),
             access_log_dropped: Counter::default(),
+            trace_spans_dropped: Counter::default(),
         };
         metrics.register();
         metrics
@@ -99,6 +101,11 @@ impl Metrics {
             "Access records dropped because the writer's queue was full",
             self.access_log_dropped.clone(),
         );
+        registry.register(
+            "lb_trace_spans_dropped",
+            "Spans not delivered: past the exporter's queue, or in a batch the collector did not take",
+            self.trace_spans_dropped.clone(),
+        );
     }
 }
 
@@ -146,6 +153,11 @@ impl Metrics {
     /// The counter of dropped access records, for the access log's writer to count into.
     pub fn access_log_dropped(&self) -> Counter {
         self.access_log_dropped.clone()
+    }
+
+    /// The counter of spans not delivered, for the trace exporter to count into.
+    pub fn trace_spans_dropped(&self) -> Counter {
+        self.trace_spans_dropped.clone()
     }
 
     pub fn tunnel_opened(&self) {

@@ -24,7 +24,7 @@ pub use read::DEFAULT_SETTINGS_FILE;
 pub use typed::{
     AccessFormat, AdminSettings, BackendSettings, ClusterSettings, HealthSettings, LogSettings,
     OnRedisDown, PersistenceSettings, RateLimitSettings, ServerSettings, SimulationSettings,
-    TlsSettings,
+    TlsSettings, TracingSettings,
 };
 
 /// Where to read from: the CLI's `--settings` and `--backends`.
@@ -48,6 +48,8 @@ pub struct Settings {
     pub persistence: PersistenceSettings,
     pub admin: AdminSettings,
     pub log: LogSettings,
+    /// `None`: tracing off.
+    pub tracing: Option<TracingSettings>,
     pub simulation: SimulationSettings,
     pub cluster: ClusterSettings,
     /// `None`: no TLS listener.
@@ -96,6 +98,7 @@ impl Settings {
             persistence: sections::persistence(&check, &raw.persistence, base_dir)?,
             admin: sections::admin(&raw.admin),
             log: sections::log(&check, &raw.log, base_dir)?,
+            tracing: sections::tracing(&check, &raw.tracing)?,
             simulation,
             cluster,
             tls,

@@ -40,6 +40,7 @@ pub struct RawSettings {
     pub cluster: RawCluster,
     pub tls: RawTls,
     pub log: RawLog,
+    pub tracing: RawTracing,
 }
 
 /// `[server]`: the listener and its connection limits.
@@ -193,6 +194,25 @@ impl Default for RawLog {
         Self {
             access: "text".to_owned(),
             access_path: String::new(),
+        }
+    }
+}
+
+/// `[tracing]`: OpenTelemetry traces (an empty endpoint = off).
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RawTracing {
+    pub otlp_endpoint: String,
+    pub sample_ratio: f64,
+    pub service_name: String,
+}
+
+impl Default for RawTracing {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: String::new(),
+            sample_ratio: 1.0,
+            service_name: "loadbalancer".to_owned(),
         }
     }
 }

@@ -5,17 +5,18 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use actix_web::http::header::HeaderName;
+use actix_web::http::Uri;
 
 use super::checker::Checker;
 use super::error::ConfigError;
 use super::raw::{
     RawAdmin, RawBackends, RawCluster, RawHealth, RawLog, RawPersistence, RawRateLimit, RawServer,
-    RawSimulation, RawTls,
+    RawSimulation, RawTls, RawTracing,
 };
 use super::typed::{
     AccessFormat, AdminSettings, BackendSettings, ClusterSettings, HealthSettings, LogSettings,
     OnRedisDown, PersistenceSettings, RateLimitSettings, ServerSettings, SimulationSettings,
-    TlsSettings,
+    TlsSettings, TracingSettings,
 };
 use crate::backend::DEFAULT_POOL;
 use crate::certs;
@@ -167,6 +168,41 @@ pub fn log(check: &Checker, raw: &RawLog, base_dir: &Path) -> Result<LogSettings
         access,
         access_path,
     })
+}
+
+/// `[tracing]`: `None` without an endpoint (tracing off).
+pub fn tracing(check: &Checker, raw: &RawTracing) -> Result<Option<TracingSettings>, ConfigError> {
+    let endpoint = raw.otlp_endpoint.trim();
+    if endpoint.is_empty() {
+        return Ok(None);
+    }
+    let uri: Uri = endpoint.parse().map_err(|err| {
+        check.invalid(
+            "tracing.otlp_endpoint",
+            format!("{endpoint:?} is not a URL: {err}"),
+        )
+    })?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
+        return Err(check.invalid(
+            "tracing.otlp_endpoint",
+            format!("{endpoint:?} is not an http:// or https:// URL with a host"),
+        ));
+    }
+    if !(0.0..=1.0).contains(&raw.sample_ratio) {
+        return Err(check.invalid(
+            "tracing.sample_ratio",
+            format!("{} is not between 0 and 1", raw.sample_ratio),
+        ));
+    }
+    let service_name = raw.service_name.trim();
+    if service_name.is_empty() {
+        return Err(check.invalid("tracing.service_name", "must not be empty"));
+    }
+    Ok(Some(TracingSettings {
+        otlp_endpoint: endpoint.to_owned(),
+        sample_ratio: raw.sample_ratio,
+        service_name: service_name.to_owned(),
+    }))
 }
 
 /// `[admin]`: an empty token is none.

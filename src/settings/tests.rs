@@ -75,6 +75,18 @@ fn defaults_match_the_contract() {
     assert_eq!(s.cluster.on_redis_down, OnRedisDown::Local);
     assert_eq!(s.cluster.redis_timeout, Duration::from_millis(50));
     assert!(s.cluster.instance_name.is_none());
+    assert!(s.tracing.is_none(), "no endpoint: tracing off");
+}
+
+/// An endpoint turns tracing on with the ratio and name given, or the defaults.
+#[test]
+fn an_endpoint_turns_tracing_on() {
+    let s = validate(|r| r.tracing.otlp_endpoint = " https://otel.example:4318/v1/traces ".into())
+        .expect("valid");
+    let tracing = s.tracing.expect("on");
+    assert_eq!(tracing.otlp_endpoint, "https://otel.example:4318/v1/traces");
+    assert_eq!(tracing.sample_ratio, 1.0);
+    assert_eq!(tracing.service_name, "loadbalancer");
 }
 
 /// A Redis URL is checked for its form only: an unreachable Redis is not a configuration error.
@@ -194,6 +206,32 @@ fn bad_values_name_their_key() {
             "persistence.flush_interval_ms",
             Box::new(|r| r.persistence.flush_interval_ms = 0),
             "greater than 0",
+        ),
+        (
+            "tracing.otlp_endpoint",
+            Box::new(|r| r.tracing.otlp_endpoint = "127.0.0.1:4318".into()),
+            "http:// or https://",
+        ),
+        (
+            "tracing.otlp_endpoint",
+            Box::new(|r| r.tracing.otlp_endpoint = "http://bad host/v1/traces".into()),
+            "not a URL",
+        ),
+        (
+            "tracing.sample_ratio",
+            Box::new(|r| {
+                r.tracing.otlp_endpoint = "http://127.0.0.1:4318/v1/traces".into();
+                r.tracing.sample_ratio = 1.5;
+            }),
+            "between 0 and 1",
+        ),
+        (
+            "tracing.service_name",
+            Box::new(|r| {
+                r.tracing.otlp_endpoint = "http://127.0.0.1:4318/v1/traces".into();
+                r.tracing.service_name = " ".into();
+            }),
+            "must not be empty",
         ),
     ];
     for (key, edit, problem) in cases {

@@ -141,6 +141,17 @@ pub struct LogSettings {
     pub access_path: Option<PathBuf>,
 }
 
+/// `[tracing]`, when `otlp_endpoint` is set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracingSettings {
+    /// Where spans are posted (OTLP/HTTP, protobuf), e.g. `http://127.0.0.1:4318/v1/traces`.
+    pub otlp_endpoint: String,
+    /// Share of new traces recorded, 0 to 1; an incoming `traceparent` decides for its own.
+    pub sample_ratio: f64,
+    /// The resource's `service.name`.
+    pub service_name: String,
+}
+
 /// How access lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccessFormat {

@@ -19,6 +19,7 @@ use crate::registry::{Membership, PoolOptions, Pools};
 use crate::settings::Settings;
 use crate::simulation::{Simulation, Simulator};
 use crate::stats::{StatsTicker, StatsWindow};
+use crate::trace::Tracing;
 
 /// The running domain: the actors' handles and the shared state the HTTP layer reads.
 pub struct Domain {
@@ -36,6 +37,8 @@ pub struct Domain {
     pub draining: Draining,
     /// Where access records go.
     pub access: AccessSink,
+    /// `None`: tracing off.
+    pub tracing: Option<Tracing>,
 }
 
 /// What the domain starts from: everything that could fail is already done (the database is
@@ -48,6 +51,7 @@ pub struct Opened {
     /// Made first: the access log's writer counts into it.
     pub metrics: Arc<Metrics>,
     pub access: AccessSink,
+    pub tracing: Option<Tracing>,
 }
 
 impl Domain {
@@ -93,6 +97,7 @@ impl Domain {
             simulation,
             draining: Draining::default(),
             access: opened.access,
+            tracing: opened.tracing,
         }
     }
 }

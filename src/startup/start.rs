@@ -21,6 +21,7 @@ use crate::metrics::Metrics;
 use crate::persistence::{Database, DbError};
 use crate::settings::Settings;
 use crate::simulation::Simulator;
+use crate::trace::{TraceError, Tracing};
 use crate::upstream::{self, Connector};
 
 /// Why the balancer could not start.
@@ -38,6 +39,18 @@ pub enum StartError {
     /// `log.access_path` cannot be opened for appending: exit 2.
     #[error("{0}")]
     AccessLog(io::Error),
+    /// The trace exporter cannot be built for `tracing.otlp_endpoint`: exit 2.
+    #[error("{0}")]
+    Tracing(String),
+}
+
+impl From<TraceError> for StartError {
+    fn from(err: TraceError) -> Self {
+        match err {
+            TraceError::Thread(err) => Self::Io(err),
+            TraceError::Exporter(_) => Self::Tracing(err.to_string()),
+        }
+    }
 }
 
 /// Starts the balancer on `listener` (plain HTTP only): opens the database, starts the actors
@@ -130,6 +143,14 @@ fn open(settings: &Settings) -> Result<Opened, StartError> {
     let metrics = Arc::new(Metrics::default());
     let access = AccessSink::open(&settings.log, metrics.access_log_dropped())
         .map_err(StartError::AccessLog)?;
+    let tracing = match &settings.tracing {
+        Some(tracing) => Some(Tracing::start(
+            tracing,
+            &backend_tls,
+            metrics.trace_spans_dropped(),
+        )?),
+        None => None,
+    };
     let simulator = if settings.simulation.enabled {
         Some(Simulator::start_backends(
             settings.backends.entries(),
@@ -145,6 +166,7 @@ fn open(settings: &Settings) -> Result<Opened, StartError> {
         backend_tls,
         metrics,
         access,
+        tracing,
     })
 }
 
@@ -157,15 +179,18 @@ fn shared(
     tunnels: &Arc<Tunnels>,
 ) -> Shared {
     Shared {
-        proxy: ProxyState::new(
-            settings,
-            &domain.limiter,
-            Arc::clone(&domain.metrics),
-            domain.events.clone(),
-            Arc::clone(&domain.pools),
-            domain.membership.clone(),
-            Arc::clone(tunnels),
-        ),
+        proxy: ProxyState {
+            tracing: domain.tracing.clone(),
+            ..ProxyState::new(
+                settings,
+                &domain.limiter,
+                Arc::clone(&domain.metrics),
+                domain.events.clone(),
+                Arc::clone(&domain.pools),
+                domain.membership.clone(),
+                Arc::clone(tunnels),
+            )
+        },
         api: ApiState {
             pools: Arc::clone(&domain.pools),
             strategy: settings.backends.strategy,
@@ -190,6 +215,7 @@ fn shared(
         connector,
         draining: domain.draining.clone(),
         access: domain.access.clone(),
+        tracing: domain.tracing.clone(),
     }
 }
 
@@ -202,11 +228,14 @@ fn add_shutdown_hooks(balancer: &mut Balancer, domain: Domain) {
             log::info!("token levels saved");
         })
     }));
-    let access = domain.access;
+    let (access, tracing) = (domain.access, domain.tracing);
     balancer.on_shutdown(Box::new(move || {
         Box::pin(async move {
             let flushed = actix_rt::task::spawn_blocking(move || {
                 access.flush(std::time::Duration::from_secs(2));
+                if let Some(tracing) = tracing {
+                    tracing.flush(std::time::Duration::from_secs(2));
+                }
             });
             let _ = flushed.await;
         })

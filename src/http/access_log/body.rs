@@ -1,5 +1,6 @@
-//! A response body that counts the bytes it hands on and, carrying a JSON access record, writes
-//! it when the body ends — or when it is dropped unfinished (the client went away).
+//! A response body that counts the bytes it hands on and, carrying a JSON access record or a
+//! SERVER span, writes or ends it when the body ends — or when it is dropped unfinished (the
+//! client went away).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -10,6 +11,7 @@ use actix_web::web::Bytes;
 use super::note::Served;
 use super::record::{self, Arrival, Outcome};
 use super::writer::LineWriter;
+use crate::trace::PendingSpan;
 
 /// What a JSON record still needs when the body ends.
 pub struct Finish {
@@ -17,6 +19,8 @@ pub struct Finish {
     pub served: Served,
     pub status: u16,
     pub request_id: String,
+    /// With tracing on.
+    pub trace_id: Option<String>,
     pub writer: LineWriter,
 }
 
@@ -24,6 +28,7 @@ impl Finish {
     fn write(self, bytes_out: u64) {
         let outcome = Outcome {
             request_id: &self.request_id,
+            trace_id: self.trace_id.as_deref(),
             status: self.status,
             served: &self.served,
             bytes_out,
@@ -32,18 +37,21 @@ impl Finish {
     }
 }
 
-/// The response body, passed through; with a record to write at its end.
+/// The response body, passed through; with a record to write and a SERVER span to end at its
+/// end.
 pub struct LoggedBody<B> {
     body: B,
     finish: Option<Box<Finish>>,
+    span: Option<Box<PendingSpan>>,
     bytes_out: u64,
 }
 
 impl<B> LoggedBody<B> {
-    pub fn new(body: B, finish: Option<Finish>) -> Self {
+    pub fn new(body: B, finish: Option<Finish>, span: Option<PendingSpan>) -> Self {
         Self {
             body,
             finish: finish.map(Box::new),
+            span: span.map(Box::new),
             bytes_out: 0,
         }
     }
@@ -51,6 +59,9 @@ impl<B> LoggedBody<B> {
     fn finish(&mut self) {
         if let Some(finish) = self.finish.take() {
             finish.write(self.bytes_out);
+        }
+        if let Some(span) = self.span.take() {
+            span.end();
         }
     }
 }

@@ -34,7 +34,9 @@ use prometheus_client::metrics::counter::Counter;
 use super::error::own_error_body;
 use super::request_id::{self, X_REQUEST_ID};
 use crate::draining::Draining;
+use crate::net::canonical;
 use crate::settings::{AccessFormat, LogSettings};
+use crate::trace::{PendingSpan, ServedRequest, SpanStart, Tracing};
 use body::{Finish, LoggedBody};
 pub use note::{note, Served};
 use record::Arrival;
@@ -91,16 +93,29 @@ impl AccessSink {
     }
 }
 
-/// The middleware: settles request ids, writes the records and marks responses
-/// `Connection: close` while draining.
+/// The middleware: settles request ids, writes the records, begins and ends each request's
+/// SERVER span (with tracing on) and marks responses `Connection: close` while draining.
 pub struct AccessLog {
+    shared: Rc<Shared>,
+}
+
+/// What every request's future shares (an `Rc`, so that costs no atomic count).
+struct Shared {
     draining: Draining,
     sink: AccessSink,
+    tracing: Option<Tracing>,
 }
 
 impl AccessLog {
-    pub fn new(draining: Draining, sink: AccessSink) -> Self {
-        Self { draining, sink }
+    pub fn new(draining: Draining, sink: AccessSink, tracing: Option<Tracing>) -> Self {
+        let shared = Shared {
+            draining,
+            sink,
+            tracing,
+        };
+        Self {
+            shared: Rc::new(shared),
+        }
     }
 }
 
@@ -119,7 +134,7 @@ where
     fn new_transform(&self, service: S) -> Self::Future {
         ready(Ok(AccessLogService {
             service,
-            shared: Rc::new((self.draining.clone(), self.sink.clone())),
+            shared: Rc::clone(&self.shared),
         }))
     }
 }
@@ -127,8 +142,7 @@ where
 /// [`AccessLog`] around a worker's service.
 pub struct AccessLogService<S> {
     service: S,
-    /// Handed to each request's future; an `Rc`, so that costs no atomic count.
-    shared: Rc<(Draining, AccessSink)>,
+    shared: Rc<Shared>,
 }
 
 impl<S, B> Service<ServiceRequest> for AccessLogService<S>
@@ -144,18 +158,29 @@ where
     forward_ready!(service);
 
     fn call(&self, mut req: ServiceRequest) -> Self::Future {
-        let id = request_id::settle(&mut req);
-        let arrival = self.shared.1.writes().then(|| {
-            req.extensions_mut().insert(Served::default());
-            Box::new(Arrival::capture(&req))
-        });
+        let shared = &self.shared;
+        let trace = shared
+            .tracing
+            .as_ref()
+            .map(|t| Box::new(t.begin(req.headers())));
+        let id = request_id::settle(&mut req, trace.as_ref().map(|t| t.trace_id()));
+        let writes = shared.sink.writes();
+        if writes || trace.is_some() {
+            let mut extensions = req.extensions_mut();
+            extensions.insert(Served::default());
+            if let Some(trace) = &trace {
+                extensions.insert(trace.server());
+            }
+        }
+        let arrival = writes.then(|| Box::new(Arrival::capture(&req)));
         let asked_upgrade = req.head().upgrade();
         Logged {
             inner: self.service.call(req),
             id,
             arrival,
+            trace,
             asked_upgrade,
-            shared: Rc::clone(&self.shared),
+            shared: Rc::clone(shared),
         }
     }
 }
@@ -167,8 +192,10 @@ pub struct Logged<F> {
     id: HeaderValue,
     /// Boxed: the future is moved around, and most of the time there is none.
     arrival: Option<Box<Arrival>>,
+    /// With tracing on: the request's place in its trace.
+    trace: Option<Box<SpanStart>>,
     asked_upgrade: bool,
-    shared: Rc<(Draining, AccessSink)>,
+    shared: Rc<Shared>,
 }
 
 impl<F, B> Future for Logged<F>
@@ -191,58 +218,97 @@ where
         // grace). A request that asked for an upgrade it did not get (`h2c`, or an error) is
         // answered `Connection: close`: actix-http does not keep such a connection alive, and
         // would otherwise answer `Connection: upgrade` without switching.
-        let (draining, sink) = &*this.shared;
-        if (draining.is_draining() || this.asked_upgrade) && !switched {
+        let shared = &*this.shared;
+        if (shared.draining.is_draining() || this.asked_upgrade) && !switched {
             res.response_mut()
                 .head_mut()
                 .set_connection_type(ConnectionType::Close);
         }
-        let finish = this
-            .arrival
-            .take()
-            .and_then(|arrival| record_now(*arrival, &res, &this.id, sink));
+        let (arrival, trace) = (this.arrival.take(), this.trace.take());
+        let served = (arrival.is_some() || trace.is_some())
+            .then(|| res.request().extensions_mut().remove::<Served>())
+            .flatten();
+        let finish = arrival.and_then(|arrival| {
+            let trace_id = trace.as_deref().map(SpanStart::trace_id);
+            record_now(
+                *arrival,
+                &res,
+                served.as_ref(),
+                (&this.id, trace_id),
+                &shared.sink,
+            )
+        });
+        let span = match (trace, &shared.tracing, &served) {
+            (Some(trace), Some(tracing), Some(served)) if served.proxied => {
+                server_span(*trace, tracing, &res, served)
+            }
+            _ => None,
+        };
         let own = own_error_body(res.response(), this.id.to_str().unwrap_or_default());
         let res = res.map_body(|_, body| {
             let body = match own {
                 Some(own) => EitherBody::right(BoxBody::new(own)),
                 None => EitherBody::left(body),
             };
-            LoggedBody::new(body, finish)
+            LoggedBody::new(body, finish, span)
         });
         Poll::Ready(Ok(res))
     }
 }
 
 /// Writes a text record for the response now; a JSON one is handed to the body, which writes it
-/// when the body has gone out.
+/// when the body has gone out. `ids` are the request's and, with tracing on, its trace's.
 fn record_now<B>(
     arrival: Arrival,
     res: &ServiceResponse<B>,
-    id: &HeaderValue,
+    served: Option<&Served>,
+    (id, trace_id): (&HeaderValue, Option<[u8; 16]>),
     sink: &AccessSink,
 ) -> Option<Finish> {
-    let served = res.request().extensions_mut().remove::<Served>();
     let status = res.status().as_u16();
     let id = id.to_str().unwrap_or("-");
     match sink {
         AccessSink::Off => None,
         AccessSink::Logger => {
-            let line = record::text(&arrival, status, served.as_ref(), id);
+            let line = record::text(&arrival, status, served, id);
             log::info!(target: TARGET, "{line}");
             None
         }
         AccessSink::Text(writer) => {
-            let line = record::text(&arrival, status, served.as_ref(), id);
+            let line = record::text(&arrival, status, served, id);
             let at = record::rfc3339_millis(SystemTime::now());
             writer.write(format!("{at} {line}"));
             None
         }
         AccessSink::Json(writer) => Some(Finish {
             arrival,
-            served: served.unwrap_or_default(),
+            served: served.cloned().unwrap_or_default(),
             status,
             request_id: id.to_owned(),
+            trace_id: trace_id.map(|t| format!("{:032x}", u128::from_be_bytes(t))),
             writer: writer.clone(),
         }),
     }
+}
+
+/// The SERVER span of a request the proxy handled, to be ended with its body.
+fn server_span<B>(
+    trace: SpanStart,
+    tracing: &Tracing,
+    res: &ServiceResponse<B>,
+    served: &Served,
+) -> Option<PendingSpan> {
+    let req = res.request();
+    let peer = req.peer_addr().map(|a| canonical(a.ip()).to_string());
+    let request = ServedRequest {
+        method: req.method(),
+        path: req.path(),
+        route: served.route.as_deref(),
+        pool: served.pool.as_deref(),
+        status: res.status().as_u16(),
+        client_address: peer.as_deref(),
+        client: served.client.as_deref(),
+        rate_limited: served.limited,
+    };
+    trace.served(tracing, &request)
 }

@@ -1,7 +1,8 @@
 //! What the proxy tells the access log about a request it handled: the route and pool it
 //! took, the client it was charged to, the backend that answered after how many attempts and
 //! how long, and how much of the body it read. The log middleware puts an empty [`Served`] in
-//! the request's extensions while access lines are written; without one, [`note`] does nothing.
+//! the request's extensions while access lines are written or tracing is on; without one,
+//! [`note`] does nothing.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +14,8 @@ use crate::backend::Backend;
 /// A proxied request, as far as the proxy got with it.
 #[derive(Debug, Default, Clone)]
 pub struct Served {
+    /// The proxy handled the request (not `/lb` or `/clients`).
+    pub proxied: bool,
     pub route: Option<Arc<str>>,
     pub pool: Option<Arc<str>>,
     /// The backend whose answer went to the client.
@@ -29,7 +32,7 @@ pub struct Served {
     pub limited: bool,
 }
 
-/// Changes `req`'s note, when access lines are being written.
+/// Changes `req`'s note, when there is one.
 pub fn note(req: &HttpRequest, change: impl FnOnce(&mut Served)) {
     if let Some(served) = req.extensions_mut().get_mut::<Served>() {
         change(served);

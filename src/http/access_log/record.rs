@@ -83,6 +83,7 @@ struct Record<'a> {
 /// The response's side of a record.
 pub struct Outcome<'a> {
     pub request_id: &'a str,
+    pub trace_id: Option<&'a str>,
     pub status: u16,
     pub served: &'a Served,
     pub bytes_out: u64,
@@ -95,7 +96,7 @@ pub fn json(arrival: &Arrival, outcome: &Outcome<'_>) -> String {
     let record = Record {
         ts: rfc3339_millis(arrival.at),
         request_id: outcome.request_id,
-        trace_id: None,
+        trace_id: outcome.trace_id,
         client: served.client.as_deref(),
         client_ip: &arrival.peer,
         method: arrival.method.as_str(),

@@ -5,8 +5,9 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use actix_web::http::header::HeaderValue;
 use actix_web::http::Method;
-use actix_web::{HttpRequest, ResponseError};
+use actix_web::{HttpMessage, HttpRequest, ResponseError};
 
 use super::body::{self, RequestBody};
 use super::error::ProxyError;
@@ -15,6 +16,7 @@ use crate::backend::{Backend, BackendId, Strategy};
 use crate::events::LbEvent;
 use crate::http::request_id::X_REQUEST_ID;
 use crate::registry::{FailureKind, Lease, Outcome, Rotation};
+use crate::trace::{AttemptSpan, ServerSpan, Tracing};
 use crate::upstream::UpstreamError;
 
 /// The backends one request has tried, and its last failure.
@@ -28,6 +30,9 @@ pub struct Attempts<'a> {
     /// Backends that failed this request; empty (and unallocated) until one does.
     tried: Vec<BackendId>,
     last_failure: Option<(Arc<Backend>, AttemptError)>,
+    /// With tracing on: the request's SERVER span, and the current attempt's CLIENT span.
+    trace: Option<(&'a Tracing, ServerSpan)>,
+    span: Option<AttemptSpan>,
 }
 
 impl<'a> Attempts<'a> {
@@ -36,6 +41,10 @@ impl<'a> Attempts<'a> {
         // consistent_hash: the client's place on the ring (computed only for that strategy).
         let affinity =
             (pool.strategy() == Strategy::ConsistentHash).then(|| state.identity.affinity(req));
+        let trace = state.tracing.as_ref().and_then(|tracing| {
+            let server = req.extensions().get::<ServerSpan>().copied();
+            server.map(|server| (tracing, server))
+        });
         Self {
             state,
             req,
@@ -43,6 +52,8 @@ impl<'a> Attempts<'a> {
             affinity,
             tried: Vec::new(),
             last_failure: None,
+            trace,
+            span: None,
         }
     }
 
@@ -52,6 +63,9 @@ impl<'a> Attempts<'a> {
         let Some(lease) = self.pool.pick(&self.tried, self.affinity) else {
             return Err(self.give_up());
         };
+        self.span = self
+            .trace
+            .map(|(tracing, server)| AttemptSpan::start(tracing, server));
         if let Some((failed, why)) = &self.last_failure {
             let id = self.request_id();
             log::warn!(
@@ -72,6 +86,22 @@ impl<'a> Attempts<'a> {
         Ok(lease)
     }
 
+    /// With tracing on, the `traceparent` for the current attempt's backend.
+    pub fn traceparent(&self) -> Option<HeaderValue> {
+        self.span.as_ref().map(AttemptSpan::traceparent)
+    }
+
+    /// The current attempt got `status` from its backend.
+    pub fn answered(&mut self, backend: &Backend, status: u16) {
+        self.end_span(backend, Ok(status));
+    }
+
+    fn end_span(&mut self, backend: &Backend, result: Result<u16, &str>) {
+        if let (Some(span), Some((tracing, _))) = (self.span.take(), self.trace) {
+            span.end(tracing, self.req.method(), backend, result);
+        }
+    }
+
     /// Counts a failed attempt against its backend. `Ok` when another backend may be tried
     /// (`retryable` and retries left), else the client's answer.
     pub fn failed(
@@ -80,7 +110,10 @@ impl<'a> Attempts<'a> {
         failure: AttemptError,
         retryable: bool,
     ) -> Result<(), ProxyError> {
-        let Some(kind) = failure.kind() else {
+        let kind = failure.kind();
+        let error_type = kind.map_or("client_body", FailureKind::as_str);
+        self.end_span(&lease.backend, Err(error_type));
+        let Some(kind) = kind else {
             // The client's own upload failed: not the backend's fault, nothing to retry.
             lease.record(Outcome::Responded);
             return Err(failure.client_error());

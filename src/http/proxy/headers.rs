@@ -18,6 +18,7 @@ use actix_web::web::BytesMut;
 use actix_web::HttpRequest;
 
 use crate::routing::Route;
+use crate::trace::TRACEPARENT;
 
 /// `X-Forwarded-For`: the chain of client addresses.
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -125,12 +126,14 @@ pub fn target(req: &HttpRequest, route: Option<&Route>) -> PathAndQuery {
 /// The headers for the backend of a client request from `peer`, written straight into the
 /// request head as `name: value` lines (no map is built only to be written out again). `host`
 /// is the backend's `host:port` and whether the client's `Host` goes to it (the pool's
-/// `host_header`); the backend's goes when the client's does not, or when it sent none.
+/// `host_header`); the backend's goes when the client's does not, or when it sent none. With
+/// tracing on, `traceparent` (the attempt's span) replaces the client's.
 pub fn write_to_backend(
     client: &HeaderMap,
     peer: Option<IpAddr>,
     via_tls: bool,
     (backend_host, client_host): (&str, bool),
+    traceparent: Option<&HeaderValue>,
     out: &mut BytesMut,
 ) {
     let mut line = |name: &[u8], value: &[u8]| {
@@ -140,12 +143,17 @@ pub fn write_to_backend(
         out.extend_from_slice(b"\r\n");
     };
     each_to_backend(client, peer, via_tls, |name, value| {
-        if client_host || name != header::HOST {
+        let ours = (!client_host && name == header::HOST)
+            || (traceparent.is_some() && name == TRACEPARENT);
+        if !ours {
             line(name.as_str().as_bytes(), value.as_bytes());
         }
     });
     if !client_host || !client.contains_key(header::HOST) {
         line(b"host", backend_host.as_bytes());
+    }
+    if let Some(traceparent) = traceparent {
+        line(TRACEPARENT.as_str().as_bytes(), traceparent.as_bytes());
     }
 }
 
@@ -389,7 +397,14 @@ mod tests {
     fn written_lines_carry_what_the_map_does() {
         let lines = |client: &HeaderMap| {
             let mut out = BytesMut::new();
-            write_to_backend(client, peer(), true, ("10.0.0.1:8080", true), &mut out);
+            write_to_backend(
+                client,
+                peer(),
+                true,
+                ("10.0.0.1:8080", true),
+                None,
+                &mut out,
+            );
             let text = String::from_utf8(out.to_vec()).expect("ascii");
             let mut pairs: Vec<(String, String)> = text
                 .split_terminator("\r\n")

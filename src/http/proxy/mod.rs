@@ -57,12 +57,13 @@ pub async fn forward(
         .ok()
         .and_then(|d| d.route)
         .map(|r| &r.bucket.route);
-    if let Ok(destination) = &routed {
-        note(&req, |served| {
+    note(&req, |served| {
+        served.proxied = true;
+        if let Ok(destination) = &routed {
             served.route = route.cloned();
             served.pool = Some(Arc::clone(&destination.pool.info().name));
-        });
-    }
+        }
+    });
     let forwarded = match routed {
         Ok(destination) => {
             admit_and_forward(&req, payload, &state, &connections, &destination).await
@@ -218,8 +219,10 @@ async fn forward_admitted(
         let attempt_started = Instant::now();
         let backend = Arc::clone(&lease.backend);
         let host = backend.authority.as_str();
+        let traceparent = attempts.traceparent();
         let headers = |out: &mut BytesMut| {
-            headers::write_to_backend(req.headers(), peer, via_tls, (host, client_host), out);
+            let to = (host, client_host);
+            headers::write_to_backend(req.headers(), peer, via_tls, to, traceparent.as_ref(), out);
         };
         let request = Request {
             method: req.method(),
@@ -232,6 +235,7 @@ async fn forward_admitted(
             .await;
         let failure = match sent {
             Ok(answer) => {
+                attempts.answered(&backend, answer.head.status.as_u16());
                 note(req, |served| {
                     served.upstream = Some(attempt_started.elapsed());
                     served.bytes_in = body.bytes_read();

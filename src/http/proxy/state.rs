@@ -13,6 +13,7 @@ use crate::limiter::Limiter;
 use crate::metrics::Metrics;
 use crate::registry::{Membership, Pools, PoolsView};
 use crate::settings::Settings;
+use crate::trace::Tracing;
 
 use super::tunnels::Tunnels;
 
@@ -62,6 +63,8 @@ pub struct ProxyState {
     pub send_timeout: Duration,
     /// WebSocket tunnels: how they reach backends, and the signal that ends them.
     pub tunnels: Arc<Tunnels>,
+    /// With tracing on: where attempts' spans go.
+    pub tracing: Option<Tracing>,
 }
 
 impl ProxyState {
@@ -82,7 +85,7 @@ impl ProxyState {
         })
     }
 
-    /// The proxy's state from the settings and the domain's handles.
+    /// The proxy's state from the settings and the domain's handles (tracing off).
     pub fn new(
         settings: &Settings,
         limiter: &Arc<Limiter>,
@@ -106,6 +109,7 @@ impl ProxyState {
             max_request_body_bytes: settings.backends.max_request_body_bytes,
             send_timeout: settings.server.send_timeout,
             tunnels,
+            tracing: None,
         }
     }
 }

@@ -86,10 +86,12 @@ pub async fn open(
         let lease = attempts.next()?;
         let backend = Arc::clone(&lease.backend);
         let host = backend.authority.as_str();
+        let traceparent = attempts.traceparent();
         // The client's path, query and end-to-end headers (`Sec-WebSocket-*` among them), the
         // forwarding headers, and the upgrade.
         let headers = |out: &mut BytesMut| {
-            headers::write_to_backend(req.headers(), peer, via_tls, (host, client_host), out);
+            let to = (host, client_host);
+            headers::write_to_backend(req.headers(), peer, via_tls, to, traceparent.as_ref(), out);
         };
         let handshake = Request {
             method: &Method::GET,
@@ -98,7 +100,14 @@ pub async fn open(
             upgrade: Some(&websocket),
         };
         let failure = match connections.upgrade(&backend, &handshake).await {
-            Ok(reply) => return answered(reply, lease, payload, state),
+            Ok(reply) => {
+                let status = match &reply {
+                    Reply::Answer(answer) => answer.head.status,
+                    Reply::Switched { head, .. } => head.status,
+                };
+                attempts.answered(&backend, status.as_u16());
+                return answered(reply, lease, payload, state);
+            }
             Err(err) => AttemptError::from(err),
         };
         // A handshake has no body and GET is idempotent: a refused connect or a reset before

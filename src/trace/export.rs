@@ -1,0 +1,141 @@
+//! Spans off the workers: a bounded queue to one thread, which posts them to the collector in
+//! batches (at most [`MAX_BATCH`], or what arrived within [`BATCH_DELAY`] of the first) through
+//! the OTLP exporter. A worker never waits: a span that does not fit is dropped and counted in
+//! `lb_trace_spans_dropped_total`, as are the spans of a batch the collector did not take
+//! (after the exporter's own retries).
+
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::Duration;
+
+use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
+use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+use opentelemetry_sdk::Resource;
+use prometheus_client::metrics::counter::Counter;
+use rustls::ClientConfig;
+use tokio::sync::mpsc::{error::TrySendError, Receiver, Sender};
+use tokio::time::{timeout_at, Instant};
+
+use super::transport::{self, AwcTransport};
+use super::TraceError;
+use crate::settings::TracingSettings;
+
+/// Spans the queue holds before new ones are dropped (the SDK's batch processor's default).
+const QUEUE_SPANS: usize = 2048;
+
+/// Most spans in one export request.
+const MAX_BATCH: usize = 512;
+
+/// Longest a span waits for others to fill its batch.
+const BATCH_DELAY: Duration = Duration::from_secs(1);
+
+/// Longest one export (with the exporter's retries) may take.
+const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+
+enum Message {
+    Span(Box<SpanData>),
+    /// Export what came before, then answer.
+    Flush(mpsc::Sender<()>),
+}
+
+/// The workers' end of the queue.
+pub struct Queue {
+    sender: Sender<Message>,
+    dropped: Counter,
+}
+
+impl Queue {
+    pub fn push(&self, span: SpanData) {
+        match self.sender.try_send(Message::Span(Box::new(span))) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                self.dropped.inc();
+            }
+            // The thread is gone (only at exit): nothing to do.
+            Err(TrySendError::Closed(_)) => {}
+        }
+    }
+
+    pub fn flush(&self, within: Duration) {
+        let (done, wait) = mpsc::channel();
+        if self.sender.try_send(Message::Flush(done)).is_ok() {
+            let _ = wait.recv_timeout(within);
+        }
+    }
+}
+
+/// Builds the exporter for `settings` and starts the exporting thread.
+pub fn start(
+    settings: &TracingSettings,
+    tls: &Arc<ClientConfig>,
+    dropped: Counter,
+) -> Result<Queue, TraceError> {
+    let (transport, posts) = AwcTransport::new();
+    let mut exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_http_client(transport)
+        .with_protocol(Protocol::HttpBinary)
+        .with_endpoint(settings.otlp_endpoint.clone())
+        .with_timeout(EXPORT_TIMEOUT)
+        .build()
+        .map_err(|err| TraceError::Exporter(err.to_string()))?;
+    exporter.set_resource(
+        &Resource::builder_empty()
+            .with_service_name(settings.service_name.clone())
+            .build(),
+    );
+    let (sender, spans) = tokio::sync::mpsc::channel(QUEUE_SPANS);
+    let tls = Arc::clone(tls);
+    let failed = dropped.clone();
+    thread::Builder::new()
+        .name("trace-export".into())
+        .spawn(move || {
+            actix_rt::System::new().block_on(async move {
+                let client = transport::client(&tls, EXPORT_TIMEOUT);
+                actix_rt::spawn(transport::serve(posts, client));
+                run(spans, exporter, failed).await;
+            });
+        })?;
+    Ok(Queue { sender, dropped })
+}
+
+/// The exporting loop: batches until every sender is gone.
+async fn run(
+    mut spans: Receiver<Message>,
+    exporter: opentelemetry_otlp::SpanExporter,
+    dropped: Counter,
+) {
+    let mut failing = false;
+    while let Some(first) = spans.recv().await {
+        let mut batch = Vec::new();
+        let mut flushes = Vec::new();
+        let mut next = Some(first);
+        let deadline = Instant::now() + BATCH_DELAY;
+        while let Some(message) = next.take() {
+            match message {
+                Message::Span(span) => batch.push(*span),
+                Message::Flush(done) => flushes.push(done),
+            }
+            if batch.len() < MAX_BATCH && flushes.is_empty() {
+                next = timeout_at(deadline, spans.recv()).await.ok().flatten();
+            }
+        }
+        if !batch.is_empty() {
+            let count = batch.len() as u64;
+            match exporter.export(batch).await {
+                Ok(()) => failing = false,
+                Err(err) => {
+                    dropped.inc_by(count);
+                    // One line in the process log per run of failures.
+                    if !failing {
+                        log::warn!("cannot export {count} spans: {err}; dropping until it works");
+                        failing = true;
+                    }
+                }
+            }
+        }
+        for done in flushes {
+            let _ = done.send(());
+        }
+    }
+}
