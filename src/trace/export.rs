@@ -17,7 +17,6 @@ use tokio::sync::mpsc::{error::TrySendError, Receiver, Sender};
 use tokio::time::{timeout_at, Instant};
 
 use super::transport::{self, AwcTransport};
-use super::TraceError;
 use crate::settings::TracingSettings;
 
 /// Spans the queue holds before new ones are dropped (the SDK's batch processor's default).
@@ -31,6 +30,15 @@ const BATCH_DELAY: Duration = Duration::from_secs(1);
 
 /// Longest one export (with the exporter's retries) may take.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why tracing could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    #[error("tracing.otlp_endpoint: {0}")]
+    Exporter(String),
+    #[error("cannot start the trace exporter's thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
 
 enum Message {
     Span(Box<SpanData>),

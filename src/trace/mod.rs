@@ -12,21 +12,24 @@ mod span;
 mod transport;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use actix_web::http::header::{HeaderMap, HeaderName};
+use actix_web::http::Method;
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::{SpanContext, SpanKind, TraceContextExt, TraceFlags, TraceState};
 use opentelemetry::InstrumentationScope;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{
-    IdGenerator, RandomIdGenerator, Sampler, SamplingDecision, ShouldSample,
+    IdGenerator, RandomIdGenerator, Sampler, SamplingDecision, ShouldSample, SpanData,
 };
 use prometheus_client::metrics::counter::Counter;
 use rustls::ClientConfig;
 
+use crate::backend::Backend;
 use crate::settings::TracingSettings;
-pub use span::{AttemptSpan, PendingSpan, ServedRequest, ServerSpan, SpanStart};
+pub use export::TraceError;
+pub use span::{AttemptSpan, ServedRequest, ServerSpan, SpanStart};
 
 /// The W3C header naming a request's trace and parent span.
 pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
@@ -43,15 +46,6 @@ struct Inner {
     ids: RandomIdGenerator,
     scope: InstrumentationScope,
     queue: export::Queue,
-}
-
-/// Why tracing could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum TraceError {
-    #[error("tracing.otlp_endpoint: {0}")]
-    Exporter(String),
-    #[error("cannot start the trace exporter's thread: {0}")]
-    Thread(#[from] std::io::Error),
 }
 
 impl Tracing {
@@ -107,24 +101,52 @@ impl Tracing {
         SpanStart::new(context, parent.is_valid().then(|| parent.span_id()))
     }
 
-    /// A new span id (an attempt's).
-    fn span_id(&self) -> opentelemetry::trace::SpanId {
-        self.inner.ids.new_span_id()
+    /// The SERVER span of a proxied request, to be ended when its body has gone out; `None`
+    /// when the trace is not sampled.
+    pub fn served(&self, start: SpanStart, served: &ServedRequest<'_>) -> Option<PendingSpan> {
+        let span = start.served(served, self.inner.scope.clone())?;
+        Some(PendingSpan {
+            span,
+            tracing: self.clone(),
+        })
     }
 
-    fn scope(&self) -> InstrumentationScope {
-        self.inner.scope.clone()
+    /// A new backend attempt's CLIENT span under `server`.
+    pub fn attempt(&self, server: ServerSpan) -> AttemptSpan {
+        AttemptSpan::new(server, self.inner.ids.new_span_id())
     }
 
-    /// Queues a finished span for export, or drops and counts it when the queue is full.
-    fn record(&self, span: opentelemetry_sdk::trace::SpanData) {
-        self.inner.queue.push(span);
+    /// Ends an attempt: `Ok(status)` when `backend` answered, else the failure's kind.
+    pub fn end_attempt(
+        &self,
+        span: AttemptSpan,
+        method: &Method,
+        backend: &Backend,
+        result: Result<u16, &str>,
+    ) {
+        if let Some(span) = span.finish(method, backend, result, self.inner.scope.clone()) {
+            self.inner.queue.push(span);
+        }
     }
 
     /// Waits, at most `within`, until every span queued so far has been offered to the
     /// collector (at shutdown).
     pub fn flush(&self, within: Duration) {
         self.inner.queue.flush(within);
+    }
+}
+
+/// A recorded SERVER span waiting for its end.
+pub struct PendingSpan {
+    span: SpanData,
+    tracing: Tracing,
+}
+
+impl PendingSpan {
+    /// Ends the span now and queues it for export.
+    pub fn end(mut self) {
+        self.span.end_time = SystemTime::now();
+        self.tracing.inner.queue.push(self.span);
     }
 }
 

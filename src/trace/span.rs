@@ -1,8 +1,8 @@
 //! The two kinds of span the balancer records: a SERVER span per proxied request, begun when
-//! the request arrives ([`SpanStart`]) and ended when its response body has gone out
-//! ([`PendingSpan`]); and a CLIENT span per backend attempt ([`AttemptSpan`]), whose id goes to
-//! the backend in `traceparent`. Spans of unsampled traces are never built; their ids still
-//! travel, with the sampled flag off.
+//! the request arrives ([`SpanStart`]) and ended when its response body has gone out; and a
+//! CLIENT span per backend attempt ([`AttemptSpan`]), whose id goes to the backend in
+//! `traceparent`. Spans of unsampled traces are never built; their ids still travel, with the
+//! sampled flag off.
 
 use std::borrow::Cow;
 use std::time::SystemTime;
@@ -10,10 +10,9 @@ use std::time::SystemTime;
 use actix_web::http::header::HeaderValue;
 use actix_web::http::Method;
 use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId};
-use opentelemetry::KeyValue;
+use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 
-use super::Tracing;
 use crate::backend::Backend;
 
 /// A request's place in its trace, from its arrival: the SERVER span's context and its remote
@@ -60,9 +59,13 @@ impl SpanStart {
         }
     }
 
-    /// The SERVER span of a proxied request, to be ended when its body has gone out; `None`
-    /// when the trace is not sampled.
-    pub fn served(self, tracing: &Tracing, served: &ServedRequest<'_>) -> Option<PendingSpan> {
+    /// The SERVER span of a proxied request (its end time to be set); `None` when the trace
+    /// is not sampled.
+    pub(super) fn served(
+        self,
+        served: &ServedRequest<'_>,
+        scope: InstrumentationScope,
+    ) -> Option<SpanData> {
         if !self.context.is_sampled() {
             return None;
         }
@@ -93,33 +96,14 @@ impl SpanStart {
         } else {
             Status::Unset
         };
-        let span = SpanData {
+        let span = span_data(scope, self.context, SpanKind::Server, name, self.started);
+        Some(SpanData {
             parent_span_id: self.parent.unwrap_or(SpanId::INVALID),
             parent_span_is_remote: self.parent.is_some(),
-            ..span_data(tracing, self.context, SpanKind::Server, name, self.started)
-        };
-        Some(PendingSpan {
-            span: SpanData {
-                attributes,
-                status,
-                ..span
-            },
-            tracing: tracing.clone(),
+            attributes,
+            status,
+            ..span
         })
-    }
-}
-
-/// A recorded SERVER span waiting for its end.
-pub struct PendingSpan {
-    span: SpanData,
-    tracing: Tracing,
-}
-
-impl PendingSpan {
-    /// Ends the span now and queues it for export.
-    pub fn end(mut self) {
-        self.span.end_time = SystemTime::now();
-        self.tracing.record(self.span);
     }
 }
 
@@ -139,12 +123,12 @@ pub struct AttemptSpan {
 }
 
 impl AttemptSpan {
-    /// A new attempt under `server`.
-    pub fn start(tracing: &Tracing, server: ServerSpan) -> Self {
+    /// A new attempt under `server`, as span `span_id`.
+    pub(super) fn new(server: ServerSpan, span_id: SpanId) -> Self {
         Self {
             context: SpanContext::new(
                 server.trace_id,
-                tracing.span_id(),
+                span_id,
                 server.flags,
                 false,
                 Default::default(),
@@ -165,17 +149,17 @@ impl AttemptSpan {
         HeaderValue::from_str(&value).expect("hex digits and dashes are a valid header value")
     }
 
-    /// Ends the attempt: `Ok(status)` when `backend` answered, else the failure's kind
-    /// (`error.type`). Queued for export when the trace is sampled.
-    pub fn end(
+    /// The attempt's span, ending now: `Ok(status)` when `backend` answered, else the
+    /// failure's kind (`error.type`); `None` when the trace is not sampled.
+    pub(super) fn finish(
         self,
-        tracing: &Tracing,
         method: &Method,
         backend: &Backend,
         result: Result<u16, &str>,
-    ) {
+        scope: InstrumentationScope,
+    ) -> Option<SpanData> {
         if !self.context.is_sampled() {
-            return;
+            return None;
         }
         let mut attributes = vec![
             KeyValue::new("http.request.method", method.to_string()),
@@ -200,20 +184,19 @@ impl AttemptSpan {
             }
         };
         let name = format!("{method} {}", backend.name);
-        let span = span_data(tracing, self.context, SpanKind::Client, name, self.started);
-        tracing.record(SpanData {
+        let span = span_data(scope, self.context, SpanKind::Client, name, self.started);
+        Some(SpanData {
             parent_span_id: self.parent,
             attributes,
             status,
-            end_time: SystemTime::now(),
             ..span
-        });
+        })
     }
 }
 
 /// A span's data with no attributes yet, ending now.
 fn span_data(
-    tracing: &Tracing,
+    scope: InstrumentationScope,
     context: SpanContext,
     kind: SpanKind,
     name: String,
@@ -232,6 +215,6 @@ fn span_data(
         events: SpanEvents::default(),
         links: SpanLinks::default(),
         status: Status::Unset,
-        instrumentation_scope: tracing.scope(),
+        instrumentation_scope: scope,
     }
 }

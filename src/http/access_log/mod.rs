@@ -310,5 +310,5 @@ fn server_span<B>(
         client: served.client.as_deref(),
         rate_limited: served.limited,
     };
-    trace.served(tracing, &request)
+    tracing.served(trace, &request)
 }

@@ -63,9 +63,7 @@ impl<'a> Attempts<'a> {
         let Some(lease) = self.pool.pick(&self.tried, self.affinity) else {
             return Err(self.give_up());
         };
-        self.span = self
-            .trace
-            .map(|(tracing, server)| AttemptSpan::start(tracing, server));
+        self.span = self.trace.map(|(tracing, server)| tracing.attempt(server));
         if let Some((failed, why)) = &self.last_failure {
             let id = self.request_id();
             log::warn!(
@@ -98,7 +96,7 @@ impl<'a> Attempts<'a> {
 
     fn end_span(&mut self, backend: &Backend, result: Result<u16, &str>) {
         if let (Some(span), Some((tracing, _))) = (self.span.take(), self.trace) {
-            span.end(tracing, self.req.method(), backend, result);
+            tracing.end_attempt(span, self.req.method(), backend, result);
         }
     }
 
