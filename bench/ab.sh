@@ -5,7 +5,9 @@
 #       (defaults: 7 rounds of 6 s; LIMITER on — "off" runs both with rate limiting off)
 #   AB_ENV_A / AB_ENV_B: extra VAR=value words for one side's environment, e.g. to compare
 #       the access log's forms: AB_ENV_A="RUST_LOG=info" AB_ENV_B="LB__LOG__ACCESS=json
-#       LB__LOG__ACCESS_PATH=access.log" (both sides run RUST_LOG=warn unless told).
+#       LB__LOG__ACCESS_PATH=access.log" (both sides run RUST_LOG=warn unless told). An OTLP
+#       sink listens on 127.0.0.1:19400 for tracing's runs:
+#       AB_ENV_B="LB__TRACING__OTLP_ENDPOINT=http://127.0.0.1:19400/v1/traces".
 #
 # Both run at once in front of the same three nginx `return 200` backends, each with its own
 # settings (limits nobody reaches when on); every round measures A then B then B then A
@@ -30,6 +32,7 @@ make_workspace
 
 write_nginx_backends "$work/nginx"
 nginx -c "$work/nginx/nginx.conf" & pids+=($!)
+start_otlp_sink 19400
 echo '{"backends": ["http://127.0.0.1:19001", "http://127.0.0.1:19002", "http://127.0.0.1:19003"]}' \
   > "$work/config.json"
 enabled=$([ "$LIMITER" = off ] && echo false || echo true)

@@ -173,3 +173,24 @@ path = "lb.sqlite3"
 enabled = false
 CONF
 }
+
+# Starts an OTLP/HTTP sink on 127.0.0.1:$1 (a collector that takes every POST, answers an empty
+# 200 and keeps nothing), so that tracing's export runs as it would against a real collector:
+# point a balancer at it with LB__TRACING__OTLP_ENDPOINT=http://127.0.0.1:$1/v1/traces.
+start_otlp_sink() {
+  python3 - "$1" <<'PY' & pids+=($!)
+import http.server, sys
+class Sink(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Sink).serve_forever()
+PY
+  wait_port "$1"
+}

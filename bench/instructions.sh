@@ -4,6 +4,10 @@
 # run to run (and from build to build, with code layout).
 #
 #   bench/instructions.sh BINARY... [-n REQUESTS]      (default 2000)
+#   INSTR_ENV: extra VAR=value words for the balancer's environment (every binary), e.g.
+#       INSTR_ENV="LB__TRACING__OTLP_ENDPOINT=http://127.0.0.1:19400/v1/traces" to count
+#       tracing's cost: an OTLP sink listens there (bench/common.sh, start_otlp_sink), and the
+#       exporting thread's instructions count with the rest.
 #
 # For each binary: the balancer (one worker, rate limiting on with limits nobody reaches, probes
 # out of the way) under callgrind in front of three nginx `return 200` backends, sent 200 and
@@ -28,6 +32,7 @@ make_workspace
 write_nginx_backends "$work/nginx"
 nginx -c "$work/nginx/nginx.conf" & pids+=($!)
 for p in 19001 19002 19003; do wait_port "$p"; done
+start_otlp_sink 19400
 echo '{"backends": ["http://127.0.0.1:19001", "http://127.0.0.1:19002", "http://127.0.0.1:19003"]}' \
   > "$work/config.json"
 cat > "$work/client.py" <<'PY'
@@ -47,7 +52,8 @@ count() {
   write_balancer_settings "$run/Settings.toml" 18500 true
   sed -i 's/^\[server\]$/[server]\nworkers = 1/' "$run/Settings.toml"
   printf '[health]\ninterval_ms = 3600000\n' >> "$run/Settings.toml"
-  (cd "$run" && RUST_LOG=error exec valgrind --tool=callgrind --callgrind-out-file=cg.out \
+  # shellcheck disable=SC2086 # the extra words are meant to split
+  (cd "$run" && exec env RUST_LOG=error ${INSTR_ENV:-} valgrind --tool=callgrind --callgrind-out-file=cg.out \
     "$1" --settings Settings.toml --backends ../config.json 2> log) &
   local lb=$!
   for _ in $(seq 1 300); do (exec 3<>/dev/tcp/127.0.0.1/18500) 2>/dev/null && break; sleep 0.2; done
