@@ -77,12 +77,17 @@ impl Tracing {
     /// its SERVER span's id and whether the trace is recorded.
     pub fn begin(&self, headers: &HeaderMap) -> SpanStart {
         let inner = &*self.inner;
-        let parent_cx = inner.propagator.extract(&Headers(headers));
-        let parent = parent_cx.span().span_context().clone();
-        let (parent_cx, trace_id) = if parent.is_valid() {
-            (Some(&parent_cx), parent.trace_id())
-        } else {
-            (None, inner.ids.new_trace_id())
+        // The propagator's context is only made when there is something to read.
+        let parent_cx = headers
+            .contains_key(TRACEPARENT)
+            .then(|| inner.propagator.extract(&Headers(headers)));
+        let parent = parent_cx
+            .as_ref()
+            .map(|cx| cx.span().span_context().clone())
+            .filter(SpanContext::is_valid);
+        let (parent_cx, trace_id) = match &parent {
+            Some(parent) => (parent_cx.as_ref(), parent.trace_id()),
+            None => (None, inner.ids.new_trace_id()),
         };
         let sampled = matches!(
             inner
@@ -98,7 +103,7 @@ impl Tracing {
             false,
             TraceState::default(),
         );
-        SpanStart::new(context, parent.is_valid().then(|| parent.span_id()))
+        SpanStart::new(context, parent.map(|parent| parent.span_id()))
     }
 
     /// The SERVER span of a proxied request, to be ended when its body has gone out; `None`

@@ -50,6 +50,11 @@ impl SpanStart {
         self.context.trace_id().to_bytes()
     }
 
+    /// Whether the trace is recorded (else no span is built for it).
+    pub fn sampled(&self) -> bool {
+        self.context.is_sampled()
+    }
+
     /// What the proxy needs to place its attempts under this request's span.
     pub fn server(&self) -> ServerSpan {
         ServerSpan {
@@ -69,20 +74,15 @@ impl SpanStart {
         if !self.context.is_sampled() {
             return None;
         }
-        let target = served.route.or(served.pool);
-        let name = match target {
-            Some(target) => format!("{} {target}", served.method),
-            None => served.method.to_string(),
-        };
+        let name = span_name(served.method, served.route.or(served.pool));
         let mut attributes = vec![
-            KeyValue::new("http.request.method", served.method.to_string()),
+            KeyValue::new("http.request.method", served.method.as_str().to_owned()),
             KeyValue::new("url.path", served.path.to_owned()),
             KeyValue::new("http.response.status_code", i64::from(served.status)),
             KeyValue::new("lb.rate_limited", served.rate_limited),
         ];
         let strings = [
             ("http.route", served.route),
-            ("lb.pool", served.pool),
             ("client.address", served.client_address),
             ("lb.client", served.client),
         ];
@@ -140,13 +140,14 @@ impl AttemptSpan {
 
     /// The `traceparent` the backend receives: this attempt's span as its parent.
     pub fn traceparent(&self) -> HeaderValue {
-        let value = format!(
-            "00-{}-{}-{:02x}",
-            self.context.trace_id(),
-            self.context.span_id(),
-            self.context.trace_flags()
-        );
-        HeaderValue::from_str(&value).expect("hex digits and dashes are a valid header value")
+        // `00-{trace id}-{span id}-{flags}`, written digit by digit: the formatting machinery
+        // cost more than the rest of an unsampled trace together.
+        let mut value = *b"00-00000000000000000000000000000000-0000000000000000-00";
+        let context = &self.context;
+        lower_hex(&context.trace_id().to_bytes(), &mut value[3..35]);
+        lower_hex(&context.span_id().to_bytes(), &mut value[36..52]);
+        lower_hex(&[context.trace_flags().to_u8()], &mut value[53..55]);
+        HeaderValue::from_bytes(&value).expect("hex digits and dashes are a valid header value")
     }
 
     /// The attempt's span, ending now: `Ok(status)` when `backend` answered, else the
@@ -161,11 +162,10 @@ impl AttemptSpan {
         if !self.context.is_sampled() {
             return None;
         }
-        let mut attributes = vec![
-            KeyValue::new("http.request.method", method.to_string()),
-            KeyValue::new("server.address", backend.authority.host().to_owned()),
-            KeyValue::new("lb.backend", backend.name.clone()),
-        ];
+        let mut attributes = vec![KeyValue::new(
+            "server.address",
+            backend.authority.host().to_owned(),
+        )];
         if let Some(port) = backend.authority.port_u16() {
             attributes.push(KeyValue::new("server.port", i64::from(port)));
         }
@@ -183,7 +183,7 @@ impl AttemptSpan {
                 Status::error(kind.to_owned())
             }
         };
-        let name = format!("{method} {}", backend.name);
+        let name = span_name(method, Some(&backend.name));
         let span = span_data(scope, self.context, SpanKind::Client, name, self.started);
         Some(SpanData {
             parent_span_id: self.parent,
@@ -191,6 +191,27 @@ impl AttemptSpan {
             status,
             ..span
         })
+    }
+}
+
+/// `"{METHOD} {target}"`, or the method alone.
+fn span_name(method: &Method, target: Option<&str>) -> String {
+    let method = method.as_str();
+    let mut name = String::with_capacity(method.len() + 1 + target.map_or(0, str::len));
+    name.push_str(method);
+    if let Some(target) = target {
+        name.push(' ');
+        name.push_str(target);
+    }
+    name
+}
+
+/// `bytes` as lowercase hex digits into `out` (twice as long).
+fn lower_hex(bytes: &[u8], out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0xf)];
     }
 }
 
@@ -216,5 +237,37 @@ fn span_data(
         links: SpanLinks::default(),
         status: Status::Unset,
         instrumentation_scope: scope,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::trace::TraceState;
+
+    fn start(sampled: bool) -> SpanStart {
+        let context = SpanContext::new(
+            TraceId::from(0x0af7651916cd43dd8448eb211c80319c),
+            SpanId::from(0xb7ad6b7169203331),
+            TraceFlags::default().with_sampled(sampled),
+            false,
+            TraceState::default(),
+        );
+        SpanStart::new(context, None)
+    }
+
+    /// The W3C form exactly: version, the trace id, the attempt's own span id, the flags.
+    #[test]
+    fn traceparent_names_the_attempt() {
+        let attempt = AttemptSpan::new(start(true).server(), SpanId::from(0x00f067aa0ba902b7));
+        assert_eq!(
+            attempt.traceparent(),
+            "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01"
+        );
+        let unsampled = AttemptSpan::new(start(false).server(), SpanId::from(0xff));
+        assert_eq!(
+            unsampled.traceparent(),
+            "00-0af7651916cd43dd8448eb211c80319c-00000000000000ff-00"
+        );
     }
 }

@@ -165,12 +165,13 @@ where
             .map(|t| Box::new(t.begin(req.headers())));
         let id = request_id::settle(&mut req, trace.as_ref().map(|t| t.trace_id()));
         let writes = shared.sink.writes();
-        if writes || trace.is_some() {
-            let mut extensions = req.extensions_mut();
-            extensions.insert(Served::default());
-            if let Some(trace) = &trace {
-                extensions.insert(trace.server());
-            }
+        // The proxy notes what it did only for a record or a recorded span; every traced
+        // request's attempts need its span.
+        if writes || trace.as_ref().is_some_and(|t| t.sampled()) {
+            req.extensions_mut().insert(Served::default());
+        }
+        if let Some(trace) = &trace {
+            req.extensions_mut().insert(trace.server());
         }
         let arrival = writes.then(|| Box::new(Arrival::capture(&req)));
         let asked_upgrade = req.head().upgrade();
@@ -225,7 +226,8 @@ where
                 .set_connection_type(ConnectionType::Close);
         }
         let (arrival, trace) = (this.arrival.take(), this.trace.take());
-        let served = (arrival.is_some() || trace.is_some())
+        let sampled = trace.as_ref().is_some_and(|t| t.sampled());
+        let served = (arrival.is_some() || sampled)
             .then(|| res.request().extensions_mut().remove::<Served>())
             .flatten();
         let finish = arrival.and_then(|arrival| {
@@ -239,7 +241,7 @@ where
             )
         });
         let span = match (trace, &shared.tracing, &served) {
-            (Some(trace), Some(tracing), Some(served)) if served.proxied => {
+            (Some(trace), Some(tracing), Some(served)) if sampled && served.proxied => {
                 server_span(*trace, tracing, &res, served)
             }
             _ => None,
