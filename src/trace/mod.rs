@@ -29,7 +29,7 @@ use rustls::ClientConfig;
 use crate::backend::Backend;
 use crate::settings::TracingSettings;
 pub use export::TraceError;
-pub use span::{AttemptSpan, ServedRequest, ServerSpan, SpanStart};
+pub use span::{AttemptSpan, ServedRequest, ServerSpan, SpanStart, Traceparent};
 
 /// The W3C header naming a request's trace and parent span.
 pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
@@ -129,8 +129,11 @@ impl Tracing {
         backend: &Backend,
         result: Result<u16, &str>,
     ) {
-        if let Some(span) = span.finish(method, backend, result, self.inner.scope.clone()) {
-            self.inner.queue.push(span);
+        if span.sampled() {
+            let scope = self.inner.scope.clone();
+            if let Some(span) = span.finish(method, backend, result, scope) {
+                self.inner.queue.push(span);
+            }
         }
     }
 

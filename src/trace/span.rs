@@ -7,7 +7,6 @@
 use std::borrow::Cow;
 use std::time::SystemTime;
 
-use actix_web::http::header::HeaderValue;
 use actix_web::http::Method;
 use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId};
 use opentelemetry::{InstrumentationScope, KeyValue};
@@ -115,6 +114,9 @@ pub struct ServerSpan {
     flags: TraceFlags,
 }
 
+/// A `traceparent` header's value, ASCII hex digits and dashes.
+pub type Traceparent = [u8; 55];
+
 /// One backend attempt's CLIENT span.
 pub struct AttemptSpan {
     context: SpanContext,
@@ -138,8 +140,13 @@ impl AttemptSpan {
         }
     }
 
+    /// Whether the trace is recorded (else no span is built for it).
+    pub fn sampled(&self) -> bool {
+        self.context.is_sampled()
+    }
+
     /// The `traceparent` the backend receives: this attempt's span as its parent.
-    pub fn traceparent(&self) -> HeaderValue {
+    pub fn traceparent(&self) -> Traceparent {
         // `00-{trace id}-{span id}-{flags}`, written digit by digit: the formatting machinery
         // cost more than the rest of an unsampled trace together.
         let mut value = *b"00-00000000000000000000000000000000-0000000000000000-00";
@@ -147,7 +154,7 @@ impl AttemptSpan {
         lower_hex(&context.trace_id().to_bytes(), &mut value[3..35]);
         lower_hex(&context.span_id().to_bytes(), &mut value[36..52]);
         lower_hex(&[context.trace_flags().to_u8()], &mut value[53..55]);
-        HeaderValue::from_bytes(&value).expect("hex digits and dashes are a valid header value")
+        value
     }
 
     /// The attempt's span, ending now: `Ok(status)` when `backend` answered, else the
@@ -261,13 +268,13 @@ mod tests {
     fn traceparent_names_the_attempt() {
         let attempt = AttemptSpan::new(start(true).server(), SpanId::from(0x00f067aa0ba902b7));
         assert_eq!(
-            attempt.traceparent(),
-            "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01"
+            &attempt.traceparent(),
+            b"00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01"
         );
         let unsampled = AttemptSpan::new(start(false).server(), SpanId::from(0xff));
         assert_eq!(
-            unsampled.traceparent(),
-            "00-0af7651916cd43dd8448eb211c80319c-00000000000000ff-00"
+            &unsampled.traceparent(),
+            b"00-0af7651916cd43dd8448eb211c80319c-00000000000000ff-00"
         );
     }
 }

@@ -5,7 +5,6 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use actix_web::http::header::HeaderValue;
 use actix_web::http::Method;
 use actix_web::{HttpMessage, HttpRequest, ResponseError};
 
@@ -16,7 +15,7 @@ use crate::backend::{Backend, BackendId, Strategy};
 use crate::events::LbEvent;
 use crate::http::request_id::X_REQUEST_ID;
 use crate::registry::{FailureKind, Lease, Outcome, Rotation};
-use crate::trace::{AttemptSpan, ServerSpan, Tracing};
+use crate::trace::{AttemptSpan, ServerSpan, Traceparent, Tracing};
 use crate::upstream::UpstreamError;
 
 /// The backends one request has tried, and its last failure.
@@ -85,7 +84,7 @@ impl<'a> Attempts<'a> {
     }
 
     /// With tracing on, the `traceparent` for the current attempt's backend.
-    pub fn traceparent(&self) -> Option<HeaderValue> {
+    pub fn traceparent(&self) -> Option<Traceparent> {
         self.span.as_ref().map(AttemptSpan::traceparent)
     }
 

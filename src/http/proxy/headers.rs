@@ -133,7 +133,7 @@ pub fn write_to_backend(
     peer: Option<IpAddr>,
     via_tls: bool,
     (backend_host, client_host): (&str, bool),
-    traceparent: Option<&HeaderValue>,
+    traceparent: Option<&[u8]>,
     out: &mut BytesMut,
 ) {
     let mut line = |name: &[u8], value: &[u8]| {
@@ -153,7 +153,7 @@ pub fn write_to_backend(
         line(b"host", backend_host.as_bytes());
     }
     if let Some(traceparent) = traceparent {
-        line(TRACEPARENT.as_str().as_bytes(), traceparent.as_bytes());
+        line(TRACEPARENT.as_str().as_bytes(), traceparent);
     }
 }
 
