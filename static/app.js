@@ -216,7 +216,15 @@ async function refreshStatus() {
     renderTotals(status);
     renderBackends(status.backends, status.pools);
     renderRoutes(status.routes);
+    renderLimited(status.clients.top_rejected);
   } catch (err) { if (!err.status) log(`status unavailable: ${err.message}`, "down"); }
+}
+
+// The clients refused most in the current minute, each with the route its requests took.
+function renderLimited(top) {
+  setHtml($("limited"), top.map((r) => `<tr data-testid="limited-row" data-client="${esc(r.client)}" data-route="${esc(r.route ?? "")}">
+      <td>${esc(r.client)}</td><td>${r.route === null ? "—" : esc(r.route)}</td><td>${fmt(r.rejected)}</td></tr>`).join("")
+    || `<tr><td colspan="3" class="probe">Nobody limited this minute.</td></tr>`);
 }
 
 async function refreshClients() {
@@ -246,6 +254,8 @@ function onStats(s) {
     limited: Math.max(0, s.rate_limited - prev.rate_limited),
     errors: Math.max(0, s.errors - prev.errors),
   };
+  // New refusals: the most limited clients have changed.
+  if (point.limited > 0) soon("status", refreshStatus, 200);
   onRouteStats(s.routes || [], prev.routes || []);
   state.history.push(point);
   if (state.history.length > HISTORY) state.history.shift();

@@ -157,7 +157,7 @@ async fn status_reports_totals_backends_and_clients() {
     assert_eq!(status["backends"][0]["last_change_ms"], Value::Null);
     assert_eq!(
         status["clients"]["top_rejected"],
-        json!([{"client": "127.0.0.1", "rejected": 2}])
+        json!([{"client": "127.0.0.1", "route": null, "rejected": 2}])
     );
 }
 

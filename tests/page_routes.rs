@@ -1,7 +1,7 @@
 //! The status page with pools and routes, in real headless Chromium: backend cards grouped
 //! under their pool's heading, the routes table with its matchers and pool, its counters kept
-//! live by the event stream (requests and 429s of a route with limits), and a backend added to
-//! a chosen pool through the form.
+//! live by the event stream (requests and 429s of a route with limits), the most limited
+//! clients with their route, and a backend added to a chosen pool through the form.
 
 mod common;
 
@@ -113,6 +113,14 @@ async fn routes_story(browser: Rc<Browser>, page: String, api_url: String, extra
             SOON,
             "const row = document.querySelector('[data-testid=route-row][data-route=api]');\
              return row.querySelector('[data-testid=route-requests]').textContent === '5' && row.querySelector('[data-testid=route-429]').textContent === '2';",
+        )
+        .await;
+    browser
+        .wait_until(
+            "the limited client with its route and its 429s",
+            SOON,
+            "const row = document.querySelector('[data-testid=limited-row][data-client=\"127.0.0.1\"][data-route=api]');\
+             return !!row && row.children[1].textContent === 'api' && row.children[2].textContent === '2';",
         )
         .await;
     browser.type_into("#backend-form [name=url]", &extra).await;

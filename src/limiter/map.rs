@@ -47,8 +47,9 @@ pub(super) fn report_due(reported: &mut Option<Instant>, allowed: bool, now: Ins
     due
 }
 
-/// Clients whose rejections are counted between resets (bounded under attack).
-const MAX_REJECTION_ENTRIES: usize = 1024;
+/// Clients whose rejections decided elsewhere are remembered for reporting (bounded under
+/// attack).
+const MAX_REPORTED_ELSEWHERE: usize = 1024;
 
 /// A shard's buckets.
 #[derive(Debug)]
@@ -59,8 +60,6 @@ pub struct BucketMap {
     pub(super) anonymous: HashMap<IpAddr, Anonymous>,
     /// Each client's buckets on routes with limits.
     pub(super) routes: RouteBuckets,
-    /// Rejections per client since the last [`BucketMap::reset_rejections`].
-    rejections: HashMap<ClientKey, u64>,
     /// When a rejection decided elsewhere (Redis, in cluster mode) was last reported, per client.
     reported_elsewhere: HashMap<ClientKey, Instant>,
 }
@@ -73,7 +72,6 @@ impl BucketMap {
             registered: HashMap::new(),
             anonymous: HashMap::new(),
             routes: RouteBuckets::new(max_tracked),
-            rejections: HashMap::new(),
             reported_elsewhere: HashMap::new(),
         }
     }
@@ -89,16 +87,14 @@ impl BucketMap {
         }
     }
 
-    /// Counts a decision taken elsewhere (in cluster mode, by Redis's bucket) like one of this
-    /// map's own; answers whether a rejection is worth a log line (at most one a second per
-    /// client).
+    /// Whether a rejection decided elsewhere (in cluster mode, by Redis's bucket) is worth a
+    /// log line (at most one a second per client).
     pub fn record_elsewhere(&mut self, key: &ClientKey, allowed: bool, now: Instant) -> bool {
         if allowed {
             return false;
         }
-        self.count_rejection(key);
         let last = self.reported_elsewhere.get(key).copied();
-        let room = last.is_some() || self.reported_elsewhere.len() < MAX_REJECTION_ENTRIES;
+        let room = last.is_some() || self.reported_elsewhere.len() < MAX_REPORTED_ELSEWHERE;
         let due = room && last.is_none_or(|at| now.saturating_duration_since(at) >= REPORT_EVERY);
         if due {
             self.reported_elsewhere.insert(key.clone(), now);
@@ -139,9 +135,6 @@ impl BucketMap {
         } else {
             self.take_routed(charge, now)
         };
-        if !admission.allowed() {
-            self.count_rejection(&charge.key);
-        }
         self.routes.evict(now);
         admission
     }
@@ -163,29 +156,9 @@ impl BucketMap {
         Some(self.admit(charge, now))
     }
 
-    fn count_rejection(&mut self, key: &ClientKey) {
-        if let Some(count) = self.rejections.get_mut(key) {
-            *count += 1;
-        } else if self.rejections.len() < MAX_REJECTION_ENTRIES {
-            self.rejections.insert(key.clone(), 1);
-        }
-    }
-
-    /// The `n` clients with the most rejections since the last reset, most first.
-    pub fn top_rejected(&self, n: usize) -> Vec<(ClientKey, u64)> {
-        let mut all: Vec<(ClientKey, u64)> = self
-            .rejections
-            .iter()
-            .map(|(k, c)| (k.clone(), *c))
-            .collect();
-        all.sort_by_key(|entry| std::cmp::Reverse(entry.1));
-        all.truncate(n);
-        all
-    }
-
-    /// Starts a new period for [`Self::top_rejected`].
-    pub fn reset_rejections(&mut self) {
-        self.rejections.clear();
+    /// Forgets when rejections decided elsewhere were reported (every minute, so the bounded
+    /// record makes room for new clients).
+    pub fn forget_reports(&mut self) {
         self.reported_elsewhere.clear();
     }
 
@@ -471,21 +444,6 @@ mod tests {
         assert_eq!(admitted.expect("registered").decision.remaining, 4);
     }
 
-    /// Rejections are counted per client and ranked.
-    #[test]
-    fn ranks_clients_by_rejections() {
-        let now = Instant::now();
-        let mut map = BucketMap::new(limits(1, 0.001), 100);
-        for (n, tries) in [(1u32, 3), (2, 6), (3, 1)] {
-            for _ in 0..tries {
-                map.admit(&Charge::plain(ip(n).clone()), now);
-            }
-        }
-        assert_eq!(map.top_rejected(2), [(ip(2), 5), (ip(1), 2)]);
-        map.reset_rejections();
-        assert!(map.top_rejected(2).is_empty());
-    }
-
     /// A client hammering at a refused bucket is reported once a second, not per request.
     #[test]
     fn rejections_are_reported_at_most_once_a_second() {
@@ -531,9 +489,9 @@ mod tests {
         );
     }
 
-    /// Decisions taken by Redis are counted and reported like the map's own.
+    /// Decisions taken by Redis are reported like the map's own.
     #[test]
-    fn rejections_decided_elsewhere_are_counted_and_reported_once_a_second() {
+    fn rejections_decided_elsewhere_are_reported_once_a_second() {
         let now = Instant::now();
         let mut map = BucketMap::new(limits(1, 1.0), 100);
         assert!(!map.record_elsewhere(&ip(1), true, now));
@@ -542,7 +500,6 @@ mod tests {
             .count();
         assert_eq!(reports, 1);
         assert!(map.record_elsewhere(&ip(1), false, now + Duration::from_secs(1)));
-        assert_eq!(map.top_rejected(1), [(ip(1), 11)]);
     }
 
     /// Upserting new limits clamps; only touched clients are dirty, once.

@@ -4,7 +4,7 @@ use actix::Message;
 
 use std::collections::BTreeMap;
 
-use crate::client::{Admission, Charge, ClientKey, ClientRecord, Limits};
+use crate::client::{Admission, Charge, ClientRecord, Limits};
 use crate::cluster::Change;
 
 /// Why an admin operation on a client failed.
@@ -86,11 +86,6 @@ pub struct Tracked {
     /// Unregistered clients, by address.
     pub addresses: usize,
 }
-
-/// From the status API: the clients with most rejections in the current minute.
-#[derive(Debug, Message)]
-#[rtype(result = "Vec<(ClientKey, u64)>")]
-pub struct TopRejected(pub usize);
 
 /// From tests: drop idle full buckets now.
 #[cfg(any(test, feature = "test-util"))]

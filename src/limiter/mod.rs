@@ -18,6 +18,7 @@ mod local;
 pub mod map;
 mod messages;
 mod mode;
+mod rejections;
 mod route_buckets;
 mod routed;
 mod saved;
@@ -29,6 +30,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::{Actor, Addr, Arbiter, MailboxError};
@@ -41,11 +43,11 @@ use crate::persistence::{SavedClient, Store};
 use crate::settings::RateLimitSettings;
 use local::LocalMode;
 use map::SharedMap;
-use messages::{
-    ApplyRemote, CountBuckets, FlushTokens, GetClient, ListClients, RemoveClient, TopRejected,
-};
+use messages::{ApplyRemote, CountBuckets, FlushTokens, GetClient, ListClients, RemoveClient};
 pub use messages::{ClientError, CreateClient, Tracked, UpdateClient};
 use mode::{Known, Mode, RegisteredIds};
+pub use rejections::Rejected;
+use rejections::Rejections;
 use shard::BucketStore;
 use shared::SharedMode;
 
@@ -68,6 +70,8 @@ pub struct Limiter {
     maps: Vec<SharedMap>,
     /// Registered client ids, so an API key is resolved before choosing a shard.
     registered: RegisteredIds,
+    /// Recent refusals by client and route, for the status page.
+    rejections: Rejections,
 }
 
 impl Limiter {
@@ -111,6 +115,7 @@ impl Limiter {
             shards,
             maps,
             registered,
+            rejections: Rejections::default(),
         }
     }
 
@@ -209,15 +214,14 @@ impl Limiter {
         total
     }
 
-    /// The `n` clients refused most in the current minute, across shards, most first.
-    pub async fn top_rejected(&self, n: usize) -> Vec<(ClientKey, u64)> {
-        let mut all = Vec::new();
-        for shard in &self.shards {
-            all.extend(shard.send(TopRejected(n)).await.unwrap_or_default());
-        }
-        all.sort_by_key(|entry| std::cmp::Reverse(entry.1));
-        all.truncate(n);
-        all
+    /// Counts a refusal of `key`'s request on `route` for [`Self::top_rejected`].
+    pub fn count_rejection(&self, key: &ClientKey, route: Option<&Arc<str>>) {
+        self.rejections.count(key, route, Instant::now());
+    }
+
+    /// The `n` clients (by route) refused most in the current minute, most first.
+    pub fn top_rejected(&self, n: usize) -> Vec<Rejected> {
+        self.rejections.top(n, Instant::now())
     }
 
     /// Drops idle full buckets on every shard now (they are swept every few seconds anyway);

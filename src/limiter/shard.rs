@@ -20,14 +20,14 @@ use super::map::BucketMap;
 use super::messages::SweepNow;
 use super::messages::{
     AdmitMany, ApplyRemote, ClientError, CountBuckets, CreateClient, FlushTokens, GetClient,
-    ListClients, RemoveClient, TopRejected, Tracked, UpdateClient,
+    ListClients, RemoveClient, Tracked, UpdateClient,
 };
 use super::mode::{Admitted, Known, Mode};
 use crate::client::{Admission, ClientRecord, Limits};
 use crate::persistence::{SaveTokens, SavedClient, Store};
 
-/// "Recent" rejections, for the status page: counted per period of this length.
-const REJECTION_PERIOD: Duration = Duration::from_secs(60);
+/// How long a rejection decided elsewhere is remembered as reported.
+const REPORTS_KEPT: Duration = Duration::from_secs(60);
 
 /// How often full, idle buckets of unregistered clients are dropped.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
@@ -112,8 +112,8 @@ impl Actor for BucketStore {
         ctx.run_interval(SWEEP_EVERY, |shard, _| {
             shard.known.map.lock().sweep(Instant::now());
         });
-        ctx.run_interval(REJECTION_PERIOD, |shard, _| {
-            shard.known.map.lock().reset_rejections()
+        ctx.run_interval(REPORTS_KEPT, |shard, _| {
+            shard.known.map.lock().forget_reports()
         });
         if let Some(every) = self.mode.tick_every() {
             ctx.run_interval(every, |shard, ctx| {
@@ -220,13 +220,5 @@ impl Handler<SweepNow> for BucketStore {
 
     fn handle(&mut self, _: SweepNow, _: &mut Context<Self>) -> usize {
         self.known.map.lock().sweep(Instant::now())
-    }
-}
-
-impl Handler<TopRejected> for BucketStore {
-    type Result = MessageResult<TopRejected>;
-
-    fn handle(&mut self, msg: TopRejected, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.known.map.lock().top_rejected(msg.0))
     }
 }

@@ -92,6 +92,8 @@ struct ClientsSummary {
 struct Rejected {
     /// A client id or an IP address.
     client: String,
+    /// The route the refused requests took (`null`: none matched).
+    route: Option<String>,
     /// Refusals in the current minute.
     rejected: u64,
 }
@@ -173,11 +175,11 @@ pub async fn status(
     let top_rejected = state
         .limiter
         .top_rejected(5)
-        .await
         .into_iter()
-        .map(|(key, rejected)| Rejected {
-            client: key.id(),
-            rejected,
+        .map(|rejected| Rejected {
+            client: rejected.key.id(),
+            route: rejected.route.map(|route| route.to_string()),
+            rejected: rejected.count,
         })
         .collect();
     Ok(HttpResponse::Ok().json(Status {

@@ -172,6 +172,7 @@ async fn admit(
         return Ok(admission);
     }
     metrics.record_rate_limited();
+    limiter.count_rejection(&key, destination.route.map(|r| &r.bucket.route));
     note(req, |served| served.limited = true);
     if let Some(route) = destination.route {
         route.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
