@@ -2,55 +2,88 @@
 //! noted ([`Served`]), and what the response was; written as the contract's JSON object or as
 //! the text line.
 
+use std::fmt::{self, Display};
+use std::net::IpAddr;
 use std::time::{Instant, SystemTime};
 
 use actix_web::dev::ServiceRequest;
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::http::{Method, Version};
+use actix_web::http::{Method, Uri, Version};
 use serde::Serialize;
 
 use super::note::Served;
 use crate::http::tls::ViaTls;
 use crate::net::canonical;
 
-/// What is noted of a request before it is handled (only while access lines are written).
+/// What is noted of a request before it is handled (only while access lines are written):
+/// shared handles on the request's own bytes (the URI and header values count references),
+/// turned into text only when the record is written.
 pub struct Arrival {
     pub started: Instant,
     at: SystemTime,
-    pub peer: String,
-    pub method: Method,
-    pub path: String,
-    host: Option<String>,
+    peer: Option<IpAddr>,
+    method: Method,
+    uri: Uri,
+    /// HTTP/2's `:authority`, else the `Host` header.
+    host: Option<HeaderValue>,
     version: Version,
     tls: bool,
-    user_agent: Option<String>,
+    user_agent: Option<HeaderValue>,
 }
 
 impl Arrival {
     pub fn capture(req: &ServiceRequest) -> Self {
-        let header = |name| {
-            req.headers()
-                .get(name)
-                .and_then(|v: &HeaderValue| v.to_str().ok())
-                .map(str::to_owned)
-        };
+        let uri = req.uri();
+        let authority = uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok());
         Self {
             started: Instant::now(),
             at: SystemTime::now(),
-            peer: req
-                .peer_addr()
-                .map_or_else(|| "-".to_owned(), |a| canonical(a.ip()).to_string()),
+            peer: req.peer_addr().map(|a| canonical(a.ip())),
             method: req.method().clone(),
-            path: req.path().to_owned(),
-            host: req
-                .uri()
-                .authority()
-                .map(|a| a.as_str().to_owned())
-                .or_else(|| header(header::HOST)),
+            uri: uri.clone(),
+            host: authority.or_else(|| req.headers().get(header::HOST).cloned()),
             version: req.version(),
             tls: req.conn_data::<ViaTls>().is_some(),
-            user_agent: header(header::USER_AGENT),
+            user_agent: req.headers().get(header::USER_AGENT).cloned(),
         }
+    }
+
+    /// The client's address as the record shows it (`-` when unknown).
+    fn peer(&self) -> Shown<'_> {
+        Shown(self.peer.as_ref().map_or(&"-" as &dyn Display, |ip| ip as &dyn Display))
+    }
+}
+
+/// A value written into the record through its `Display` (no string made first).
+struct Shown<'a>(&'a dyn Display);
+
+impl Serialize for Shown<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self.0)
+    }
+}
+
+impl Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A header value as text, if it is.
+fn text_of(value: Option<&HeaderValue>) -> Option<&str> {
+    value.and_then(|v| v.to_str().ok())
+}
+
+/// The protocol as the record names it.
+fn protocol(version: Version) -> &'static str {
+    match version {
+        Version::HTTP_09 => "HTTP/0.9",
+        Version::HTTP_10 => "HTTP/1.0",
+        Version::HTTP_2 => "HTTP/2.0",
+        Version::HTTP_3 => "HTTP/3.0",
+        _ => "HTTP/1.1",
     }
 }
 
@@ -61,11 +94,11 @@ struct Record<'a> {
     request_id: &'a str,
     trace_id: Option<&'a str>,
     client: Option<&'a str>,
-    client_ip: &'a str,
+    client_ip: Shown<'a>,
     method: &'a str,
     host: Option<&'a str>,
     path: &'a str,
-    protocol: String,
+    protocol: &'static str,
     tls: bool,
     status: u16,
     route: Option<&'a str>,
@@ -98,11 +131,11 @@ pub fn json(arrival: &Arrival, outcome: &Outcome<'_>) -> String {
         request_id: outcome.request_id,
         trace_id: outcome.trace_id,
         client: served.client.as_deref(),
-        client_ip: &arrival.peer,
+        client_ip: arrival.peer(),
         method: arrival.method.as_str(),
-        host: arrival.host.as_deref(),
-        path: &arrival.path,
-        protocol: format!("{:?}", arrival.version),
+        host: text_of(arrival.host.as_ref()),
+        path: arrival.uri.path(),
+        protocol: protocol(arrival.version),
         tls: arrival.tls,
         status: outcome.status,
         route: served.route.as_deref(),
@@ -114,7 +147,7 @@ pub fn json(arrival: &Arrival, outcome: &Outcome<'_>) -> String {
         bytes_in: served.bytes_in,
         bytes_out: outcome.bytes_out,
         limited: served.limited,
-        user_agent: arrival.user_agent.as_deref(),
+        user_agent: text_of(arrival.user_agent.as_ref()),
     };
     serde_json::to_string(&record).unwrap_or_default()
 }
@@ -131,9 +164,9 @@ pub fn text(arrival: &Arrival, status: u16, served: Option<&Served>, request_id:
         .unwrap_or_default();
     format!(
         "{} \"{} {}\" {status} {backend}{route} {:.1}ms id={request_id}",
-        arrival.peer,
+        arrival.peer(),
         arrival.method,
-        arrival.path,
+        arrival.uri.path(),
         arrival.started.elapsed().as_secs_f64() * 1000.0,
     )
 }

@@ -1,5 +1,6 @@
 //! Access lines off the workers: a bounded queue to one writer thread, which appends them to
-//! `log.access_path` (or stderr) and flushes whenever the queue runs dry. A worker never
+//! `log.access_path` (or stderr) through a buffer written out when full or at most
+//! [`FLUSH_AFTER`] after its oldest line (one write for many lines under load). A worker never
 //! waits: a line that does not fit the queue is dropped and counted
 //! (`lb_access_log_dropped_total`). SIGUSR1 asks for the file to be opened again by its path,
 //! after logrotate has renamed it.
@@ -11,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
 
@@ -20,6 +21,12 @@ const QUEUE_LINES: usize = 16_384;
 
 /// How often an idle writer looks whether it should reopen the file.
 const IDLE_CHECK: Duration = Duration::from_millis(100);
+
+/// Longest a line waits in the writer's buffer before it is written to the file.
+const FLUSH_AFTER: Duration = Duration::from_millis(100);
+
+/// The writer's buffer: one write for many lines under load.
+const BUFFER_BYTES: usize = 64 * 1024;
 
 enum Message {
     Line(String),
@@ -40,10 +47,10 @@ impl LineWriter {
     pub fn start(path: Option<PathBuf>, dropped: Counter) -> io::Result<Self> {
         let output = match path {
             Some(path) => Output::File {
-                file: BufWriter::new(open(&path)?),
+                file: BufWriter::with_capacity(BUFFER_BYTES, open(&path)?),
                 path,
             },
-            None => Output::Stderr(BufWriter::new(io::stderr())),
+            None => Output::Stderr(BufWriter::with_capacity(BUFFER_BYTES, io::stderr())),
         };
         let (queue, lines) = mpsc::sync_channel(QUEUE_LINES);
         let reopen = Arc::new(AtomicBool::new(false));
@@ -132,7 +139,7 @@ impl Output {
         let _ = file.flush();
         match open(path) {
             Ok(new) => {
-                *file = BufWriter::new(new);
+                *file = BufWriter::with_capacity(BUFFER_BYTES, new);
                 log::info!("access log reopened: {}", path.display());
             }
             Err(err) => log::error!("{err}; still writing to the file opened before"),
@@ -140,11 +147,15 @@ impl Output {
     }
 }
 
-/// The writer thread: lines as they come, a flush whenever the queue is empty.
+/// The writer thread: lines into the buffer as they come; the buffer goes to the file when it
+/// is full, [`FLUSH_AFTER`] after its oldest line, or when asked.
 fn run(lines: Receiver<Message>, mut output: Output, reopen: &AtomicBool) {
     let mut failing = false;
+    // When the oldest line not yet flushed was buffered.
+    let mut unflushed: Option<Instant> = None;
     loop {
-        let first = match lines.recv_timeout(IDLE_CHECK) {
+        let wait = unflushed.map_or(IDLE_CHECK, |at| FLUSH_AFTER.saturating_sub(at.elapsed()));
+        let message = match lines.recv_timeout(wait) {
             Ok(message) => Some(message),
             Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => {
@@ -152,28 +163,28 @@ fn run(lines: Receiver<Message>, mut output: Output, reopen: &AtomicBool) {
                 return;
             }
         };
-        if first.is_none() && reopen.swap(false, Ordering::Relaxed) {
+        // Looked at before every message, so a line queued after `reopen` returned goes to the
+        // new file (the queue orders the flag's store before the line).
+        if reopen.swap(false, Ordering::Relaxed) {
             output.reopen();
         }
-        let mut written = Ok(());
-        for message in first
-            .into_iter()
-            .chain(std::iter::from_fn(|| lines.try_recv().ok()))
-        {
-            // Looked at before every message, so a line queued after `reopen` returned goes
-            // to the new file (the queue orders the flag's store before the line).
-            if reopen.swap(false, Ordering::Relaxed) {
-                output.reopen();
+        let mut result = match message {
+            Some(Message::Line(line)) => {
+                unflushed.get_or_insert_with(Instant::now);
+                output.line(&line)
             }
-            match message {
-                Message::Line(line) => written = written.and(output.line(&line)),
-                Message::Flush(done) => {
-                    written = written.and(output.flush());
-                    let _ = done.send(());
-                }
+            Some(Message::Flush(done)) => {
+                let flushed = output.flush();
+                unflushed = None;
+                let _ = done.send(());
+                flushed
             }
+            None => Ok(()),
+        };
+        if unflushed.is_some_and(|at| at.elapsed() >= FLUSH_AFTER) {
+            result = result.and(output.flush());
+            unflushed = None;
         }
-        let result = written.and(output.flush());
         // One line in the process log per run of failures (a full disk, a removed file).
         match result {
             Err(err) if !failing => {
