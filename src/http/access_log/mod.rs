@@ -13,6 +13,7 @@
 //! future is the inner one's (already boxed by the router) with the record next to it.
 
 mod body;
+mod json;
 pub mod note;
 mod record;
 pub mod writer;

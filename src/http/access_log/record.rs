@@ -9,8 +9,8 @@ use std::time::{Instant, SystemTime};
 use actix_web::dev::ServiceRequest;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, Uri, Version};
-use serde::Serialize;
 
+use super::json::{push_rfc3339_millis, JsonLine};
 use super::note::Served;
 use crate::http::tls::ViaTls;
 use crate::net::canonical;
@@ -50,20 +50,18 @@ impl Arrival {
         }
     }
 
-    /// The client's address as the record shows it (`-` when unknown).
+    /// The client's address as the text line shows it (`-` when unknown).
     fn peer(&self) -> Shown<'_> {
-        Shown(self.peer.as_ref().map_or(&"-" as &dyn Display, |ip| ip as &dyn Display))
+        Shown(
+            self.peer
+                .as_ref()
+                .map_or(&"-" as &dyn Display, |ip| ip as &dyn Display),
+        )
     }
 }
 
-/// A value written into the record through its `Display` (no string made first).
+/// A value written into the text line through its `Display` (no string made first).
 struct Shown<'a>(&'a dyn Display);
-
-impl Serialize for Shown<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self.0)
-    }
-}
 
 impl Display for Shown<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -87,32 +85,6 @@ fn protocol(version: Version) -> &'static str {
     }
 }
 
-/// The JSON access record, exactly the contract's keys.
-#[derive(Serialize)]
-struct Record<'a> {
-    ts: String,
-    request_id: &'a str,
-    trace_id: Option<&'a str>,
-    client: Option<&'a str>,
-    client_ip: Shown<'a>,
-    method: &'a str,
-    host: Option<&'a str>,
-    path: &'a str,
-    protocol: &'static str,
-    tls: bool,
-    status: u16,
-    route: Option<&'a str>,
-    pool: Option<&'a str>,
-    backend: Option<&'a str>,
-    attempts: u32,
-    duration_ms: f64,
-    upstream_ms: Option<f64>,
-    bytes_in: u64,
-    bytes_out: u64,
-    limited: bool,
-    user_agent: Option<&'a str>,
-}
-
 /// The response's side of a record.
 pub struct Outcome<'a> {
     pub request_id: &'a str,
@@ -122,34 +94,36 @@ pub struct Outcome<'a> {
     pub bytes_out: u64,
 }
 
-/// The JSON object of one request, on one line.
+/// The JSON object of one request, on one line: exactly the contract's keys, in its order.
 pub fn json(arrival: &Arrival, outcome: &Outcome<'_>) -> String {
     let served = outcome.served;
-    let millis = |d: std::time::Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
-    let record = Record {
-        ts: rfc3339_millis(arrival.at),
-        request_id: outcome.request_id,
-        trace_id: outcome.trace_id,
-        client: served.client.as_deref(),
-        client_ip: arrival.peer(),
-        method: arrival.method.as_str(),
-        host: text_of(arrival.host.as_ref()),
-        path: arrival.uri.path(),
-        protocol: protocol(arrival.version),
-        tls: arrival.tls,
-        status: outcome.status,
-        route: served.route.as_deref(),
-        pool: served.pool.as_deref(),
-        backend: served.backend.as_deref().map(|b| b.name.as_str()),
-        attempts: served.attempts.max(u32::from(served.backend.is_some())),
-        duration_ms: millis(arrival.started.elapsed()),
-        upstream_ms: served.upstream.map(millis),
-        bytes_in: served.bytes_in,
-        bytes_out: outcome.bytes_out,
-        limited: served.limited,
-        user_agent: text_of(arrival.user_agent.as_ref()),
-    };
-    serde_json::to_string(&record).unwrap_or_default()
+    let mut line = JsonLine::new();
+    line.time("ts", arrival.at);
+    line.str("request_id", Some(outcome.request_id));
+    line.str("trace_id", outcome.trace_id);
+    line.str("client", served.client.as_deref());
+    line.ip("client_ip", arrival.peer);
+    line.str("method", Some(arrival.method.as_str()));
+    line.str("host", text_of(arrival.host.as_ref()));
+    line.str("path", Some(arrival.uri.path()));
+    line.str("protocol", Some(protocol(arrival.version)));
+    line.bool("tls", arrival.tls);
+    line.uint("status", u64::from(outcome.status));
+    line.str("route", served.route.as_deref());
+    line.str("pool", served.pool.as_deref());
+    line.str(
+        "backend",
+        served.backend.as_deref().map(|b| b.name.as_str()),
+    );
+    let attempts = served.attempts.max(u32::from(served.backend.is_some()));
+    line.uint("attempts", u64::from(attempts));
+    line.millis("duration_ms", Some(arrival.started.elapsed()));
+    line.millis("upstream_ms", served.upstream);
+    line.uint("bytes_in", served.bytes_in);
+    line.uint("bytes_out", outcome.bytes_out);
+    line.bool("limited", served.limited);
+    line.str("user_agent", text_of(arrival.user_agent.as_ref()));
+    line.finish()
 }
 
 /// The text line (after the process log's own prefix, or after a timestamp in a file):
@@ -173,62 +147,7 @@ pub fn text(arrival: &Arrival, status: u16, served: Option<&Served>, request_id:
 
 /// `at` as RFC 3339 in UTC with milliseconds: `2026-12-03T04:53:41.123Z`.
 pub fn rfc3339_millis(at: SystemTime) -> String {
-    let ms = at
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    let (secs, millis) = ((ms / 1000) as i64, ms % 1000);
-    let (days, day_secs) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{millis:03}Z",
-        day_secs / 3600,
-        day_secs % 3600 / 60,
-        day_secs % 60
-    )
-}
-
-/// The proleptic Gregorian date of a count of days since 1970-01-01 (Howard Hinnant's
-/// well-known algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    /// Dates across leap days, month ends and years, against values worked out by hand.
-    #[test]
-    fn timestamps_are_rfc3339_utc_with_millis() {
-        let at = |secs: u64, ms: u64| {
-            SystemTime::UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(ms)
-        };
-        assert_eq!(rfc3339_millis(at(0, 0)), "1970-01-01T00:00:00.000Z");
-        assert_eq!(
-            rfc3339_millis(at(951_782_400, 5)),
-            "2000-02-29T00:00:00.005Z"
-        );
-        assert_eq!(
-            rfc3339_millis(at(1_709_251_199, 999)),
-            "2024-02-29T23:59:59.999Z"
-        );
-        assert_eq!(
-            rfc3339_millis(at(1_798_761_599, 0)),
-            "2026-12-31T23:59:59.000Z"
-        );
-        assert_eq!(
-            rfc3339_millis(at(1_798_761_600, 0)),
-            "2027-01-01T00:00:00.000Z"
-        );
-    }
+    let mut out = String::with_capacity(24);
+    push_rfc3339_millis(&mut out, at);
+    out
 }
