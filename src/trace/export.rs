@@ -14,7 +14,7 @@ use opentelemetry_sdk::Resource;
 use prometheus_client::metrics::counter::Counter;
 use rustls::ClientConfig;
 use tokio::sync::mpsc::{error::TrySendError, Receiver, Sender};
-use tokio::time::{timeout_at, Instant};
+use tokio::time::Instant;
 
 use super::transport::{self, AwcTransport};
 use crate::settings::TracingSettings;
@@ -27,6 +27,9 @@ const MAX_BATCH: usize = 512;
 
 /// Longest a span waits for others to fill its batch.
 const BATCH_DELAY: Duration = Duration::from_secs(1);
+
+/// How long the exporting thread sleeps between looks at the queue while it gathers a batch.
+const BUSY_PAUSE: Duration = Duration::from_millis(5);
 
 /// Longest one export (with the exporter's retries) may take.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -107,6 +110,35 @@ pub fn start(
     Ok(Queue { sender, dropped })
 }
 
+/// A batch begun by `first`: what else arrives until it is full, a flush is asked for, or
+/// [`BATCH_DELAY`] has passed. The queue is looked at every [`BUSY_PAUSE`] rather than waited
+/// on: a span sent to a waiting receiver wakes its thread, one system call per span.
+async fn gather(
+    first: Message,
+    spans: &mut Receiver<Message>,
+) -> (Vec<SpanData>, Vec<mpsc::Sender<()>>) {
+    let (mut batch, mut flushes) = (Vec::new(), Vec::new());
+    let deadline = Instant::now() + BATCH_DELAY;
+    let mut next = Some(first);
+    loop {
+        while let Some(message) = next.take() {
+            match message {
+                Message::Span(span) => batch.push(*span),
+                Message::Flush(done) => flushes.push(done),
+            }
+            if batch.len() < MAX_BATCH {
+                next = spans.try_recv().ok();
+            }
+        }
+        let now = Instant::now();
+        if batch.len() >= MAX_BATCH || !flushes.is_empty() || now >= deadline {
+            return (batch, flushes);
+        }
+        tokio::time::sleep(BUSY_PAUSE.min(deadline - now)).await;
+        next = spans.try_recv().ok();
+    }
+}
+
 /// The exporting loop: batches until every sender is gone.
 async fn run(
     mut spans: Receiver<Message>,
@@ -115,19 +147,7 @@ async fn run(
 ) {
     let mut failing = false;
     while let Some(first) = spans.recv().await {
-        let mut batch = Vec::new();
-        let mut flushes = Vec::new();
-        let mut next = Some(first);
-        let deadline = Instant::now() + BATCH_DELAY;
-        while let Some(message) = next.take() {
-            match message {
-                Message::Span(span) => batch.push(*span),
-                Message::Flush(done) => flushes.push(done),
-            }
-            if batch.len() < MAX_BATCH && flushes.is_empty() {
-                next = timeout_at(deadline, spans.recv()).await.ok().flatten();
-            }
-        }
+        let (batch, flushes) = gather(first, &mut spans).await;
         if !batch.is_empty() {
             let count = batch.len() as u64;
             match exporter.export(batch).await {
