@@ -18,7 +18,7 @@ use actix_web::web::BytesMut;
 use actix_web::HttpRequest;
 
 use crate::routing::Route;
-use crate::trace::TRACEPARENT;
+use crate::trace::{Traceparent, TRACEPARENT};
 
 /// `X-Forwarded-For`: the chain of client addresses.
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -133,7 +133,7 @@ pub fn write_to_backend(
     peer: Option<IpAddr>,
     via_tls: bool,
     (backend_host, client_host): (&str, bool),
-    traceparent: Option<&[u8]>,
+    traceparent: Option<&Traceparent>,
     out: &mut BytesMut,
 ) {
     let mut line = |name: &[u8], value: &[u8]| {
@@ -153,7 +153,7 @@ pub fn write_to_backend(
         line(b"host", backend_host.as_bytes());
     }
     if let Some(traceparent) = traceparent {
-        line(TRACEPARENT.as_str().as_bytes(), traceparent);
+        line(TRACEPARENT.as_str().as_bytes(), &traceparent[..]);
     }
 }
 

@@ -223,14 +223,7 @@ async fn forward_admitted(
         let traceparent = attempts.traceparent();
         let headers = |out: &mut BytesMut| {
             let to = (host, client_host);
-            headers::write_to_backend(
-                req.headers(),
-                peer,
-                via_tls,
-                to,
-                traceparent.as_ref().map(|t| &t[..]),
-                out,
-            );
+            headers::write_to_backend(req.headers(), peer, via_tls, to, traceparent.as_ref(), out);
         };
         let request = Request {
             method: req.method(),

@@ -91,14 +91,7 @@ pub async fn open(
         // forwarding headers, and the upgrade.
         let headers = |out: &mut BytesMut| {
             let to = (host, client_host);
-            headers::write_to_backend(
-                req.headers(),
-                peer,
-                via_tls,
-                to,
-                traceparent.as_ref().map(|t| &t[..]),
-                out,
-            );
+            headers::write_to_backend(req.headers(), peer, via_tls, to, traceparent.as_ref(), out);
         };
         let handshake = Request {
             method: &Method::GET,
