@@ -103,7 +103,11 @@ async fn a_client_trace_is_continued_to_the_backend() {
 
     let sent = sent_traceparent(&app, 0);
     let headers = &app.requests()[0].headers;
-    assert_eq!(headers.get_all("traceparent").count(), 1, "the client's is replaced");
+    assert_eq!(
+        headers.get_all("traceparent").count(),
+        1,
+        "the client's is replaced"
+    );
     assert_eq!(sent[0], "00");
     assert_eq!(sent[1], trace_id);
     assert_ne!(
