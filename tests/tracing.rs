@@ -3,7 +3,8 @@
 //! clients continuing their own traces. What the contract says: a SERVER span per proxied
 //! request, a CLIENT span per attempt named in the backend's `traceparent`, parent-based
 //! sampling, the made request id = the trace id, `trace_id` in the JSON record, nothing for the
-//! balancer's own paths, and with tracing off the client's `traceparent` untouched.
+//! balancer's own paths, WebSocket handshakes traced like requests, spans a missing collector
+//! never got counted, and with tracing off the client's `traceparent` untouched.
 
 mod common;
 
@@ -272,4 +273,48 @@ async fn an_absent_collector_costs_requests_nothing_and_drops_are_counted() {
         actix_rt::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(dropped, 40.0, "two spans per request, none delivered");
+}
+
+/// A WebSocket handshake is an attempt like any other: the backend's handshake carries the
+/// attempt's `traceparent`, and the request's SERVER span (status 101) ends with the tunnel.
+#[actix_web::test]
+async fn a_websocket_handshake_is_traced_to_its_backend() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+    let receiver = Receiver::start();
+    let backend = common::ws::WsBackend::start();
+    let lb = start_balancer(&traced(&[backend.url()], receiver.endpoint(), 1.0));
+    let trace_id = "6bf92f3577b34da6a3ce929d0e0e4736";
+    let mut request = format!("ws://{}/chat", lb.addr)
+        .into_client_request()
+        .expect("request");
+    let traceparent = format!("00-{trace_id}-00f067aa0ba902b7-01");
+    request.headers_mut().insert(
+        "traceparent",
+        HeaderValue::from_str(&traceparent).expect("value"),
+    );
+    let tcp = tokio::net::TcpStream::connect(lb.addr)
+        .await
+        .expect("connect");
+    let (mut socket, _) = tokio_tungstenite::client_async(request, tcp)
+        .await
+        .expect("handshake through the balancer");
+    let (_, headers) = backend.handshakes.lock().expect("lock")[0].clone();
+    let sent: Vec<&str> = headers["traceparent"]
+        .to_str()
+        .expect("ASCII")
+        .split('-')
+        .collect();
+    assert_eq!(sent[1], trace_id);
+    socket.close(None).await.expect("close");
+
+    let spans = spans_of(&receiver, trace_id, 2).await;
+    let server = one_of_kind(&spans, SERVER);
+    let attempt = one_of_kind(&spans, CLIENT);
+    assert_eq!(server.attribute("http.response.status_code"), Some("101"));
+    assert_eq!(attempt.attribute("http.response.status_code"), Some("101"));
+    assert_eq!(attempt.span_id, sent[2]);
+    assert_eq!(attempt.parent_span_id, server.span_id);
 }
