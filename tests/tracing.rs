@@ -279,7 +279,6 @@ async fn an_absent_collector_costs_requests_nothing_and_drops_are_counted() {
 /// attempt's `traceparent`, and the request's SERVER span (status 101) ends with the tunnel.
 #[actix_web::test]
 async fn a_websocket_handshake_is_traced_to_its_backend() {
-    use futures_util::SinkExt;
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     use tokio_tungstenite::tungstenite::http::HeaderValue;
 
