@@ -7,8 +7,8 @@
 //! server, proxy and APIs), which uses the domain folders (`registry/`, `health/`, `limiter/`,
 //! `persistence/`, `simulation/`, `events/`, `stats/`, `cluster/`), which use `settings/` and
 //! `discovery/` (the pool file), which use the leaf value types (`backend`, `certs`, `client`,
-//! `clock`, `draining`, `fault`, `net`). The architecture map in the README names the file of
-//! each concept.
+//! `clock`, `digits`, `draining`, `fault`, `net`). The architecture map in the README names the
+//! file of each concept.
 
 mod backend;
 mod certs;
@@ -16,6 +16,7 @@ pub mod cli;
 mod client;
 mod clock;
 mod cluster;
+mod digits;
 mod discovery;
 mod draining;
 mod events;

@@ -8,6 +8,8 @@
 use actix_web::dev::ServiceRequest;
 use actix_web::http::header::{HeaderName, HeaderValue};
 
+use crate::digits::lower_hex;
+
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Longest id kept from a client.
@@ -28,12 +30,8 @@ pub fn make() -> HeaderValue {
 
 /// 128 bits as 32 lowercase hex digits (a trace id, or random ones).
 fn hex(bits: u128) -> HeaderValue {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut digits = [0u8; 32];
-    for (pair, byte) in digits.chunks_exact_mut(2).zip(bits.to_be_bytes()) {
-        pair[0] = HEX[usize::from(byte >> 4)];
-        pair[1] = HEX[usize::from(byte & 0xf)];
-    }
+    lower_hex(&bits.to_be_bytes(), &mut digits);
     HeaderValue::from_bytes(&digits).expect("hex digits are a valid header value")
 }
 

@@ -13,6 +13,7 @@ use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 
 use crate::backend::Backend;
+use crate::digits::lower_hex;
 
 /// A request's place in its trace, from its arrival: the SERVER span's context and its remote
 /// parent (the client's span), if any.
@@ -211,15 +212,6 @@ fn span_name(method: &Method, target: Option<&str>) -> String {
         name.push_str(target);
     }
     name
-}
-
-/// `bytes` as lowercase hex digits into `out` (twice as long).
-fn lower_hex(bytes: &[u8], out: &mut [u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
-        pair[0] = DIGITS[usize::from(byte >> 4)];
-        pair[1] = DIGITS[usize::from(byte & 0xf)];
-    }
 }
 
 /// A span's data with no attributes yet, ending now.

@@ -4,9 +4,10 @@
 //! `bench/instructions.sh`: a request with the JSON log on costs ≈ 6 300 instructions less
 //! this way than through serde_json and the formatting machinery (docs/performance.md).
 
-use std::fmt::Write;
 use std::net::IpAddr;
 use std::time::{Duration, SystemTime};
+
+use crate::digits::{lower_hex, push_decimal, push_ip};
 
 /// One JSON object on one line, its fields written in order.
 pub struct JsonLine {
@@ -50,7 +51,7 @@ impl JsonLine {
 
     pub fn uint(&mut self, key: &str, value: u64) {
         self.key(key);
-        push_uint(&mut self.out, value);
+        push_decimal(&mut self.out, value);
     }
 
     pub fn bool(&mut self, key: &str, value: bool) {
@@ -66,27 +67,17 @@ impl JsonLine {
             return;
         };
         let micros = value.as_micros();
-        push_uint(&mut self.out, (micros / 1000) as u64);
+        push_decimal(&mut self.out, (micros / 1000) as u64);
         self.out.push('.');
         push_padded(&mut self.out, (micros % 1000) as u64, 3);
     }
 
-    /// An address (`"-"` when unknown); IPv4 digit by digit, the common case.
+    /// An address (`"-"` when unknown).
     pub fn ip(&mut self, key: &str, value: Option<IpAddr>) {
         self.key(key);
         self.out.push('"');
         match value {
-            Some(IpAddr::V4(ip)) => {
-                for (n, octet) in ip.octets().into_iter().enumerate() {
-                    if n > 0 {
-                        self.out.push('.');
-                    }
-                    push_uint(&mut self.out, u64::from(octet));
-                }
-            }
-            Some(ip @ IpAddr::V6(_)) => {
-                let _ = write!(self.out, "{ip}");
-            }
+            Some(ip) => push_ip(&mut self.out, ip),
             None => self.out.push('-'),
         }
         self.out.push('"');
@@ -117,33 +108,13 @@ fn escape_into(out: &mut String, value: &str) {
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
             c if (c as u32) < 0x20 => {
-                out.push_str("\\u00");
-                push_padded_hex(out, c as u8);
+                let mut hex = *b"\\u0000";
+                lower_hex(&[c as u8], &mut hex[4..]);
+                out.push_str(std::str::from_utf8(&hex).unwrap_or_default());
             }
             c => out.push(c),
         }
     }
-}
-
-fn push_padded_hex(out: &mut String, byte: u8) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-    out.push(char::from(DIGITS[usize::from(byte & 0xf)]));
-}
-
-/// `value` in decimal.
-fn push_uint(out: &mut String, mut value: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
-    }
-    out.extend(digits[at..].iter().map(|&d| char::from(d)));
 }
 
 /// `value` in decimal, zero-padded to `width` digits.

@@ -4,8 +4,8 @@ use actix_web::http::header::{HeaderName, HeaderValue, RETRY_AFTER};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
-use super::headers::push_decimal;
 use crate::client::{Admission, Bucket, Limits};
+use crate::digits::push_decimal;
 use crate::http::error::{error_response, json_response};
 
 /// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers): the quota and its window.

@@ -17,6 +17,7 @@ use actix_web::http::uri::PathAndQuery;
 use actix_web::web::BytesMut;
 use actix_web::HttpRequest;
 
+use crate::digits::push_ip;
 use crate::routing::Route;
 use crate::trace::{Traceparent, TRACEPARENT};
 
@@ -217,43 +218,6 @@ fn forwarded_for(client: &HeaderMap, peer: Option<IpAddr>) -> Option<HeaderValue
     HeaderValue::try_from(chain).ok().filter(|v| !v.is_empty())
 }
 
-/// Appends `ip` as `Display` writes it; IPv4 digit by digit.
-fn push_ip(out: &mut String, ip: IpAddr) {
-    match ip {
-        IpAddr::V4(v4) => {
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push('.');
-                }
-                push_decimal(out, u64::from(octet));
-            }
-        }
-        IpAddr::V6(v6) => {
-            use std::fmt::Write as _;
-            // Writing to a String cannot fail.
-            let _ = write!(out, "{v6}");
-        }
-    }
-}
-
-/// Appends `n` in decimal.
-pub(super) fn push_decimal(out: &mut String, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        // A digit: `n % 10` is below 10.
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for &digit in &digits[at..] {
-        out.push(char::from(digit));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -367,28 +331,6 @@ mod tests {
         let out = to_client(&named);
         assert!(!out.contains_key("close"));
         assert!(!out.contains_key("x-a"));
-    }
-
-    /// Addresses and numbers come out as `Display` writes them.
-    #[test]
-    fn addresses_and_numbers_are_written_as_display_does() {
-        for ip in [
-            "0.0.0.0",
-            "10.200.3.45",
-            "255.255.255.255",
-            "2001:db8::1",
-            "::1",
-        ] {
-            let ip: IpAddr = ip.parse().expect("ip");
-            let mut out = String::new();
-            push_ip(&mut out, ip);
-            assert_eq!(out, ip.to_string());
-        }
-        for n in [0, 7, 10, 99, 100, 1_234_567, u64::MAX] {
-            let mut out = String::new();
-            push_decimal(&mut out, n);
-            assert_eq!(out, n.to_string());
-        }
     }
 
     /// The lines written carry the headers each one is handed, and the backend's address as
