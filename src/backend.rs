@@ -22,6 +22,9 @@ pub const DEFAULT_POOL: &str = "default";
 /// Largest `weight` of a pool entry.
 pub const MAX_WEIGHT: u32 = 1000;
 
+/// Largest `max_connections` of a pool, a backend entry or `backends.max_connections`.
+pub const MAX_CONNECTIONS: u32 = 1_000_000;
+
 /// Longest backend name (names appear in URLs, metrics labels and log lines).
 pub const MAX_NAME_LEN: usize = 64;
 
@@ -163,6 +166,16 @@ pub fn check_weight(weight: u64) -> Result<u32, String> {
         })
 }
 
+/// A `max_connections` is 0 (no limit) to [`MAX_CONNECTIONS`].
+pub fn check_max_connections(limit: u64) -> Result<u32, String> {
+    u32::try_from(limit)
+        .ok()
+        .filter(|l| *l <= MAX_CONNECTIONS)
+        .ok_or_else(|| {
+            format!("{limit} is not a connection limit: use a whole number from 0 (no limit) to {MAX_CONNECTIONS}")
+        })
+}
+
 /// One validated entry of the pool file (or of a `POST /lb/api/backends` body), before the
 /// registry gives it an id.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,6 +190,8 @@ pub struct BackendSpec {
     pub weight: u32,
     /// `None`: the default ([`default_name`] of its position, if free).
     pub name: Option<String>,
+    /// Its own limit of requests in flight (0 = none); `None`: its pool's.
+    pub max_connections: Option<u32>,
 }
 
 impl BackendSpec {
@@ -199,7 +214,20 @@ impl BackendSpec {
             tls,
             weight,
             name: name.map(str::to_owned),
+            max_connections: None,
         })
+    }
+
+    /// The entry with its own `max_connections`, validated; `Err` is `(field, problem)`.
+    pub fn with_max_connections(
+        mut self,
+        limit: Option<u64>,
+    ) -> Result<Self, (&'static str, String)> {
+        self.max_connections = limit
+            .map(check_max_connections)
+            .transpose()
+            .map_err(|p| ("max_connections", p))?;
+        Ok(self)
     }
 }
 
@@ -208,12 +236,18 @@ impl BackendSpec {
 pub struct PoolEntry {
     pub backend: Backend,
     pub weight: u32,
+    /// Its own limit of requests in flight; `None`: its pool's.
+    pub max_connections: Option<u32>,
 }
 
 impl PoolEntry {
     /// Weight 1.
     pub fn new(backend: Backend) -> Self {
-        Self { backend, weight: 1 }
+        Self {
+            backend,
+            weight: 1,
+            max_connections: None,
+        }
     }
 }
 

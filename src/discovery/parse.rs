@@ -10,7 +10,8 @@ use serde_json::Value;
 
 use super::topology::{NamedPool, PoolSettings, PoolSpec, Topology};
 use crate::backend::{
-    fill_names, Backend, BackendSpec, HostHeader, PoolEntry, Strategy, DEFAULT_POOL,
+    check_max_connections, fill_names, Backend, BackendSpec, HostHeader, PoolEntry, Strategy,
+    DEFAULT_POOL,
 };
 use crate::route::{check_name, RouteEntry, RouteSpec};
 
@@ -31,6 +32,7 @@ struct RawObject {
     url: String,
     weight: Option<u64>,
     name: Option<String>,
+    max_connections: Option<u64>,
 }
 
 /// A pool of `pools`, its backends still unread.
@@ -41,6 +43,7 @@ struct RawPool {
     strategy: Option<String>,
     health_path: Option<String>,
     host_header: Option<HostHeader>,
+    max_connections: Option<u64>,
 }
 
 const SHAPE: &str = r#"expected {"backends": ["http://host:port", ...], "pools": {"name": {"backends": [...]}}, "routes": [{"name": ..., "pool": ...}]}"#;
@@ -116,6 +119,7 @@ pub fn parse_pool_settings(current: &PoolSettings, value: &Value) -> Result<Pool
         strategy: Option<String>,
         health_path: Option<String>,
         host_header: Option<HostHeader>,
+        max_connections: Option<u64>,
     }
     let patch = read::<Patch>("body", value)?;
     let mut settings = current.clone();
@@ -129,6 +133,10 @@ pub fn parse_pool_settings(current: &PoolSettings, value: &Value) -> Result<Pool
     }
     if let Some(host_header) = patch.host_header {
         settings.host_header = host_header;
+    }
+    if let Some(limit) = patch.max_connections {
+        let limit = check_max_connections(limit).map_err(|p| ("max_connections".to_owned(), p))?;
+        settings.max_connections = Some(limit);
     }
     Ok(settings)
 }
@@ -161,6 +169,11 @@ fn pool(path: &str, name: String, raw: RawPool) -> Result<PoolSpec, Invalid> {
     if let Some(health_path) = &raw.health_path {
         check_health_path(health_path).map_err(|p| (join(path, "health_path"), p))?;
     }
+    let max_connections = raw
+        .max_connections
+        .map(check_max_connections)
+        .transpose()
+        .map_err(|p| (join(path, "max_connections"), p))?;
     let backends_path = join(path, "backends");
     Ok(PoolSpec {
         name,
@@ -168,6 +181,7 @@ fn pool(path: &str, name: String, raw: RawPool) -> Result<PoolSpec, Invalid> {
             strategy,
             health_path: raw.health_path,
             host_header: raw.host_header.unwrap_or_default(),
+            max_connections,
         },
         backends: backends_of(&backends_path, &raw.backends)?,
     })
@@ -179,12 +193,13 @@ fn backends_of(path: &str, entries: &[Value]) -> Result<Vec<BackendSpec>, Invali
     for (index, value) in entries.iter().enumerate() {
         let key = format!("{path}[{index}]");
         let entry = read::<RawEntry>(&key, value).map_err(|(key, _)| {
-            let problem = r#"expected "http://host:port" or {"url": "http://host:port", "weight": 3, "name": "big"}"#;
+            let problem = r#"expected "http://host:port" or {"url": "http://host:port", "weight": 3, "name": "big", "max_connections": 100}"#;
             (key, problem.to_owned())
         })?;
         let spec = match &entry {
             RawEntry::Url(url) => BackendSpec::parse(url, None, None),
-            RawEntry::Object(o) => BackendSpec::parse(&o.url, o.weight, o.name.as_deref()),
+            RawEntry::Object(o) => BackendSpec::parse(&o.url, o.weight, o.name.as_deref())
+                .and_then(|spec| spec.with_max_connections(o.max_connections)),
         }
         .map_err(|(field, problem)| match entry {
             RawEntry::Url(_) => (key.clone(), problem),
@@ -264,6 +279,7 @@ pub fn resolve(pools: Vec<PoolSpec>) -> Result<Vec<NamedPool>, Invalid> {
                 PoolEntry {
                     backend: Backend::from_spec(next_id - 1, spec, name, &pool_name),
                     weight: spec.weight,
+                    max_connections: spec.max_connections,
                 }
             })
             .collect();

@@ -12,6 +12,8 @@ pub struct PoolSettings {
     pub strategy: Option<Strategy>,
     pub health_path: Option<String>,
     pub host_header: HostHeader,
+    /// Requests in flight per backend at most (0 = none) where an entry sets none of its own.
+    pub max_connections: Option<u32>,
 }
 
 /// A validated pool.

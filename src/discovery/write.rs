@@ -22,6 +22,7 @@ pub struct FileEntry {
     pub url: String,
     pub weight: u32,
     pub name: String,
+    pub max_connections: Option<u32>,
 }
 
 /// One pool as the file lists it.
@@ -42,6 +43,8 @@ enum Written<'a> {
         weight: u32,
         #[serde(skip_serializing_if = "Option::is_none")]
         name: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        max_connections: Option<u32>,
     },
 }
 
@@ -59,27 +62,30 @@ struct WrittenPool<'a> {
     health_path: Option<&'a str>,
     #[serde(skip_serializing_if = "is_client")]
     host_header: HostHeader,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_connections: Option<u32>,
 }
 
 fn is_client(host_header: &HostHeader) -> bool {
     *host_header == HostHeader::Client
 }
 
-/// A pool's entries: a plain URL where weight and name are the defaults, else an object with
-/// what differs.
+/// A pool's entries: a plain URL where weight, name and limit are the defaults, else an object
+/// with what differs.
 fn written(entries: &[FileEntry]) -> Vec<Written<'_>> {
     entries
         .iter()
         .enumerate()
         .map(|(position, entry)| {
             let own_name = (entry.name != default_name(position)).then_some(entry.name.as_str());
-            if entry.weight == 1 && own_name.is_none() {
+            if entry.weight == 1 && own_name.is_none() && entry.max_connections.is_none() {
                 Written::Url(&entry.url)
             } else {
                 Written::Object {
                     url: &entry.url,
                     weight: entry.weight,
                     name: own_name,
+                    max_connections: entry.max_connections,
                 }
             }
         })
@@ -110,6 +116,7 @@ pub fn render(pools: &[FilePool], routes: &[RouteEntry]) -> String {
                 strategy: p.settings.strategy,
                 health_path: p.settings.health_path.as_deref(),
                 host_header: p.settings.host_header,
+                max_connections: p.settings.max_connections,
             };
             (p.name.as_str(), pool)
         })
@@ -166,6 +173,7 @@ mod tests {
             url: url.to_owned(),
             weight,
             name: name.to_owned(),
+            max_connections: None,
         }
     }
 
@@ -179,12 +187,26 @@ mod tests {
             entry("http://127.0.0.1:9001", 1, "backend-1"),
             entry("http://127.0.0.1:9002", 3, "backend-2"),
             entry("http://127.0.0.1:9003", 1, "big"),
+            FileEntry {
+                max_connections: Some(0),
+                ..entry("http://127.0.0.1:9004", 1, "backend-4")
+            },
         ];
-        let pools = [FilePool {
-            name: DEFAULT_POOL.to_owned(),
-            settings: PoolSettings::default(),
-            entries: entries.to_vec(),
-        }];
+        let pools = [
+            FilePool {
+                name: DEFAULT_POOL.to_owned(),
+                settings: PoolSettings::default(),
+                entries: entries.to_vec(),
+            },
+            FilePool {
+                name: "api".to_owned(),
+                settings: PoolSettings {
+                    max_connections: Some(50),
+                    ..PoolSettings::default()
+                },
+                entries: entries[..1].to_vec(),
+            },
+        ];
         let text = render(&pools, &[]);
         assert!(text.contains("    \"http://127.0.0.1:9001\",\n"), "{text}");
         write_atomically(&path, &text).expect("written");
@@ -193,6 +215,9 @@ mod tests {
         assert_eq!(specs[1].weight, 3);
         assert_eq!(specs[2].name.as_deref(), Some("big"));
         assert_eq!(specs[0].name, None);
+        assert_eq!(specs[3].max_connections, Some(0), "0 (no limit) is kept");
+        assert_eq!(specs[0].max_connections, None);
+        assert_eq!(topology.pools[1].settings.max_connections, Some(50));
         let leftovers = fs::read_dir(dir.path()).expect("list").count();
         assert_eq!(leftovers, 1, "no temporary file left");
     }

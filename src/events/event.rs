@@ -22,6 +22,13 @@ pub struct RouteStat {
     pub rate_limited: u64,
 }
 
+/// One pool in a `stats` event: requests waiting in its queue now.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PoolStat {
+    pub pool: String,
+    pub queued: usize,
+}
+
 /// Something an operator would want to see happen.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -125,6 +132,7 @@ pub enum LbEvent {
         errors: u64,
         backends: Vec<BackendStat>,
         routes: Vec<RouteStat>,
+        pools: Vec<PoolStat>,
     },
 }
 

@@ -83,6 +83,7 @@ mod tests {
             errors: 0,
             backends: Vec::new(),
             routes: Vec::new(),
+            pools: Vec::new(),
         }
     }
 

@@ -12,7 +12,7 @@ use actix::{Actor, Addr};
 use tokio::sync::mpsc;
 
 use bus::{EventBus, Publish, Subscribe};
-pub use event::{BackendStat, LbEvent, RouteStat, Stamped};
+pub use event::{BackendStat, LbEvent, PoolStat, RouteStat, Stamped};
 
 /// What a subscriber gets: the recent past, then the live stream.
 pub struct Subscription {

@@ -74,6 +74,10 @@ pub fn serve(settings: &Settings, listeners: Listeners, shared: Shared) -> io::R
         .shutdown_timeout(server_settings.shutdown_timeout.as_secs())
         .client_request_timeout(server_settings.client_request_timeout)
         .keep_alive(keep_alive)
+        // A client that closes its connection (or its sending half) is gone: its request is
+        // dropped, leaving the pool's queue or cancelling its backend attempt, as nginx does
+        // by default. (actix-http would otherwise keep serving a half-closed connection.)
+        .h1_allow_half_closed(false)
         .disable_signals();
     let server = match listeners.tls {
         // Only then do connections need telling apart (for X-Forwarded-Proto).

@@ -9,6 +9,7 @@ use std::time::Duration;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 mod labels;
@@ -16,7 +17,7 @@ mod tally;
 
 use crate::cluster::ClusterCounters;
 use crate::registry::MemberStatus;
-use labels::{BackendLabels, FailureLabels, RouteLabels};
+use labels::{BackendLabels, FailureLabels, PoolLabels, RouteLabels};
 use tally::Tallies;
 
 /// Every metric of the balancer.
@@ -33,6 +34,14 @@ pub struct Metrics {
     tunnels: Counter,
     access_log_dropped: Counter,
     trace_spans_dropped: Counter,
+    queue_length: Family<PoolLabels, Gauge>,
+    queue_wait: Family<PoolLabels, Histogram, fn() -> Histogram>,
+    retry_budget_exhausted: Family<PoolLabels, Counter>,
+}
+
+/// Buckets of `lb_queue_wait_seconds`: 1 ms to about 8 s.
+fn queue_wait_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 14))
 }
 
 impl Default for Metrics {
@@ -50,6 +59,9 @@ impl Default for Metrics {
             tunnels: Counter::default(),
             access_log_dropped: Counter::default(),
             trace_spans_dropped: Counter::default(),
+            queue_length: Family::default(),
+            queue_wait: Family::new_with_constructor(queue_wait_histogram),
+            retry_budget_exhausted: Family::default(),
         };
         metrics.register();
         metrics
@@ -102,6 +114,21 @@ impl Metrics {
             self.access_log_dropped.clone(),
         );
         registry.register(
+            "lb_queue_length",
+            "Requests waiting for a backend under its max_connections, by pool",
+            self.queue_length.clone(),
+        );
+        registry.register(
+            "lb_queue_wait_seconds",
+            "Time requests waited in their pool's queue (served, timed out or gone), by pool",
+            self.queue_wait.clone(),
+        );
+        registry.register(
+            "lb_retries_budget_exhausted",
+            "Retries not made because the pool's retry budget was spent, by pool",
+            self.retry_budget_exhausted.clone(),
+        );
+        registry.register(
             "lb_trace_spans_dropped",
             "Spans not delivered: past the exporter's queue, or in a batch the collector did not take",
             self.trace_spans_dropped.clone(),
@@ -150,6 +177,24 @@ impl Metrics {
         self.upstream_failures.get_or_create(&labels).inc();
     }
 
+    /// A request waited `waited` in `pool`'s queue.
+    pub fn record_queue_wait(&self, pool: &str, waited: Duration) {
+        let labels = PoolLabels {
+            pool: pool.to_owned(),
+        };
+        self.queue_wait
+            .get_or_create(&labels)
+            .observe(waited.as_secs_f64());
+    }
+
+    /// A retry in `pool` was not made: its retry budget was spent.
+    pub fn record_retry_budget_exhausted(&self, pool: &str) {
+        let labels = PoolLabels {
+            pool: pool.to_owned(),
+        };
+        self.retry_budget_exhausted.get_or_create(&labels).inc();
+    }
+
     /// The counter of dropped access records, for the access log's writer to count into.
     pub fn access_log_dropped(&self) -> Counter {
         self.access_log_dropped.clone()
@@ -183,12 +228,14 @@ impl Metrics {
     pub fn render(
         &self,
         members: &[MemberStatus],
+        queues: &[(String, usize)],
         routes_limited: &[(String, u64)],
         clients: usize,
         buckets: usize,
         cluster: Option<ClusterCounters>,
     ) -> String {
         self.set_gauges(members, clients, buckets);
+        self.set_queues(queues);
         let mut text = String::new();
         // The shards' tallies and, in cluster mode, the cluster's own counters, read now.
         let mut scraped = Registry::default();
@@ -262,6 +309,20 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    /// Each pool's queue length; every pool in service shows its queue series (0 and empty
+    /// ones too, so dashboards find them before the first wait).
+    fn set_queues(&self, queues: &[(String, usize)]) {
+        self.queue_length.clear();
+        for (pool, length) in queues {
+            let labels = PoolLabels { pool: pool.clone() };
+            self.queue_length.get_or_create(&labels).set(*length as i64);
+            drop(self.queue_wait.get_or_create(&labels));
+            drop(self.retry_budget_exhausted.get_or_create(&labels));
+        }
+    }
+}
+
 /// Cluster mode's counters, read now.
 fn register_cluster(scraped: &mut Registry, counters: ClusterCounters) {
     scraped.register(
@@ -313,7 +374,7 @@ mod tests {
         }
         let totals = metrics.totals();
         assert_eq!((totals.requests, totals.own_errors), (44, 4));
-        let text = metrics.render(&[], &[("r".into(), 3)], 0, 0, None);
+        let text = metrics.render(&[], &[], &[("r".into(), 3)], 0, 0, None);
         assert!(
             text.contains(r#"lb_requests_total{pool="p",backend="b1",code="200"} 40"#),
             "{text}"

@@ -12,7 +12,8 @@ use actix::{Actor, AsyncContext, Context, Handler, Recipient, SpawnHandle};
 
 use super::messages::{PoolChanged, PoolFileTouched, ReportFailure, SetHealth};
 use super::pools::{Pools, PoolsView};
-use crate::backend::{Backend, BackendId, Strategy};
+use super::rotation::PoolDefaults;
+use crate::backend::{Backend, BackendId};
 use crate::discovery::{FileWatch, PoolFile};
 use crate::events::{Events, LbEvent};
 
@@ -34,10 +35,8 @@ pub struct PoolOptions {
     pub drain_grace: Duration,
     /// Told when backends join or leave (the simulation).
     pub follower: Option<Recipient<PoolChanged>>,
-    /// `backends.strategy`: of pools that set none.
-    pub strategy: Strategy,
-    /// `health.path`: of pools that set none.
-    pub health_path: String,
+    /// What pools take from the settings.
+    pub defaults: PoolDefaults,
 }
 
 /// Actor that owns the pools ([`Pools`]) and the routes between them.

@@ -114,6 +114,7 @@ pub(super) fn file_entries(members: &[Arc<Member>]) -> Vec<FileEntry> {
             url: m.backend.url.clone(),
             weight: m.weight(),
             name: m.backend.name.clone(),
+            max_connections: m.own_max_connections(),
         })
         .collect()
 }
@@ -181,6 +182,7 @@ impl Handler<AddBackend> for Registry {
             url: spec.url.clone(),
             weight: spec.weight,
             name: name.clone(),
+            max_connections: spec.max_connections,
         };
         let content = Self::file_content(&self.pools.load(), pool.name(), |e| e.push(entry));
         self.write_then(Some(content), move |registry| {

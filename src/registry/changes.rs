@@ -23,11 +23,12 @@ impl Registry {
     ) -> Arc<Member> {
         let id = self.next_id;
         self.next_id += 1;
-        Arc::new(Member::new(
+        let member = Member::new(
             Backend::from_spec(id, spec, name, pool),
             spec.weight,
             new_pool,
-        ))
+        );
+        Arc::new(member.with_own_limit(spec.max_connections))
     }
 
     /// Starts `member` on its way out: drains now, leaves when idle or after the grace.

@@ -6,7 +6,11 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::capacity::Capacity;
 use crate::backend::{Backend, BackendCounters, BackendId, BackendState, ProbeReport};
+
+/// `own_limit` when the entry sets none.
+const NO_OWN_LIMIT: u32 = u32::MAX;
 
 /// Why a proxied attempt on a backend failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +47,10 @@ pub enum Outcome {
 pub struct Member {
     pub backend: Arc<Backend>,
     weight: AtomicU32,
+    /// Requests in flight at most (its own, else its pool's); 0 = no limit.
+    limit: AtomicU32,
+    /// The entry's own `max_connections` as written ([`NO_OWN_LIMIT`]: none).
+    own_limit: AtomicU32,
     healthy: AtomicBool,
     /// No new requests (PATCH `draining`, or on its way out).
     draining: AtomicBool,
@@ -69,6 +77,10 @@ pub struct Member {
 pub struct MemberStatus {
     pub backend: Arc<Backend>,
     pub weight: u32,
+    /// Requests in flight at most; 0 = no limit.
+    pub max_connections: u32,
+    /// The entry's own limit, as the pool file writes it.
+    pub own_max_connections: Option<u32>,
     pub healthy: bool,
     pub draining: bool,
     pub leaving: bool,
@@ -101,6 +113,8 @@ impl Member {
         Self {
             backend: Arc::new(backend),
             weight: AtomicU32::new(weight),
+            limit: AtomicU32::new(0),
+            own_limit: AtomicU32::new(NO_OWN_LIMIT),
             healthy: AtomicBool::new(healthy),
             draining: AtomicBool::new(false),
             leaving: AtomicBool::new(false),
@@ -148,6 +162,42 @@ impl Member {
         self.is_healthy() && !self.is_draining()
     }
 
+    /// Requests in flight at most; 0 = no limit.
+    pub fn max_connections(&self) -> u32 {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// The entry's own limit, as written.
+    pub fn own_max_connections(&self) -> Option<u32> {
+        let own = self.own_limit.load(Ordering::Relaxed);
+        (own != NO_OWN_LIMIT).then_some(own)
+    }
+
+    /// Whether another request fits under its limit.
+    pub fn has_room(&self) -> bool {
+        let limit = self.max_connections();
+        limit == 0 || self.in_flight() < u64::from(limit)
+    }
+
+    /// The member with the entry's own `max_connections`.
+    pub fn with_own_limit(self, own: Option<u32>) -> Self {
+        self.set_own_limit(own);
+        self
+    }
+
+    /// Sets the entry's own limit (in effect once its pool applies it); returns whether it
+    /// changed.
+    pub(super) fn set_own_limit(&self, own: Option<u32>) -> bool {
+        let own = own.unwrap_or(NO_OWN_LIMIT);
+        self.own_limit.swap(own, Ordering::Relaxed) != own
+    }
+
+    /// Puts in effect its own limit, else its pool's `pool_limit`.
+    pub(super) fn apply_limit(&self, pool_limit: u32) {
+        let limit = self.own_max_connections().unwrap_or(pool_limit);
+        self.limit.store(limit, Ordering::Relaxed);
+    }
+
     /// `(in_flight, weight)`, the load the strategies compare.
     pub fn load(&self) -> (u64, u32) {
         (self.in_flight(), self.weight())
@@ -193,14 +243,30 @@ impl Member {
         }
     }
 
-    /// Counts a new attempt and hands out its lease.
-    pub(super) fn lease(self: &Arc<Self>) -> Lease {
+    /// Counts a new attempt and hands out its lease; `None` when the member is at its limit.
+    /// `retry`: the attempt holds a place in `capacity`'s retry budget, given back with the
+    /// lease.
+    pub(super) fn lease(self: &Arc<Self>, capacity: &Arc<Capacity>, retry: bool) -> Option<Lease> {
+        let limit = u64::from(self.max_connections());
+        if limit == 0 {
+            self.in_flight.fetch_add(1, Ordering::Relaxed);
+        } else {
+            // Sequentially consistent: ordered against the queue's length (see `Capacity`).
+            let taken = self
+                .in_flight
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                    (n < limit).then_some(n + 1)
+                });
+            taken.ok()?;
+        }
         self.requests.fetch_add(1, Ordering::Relaxed);
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        Lease {
+        Some(Lease {
             backend: Arc::clone(&self.backend),
             member: Arc::clone(self),
-        }
+            capacity: (limit > 0 || retry).then(|| Arc::clone(capacity)),
+            limited: limit > 0,
+            retry,
+        })
     }
 
     /// Records how an attempt ended; returns the consecutive failures.
@@ -225,6 +291,8 @@ impl Member {
         MemberStatus {
             backend: Arc::clone(&self.backend),
             weight: self.weight(),
+            max_connections: self.max_connections(),
+            own_max_connections: self.own_max_connections(),
             healthy: self.is_healthy(),
             draining: self.is_draining(),
             leaving: self.is_leaving(),
@@ -245,6 +313,12 @@ impl Member {
 pub struct Lease {
     pub backend: Arc<Backend>,
     member: Arc<Member>,
+    /// The pool's line and budget, when the lease must give something back to them.
+    capacity: Option<Arc<Capacity>>,
+    /// Taken under a limit: its end may let a waiting request in.
+    limited: bool,
+    /// Holds a place in the retry budget.
+    retry: bool,
 }
 
 impl Lease {
@@ -257,6 +331,18 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.member.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let Some(capacity) = &self.capacity else {
+            self.member.in_flight.fetch_sub(1, Ordering::Relaxed);
+            return;
+        };
+        if self.retry {
+            capacity.retry_ended();
+        }
+        if self.limited {
+            self.member.in_flight.fetch_sub(1, Ordering::SeqCst);
+            capacity.slot_freed();
+        } else {
+            self.member.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }

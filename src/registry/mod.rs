@@ -7,11 +7,13 @@
 
 mod actor;
 mod api;
+mod capacity;
 mod changes;
 mod member;
 mod messages;
 mod plan;
 mod pools;
+mod queue;
 mod reload;
 pub mod rotation;
 mod selection;
@@ -28,6 +30,7 @@ use crate::discovery::{PoolSettings, PoolSpec};
 use crate::events::Events;
 use crate::route::RouteEntry;
 pub use actor::{PoolOptions, Registry};
+pub use capacity::NoBackend;
 #[cfg(test)]
 pub use member::Member;
 pub use member::{FailureKind, Lease, MemberStatus, Outcome};
@@ -37,7 +40,7 @@ use messages::{
 };
 pub use messages::{PoolChanged, PoolError, ReloadReport, ReloadTrigger};
 pub use pools::{Destination, Pools, PoolsView};
-pub use rotation::Rotation;
+pub use rotation::{PoolDefaults, Rotation};
 pub use selection::consistent_hash::hash_bytes;
 
 /// The handle everyone else holds: reads go straight to the shared [`Pools`], changes go to

@@ -14,6 +14,8 @@ pub struct Running {
     pub authority: String,
     pub name: String,
     pub weight: u32,
+    /// Its own `max_connections`, as written.
+    pub max_connections: Option<u32>,
     /// Already on its way out (it comes back if the file lists it again).
     pub leaving: bool,
 }
@@ -21,8 +23,12 @@ pub struct Running {
 /// One entry of the new pool, in file order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Planned {
-    /// A running member stays, with this weight.
-    Keep { id: BackendId, weight: u32 },
+    /// A running member stays, with this weight and own limit.
+    Keep {
+        id: BackendId,
+        weight: u32,
+        max_connections: Option<u32>,
+    },
     /// A new member.
     Add { spec: BackendSpec, name: String },
 }
@@ -33,7 +39,7 @@ pub struct Plan {
     pub entries: Vec<Planned>,
     /// Running members the file no longer lists (they drain, then leave).
     pub removed: Vec<BackendId>,
-    /// Kept members whose weight changes, or that were leaving and come back.
+    /// Kept members whose weight or own limit changes, or that were leaving and come back.
     pub changed: Vec<BackendId>,
 }
 
@@ -58,12 +64,16 @@ pub fn plan(running: &[Running], specs: &[BackendSpec]) -> Result<Plan, (String,
     for ((spec, found), name) in specs.iter().zip(&matched).zip(names) {
         plan.entries.push(match found {
             Some(running) => {
-                if running.weight != spec.weight || running.leaving {
+                if running.weight != spec.weight
+                    || running.max_connections != spec.max_connections
+                    || running.leaving
+                {
                     plan.changed.push(running.id);
                 }
                 Planned::Keep {
                     id: running.id,
                     weight: spec.weight,
+                    max_connections: spec.max_connections,
                 }
             }
             None => Planned::Add {
@@ -158,6 +168,7 @@ mod tests {
                 authority: (*authority).to_owned(),
                 name: (*name).to_owned(),
                 weight: *weight,
+                max_connections: None,
                 leaving: false,
             })
             .collect()
@@ -191,12 +202,26 @@ mod tests {
         .expect("valid");
         assert_eq!(plan.removed, [1]);
         assert_eq!(plan.changed, [0]);
-        assert_eq!(plan.entries[0], Planned::Keep { id: 0, weight: 3 });
+        assert_eq!(
+            plan.entries[0],
+            Planned::Keep {
+                id: 0,
+                weight: 3,
+                max_connections: None
+            }
+        );
         let Planned::Add { name, .. } = &plan.entries[1] else {
             panic!("d is new");
         };
         assert_eq!(name, "backend-3", "backend-2 still drains out");
-        assert_eq!(plan.entries[2], Planned::Keep { id: 2, weight: 1 });
+        assert_eq!(
+            plan.entries[2],
+            Planned::Keep {
+                id: 2,
+                weight: 1,
+                max_connections: None
+            }
+        );
         assert!(!plan.is_empty());
     }
 

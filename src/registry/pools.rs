@@ -9,8 +9,8 @@ use actix_web::http::header::HeaderMap;
 use arc_swap::ArcSwap;
 
 use super::member::{Member, MemberStatus};
-use super::rotation::{PoolInfo, Rotation};
-use crate::backend::{BackendId, Strategy, DEFAULT_POOL};
+use super::rotation::{PoolDefaults, PoolInfo, Rotation};
+use crate::backend::{BackendId, DEFAULT_POOL};
 use crate::discovery::NamedTopology;
 use crate::route::RouteSpec;
 use crate::routing::{Route, RouteTable, Target};
@@ -147,20 +147,23 @@ impl Pools {
         }
     }
 
-    /// The pools and routes of the pool file at start, every backend in rotation; pools that
-    /// set none take `strategy` and `health_path`.
-    pub fn at_start(topology: &NamedTopology, strategy: Strategy, health_path: &str) -> Self {
+    /// The pools and routes of the pool file at start, every backend in rotation; pools take
+    /// what they do not set from `defaults`.
+    pub fn at_start(topology: &NamedTopology, defaults: &PoolDefaults) -> Self {
         let pools: Vec<Arc<Rotation>> = topology
             .pools
             .iter()
             .map(|pool| {
-                let info = PoolInfo::new(&pool.name, pool.settings.clone(), strategy, health_path);
+                let info = PoolInfo::new(&pool.name, pool.settings.clone(), defaults);
                 let members = pool
                     .entries
                     .iter()
-                    .map(|e| Arc::new(Member::new(e.backend.clone(), e.weight, true)))
+                    .map(|e| {
+                        let member = Member::new(e.backend.clone(), e.weight, true);
+                        Arc::new(member.with_own_limit(e.max_connections))
+                    })
                     .collect();
-                Arc::new(Rotation::of_pool(info, members))
+                Arc::new(Rotation::of_pool(info, members, defaults))
             })
             .collect();
         let routes = topology.routes.clone();

@@ -99,24 +99,19 @@ impl Registry {
         let current = running.as_ref().map(|p| p.members()).unwrap_or_default();
         let (members, added) =
             self.members_of(&spec.name, &plan, &current, running.is_none(), report);
-        let info = PoolInfo::new(
-            &spec.name,
-            spec.settings,
-            self.options.strategy,
-            &self.options.health_path,
-        );
+        let info = PoolInfo::new(&spec.name, spec.settings, &self.options.defaults);
         let pool = match running {
             Some(pool) if *pool.info() == info => {
                 pool.publish(members);
                 pool
             }
-            Some(_) => {
+            Some(previous) => {
                 report.pools_changed.push(spec.name.clone());
-                Arc::new(Rotation::of_pool(info, members))
+                Arc::new(Rotation::succeeding(&previous, info, members))
             }
             None => {
                 report.pools_added.push(spec.name.clone());
-                Arc::new(Rotation::of_pool(info, members))
+                Arc::new(Rotation::of_pool(info, members, &self.options.defaults))
             }
         };
         for member in &added {
@@ -142,7 +137,11 @@ impl Registry {
         let mut added = Vec::new();
         for entry in &plan.entries {
             match entry {
-                Planned::Keep { id, weight } => {
+                Planned::Keep {
+                    id,
+                    weight,
+                    max_connections,
+                } => {
                     let Some(member) = find(*id) else { continue };
                     if member.is_leaving() {
                         self.leaving.remove(id);
@@ -151,6 +150,7 @@ impl Registry {
                     if member.set_weight(*weight) {
                         self.announce_weight(&member);
                     }
+                    member.set_own_limit(*max_connections);
                     members.push(member);
                 }
                 Planned::Add { spec, name } => {
@@ -237,6 +237,7 @@ fn running_of(members: &[Arc<Member>]) -> Vec<Running> {
             authority: m.backend.authority.to_string(),
             name: m.backend.name.clone(),
             weight: m.weight(),
+            max_connections: m.own_max_connections(),
             leaving: m.is_leaving(),
         })
         .collect()

@@ -6,9 +6,11 @@
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
+use super::capacity::{Capacity, NoBackend, Waited};
 use super::member::{Lease, Member, MemberStatus};
 use super::selection::consistent_hash::ConsistentHash;
 use super::selection::least_connections::LeastConnections;
@@ -27,6 +29,38 @@ struct PoolView {
     selection: Box<dyn Selection>,
 }
 
+/// What a pool takes from the settings: where it sets nothing of its own (`strategy`,
+/// `health_path`, `max_connections`), and the line and retry budget every pool has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolDefaults {
+    /// `backends.strategy`.
+    pub strategy: Strategy,
+    /// `health.path`.
+    pub health_path: String,
+    /// `backends.max_connections`; 0 = no limit.
+    pub max_connections: u32,
+    /// `backends.queue_size` / `queue_timeout_ms`.
+    pub queue_size: usize,
+    pub queue_timeout: Duration,
+    /// `backends.retry_budget_percent`.
+    pub retry_budget_percent: u32,
+}
+
+#[cfg(test)]
+impl PoolDefaults {
+    /// Those of `strategy`, probed on `/`, with no limits and no line.
+    pub fn of_strategy(strategy: Strategy) -> Self {
+        Self {
+            strategy,
+            health_path: "/".to_owned(),
+            max_connections: 0,
+            queue_size: 0,
+            queue_timeout: Duration::from_secs(1),
+            retry_budget_percent: 20,
+        }
+    }
+}
+
 /// What a pool is apart from its members: its name, and its settings as written and in effect.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolInfo {
@@ -37,16 +71,23 @@ pub struct PoolInfo {
     /// Probed with `GET` on this path.
     pub health_path: Arc<str>,
     pub host_header: HostHeader,
+    /// Requests in flight per backend at most, where an entry sets none; 0 = no limit.
+    pub max_connections: u32,
 }
 
 impl PoolInfo {
-    /// The settings in effect for a pool `written` so: its own, else `strategy` and `health_path`.
-    pub fn new(name: &str, written: PoolSettings, strategy: Strategy, health_path: &str) -> Self {
+    /// The settings in effect for a pool `written` so: its own, else the `defaults`.
+    pub fn new(name: &str, written: PoolSettings, defaults: &PoolDefaults) -> Self {
         Self {
             name: name.into(),
-            strategy: written.strategy.unwrap_or(strategy),
-            health_path: written.health_path.as_deref().unwrap_or(health_path).into(),
+            strategy: written.strategy.unwrap_or(defaults.strategy),
+            health_path: written
+                .health_path
+                .as_deref()
+                .unwrap_or(&defaults.health_path)
+                .into(),
             host_header: written.host_header,
+            max_connections: written.max_connections.unwrap_or(defaults.max_connections),
             written,
         }
     }
@@ -61,30 +102,53 @@ pub struct Rotation {
     /// Where round-robin (and least-connections' scan) goes on from; shared by every view so a
     /// rebuild does not restart the order.
     cursor: Arc<AtomicUsize>,
+    /// The line and the retry budget; kept when the pool's settings change.
+    capacity: Arc<Capacity>,
 }
 
 impl Rotation {
-    /// The `default` pool of `members` (in order) picked from by `strategy`, probed on `/`.
+    /// The `default` pool of `members` (in order) with `defaults`.
     #[cfg(test)]
-    pub fn new(members: Vec<Member>, strategy: Strategy) -> Self {
+    pub fn new(members: Vec<Member>, defaults: &PoolDefaults) -> Self {
         let info = PoolInfo::new(
             crate::backend::DEFAULT_POOL,
             PoolSettings::default(),
-            strategy,
-            "/",
+            defaults,
         );
-        Self::of_pool(info, members.into_iter().map(Arc::new).collect())
+        let members = members.into_iter().map(Arc::new).collect();
+        Self::of_pool(info, members, defaults)
     }
 
-    /// The pool `info` of `members` (in order).
-    pub fn of_pool(info: PoolInfo, members: Vec<Arc<Member>>) -> Self {
+    /// The pool `info` of `members` (in order), with the line and budget of `defaults`.
+    pub fn of_pool(info: PoolInfo, members: Vec<Arc<Member>>, defaults: &PoolDefaults) -> Self {
+        let capacity = Capacity::new(
+            defaults.queue_size,
+            defaults.queue_timeout,
+            defaults.retry_budget_percent,
+        );
+        Self::with_capacity(info, members, Arc::new(capacity))
+    }
+
+    /// The pool `info` of `members` taking over `previous`'s line and budget (its settings
+    /// changed): requests waiting there are called by the new pool's leases.
+    pub fn succeeding(previous: &Rotation, info: PoolInfo, members: Vec<Arc<Member>>) -> Self {
+        let rotation = Self::with_capacity(info, members, Arc::clone(&previous.capacity));
+        rotation.capacity.queue.call_all();
+        rotation
+    }
+
+    fn with_capacity(info: PoolInfo, members: Vec<Arc<Member>>, capacity: Arc<Capacity>) -> Self {
         let cursor = Arc::new(AtomicUsize::new(0));
         let strategy = info.strategy;
+        for member in &members {
+            member.apply_limit(info.max_connections);
+        }
         Self {
             view: ArcSwap::from_pointee(view(members, strategy, &cursor)),
             info,
             strategy,
             cursor,
+            capacity,
         }
     }
 
@@ -101,19 +165,82 @@ impl Rotation {
     }
 
     /// The backend for the next attempt, skipping `exclude` (backends this request already
-    /// tried) and every member that is down or draining; `affinity` is the client's hash for
-    /// `consistent_hash` (without one it falls back to round-robin). The returned [`Lease`]
-    /// counts the attempt as in flight until it is dropped; `None` when no backend can take it.
-    pub fn pick(&self, exclude: &[BackendId], affinity: Option<u64>) -> Option<Lease> {
-        let view = self.view.load();
-        let at = view.selection.select(&view.members, exclude, affinity)?;
-        Some(view.members[at].lease())
+    /// tried) and every member that is down, draining or at its limit; `affinity` is the
+    /// client's hash for `consistent_hash` (without one it falls back to round-robin). The
+    /// returned [`Lease`] counts the attempt as in flight until it is dropped.
+    #[cfg(test)]
+    pub fn pick(&self, exclude: &[BackendId], affinity: Option<u64>) -> Result<Lease, NoBackend> {
+        self.lease(exclude, affinity, false)
     }
 
-    /// Replaces the pool with `members` (in order) and publishes the new view. Registry only.
+    /// The first attempt's backend: at once when one has room and nobody waits, else after a
+    /// wait in the pool's line (`backends.queue_size`, `queue_timeout_ms`).
+    pub async fn pick_or_wait(&self, affinity: Option<u64>) -> Waited<Lease> {
+        self.capacity
+            .pick_or_wait(|| self.lease(&[], affinity, false))
+            .await
+    }
+
+    /// A retry's backend, within the pool's retry budget ([`NoBackend::OverBudget`] when it is
+    /// spent); never waits.
+    pub fn pick_retry(
+        &self,
+        tried: &[BackendId],
+        affinity: Option<u64>,
+    ) -> Result<Lease, NoBackend> {
+        let in_flight = self.view.load().members.iter().map(|m| m.in_flight()).sum();
+        if !self.capacity.try_retry(in_flight) {
+            return Err(NoBackend::OverBudget);
+        }
+        let picked = self.lease(tried, affinity, true);
+        if picked.is_err() {
+            self.capacity.retry_ended();
+        }
+        picked
+    }
+
+    fn lease(
+        &self,
+        exclude: &[BackendId],
+        affinity: Option<u64>,
+        retry: bool,
+    ) -> Result<Lease, NoBackend> {
+        let view = self.view.load();
+        // Another worker may take a member's last slot between the selection and the lease:
+        // then select again (the member is full now, so it is skipped).
+        for _ in 0..=view.members.len() {
+            let Some(at) = view.selection.select(&view.members, exclude, affinity) else {
+                break;
+            };
+            if let Some(lease) = view.members[at].lease(&self.capacity, retry) {
+                return Ok(lease);
+            }
+        }
+        let busy = view
+            .members
+            .iter()
+            .any(|m| m.takes_requests() && !m.has_room() && !exclude.contains(&m.id()));
+        Err(if busy {
+            NoBackend::Busy
+        } else {
+            NoBackend::Unavailable
+        })
+    }
+
+    /// Requests waiting in the pool's line.
+    pub fn queue_len(&self) -> usize {
+        self.capacity.queue.len()
+    }
+
+    /// Replaces the pool with `members` (in order) and publishes the new view; requests in line
+    /// look again (a member may have come up, joined or got more room). Registry only.
     pub(super) fn publish(&self, members: Vec<Arc<Member>>) {
+        for member in &members {
+            member.apply_limit(self.info.max_connections);
+        }
         self.view
             .store(Arc::new(view(members, self.strategy, &self.cursor)));
+        self.capacity.queue.call_all();
     }
 
     /// Puts a backend in or out of rotation; returns whether its state changed. Registry only.
@@ -204,7 +331,7 @@ mod tests {
                 Member::new(Backend::parse(i, &url).expect("valid"), *w, true)
             })
             .collect();
-        Rotation::new(members, strategy)
+        Rotation::new(members, &PoolDefaults::of_strategy(strategy))
     }
 
     fn rotation(n: usize) -> Rotation {
@@ -245,7 +372,7 @@ mod tests {
         let rotation = rotation(2);
         rotation.set_health(0, false);
         rotation.set_health(1, false);
-        assert!(rotation.pick(&[], None).is_none());
+        assert_eq!(rotation.pick(&[], None).err(), Some(NoBackend::Unavailable));
         assert!(rotation.snapshot().iter().all(|m| m.requests == 0));
         assert_eq!(rotation.healthy_count(), 0);
     }
@@ -262,7 +389,7 @@ mod tests {
             .backend
             .id;
         assert_eq!([first, second, third], [0, 1, 2]);
-        assert!(rotation.pick(&[0, 1, 2], None).is_none());
+        assert!(rotation.pick(&[0, 1, 2], None).is_err());
     }
 
     /// Counters follow picks and outcomes; a lease is in flight until dropped; setting the same
@@ -392,6 +519,39 @@ mod tests {
             })
             .collect();
         assert_eq!(spread.len(), 3, "keys spread over every backend");
+    }
+
+    /// A member at its limit is skipped; with every member at its limit the pool is busy (not
+    /// unavailable); an ended lease makes room again. The pool's limit applies where the entry
+    /// sets none, the entry's own (0 = none) wins.
+    #[test]
+    fn members_at_their_limit_are_skipped_then_busy() {
+        let defaults = PoolDefaults {
+            max_connections: 1,
+            ..PoolDefaults::of_strategy(Strategy::RoundRobin)
+        };
+        let member = |i: usize, own: Option<u32>| {
+            let url = format!("http://127.0.0.1:{}", 9001 + i);
+            Member::new(Backend::parse(i, &url).expect("valid"), 1, true).with_own_limit(own)
+        };
+        let rotation = Rotation::new(vec![member(0, None), member(1, Some(2))], &defaults);
+        let held: Vec<Lease> = (0..3)
+            .map(|_| rotation.pick(&[], None).expect("room"))
+            .collect();
+        let on = |id| held.iter().filter(|l| l.backend.id == id).count();
+        assert_eq!((on(0), on(1)), (1, 2));
+        assert_eq!(rotation.pick(&[], None).err(), Some(NoBackend::Busy));
+        assert_eq!(
+            rotation.pick(&[0, 1], None).err(),
+            Some(NoBackend::Unavailable)
+        );
+        drop(held);
+        assert!(rotation.pick(&[], None).is_ok());
+        let unlimited = Rotation::new(vec![member(0, Some(0))], &defaults);
+        let many: Vec<Lease> = (0..5)
+            .map(|_| unlimited.pick(&[], None).expect("no limit"))
+            .collect();
+        assert_eq!(many.len(), 5);
     }
 
     /// A draining member takes no new request, and takes them again when it stops draining.

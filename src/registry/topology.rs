@@ -96,13 +96,8 @@ impl Handler<AddPool> for Registry {
             .zip(names)
             .map(|(backend, name)| self.new_member(&pool_name, backend, name, true))
             .collect();
-        let info = PoolInfo::new(
-            &spec.name,
-            spec.settings,
-            self.options.strategy,
-            &self.options.health_path,
-        );
-        let pool = Arc::new(Rotation::of_pool(info, members));
+        let info = PoolInfo::new(&spec.name, spec.settings, &self.options.defaults);
+        let pool = Arc::new(Rotation::of_pool(info, members, &self.options.defaults));
         let mut pools = view.pools().to_vec();
         pools.push(Arc::clone(&pool));
         let (routes, entries) = routes_of(&view);
@@ -127,17 +122,12 @@ impl Handler<UpdatePool> for Registry {
             Ok(pool) => pool,
             Err(err) => return refuse(err),
         };
-        let info = PoolInfo::new(
-            &msg.name,
-            msg.settings,
-            self.options.strategy,
-            &self.options.health_path,
-        );
+        let info = PoolInfo::new(&msg.name, msg.settings, &self.options.defaults);
         if info == *current.info() {
             return refuse_nothing(current);
         }
         let view = self.pools.load();
-        let pool = Arc::new(Rotation::of_pool(info, current.members()));
+        let pool = Arc::new(Rotation::succeeding(&current, info, current.members()));
         let pools: Vec<Arc<Rotation>> = view
             .pools()
             .iter()

@@ -25,6 +25,10 @@ pub const DEFAULT_RESPONSE_TIMEOUT_MS: u64 = 30_000;
 pub const DEFAULT_RETRIES: u32 = 2;
 /// `[backends]` default: request bodies up to this many bytes are held so they can be retried.
 pub const DEFAULT_RETRY_BODY_LIMIT_BYTES: u64 = 64 * 1024;
+/// `[backends]` default: the longest a request waits in its pool's queue, in milliseconds.
+pub const DEFAULT_QUEUE_TIMEOUT_MS: u64 = 1000;
+/// `[backends]` default: retries in flight at most this share (percent) of the requests in flight.
+pub const DEFAULT_RETRY_BUDGET_PERCENT: u32 = 20;
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
@@ -88,6 +92,12 @@ pub struct RawBackends {
     pub max_request_body_bytes: u64,
     pub ca_file: String,
     pub tls_verify: bool,
+    /// Requests in flight per backend at most; 0 = no limit.
+    pub max_connections: u32,
+    /// Requests that may wait for a backend under its limit; 0 = none.
+    pub queue_size: u32,
+    pub queue_timeout_ms: u64,
+    pub retry_budget_percent: u32,
 }
 
 impl Default for RawBackends {
@@ -103,6 +113,10 @@ impl Default for RawBackends {
             max_request_body_bytes: 0,
             ca_file: String::new(),
             tls_verify: true,
+            max_connections: 0,
+            queue_size: 0,
+            queue_timeout_ms: DEFAULT_QUEUE_TIMEOUT_MS,
+            retry_budget_percent: DEFAULT_RETRY_BUDGET_PERCENT,
         }
     }
 }

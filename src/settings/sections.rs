@@ -18,7 +18,7 @@ use super::typed::{
     OnRedisDown, PersistenceSettings, RateLimitSettings, ServerSettings, SimulationSettings,
     TlsSettings, TracingSettings,
 };
-use crate::backend::DEFAULT_POOL;
+use crate::backend::{DEFAULT_POOL, MAX_CONNECTIONS};
 use crate::certs;
 use crate::discovery::{NamedPool, NamedTopology};
 use crate::fault::{FaultMode, FaultPlan};
@@ -82,6 +82,26 @@ pub fn backends(
             .then_some(backends.max_request_body_bytes),
         ca_file: ca_file(check, &backends.ca_file, base_dir)?,
         tls_verify: backends.tls_verify,
+        max_connections: check.at_most(
+            "backends.max_connections",
+            backends.max_connections.into(),
+            MAX_CONNECTIONS.into(),
+        )? as u32,
+        queue_size: check.at_most("backends.queue_size", backends.queue_size.into(), 1_000_000)?
+            as usize,
+        queue_timeout: check.nonzero_ms(
+            "backends.queue_timeout_ms",
+            check.at_most(
+                "backends.queue_timeout_ms",
+                backends.queue_timeout_ms,
+                3_600_000,
+            )?,
+        )?,
+        retry_budget_percent: check.at_most(
+            "backends.retry_budget_percent",
+            backends.retry_budget_percent.into(),
+            100,
+        )? as u32,
     })
 }
 

@@ -68,6 +68,14 @@ pub struct BackendSettings {
     pub ca_file: Option<PathBuf>,
     /// Verify `https://` backends' certificates (false only for testing).
     pub tls_verify: bool,
+    /// Requests in flight per backend at most, where neither the pool nor the entry sets its
+    /// own; 0 = no limit.
+    pub max_connections: u32,
+    /// Requests that may wait in each pool's queue (0 = none: busy at once), and how long.
+    pub queue_size: usize,
+    pub queue_timeout: Duration,
+    /// Retries in flight at most this share (0–100) of a pool's requests in flight.
+    pub retry_budget_percent: u32,
 }
 
 /// `[health]` (used by the health checker).

@@ -15,7 +15,7 @@ use crate::http::access_log::AccessSink;
 use crate::limiter::Limiter;
 use crate::metrics::Metrics;
 use crate::persistence::{Database, SavedClient, Store};
-use crate::registry::{Membership, PoolOptions, Pools};
+use crate::registry::{Membership, PoolDefaults, PoolOptions, Pools};
 use crate::settings::Settings;
 use crate::simulation::{Simulation, Simulator};
 use crate::stats::{StatsTicker, StatsWindow};
@@ -62,8 +62,7 @@ impl Domain {
         let limiter = start_limiter(settings, opened.database, opened.saved, &cluster);
         let pools = Arc::new(Pools::at_start(
             &settings.backends.topology,
-            settings.backends.strategy,
-            &settings.health.path,
+            &pool_defaults(settings),
         ));
         let metrics = opened.metrics;
         let window = Arc::new(Mutex::new(StatsWindow::default()));
@@ -135,8 +134,20 @@ fn start_registry(
             watch: settings.backends.watch,
             drain_grace: settings.server.shutdown_timeout,
             follower: simulation.map(Simulation::follower),
-            strategy: settings.backends.strategy,
-            health_path: settings.health.path.clone(),
+            defaults: pool_defaults(settings),
         },
     )
+}
+
+/// What every pool takes from the settings where it sets nothing of its own.
+fn pool_defaults(settings: &Settings) -> PoolDefaults {
+    let backends = &settings.backends;
+    PoolDefaults {
+        strategy: backends.strategy,
+        health_path: settings.health.path.clone(),
+        max_connections: backends.max_connections,
+        queue_size: backends.queue_size,
+        queue_timeout: backends.queue_timeout,
+        retry_budget_percent: backends.retry_budget_percent,
+    }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use actix::{Actor, AsyncContext, Context};
 
-use crate::events::{BackendStat, Events, LbEvent, RouteStat};
+use crate::events::{BackendStat, Events, LbEvent, PoolStat, RouteStat};
 use crate::metrics::Metrics;
 use crate::registry::Pools;
 pub use window::StatsWindow;
@@ -70,6 +70,14 @@ impl StatsTicker {
                 counters: m.counters(),
             })
             .collect();
+        let pools = view
+            .pools()
+            .iter()
+            .map(|p| PoolStat {
+                pool: p.name().to_owned(),
+                queued: p.queue_len(),
+            })
+            .collect();
         self.events.publish(LbEvent::Stats {
             requests: totals.requests,
             requests_per_sec,
@@ -77,6 +85,7 @@ impl StatsTicker {
             errors: totals.own_errors,
             backends,
             routes,
+            pools,
         });
     }
 }

@@ -1,6 +1,7 @@
 //! The backends API (admin-protected like all of `/lb/api/`), for the pool in the path
 //! (`/lb/api/pools/{pool}/backends…`) or the `default` pool (`/lb/api/backends…`; 404 without
-//! one): `GET …/backends` lists the pool; `POST` adds `{"url", "weight"?, "name"?}` (201);
+//! one): `GET …/backends` lists the pool; `POST` adds `{"url", "weight"?, "name"?,
+//! "max_connections"?}` (201);
 //! `GET`/`PATCH`/`DELETE …/backends/{name}` show one, change `{"weight"?, "draining"?}` (200) or
 //! drain it out of the pool (202); `POST /lb/api/reload` reads the pool file again (200 with
 //! what changed, 400 with the file's problem). Every change goes through the registry, which
@@ -51,16 +52,19 @@ pub async fn add(
     let mut url = None;
     let mut weight = None;
     let mut name = None;
+    let mut max_connections = None;
     for (key, value) in &fields {
         match key.as_str() {
             "url" => url = Some(text(key, value)?),
             "weight" => weight = Some(whole(key, value)?),
             "name" => name = Some(text(key, value)?),
+            "max_connections" => max_connections = Some(whole(key, value)?),
             other => return Err(unknown(other)),
         }
     }
     let url = url.ok_or_else(|| ApiError::BadRequest("url: missing".into()))?;
     let spec = BackendSpec::parse(url, weight, name)
+        .and_then(|spec| spec.with_max_connections(max_connections))
         .map_err(|(field, problem)| ApiError::BadRequest(format!("{field}: {problem}")))?;
     let added = state.membership.add(pool_of(&req), spec).await?;
     Ok(HttpResponse::Created().json(backend_status(&state, added)))

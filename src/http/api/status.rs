@@ -50,6 +50,10 @@ pub struct PoolStatus {
     host_header: HostHeader,
     backends: usize,
     healthy: usize,
+    /// Requests in flight per backend at most where an entry sets none; 0 = no limit.
+    max_connections: u32,
+    /// Requests waiting for a backend under its limit now.
+    queued: usize,
     /// Removed from the pool file; its backends drain out.
     retired: bool,
 }
@@ -71,6 +75,8 @@ pub struct BackendStatus {
     url: String,
     #[serde(flatten)]
     counters: BackendCounters,
+    /// Requests in flight at most (its own, else its pool's); 0 = no limit.
+    max_connections: u32,
     /// Removed (API or reload): drains, then leaves the pool.
     leaving: bool,
     simulated: bool,
@@ -116,6 +122,8 @@ pub fn pool_status(pool: &Rotation, retired: bool) -> PoolStatus {
         host_header: info.host_header,
         backends: pool.len(),
         healthy: pool.healthy_count(),
+        max_connections: info.max_connections,
+        queued: pool.queue_len(),
         retired,
     }
 }
@@ -144,6 +152,7 @@ pub fn backend_status(state: &ApiState, m: MemberStatus) -> BackendStatus {
         name: m.backend.name.clone(),
         url: m.backend.url.clone(),
         counters: m.counters(),
+        max_connections: m.max_connections,
         leaving: m.leaving,
         simulated: simulation.is_some(),
         simulation,
@@ -219,8 +228,14 @@ pub async fn metrics(state: web::Data<ApiState>) -> HttpResponse {
         .iter()
         .map(|r| (r.spec.name.clone(), r.counters.rate_limited()))
         .collect();
+    let queues: Vec<(String, usize)> = view
+        .pools()
+        .iter()
+        .map(|pool| (pool.name().to_owned(), pool.queue_len()))
+        .collect();
     let text = state.metrics.render(
         &view.snapshot(),
+        &queues,
         &limited,
         tracked.registered,
         tracked.registered + tracked.addresses,

@@ -14,7 +14,7 @@ use super::state::ProxyState;
 use crate::backend::{Backend, BackendId, Strategy};
 use crate::events::LbEvent;
 use crate::http::request_id::X_REQUEST_ID;
-use crate::registry::{FailureKind, Lease, Outcome, Rotation};
+use crate::registry::{FailureKind, Lease, NoBackend, Outcome, Rotation};
 use crate::trace::{AttemptSpan, ServerSpan, Traceparent, Tracing};
 use crate::upstream::UpstreamError;
 
@@ -57,10 +57,23 @@ impl<'a> Attempts<'a> {
     }
 
     /// The next backend to try (a failover is logged and published), or the answer when none
-    /// is left.
-    pub fn next(&mut self) -> Result<Lease, ProxyError> {
-        let Some(lease) = self.pool.pick(&self.tried, self.affinity) else {
-            return Err(self.give_up());
+    /// is left. The first attempt may wait in the pool's line for a backend under its limit;
+    /// a retry never waits, and is taken only within the pool's retry budget.
+    pub async fn next(&mut self) -> Result<Lease, ProxyError> {
+        let picked = if self.last_failure.is_none() {
+            let waited = self.pool.pick_or_wait(self.affinity).await;
+            if let Some(waited) = waited.waited {
+                self.state
+                    .metrics
+                    .record_queue_wait(self.pool.name(), waited);
+            }
+            waited.result
+        } else {
+            self.pool.pick_retry(&self.tried, self.affinity)
+        };
+        let lease = match picked {
+            Ok(lease) => lease,
+            Err(why) => return Err(self.give_up(why)),
         };
         self.span = self.trace.map(|(tracing, server)| tracing.attempt(server));
         if let Some((failed, why)) = &self.last_failure {
@@ -135,19 +148,29 @@ impl<'a> Attempts<'a> {
         Ok(())
     }
 
-    /// No backend (left) to try: 503 when none was tried, else the last failure's status.
-    fn give_up(&mut self) -> ProxyError {
-        match self.last_failure.take() {
-            None => ProxyError::NoHealthyBackend,
-            Some((backend, failure)) => {
-                let id = self.request_id();
-                log::error!(
-                    "backend {backend} failed ({failure}); no other healthy backend to try (request {id})"
-                );
-                self.publish_failure(&backend, &failure);
-                failure.status_error()
+    /// No backend (left) to try, for `why`: 503 when none was tried (busy when each was at its
+    /// limit), else the last failure's status.
+    fn give_up(&mut self, why: NoBackend) -> ProxyError {
+        let Some((backend, failure)) = self.last_failure.take() else {
+            return match why {
+                NoBackend::Busy => ProxyError::Busy,
+                NoBackend::Unavailable | NoBackend::OverBudget => ProxyError::NoHealthyBackend,
+            };
+        };
+        let id = self.request_id();
+        let left = match why {
+            NoBackend::Unavailable => "no other healthy backend to try",
+            NoBackend::Busy => "every other backend is at its connection limit",
+            NoBackend::OverBudget => {
+                self.state
+                    .metrics
+                    .record_retry_budget_exhausted(self.pool.name());
+                "the pool's retry budget is spent"
             }
-        }
+        };
+        log::error!("backend {backend} failed ({failure}); {left} (request {id})");
+        self.publish_failure(&backend, &failure);
+        failure.status_error()
     }
 
     /// The request's id, as the access log middleware settled it in the request's headers.

@@ -46,6 +46,10 @@ pub enum ProxyError {
     /// Every backend is out of rotation.
     #[error("No healthy backend available")]
     NoHealthyBackend,
+    /// Every backend that could take it is at its `max_connections`, and the pool's line was
+    /// full or the wait ran out.
+    #[error("All backends are busy")]
+    Busy,
     /// The last backend tried failed before a response and nothing is left to try. Backend
     /// addresses are logged, never told to the client.
     #[error("Bad gateway: the backend failed before responding")]
@@ -64,6 +68,7 @@ impl ResponseError for ProxyError {
             Self::BadRequest(_) | Self::BodyRead => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::NoHealthyBackend
+            | Self::Busy
             | Self::LimiterStopped
             | Self::SharedLimitsDown
             | Self::Draining => StatusCode::SERVICE_UNAVAILABLE,
@@ -73,8 +78,15 @@ impl ResponseError for ProxyError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let Self::RateLimited(admission) = self else {
-            return json_response(self.status_code(), &self.to_string());
+        let admission = match self {
+            Self::RateLimited(admission) => admission,
+            Self::Busy => {
+                let mut response = json_response(self.status_code(), &self.to_string());
+                let headers = response.headers_mut();
+                headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                return response;
+            }
+            _ => return json_response(self.status_code(), &self.to_string()),
         };
         let (bucket, decision, _) = admission.tighter();
         let limit = match bucket {

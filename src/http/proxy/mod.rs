@@ -215,7 +215,7 @@ async fn forward_admitted(
     let client_host = pool.info().host_header == HostHeader::Client;
     let mut attempts = Attempts::new(state, req, pool);
     loop {
-        let lease = attempts.next()?;
+        let lease = attempts.next().await?;
         note(req, |served| served.attempts += 1);
         let attempt_started = Instant::now();
         let backend = Arc::clone(&lease.backend);

@@ -250,7 +250,9 @@ mod tests {
     fn fake_lease() -> Lease {
         let backend = crate::backend::Backend::parse(0, "http://127.0.0.1:1").expect("url");
         let member = crate::registry::Member::new(backend, 1, true);
-        let rotation = crate::registry::Rotation::new(vec![member], Default::default());
+        let defaults =
+            crate::registry::PoolDefaults::of_strategy(crate::backend::Strategy::RoundRobin);
+        let rotation = crate::registry::Rotation::new(vec![member], &defaults);
         rotation.pick(&[], None).expect("a healthy backend")
     }
 

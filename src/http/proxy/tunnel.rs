@@ -83,7 +83,7 @@ pub async fn open(
     let client_host = pool.info().host_header == HostHeader::Client;
     let mut attempts = Attempts::new(state, req, pool);
     loop {
-        let lease = attempts.next()?;
+        let lease = attempts.next().await?;
         let backend = Arc::clone(&lease.backend);
         let host = backend.authority.as_str();
         let traceparent = attempts.traceparent();

@@ -20,7 +20,7 @@ use crate::backend::BackendId;
 pub trait Selection: Send + Sync + fmt::Debug {
     /// The position in `members` (the pool it was built from) of the member for the next
     /// attempt, skipping `exclude` (backends this request already tried) and every member that
-    /// takes no requests; `key` is the client's hash where the strategy uses one. `None`: no
+    /// takes no requests or is at its limit; `key` is the client's hash where the strategy uses one. `None`: no
     /// member can take it.
     fn select(
         &self,
@@ -30,9 +30,9 @@ pub trait Selection: Send + Sync + fmt::Debug {
     ) -> Option<usize>;
 }
 
-/// Whether `member` may take this request.
+/// Whether `member` may take this request: in rotation, under its limit, not tried yet.
 pub fn eligible(member: &Member, exclude: &[BackendId]) -> bool {
-    member.takes_requests() && !exclude.contains(&member.id())
+    member.takes_requests() && member.has_room() && !exclude.contains(&member.id())
 }
 
 /// The greatest common divisor, for reducing weights.
