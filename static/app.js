@@ -136,11 +136,24 @@ function poolHead(old, pool, info) {
     head.className = "pool-head";
     Object.assign(head.dataset, { key, testid: "pool-head", pool });
   }
+  const limit = info?.max_connections ? ` · ${info.max_connections} in flight per backend at most` : "";
   const about = info
-    ? `${info.strategy.replace(/_/g, " ")} · probes ${info.health_path} · ${info.healthy}/${info.backends} up${info.retired ? " · removed, draining" : ""}`
+    ? `${info.strategy.replace(/_/g, " ")} · probes ${info.health_path} · ${info.healthy}/${info.backends} up${limit}${info.retired ? " · removed, draining" : ""}`
     : "";
-  setHtml(head, `${esc(pool)} <span>${esc(about)}</span>`);
+  const queued = head.querySelector('[data-testid="pool-queue"]')?.textContent ?? queueText(info?.queued ?? 0);
+  setHtml(head, `${esc(pool)} <span>${esc(about)}</span><span class="queue" data-testid="pool-queue">${esc(queued)}</span>`);
   return head;
+}
+
+// A pool's queue as its heading says it: nothing while nobody waits.
+const queueText = (n) => (n > 0 ? `${fmt(n)} waiting for a backend` : "");
+
+// The stats event's queue lengths into the pool headings.
+function onPoolStats(pools) {
+  for (const p of pools) {
+    const el = document.querySelector(`[data-testid="pool-head"][data-pool="${CSS.escape(p.pool)}"] [data-testid="pool-queue"]`);
+    if (el) el.textContent = queueText(p.queued);
+  }
 }
 
 // A card's fixed parts and controls; updateCard fills in the rest.
@@ -257,6 +270,7 @@ function onStats(s) {
   // New refusals: the most limited clients have changed.
   if (point.limited > 0) soon("status", refreshStatus, 200);
   onRouteStats(s.routes || [], prev.routes || []);
+  onPoolStats(s.pools || []);
   state.history.push(point);
   if (state.history.length > HISTORY) state.history.shift();
   soon("chart", drawChart, 50);

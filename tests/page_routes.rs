@@ -1,7 +1,8 @@
 //! The status page with pools and routes, in real headless Chromium: backend cards grouped
 //! under their pool's heading, the routes table with its matchers and pool, its counters kept
 //! live by the event stream (requests and 429s of a route with limits), the most limited
-//! clients with their route, and a backend added to a chosen pool through the form.
+//! clients with their route, a backend added to a chosen pool through the form, and a pool's
+//! connection limit and queue.
 
 mod common;
 
@@ -10,6 +11,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use common::backend::TestBackend;
+use common::held::HeldBackend;
 use common::webdriver::Browser;
 use common::{client, settings_from_files, start_balancer};
 use serde_json::json;
@@ -138,4 +140,47 @@ async fn routes_story(browser: Rc<Browser>, page: String, api_url: String, extra
             "return document.querySelectorAll('[data-testid=backend-card][data-in=api]').length === 2",
         )
         .await;
+}
+
+/// A pool with a connection limit: its heading says the limit, and how many requests wait in
+/// its queue while they wait (from the stats events), then nothing once they are served.
+#[actix_web::test]
+async fn the_page_shows_a_pools_limit_and_its_queue() {
+    const TEST: &str = "the_page_shows_a_pools_limit_and_its_queue";
+    if !common::webdriver::required_or_skip(TEST) {
+        return;
+    }
+    let backend = HeldBackend::start();
+    let file = json!({"pools": {"api": {"backends": [backend.url()], "max_connections": 1}},
+                      "routes": [{"name": "api", "path_prefix": "/", "pool": "api"}]});
+    let (mut settings, _) = settings_from_files(&file, "");
+    settings.backends.queue_size = 5;
+    settings.backends.queue_timeout = Duration::from_secs(60);
+    let lb = start_balancer(&settings);
+    let browser = Browser::start().await;
+    browser.open(&lb.url("/lb/")).await;
+    let head = r#"document.querySelector('[data-testid="pool-head"][data-pool="api"]')"#;
+    let says = |text: &str| format!("return ({head}?.textContent || '').includes({text:?})");
+    browser
+        .wait_until("the limit", SOON, &says("1 in flight per backend at most"))
+        .await;
+    let requests: Vec<_> = (0..3)
+        .map(|i| actix_rt::spawn(client().get(lb.url(&format!("/q/{i}"))).send()))
+        .collect();
+    browser
+        .wait_until("two waiting", SOON, &says("2 waiting for a backend"))
+        .await;
+    backend.release(3);
+    for request in requests {
+        let response = request.await.expect("ran").expect("response");
+        assert_eq!(response.status(), 200);
+    }
+    browser
+        .wait_until(
+            "nobody waiting",
+            SOON,
+            &format!("return !({head}?.textContent || '').includes('waiting')"),
+        )
+        .await;
+    browser.quit().await;
 }
