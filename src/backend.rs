@@ -382,6 +382,8 @@ pub struct BackendCounters {
     pub weight: u32,
     /// Taking no new requests (by hand, or on its way out of the pool).
     pub draining: bool,
+    /// Out of rotation for a while for answering 5xx in a row (outlier ejection).
+    pub ejected: bool,
     /// Attempts sent to it since start.
     pub requests: u64,
     /// Attempts that failed before a response.

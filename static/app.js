@@ -190,7 +190,7 @@ function newCard(b, shape) {
 }
 
 function updateCard(card, b) {
-  const flag = b.leaving ? "leaving" : b.draining ? "draining" : "";
+  const flag = b.leaving ? "leaving" : b.draining ? "draining" : b.ejected ? "ejected" : "";
   card.className = `card ${b.state} ${flag}`;
   card.style.borderTopColor = b.state === "up" && !flag ? colorOf(keyOf(b.pool, b.name)) : "";
   card.querySelector("[data-testid=state]").textContent = b.state;
@@ -338,6 +338,7 @@ function describe(e) {
     case "backend_added": return [`${e.backend} (${e.url}) added with weight ${e.weight}; joins on its first good probe`, "up"];
     case "backend_draining": return [e.draining ? `${e.backend} is draining: no new requests` : `${e.backend} takes requests again`, e.draining ? "warn" : "up"];
     case "backend_removed": return [`${e.backend} left the pool (${e.reason})`, "warn"];
+    case "backend_ejected": return [e.ejected ? `${e.backend} EJECTED: ${e.reason}` : `${e.backend} is back: ${e.reason}`, e.ejected ? "down" : "up"];
     case "backend_weight": return [`${e.backend} now has weight ${e.weight}`, ""];
     case "pool": return [`pool ${e.pool} ${e.action}`, e.action === "removed" ? "warn" : ""];
     case "routes": return [`routes replaced: ${e.routes.join(", ") || "none"}`, ""];

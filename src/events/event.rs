@@ -62,6 +62,15 @@ pub enum LbEvent {
         url: String,
         draining: bool,
     },
+    /// Out of rotation for answering 5xx in a row (`ejected`), or back after its ejection.
+    BackendEjected {
+        pool: String,
+        backend: String,
+        url: String,
+        ejected: bool,
+        /// Why, for people: `5 5xx answers in a row; ejection 2 of a streak, 60 s`.
+        reason: String,
+    },
     /// Left the pool (after draining).
     BackendRemoved {
         pool: String,

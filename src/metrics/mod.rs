@@ -64,6 +64,7 @@ impl Default for Metrics {
             retry_budget_exhausted: Family::default(),
         };
         metrics.register();
+        metrics.register_capacity();
         metrics
     }
 }
@@ -114,6 +115,18 @@ impl Metrics {
             self.access_log_dropped.clone(),
         );
         registry.register(
+            "lb_trace_spans_dropped",
+            "Spans not delivered: past the exporter's queue, or in a batch the collector did not take",
+            self.trace_spans_dropped.clone(),
+        );
+    }
+}
+
+impl Metrics {
+    /// The pools' queues and retry budgets.
+    fn register_capacity(&mut self) {
+        let registry = &mut self.registry;
+        registry.register(
             "lb_queue_length",
             "Requests waiting for a backend under its max_connections, by pool",
             self.queue_length.clone(),
@@ -127,11 +140,6 @@ impl Metrics {
             "lb_retries_budget_exhausted",
             "Retries not made because the pool's retry budget was spent, by pool",
             self.retry_budget_exhausted.clone(),
-        );
-        registry.register(
-            "lb_trace_spans_dropped",
-            "Spans not delivered: past the exporter's queue, or in a batch the collector did not take",
-            self.trace_spans_dropped.clone(),
         );
     }
 }
@@ -260,18 +268,7 @@ impl Metrics {
             "Time from request to response head, by the backend that answered",
             summed.backends,
         );
-        let limited = Family::<RouteLabels, Counter>::default();
-        for (route, count) in routes_limited {
-            let labels = RouteLabels {
-                route: route.clone(),
-            };
-            limited.get_or_create(&labels).inc_by(*count);
-        }
-        scraped.register(
-            "lb_route_rate_limited",
-            "Requests a route took that were refused with 429, by route",
-            limited,
-        );
+        register_counted(&mut scraped, members, routes_limited);
         scraped.register(
             "lb_request_duration_seconds",
             "Time from request to response head, proxied requests",
@@ -321,6 +318,40 @@ impl Metrics {
             drop(self.retry_budget_exhausted.get_or_create(&labels));
         }
     }
+}
+
+/// Counters kept outside the metrics and read now: each route's 429s and each backend's
+/// ejections.
+fn register_counted(
+    scraped: &mut Registry,
+    members: &[MemberStatus],
+    routes_limited: &[(String, u64)],
+) {
+    let limited = Family::<RouteLabels, Counter>::default();
+    for (route, count) in routes_limited {
+        let labels = RouteLabels {
+            route: route.clone(),
+        };
+        limited.get_or_create(&labels).inc_by(*count);
+    }
+    scraped.register(
+        "lb_route_rate_limited",
+        "Requests a route took that were refused with 429, by route",
+        limited,
+    );
+    let ejections = Family::<BackendLabels, Counter>::default();
+    for member in members {
+        let labels = BackendLabels {
+            pool: member.backend.pool.to_string(),
+            backend: member.backend.name.clone(),
+        };
+        ejections.get_or_create(&labels).inc_by(member.ejections);
+    }
+    scraped.register(
+        "lb_backend_ejections",
+        "Times a backend was ejected for answering 5xx in a row (outlier ejection)",
+        ejections,
+    );
 }
 
 /// Cluster mode's counters, read now.

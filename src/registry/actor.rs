@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use actix::{Actor, AsyncContext, Context, Handler, Recipient, SpawnHandle};
 
+use super::member::Member;
 use super::messages::{PoolChanged, PoolFileTouched, ReportFailure, SetHealth};
+use super::outlier::{Ejection, Outliers};
 use super::pools::{Pools, PoolsView};
 use super::rotation::PoolDefaults;
 use crate::backend::{Backend, BackendId};
@@ -37,6 +39,10 @@ pub struct PoolOptions {
     pub follower: Option<Recipient<PoolChanged>>,
     /// What pools take from the settings.
     pub defaults: PoolDefaults,
+    /// `health.eject_*`: `None` = no outlier ejection.
+    pub ejection: Option<Ejection>,
+    /// `health.slow_start_secs`: `None` = a backend takes all its weight at once.
+    pub slow_start: Option<Duration>,
 }
 
 /// Actor that owns the pools ([`Pools`]) and the routes between them.
@@ -55,6 +61,10 @@ pub struct Registry {
     pub(super) _watch: Option<FileWatch>,
     /// The debounced reload waiting for the file to settle.
     pub(super) pending_reload: Option<SpawnHandle>,
+    /// Ejections so far, when outlier ejection is on.
+    pub(super) outliers: Option<Outliers>,
+    /// Backends starting slowly, and since when.
+    pub(super) ramping: HashMap<BackendId, Instant>,
 }
 
 impl Registry {
@@ -66,6 +76,9 @@ impl Registry {
         };
         if !pool.set_health(id, healthy) {
             return false;
+        }
+        if healthy {
+            self.start_ramp(pool, &member);
         }
         let backend = &member.backend;
         let (in_rotation, total) = (pool.healthy_count(), pool.len());
@@ -144,31 +157,40 @@ impl Registry {
             ));
         }
         for member in &gone {
-            self.leaving.remove(&member.id());
-            let reason = if member.in_flight() == 0 {
-                "its last request ended".to_owned()
-            } else {
-                format!(
-                    "the drain grace ran out with {} requests in flight",
-                    member.in_flight()
-                )
-            };
-            log::info!(
-                "backend {} ({}) left the pool: {reason}",
-                member.backend.name,
-                member.backend.url
-            );
-            self.events.publish(LbEvent::BackendRemoved {
-                pool: member.backend.pool.to_string(),
-                backend: member.backend.name.clone(),
-                url: member.backend.url.clone(),
-                reason,
-            });
+            self.forget(member);
         }
         self.tell_follower(
             Vec::new(),
             gone.iter().map(|m| Arc::clone(&m.backend)).collect(),
         );
+    }
+
+    /// `member` left its pool: logged, published, and nothing kept about it.
+    fn forget(&mut self, member: &Member) {
+        self.leaving.remove(&member.id());
+        self.ramping.remove(&member.id());
+        if let Some(outliers) = self.outliers.as_mut() {
+            outliers.forget(member.id());
+        }
+        let reason = if member.in_flight() == 0 {
+            "its last request ended".to_owned()
+        } else {
+            format!(
+                "the drain grace ran out with {} requests in flight",
+                member.in_flight()
+            )
+        };
+        log::info!(
+            "backend {} ({}) left the pool: {reason}",
+            member.backend.name,
+            member.backend.url
+        );
+        self.events.publish(LbEvent::BackendRemoved {
+            pool: member.backend.pool.to_string(),
+            backend: member.backend.name.clone(),
+            url: member.backend.url.clone(),
+            reason,
+        });
     }
 
     /// Starts the watch on the pool file (when asked for), telling `registry`.
@@ -192,6 +214,7 @@ impl Actor for Registry {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.run_interval(SWEEP_EVERY, |registry, _| registry.sweep());
+        self.start_ramps(ctx);
     }
 }
 

@@ -7,40 +7,14 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::capacity::Capacity;
+pub use super::outcome::{FailureKind, Outcome};
 use crate::backend::{Backend, BackendCounters, BackendId, BackendState, ProbeReport};
+
+/// `ramp` of a member that takes all of its weight.
+pub const FULL_RAMP: u32 = 10;
 
 /// `own_limit` when the entry sets none.
 const NO_OWN_LIMIT: u32 = u32::MAX;
-
-/// Why a proxied attempt on a backend failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureKind {
-    /// Connection refused, unreachable, or the connect timed out.
-    Connect,
-    /// Connected, but the connection broke before a response head arrived.
-    Reset,
-    /// No response head within `backends.response_timeout_ms`.
-    Timeout,
-}
-
-impl FailureKind {
-    /// Short label for logs and metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailureKind::Connect => "connect",
-            FailureKind::Reset => "reset",
-            FailureKind::Timeout => "timeout",
-        }
-    }
-}
-
-/// How an attempt on a backend ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// A response head arrived (whatever its status).
-    Responded,
-    Failed(FailureKind),
-}
 
 /// One backend's live entry.
 #[derive(Debug)]
@@ -58,6 +32,14 @@ pub struct Member {
     leaving: AtomicBool,
     /// Added at run time and not yet up: its first good probe brings it in.
     joining: AtomicBool,
+    /// Out of rotation for answering 5xx in a row, until its ejection ends.
+    ejected: AtomicBool,
+    /// Tenths of its weight it takes while starting slowly (10 = all of it).
+    ramp: AtomicU32,
+    /// 5xx answers in a row (counted only while outlier ejection is on).
+    consecutive_5xx: AtomicU32,
+    /// Times ejected since it joined.
+    ejections: AtomicU64,
     /// Attempts sent to this backend.
     requests: AtomicU64,
     /// Attempts that failed before a response head.
@@ -84,6 +66,9 @@ pub struct MemberStatus {
     pub healthy: bool,
     pub draining: bool,
     pub leaving: bool,
+    pub ejected: bool,
+    /// Times ejected since it joined.
+    pub ejections: u64,
     pub requests: u64,
     pub failures: u64,
     pub in_flight: u64,
@@ -100,6 +85,7 @@ impl MemberStatus {
             state: BackendState::from_healthy(self.healthy),
             weight: self.weight,
             draining: self.draining,
+            ejected: self.ejected,
             requests: self.requests,
             failures: self.failures,
             in_flight: self.in_flight,
@@ -119,6 +105,10 @@ impl Member {
             draining: AtomicBool::new(false),
             leaving: AtomicBool::new(false),
             joining: AtomicBool::new(!healthy),
+            ejected: AtomicBool::new(false),
+            ramp: AtomicU32::new(FULL_RAMP),
+            consecutive_5xx: AtomicU32::new(0),
+            ejections: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
@@ -157,9 +147,34 @@ impl Member {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    /// Whether a new request may go here: healthy and not draining.
+    pub fn is_ejected(&self) -> bool {
+        self.ejected.load(Ordering::Relaxed)
+    }
+
+    /// Whether a new request may go here: healthy, not draining, not ejected.
     pub fn takes_requests(&self) -> bool {
-        self.is_healthy() && !self.is_draining()
+        self.is_healthy() && !self.is_draining() && !self.is_ejected()
+    }
+
+    /// The weight the strategies use, in tenths: all of it, or less while starting slowly.
+    pub fn share(&self) -> u32 {
+        self.weight() * self.ramp.load(Ordering::Relaxed)
+    }
+
+    /// Sets the tenths of its weight it takes (1–10); returns whether that changed.
+    pub(super) fn set_ramp(&self, tenths: u32) -> bool {
+        self.ramp.swap(tenths, Ordering::Relaxed) != tenths
+    }
+
+    /// Puts it out of rotation or back (its run of 5xx answers starts again); returns whether
+    /// that changed.
+    pub(super) fn set_ejected(&self, ejected: bool) -> bool {
+        let changed = self.ejected.swap(ejected, Ordering::Relaxed) != ejected;
+        if changed && ejected {
+            self.ejections.fetch_add(1, Ordering::Relaxed);
+        }
+        self.consecutive_5xx.store(0, Ordering::Relaxed);
+        changed
     }
 
     /// Requests in flight at most; 0 = no limit.
@@ -198,9 +213,9 @@ impl Member {
         self.limit.store(limit, Ordering::Relaxed);
     }
 
-    /// `(in_flight, weight)`, the load the strategies compare.
+    /// `(in_flight, share)`, the load the strategies compare.
     pub fn load(&self) -> (u64, u32) {
-        (self.in_flight(), self.weight())
+        (self.in_flight(), self.share())
     }
 
     pub(super) fn set_weight(&self, weight: u32) -> bool {
@@ -296,6 +311,8 @@ impl Member {
             healthy: self.is_healthy(),
             draining: self.is_draining(),
             leaving: self.is_leaving(),
+            ejected: self.is_ejected(),
+            ejections: self.ejections.load(Ordering::Relaxed),
             requests: self.requests.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
             in_flight: self.in_flight(),
@@ -326,6 +343,21 @@ impl Lease {
     /// backend's run of consecutive failures.
     pub fn record(&self, outcome: Outcome) -> u32 {
         self.member.record(outcome)
+    }
+
+    /// Counts the answer's status towards outlier ejection; returns the backend's run of 5xx
+    /// answers (0 after any other status).
+    pub fn record_status(&self, status: u16) -> u32 {
+        let run = &self.member.consecutive_5xx;
+        if status >= 500 {
+            run.fetch_add(1, Ordering::Relaxed) + 1
+        } else {
+            // Skip the write in the common case, as `record` does.
+            if run.load(Ordering::Relaxed) != 0 {
+                run.store(0, Ordering::Relaxed);
+            }
+            0
+        }
     }
 }
 

@@ -22,6 +22,15 @@ pub struct ReportFailure {
     pub consecutive: u32,
 }
 
+/// From the proxy: a backend answered `run` 5xx in a row (sent each time the run reaches a
+/// multiple of `health.eject_consecutive_5xx`). Drives outlier ejection.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct ReportOutlier {
+    pub backend: BackendId,
+    pub run: u32,
+}
+
 /// From the health checker (and tests): put a backend in or out of rotation.
 #[derive(Debug, Message)]
 #[rtype(result = "bool")]

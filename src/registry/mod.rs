@@ -11,9 +11,12 @@ mod capacity;
 mod changes;
 mod member;
 mod messages;
+mod outcome;
+mod outlier;
 mod plan;
 mod pools;
 mod queue;
+mod recovery;
 mod reload;
 pub mod rotation;
 mod selection;
@@ -36,9 +39,10 @@ pub use member::Member;
 pub use member::{FailureKind, Lease, MemberStatus, Outcome};
 use messages::{
     AddBackend, AddPool, Reload, RemoveBackend, RemovePool, ReplaceRoutes, ReportFailure,
-    SetHealth, UpdateBackend, UpdatePool,
+    ReportOutlier, SetHealth, UpdateBackend, UpdatePool,
 };
 pub use messages::{PoolChanged, PoolError, ReloadReport, ReloadTrigger};
+pub use outlier::Ejection;
 pub use pools::{Destination, Pools, PoolsView};
 pub use rotation::{PoolDefaults, Rotation};
 pub use selection::consistent_hash::hash_bytes;
@@ -66,6 +70,7 @@ impl Membership {
             .max()
             .unwrap_or(0);
         let shared = Arc::clone(&pools);
+        let outliers = options.ejection.map(outlier::Outliers::new);
         // Created in place so the watch is on before this returns: an edit right after start
         // is not missed.
         let actor = Registry::create(move |ctx| Registry {
@@ -77,6 +82,8 @@ impl Membership {
             next_id,
             leaving: HashMap::new(),
             pending_reload: None,
+            outliers,
+            ramping: HashMap::new(),
         });
         Self { actor, pools }
     }
@@ -116,6 +123,11 @@ impl Membership {
             kind,
             consecutive,
         });
+    }
+
+    /// `backend` answered `run` 5xx in a row.
+    pub fn report_outlier(&self, backend: BackendId, run: u32) {
+        self.actor.do_send(ReportOutlier { backend, run });
     }
 
     /// Adds a backend to `pool` (written to the pool file first); it joins on its first good

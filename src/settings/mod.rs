@@ -10,6 +10,7 @@ mod raw;
 mod read;
 mod sections;
 mod typed;
+mod upstream;
 
 use std::path::{Path, PathBuf};
 
@@ -92,8 +93,8 @@ impl Settings {
         let tls = sections::tls(&check, &raw.tls, base_dir)?;
         Ok(Self {
             server: sections::server(&check, &raw.server)?,
-            backends: sections::backends(&check, &raw.backends, base_dir, backends_file, topology)?,
-            health: sections::health(&check, &raw.health)?,
+            backends: upstream::backends(&check, &raw.backends, base_dir, backends_file, topology)?,
+            health: upstream::health(&check, &raw.health)?,
             rate_limit: sections::rate_limit(&check, &raw.rate_limit)?,
             persistence: sections::persistence(&check, &raw.persistence, base_dir)?,
             admin: sections::admin(&raw.admin),

@@ -131,6 +131,13 @@ pub struct RawHealth {
     pub healthy_threshold: u32,
     pub unhealthy_threshold: u32,
     pub passive_failures: u32,
+    /// 5xx answers in a row that eject a backend; 0 = off.
+    pub eject_consecutive_5xx: u32,
+    pub eject_base_secs: u64,
+    pub eject_max_secs: u64,
+    pub max_ejected_percent: u32,
+    /// 0 = a backend that comes up takes its full weight at once.
+    pub slow_start_secs: u64,
 }
 
 impl Default for RawHealth {
@@ -142,6 +149,11 @@ impl Default for RawHealth {
             healthy_threshold: 2,
             unhealthy_threshold: 3,
             passive_failures: 3,
+            eject_consecutive_5xx: 0,
+            eject_base_secs: 30,
+            eject_max_secs: 300,
+            max_ejected_percent: 50,
+            slow_start_secs: 0,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Validation of each raw section into its typed settings: every value checked once, every
 //! failure a [`ConfigError`] naming the key ([`Checker`]).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use actix_web::http::header::HeaderName;
@@ -10,17 +10,16 @@ use actix_web::http::Uri;
 use super::checker::Checker;
 use super::error::ConfigError;
 use super::raw::{
-    RawAdmin, RawBackends, RawCluster, RawHealth, RawLog, RawPersistence, RawRateLimit, RawServer,
-    RawSimulation, RawTls, RawTracing,
+    RawAdmin, RawCluster, RawLog, RawPersistence, RawRateLimit, RawServer, RawSimulation, RawTls,
+    RawTracing,
 };
 use super::typed::{
-    AccessFormat, AdminSettings, BackendSettings, ClusterSettings, HealthSettings, LogSettings,
-    OnRedisDown, PersistenceSettings, RateLimitSettings, ServerSettings, SimulationSettings,
-    TlsSettings, TracingSettings,
+    AccessFormat, AdminSettings, ClusterSettings, LogSettings, OnRedisDown, PersistenceSettings,
+    RateLimitSettings, ServerSettings, SimulationSettings, TlsSettings, TracingSettings,
 };
-use crate::backend::{DEFAULT_POOL, MAX_CONNECTIONS};
+use crate::backend::DEFAULT_POOL;
 use crate::certs;
-use crate::discovery::{NamedPool, NamedTopology};
+use crate::discovery::NamedPool;
 use crate::fault::{FaultMode, FaultPlan};
 use crate::net::is_loopback_authority;
 
@@ -49,72 +48,6 @@ pub fn server(check: &Checker, server: &RawServer) -> Result<ServerSettings, Con
                 7 * 24 * 3600,
             )?,
         )?,
-    })
-}
-
-/// `[backends]`, around the pool read from `file`.
-pub fn backends(
-    check: &Checker,
-    backends: &RawBackends,
-    base_dir: &Path,
-    file: Option<PathBuf>,
-    topology: NamedTopology,
-) -> Result<BackendSettings, ConfigError> {
-    Ok(BackendSettings {
-        file,
-        topology,
-        strategy: backends
-            .strategy
-            .parse()
-            .map_err(|e| check.invalid("backends.strategy", e))?,
-        watch: backends.watch,
-        connect_timeout: check
-            .nonzero_ms("backends.connect_timeout_ms", backends.connect_timeout_ms)?,
-        response_timeout: check
-            .nonzero_ms("backends.response_timeout_ms", backends.response_timeout_ms)?,
-        retries: check.at_most("backends.retries", backends.retries.into(), 100)? as u32,
-        retry_body_limit_bytes: check.at_most(
-            "backends.retry_body_limit_bytes",
-            backends.retry_body_limit_bytes,
-            16 * 1024 * 1024,
-        )?,
-        max_request_body_bytes: (backends.max_request_body_bytes > 0)
-            .then_some(backends.max_request_body_bytes),
-        ca_file: ca_file(check, &backends.ca_file, base_dir)?,
-        tls_verify: backends.tls_verify,
-        max_connections: check.at_most(
-            "backends.max_connections",
-            backends.max_connections.into(),
-            MAX_CONNECTIONS.into(),
-        )? as u32,
-        queue_size: check.at_most("backends.queue_size", backends.queue_size.into(), 1_000_000)?
-            as usize,
-        queue_timeout: check.nonzero_ms(
-            "backends.queue_timeout_ms",
-            check.at_most(
-                "backends.queue_timeout_ms",
-                backends.queue_timeout_ms,
-                3_600_000,
-            )?,
-        )?,
-        retry_budget_percent: check.at_most(
-            "backends.retry_budget_percent",
-            backends.retry_budget_percent.into(),
-            100,
-        )? as u32,
-    })
-}
-
-/// `[health]`.
-pub fn health(check: &Checker, health: &RawHealth) -> Result<HealthSettings, ConfigError> {
-    Ok(HealthSettings {
-        interval: check.nonzero_ms("health.interval_ms", health.interval_ms)?,
-        timeout: check.nonzero_ms("health.timeout_ms", health.timeout_ms)?,
-        path: check.path("health.path", &health.path)?,
-        healthy_threshold: check.nonzero("health.healthy_threshold", health.healthy_threshold)?,
-        unhealthy_threshold: check
-            .nonzero("health.unhealthy_threshold", health.unhealthy_threshold)?,
-        passive_failures: check.nonzero("health.passive_failures", health.passive_failures)?,
     })
 }
 
@@ -303,16 +236,6 @@ fn simulable(check: &Checker, pools: &[NamedPool]) -> Result<(), ConfigError> {
         }
     }
     Ok(())
-}
-
-/// `backends.ca_file`: empty = none; else a readable PEM file with at least one certificate.
-fn ca_file(check: &Checker, text: &str, base_dir: &Path) -> Result<Option<PathBuf>, ConfigError> {
-    if text.trim().is_empty() {
-        return Ok(None);
-    }
-    let path = base_dir.join(text);
-    certs::load_roots(&path).map_err(|err| check.invalid("backends.ca_file", err))?;
-    Ok(Some(path))
 }
 
 /// The TLS section: with `listen` set, `cert` and `key` must name a certificate chain and its

@@ -76,6 +76,18 @@ fn defaults_match_the_contract() {
     assert_eq!(s.cluster.redis_timeout, Duration::from_millis(50));
     assert!(s.cluster.instance_name.is_none());
     assert!(s.tracing.is_none(), "no endpoint: tracing off");
+    assert_eq!(s.backends.max_connections, 0, "no limit");
+    assert_eq!(s.backends.queue_size, 0, "no queue");
+    assert_eq!(s.backends.queue_timeout, Duration::from_millis(1000));
+    assert_eq!(s.backends.retry_budget_percent, 20);
+    assert!(
+        s.health.eject_consecutive_5xx.is_none(),
+        "no outlier ejection"
+    );
+    assert_eq!(s.health.eject_base, Duration::from_secs(30));
+    assert_eq!(s.health.eject_max, Duration::from_secs(300));
+    assert_eq!(s.health.max_ejected_percent, 50);
+    assert!(s.health.slow_start.is_none());
 }
 
 /// An endpoint turns tracing on with the ratio and name given, or the defaults.
@@ -126,6 +138,41 @@ fn bad_values_name_their_key() {
             "server.tunnel_idle_timeout_secs",
             Box::new(|r| r.server.tunnel_idle_timeout_secs = 0),
             "greater than 0",
+        ),
+        (
+            "backends.max_connections",
+            Box::new(|r| r.backends.max_connections = 2_000_000),
+            "more than the maximum",
+        ),
+        (
+            "backends.queue_timeout_ms",
+            Box::new(|r| r.backends.queue_timeout_ms = 0),
+            "greater than 0",
+        ),
+        (
+            "backends.retry_budget_percent",
+            Box::new(|r| r.backends.retry_budget_percent = 101),
+            "more than the maximum",
+        ),
+        (
+            "health.eject_base_secs",
+            Box::new(|r| r.health.eject_base_secs = 0),
+            "greater than 0",
+        ),
+        (
+            "health.eject_max_secs",
+            Box::new(|r| r.health.eject_max_secs = 10),
+            "below health.eject_base_secs",
+        ),
+        (
+            "health.max_ejected_percent",
+            Box::new(|r| r.health.max_ejected_percent = 150),
+            "more than the maximum",
+        ),
+        (
+            "health.slow_start_secs",
+            Box::new(|r| r.health.slow_start_secs = 100_000),
+            "more than the maximum",
         ),
         (
             "server.tunnel_idle_timeout_secs",

@@ -88,6 +88,15 @@ pub struct HealthSettings {
     pub healthy_threshold: NonZeroU32,
     pub unhealthy_threshold: NonZeroU32,
     pub passive_failures: NonZeroU32,
+    /// 5xx answers in a row that eject a backend; `None` = no outlier ejection.
+    pub eject_consecutive_5xx: Option<NonZeroU32>,
+    /// An ejection lasts `eject_base` × (times ejected), at most `eject_max`.
+    pub eject_base: Duration,
+    pub eject_max: Duration,
+    /// Never more than this share (0–100) of a pool ejected; one backend may always be.
+    pub max_ejected_percent: u32,
+    /// A backend that comes up ramps from 10% to 100% of its weight over this; `None` = at once.
+    pub slow_start: Option<Duration>,
 }
 
 /// `[rate_limit]` (used by the bucket store).

@@ -15,7 +15,7 @@ use crate::http::access_log::AccessSink;
 use crate::limiter::Limiter;
 use crate::metrics::Metrics;
 use crate::persistence::{Database, SavedClient, Store};
-use crate::registry::{Membership, PoolDefaults, PoolOptions, Pools};
+use crate::registry::{Ejection, Membership, PoolDefaults, PoolOptions, Pools};
 use crate::settings::Settings;
 use crate::simulation::{Simulation, Simulator};
 use crate::stats::{StatsTicker, StatsWindow};
@@ -135,6 +135,16 @@ fn start_registry(
             drain_grace: settings.server.shutdown_timeout,
             follower: simulation.map(Simulation::follower),
             defaults: pool_defaults(settings),
+            ejection: settings
+                .health
+                .eject_consecutive_5xx
+                .map(|after_5xx| Ejection {
+                    after_5xx,
+                    base: settings.health.eject_base,
+                    max: settings.health.eject_max,
+                    max_percent: settings.health.max_ejected_percent,
+                }),
+            slow_start: settings.health.slow_start,
         },
     )
 }

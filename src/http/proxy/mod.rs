@@ -250,9 +250,16 @@ async fn forward_admitted(
     }
 }
 
-/// The client's response from a backend's answer to `lease`'s attempt.
+/// The client's response from a backend's answer to `lease`'s attempt; with outlier ejection
+/// on, a run of 5xx answers is reported to the registry.
 fn answered(req: &HttpRequest, state: &ProxyState, lease: Lease, answer: Answer) -> HttpResponse {
     lease.record(Outcome::Responded);
+    if let Some(after) = state.eject_after_5xx {
+        let run = lease.record_status(answer.head.status.as_u16());
+        if run > 0 && run % after.get() == 0 {
+            state.registry.report_outlier(lease.backend.id, run);
+        }
+    }
     to_client(
         req.method(),
         answer.head.status,

@@ -2,6 +2,7 @@
 //! handles.
 
 use std::cell::RefCell;
+use std::num::NonZeroU32;
 use std::rc::Rc;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -61,6 +62,8 @@ pub struct ProxyState {
     pub max_request_body_bytes: Option<u64>,
     /// `server.send_timeout_ms`: a stalled reader is cut off after this.
     pub send_timeout: Duration,
+    /// `health.eject_consecutive_5xx`: 5xx answers are counted only when set.
+    pub eject_after_5xx: Option<NonZeroU32>,
     /// WebSocket tunnels: how they reach backends, and the signal that ends them.
     pub tunnels: Arc<Tunnels>,
     /// With tracing on: where attempts' spans go.
@@ -108,6 +111,7 @@ impl ProxyState {
             retry_body_limit_bytes: settings.backends.retry_body_limit_bytes,
             max_request_body_bytes: settings.backends.max_request_body_bytes,
             send_timeout: settings.server.send_timeout,
+            eject_after_5xx: settings.health.eject_consecutive_5xx,
             tunnels,
             tracing: None,
         }

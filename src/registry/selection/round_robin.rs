@@ -24,7 +24,7 @@ impl RoundRobin {
             .iter()
             .enumerate()
             .filter(|(_, m)| m.takes_requests())
-            .map(|(i, m)| (i, m.weight()))
+            .map(|(i, m)| (i, m.share()))
             .collect();
         let weights: Vec<u32> = takers.iter().map(|t| t.1).collect();
         let cycle = smooth_cycle(&weights)
