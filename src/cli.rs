@@ -120,6 +120,7 @@ pub fn describe(settings: &Settings) -> String {
         ));
     }
     lines.push(describe_limits(settings));
+    lines.push(describe_resilience(settings));
     lines.push(describe_state(settings));
     lines.join("\n")
 }
@@ -143,23 +144,68 @@ fn describe_pools(settings: &Settings) -> Vec<String> {
             HostHeader::Client => "the client's Host",
             HostHeader::Backend => "the backend's Host",
         };
+        let pool_limit = written
+            .max_connections
+            .unwrap_or(settings.backends.max_connections);
         lines.push(format!(
-            "pool {}: {}, probes {}, {host}",
+            "pool {}: {}, probes {}, {host}{}",
             pool.name,
             written.strategy.unwrap_or(settings.backends.strategy),
             written
                 .health_path
                 .as_deref()
                 .unwrap_or(&settings.health.path),
+            in_flight_limit(pool_limit),
         ));
         for entry in &pool.entries {
+            let own = entry.max_connections.filter(|l| *l != pool_limit);
             lines.push(format!(
-                "  {} {} weight {}",
-                entry.backend.name, entry.backend.url, entry.weight
+                "  {} {} weight {}{}",
+                entry.backend.name,
+                entry.backend.url,
+                entry.weight,
+                own.map(in_flight_limit).unwrap_or_default()
             ));
         }
     }
     lines
+}
+
+/// `, at most N in flight per backend`, or nothing for no limit (0).
+fn in_flight_limit(limit: u32) -> String {
+    match limit {
+        0 => String::new(),
+        n => format!(", at most {n} in flight per backend"),
+    }
+}
+
+/// The queue, the retry budget, outlier ejection and slow start.
+fn describe_resilience(settings: &Settings) -> String {
+    let (backends, health) = (&settings.backends, &settings.health);
+    let queue = match backends.queue_size {
+        0 => "no queue for busy backends".to_owned(),
+        n => format!(
+            "queue of {n} per pool for busy backends, {} ms at most",
+            backends.queue_timeout.as_millis()
+        ),
+    };
+    let ejection = match health.eject_consecutive_5xx {
+        None => "no outlier ejection".to_owned(),
+        Some(n) => format!(
+            "ejection after {n} 5xx in a row for {}-{} s, at most {}% of a pool",
+            health.eject_base.as_secs(),
+            health.eject_max.as_secs(),
+            health.max_ejected_percent
+        ),
+    };
+    let slow = health.slow_start.map_or_else(
+        || "no slow start".to_owned(),
+        |d| format!("slow start over {} s", d.as_secs()),
+    );
+    format!(
+        "{queue}; retries within {}% of requests in flight; {ejection}; {slow}",
+        backends.retry_budget_percent
+    )
 }
 
 /// The routes in the order they are chosen, and where the rest goes.

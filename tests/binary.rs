@@ -292,14 +292,17 @@ fn access_lines_name_the_backend_that_answered() {
     assert_eq!(status.code(), Some(0));
 }
 
-/// `--check` prints each pool with its settings in effect, then the routes in the order they
+/// `--check` prints each pool with its settings in effect (connection limits too), the
+/// resilience settings, then the routes in the order they
 /// are chosen (priority, exact host, wildcard, no host, longer prefix, more conditions, file
 /// order) and where the rest goes; a file with a route to a missing pool is exit 2 naming it.
 #[test]
 fn check_prints_pools_and_routes_in_selection_order() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = r#"{"backends": ["http://127.0.0.1:9001"],
-        "pools": {"api": {"backends": ["http://127.0.0.1:9002"], "strategy": "least_connections",
+        "pools": {"api": {"backends": ["http://127.0.0.1:9002",
+                                       {"url": "http://127.0.0.1:9003", "max_connections": 5}],
+                          "strategy": "least_connections", "max_connections": 20,
                           "health_path": "/healthz", "host_header": "backend"}},
         "routes": [
             {"name": "any", "path_prefix": "/", "pool": "default"},
@@ -321,7 +324,16 @@ fn check_prints_pools_and_routes_in_selection_order() {
     let stdout = String::from_utf8_lossy(&checked.stdout);
     assert_eq!(checked.status.code(), Some(0), "{stdout}");
     assert!(
-        stdout.contains("pool api: least_connections, probes /healthz, the backend's Host"),
+        stdout.contains("pool api: least_connections, probes /healthz, the backend's Host, at most 20 in flight per backend"),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .contains("backend-2 http://127.0.0.1:9003 weight 1, at most 5 in flight per backend"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("no queue for busy backends; retries within 20% of requests in flight; no outlier ejection; no slow start"),
         "{stdout}"
     );
     let order: Vec<&str> = stdout

@@ -74,6 +74,7 @@ pub fn serve(settings: &Settings, listeners: Listeners, shared: Shared) -> io::R
         .shutdown_timeout(server_settings.shutdown_timeout.as_secs())
         .client_request_timeout(server_settings.client_request_timeout)
         .keep_alive(keep_alive)
+        .max_connections(server_settings.max_connections)
         // A client that closes its connection (or its sending half) is gone: its request is
         // dropped, leaving the pool's queue or cancelling its backend attempt, as nginx does
         // by default. (actix-http would otherwise keep serving a half-closed connection.)

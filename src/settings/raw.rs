@@ -17,6 +17,8 @@ pub const DEFAULT_KEEP_ALIVE_SECS: u64 = 5;
 /// cut off, and the backend connection feeding it is closed.
 pub const DEFAULT_SEND_TIMEOUT_MS: u64 = 60_000;
 pub const DEFAULT_TUNNEL_IDLE_TIMEOUT_SECS: u64 = 300;
+/// `[server]` default: open client connections per worker at most (actix-web's own default).
+pub const DEFAULT_MAX_CONNECTIONS: u64 = 25_000;
 /// `[backends]` default: TCP connect timeout, in milliseconds.
 pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 1000;
 /// `[backends]` default: time until the backend's response head arrives, in milliseconds.
@@ -61,6 +63,8 @@ pub struct RawServer {
     pub send_timeout_ms: u64,
     /// An upgraded (WebSocket) connection with no byte either way for this long is closed.
     pub tunnel_idle_timeout_secs: u64,
+    /// Open client connections per worker at most.
+    pub max_connections: u64,
 }
 
 impl Default for RawServer {
@@ -73,6 +77,7 @@ impl Default for RawServer {
             keep_alive_secs: DEFAULT_KEEP_ALIVE_SECS,
             send_timeout_ms: DEFAULT_SEND_TIMEOUT_MS,
             tunnel_idle_timeout_secs: DEFAULT_TUNNEL_IDLE_TIMEOUT_SECS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }

@@ -48,6 +48,12 @@ pub fn server(check: &Checker, server: &RawServer) -> Result<ServerSettings, Con
                 7 * 24 * 3600,
             )?,
         )?,
+        max_connections: check
+            .nonzero(
+                "server.max_connections",
+                check.at_most("server.max_connections", server.max_connections, 10_000_000)? as u32,
+            )?
+            .get() as usize,
     })
 }
 

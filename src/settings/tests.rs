@@ -77,6 +77,7 @@ fn defaults_match_the_contract() {
     assert!(s.cluster.instance_name.is_none());
     assert!(s.tracing.is_none(), "no endpoint: tracing off");
     assert_eq!(s.backends.max_connections, 0, "no limit");
+    assert_eq!(s.server.max_connections, 25_000);
     assert_eq!(s.backends.queue_size, 0, "no queue");
     assert_eq!(s.backends.queue_timeout, Duration::from_millis(1000));
     assert_eq!(s.backends.retry_budget_percent, 20);
@@ -138,6 +139,11 @@ fn bad_values_name_their_key() {
             "server.tunnel_idle_timeout_secs",
             Box::new(|r| r.server.tunnel_idle_timeout_secs = 0),
             "greater than 0",
+        ),
+        (
+            "server.max_connections",
+            Box::new(|r| r.server.max_connections = 0),
+            "at least 1",
         ),
         (
             "backends.max_connections",

@@ -32,6 +32,8 @@ pub struct ServerSettings {
     pub send_timeout: Duration,
     /// An upgraded (WebSocket) connection with no byte either way for this long is closed.
     pub tunnel_idle_timeout: Duration,
+    /// Open client connections per worker at most; further ones wait in the listen backlog.
+    pub max_connections: usize,
 }
 
 impl BackendSettings {
