@@ -269,3 +269,77 @@ async fn fetch(addr: std::net::SocketAddr, path: &'static str) -> u16 {
         .status()
         .as_u16()
 }
+
+/// A backend that answers every upload's head at once with a complete 413 and never reads the
+/// body (probes, `GET /`, get a 200); one thread per connection.
+fn impatient_backend() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0_u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match std::io::Read::read(&mut stream, &mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                let answer: &[u8] = if head.starts_with(b"GET / ") {
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                } else {
+                    b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 8\r\n\r\ntoo much"
+                };
+                let _ = std::io::Write::write_all(&mut stream, answer);
+                // Never reads the body; holds the connection a while.
+                std::thread::sleep(Duration::from_secs(10));
+            });
+        }
+    });
+    url
+}
+
+/// An upload of 5 MB sent slowly (1 KB every 100 ms) gets the backend's early 413 within a
+/// second of its head, whole, and its connection is closed after it.
+#[actix_web::test]
+async fn an_early_answer_reaches_the_client_at_once() {
+    let file = json!({"backends": [impatient_backend()]});
+    let (settings, _) = settings_from_files(&file, "");
+    let lb = start_balancer(&settings);
+    let addr = lb.addr;
+    let (took, answer, closed) = actix_web::rt::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+        let head = b"POST /upload HTTP/1.1\r\nHost: lb\r\ncontent-length: 5000000\r\n\r\n";
+        std::io::Write::write_all(&mut stream, head).expect("head");
+        let started = Instant::now();
+        let mut uploader = stream.try_clone().expect("clone");
+        std::thread::spawn(move || {
+            for _ in 0..50 {
+                if std::io::Write::write_all(&mut uploader, &[b'x'; 1024]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let mut reader = common::RawConnection::from_stream(stream);
+        let (head, body) = reader.read_response(false);
+        let took = started.elapsed();
+        let closed = reader.closed_within(Duration::from_secs(3));
+        (
+            took,
+            format!("{head}\r\n\r\n{}", String::from_utf8_lossy(&body)),
+            closed,
+        )
+    })
+    .await
+    .expect("client ran");
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.ends_with("too much"), "{answer}");
+    assert!(took < Duration::from_secs(1), "after {took:?}");
+    assert!(
+        closed,
+        "the client connection is closed after the early answer"
+    );
+}

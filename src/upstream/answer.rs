@@ -23,6 +23,8 @@ use super::idle::Home;
 pub struct Answer {
     pub head: ResponseHead,
     pub body: AnswerBody,
+    /// Given before the request's body was all sent: the client connection closes after it.
+    pub early: bool,
 }
 
 /// What a request that asked to switch protocols gets back.
@@ -59,7 +61,7 @@ enum Framing {
 }
 
 /// Whether an answer with `status` to `method` has a body (RFC 9110 §6.4.1).
-fn has_body(method: &Method, status: StatusCode) -> bool {
+pub(super) fn has_body(method: &Method, status: StatusCode) -> bool {
     *method != Method::HEAD
         && !status.is_informational()
         && status != StatusCode::NO_CONTENT
@@ -124,6 +126,7 @@ pub(super) fn answer(
                 home,
             }),
         },
+        early: false,
     }
 }
 
@@ -132,6 +135,7 @@ impl Answer {
         Self {
             head,
             body: AnswerBody { state: None },
+            early: false,
         }
     }
 }

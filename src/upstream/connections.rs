@@ -11,7 +11,7 @@ use actix_web::body::{self, BoxBody};
 use super::answer::{answer, reply, Answer, Reply};
 use super::connector::Connector;
 use super::error::UpstreamError;
-use super::exchange::{Connection, Failure, Request};
+use super::exchange::{Connection, Failure, Request, Sent};
 use super::idle::Idle;
 use crate::backend::{Backend, BackendId};
 
@@ -65,7 +65,7 @@ impl Connections {
         request: &Request<'_>,
     ) -> Result<Reply, UpstreamError> {
         let mut conn = Connection::new(self.connector.connect(backend).await?);
-        let (head, codec) = conn
+        let (head, codec, _) = conn
             .exchange(
                 request,
                 BoxBody::new(body::None::new()),
@@ -84,9 +84,15 @@ impl Connections {
         request: &Request<'_>,
         body: BoxBody,
     ) -> Result<Answer, Failure> {
-        let (head, codec) = conn
+        let (head, codec, sent) = conn
             .exchange(request, body, &self.config, self.connector.response_timeout)
             .await?;
+        if sent == Sent::Cut {
+            // The backend never got the whole request: the connection is not used again.
+            let mut answer = answer(request.method, head, codec, conn, None);
+            answer.early = true;
+            return Ok(answer);
+        }
         let home = self.idle.home(backend);
         Ok(answer(request.method, head, codec, conn, Some(home)))
     }

@@ -15,9 +15,11 @@ use actix_web::http::header::HeaderValue;
 use actix_web::http::uri::PathAndQuery;
 use actix_web::http::{Method, StatusCode};
 use actix_web::web::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use futures_util::FutureExt;
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::connector::Io;
+use super::early;
 use super::error::UpstreamError;
 
 /// Bytes read from a backend at a time (the buffer reserve of every read and write).
@@ -82,83 +84,57 @@ impl Connection {
     }
 
     /// Writes `request` with `body` and reads the answer's head, all within `timeout`; the
-    /// codec returned has read the head and knows how the body is framed.
+    /// codec returned has read the head and knows how the body is framed. [`Sent::Cut`]: the
+    /// backend answered before the body was all sent (see [`super::early`]).
     pub(super) async fn exchange(
         &mut self,
         request: &Request<'_>,
         body: BoxBody,
         config: &ServiceConfig,
         timeout: std::time::Duration,
-    ) -> Result<(ResponseHead, ClientCodec), Failure> {
+    ) -> Result<(ResponseHead, ClientCodec, Sent), Failure> {
         let exchange = async {
             self.write.clear();
             let size = body.size();
             write_head(&mut self.write, request, size);
-            self.write_body(body, size).await?;
-            self.write_out().await?;
+            let sent = self.write_body(body, size, request.method, config).await?;
             let mut codec = ClientCodec::new(config.clone());
             let head = self.read_head(&mut codec).await?;
-            Ok((head, codec))
+            Ok((head, codec, sent))
         };
         tokio::time::timeout(timeout, exchange)
             .await
             .map_err(|_| Failure::Timeout)?
     }
 
-    /// Sends the body after the head waiting in the write buffer: a sized one as it is, a
-    /// streamed one in chunks. Large chunks go out from the buffer the server handed over,
-    /// with what is waiting and their framing, in one vectored write: no copy.
-    async fn write_body(&mut self, mut body: BoxBody, size: BodySize) -> Result<(), Failure> {
-        let chunked = matches!(size, BodySize::Stream);
+    /// Sends the body after the head waiting in the write buffer: one held in memory at once,
+    /// a streamed one in chunks while the answer is watched for (an early answer ends it).
+    async fn write_body(
+        &mut self,
+        body: BoxBody,
+        size: BodySize,
+        method: &Method,
+        config: &ServiceConfig,
+    ) -> Result<Sent, Failure> {
         if matches!(size, BodySize::None | BodySize::Sized(0)) {
-            return Ok(());
+            write_out(&mut self.io, &mut self.write).await?;
+            return Ok(Sent::Whole);
         }
-        loop {
-            let next = std::future::poll_fn(|cx| Pin::new(&mut body).poll_next(cx)).await;
-            match next {
-                Some(Ok(chunk)) if chunk.len() >= DIRECT_WRITE => {
-                    if chunked {
-                        let _ = write!(self.write, "{:X}\r\n", chunk.len());
-                    }
-                    let tail: &[u8] = if chunked { b"\r\n" } else { b"" };
-                    write_parts(&mut self.io, [&self.write[..], &chunk[..], tail])
-                        .await
-                        .map_err(Failure::Stale)?;
-                    self.io.flush().await.map_err(Failure::Stale)?;
-                    self.write.clear();
-                }
-                Some(Ok(chunk)) => {
-                    if chunked {
-                        let _ = write!(self.write, "{:X}\r\n", chunk.len());
-                    }
-                    self.write.extend_from_slice(&chunk);
-                    if chunked {
-                        self.write.extend_from_slice(b"\r\n");
-                    }
-                    if self.write.len() >= READ_CHUNK {
-                        self.write_out().await?;
-                    }
-                }
-                Some(Err(err)) => return Err(Failure::RequestBody(err)),
-                None => break,
+        let body = match body.try_into_bytes() {
+            Ok(bytes) if matches!(size, BodySize::Sized(_)) => {
+                self.write.extend_from_slice(&bytes);
+                write_out(&mut self.io, &mut self.write).await?;
+                return Ok(Sent::Whole);
             }
+            Ok(bytes) => bytes.boxed(),
+            Err(body) => body,
+        };
+        let chunked = matches!(size, BodySize::Stream);
+        let (mut reader, mut writer) = tokio::io::split(&mut self.io);
+        tokio::select! {
+            sent = send_stream(&mut writer, &mut self.write, body, chunked) => sent.map(|()| Sent::Whole),
+            () = early::complete_answer(&mut reader, &mut self.read, READ_CHUNK, method, config) => Ok(Sent::Cut),
         }
-        if chunked {
-            self.write.extend_from_slice(b"0\r\n\r\n");
-        }
-        Ok(())
-    }
-
-    /// Sends what waits in the write buffer, and flushes it out of TLS's buffer too: a body
-    /// that streams must not sit there while the client's next chunk is awaited.
-    async fn write_out(&mut self) -> Result<(), Failure> {
-        self.io
-            .write_all(&self.write)
-            .await
-            .map_err(Failure::Stale)?;
-        self.io.flush().await.map_err(Failure::Stale)?;
-        self.write.clear();
-        Ok(())
     }
 
     /// Reads the answer's head, passing over informational answers other than `101`.
@@ -231,8 +207,82 @@ fn write_head(out: &mut BytesMut, request: &Request<'_>, size: BodySize) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// Whether the request's body was all sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    Whole,
+    /// The backend answered first; the rest was not sent.
+    Cut,
+}
+
+/// Streams `body` to `io` after the head waiting in `write`, in chunks (`chunked`: with
+/// chunked framing). Chunks that are ready are gathered up to [`READ_CHUNK`]; large ones go out
+/// from the buffer the server handed over, with what is waiting and their framing, in one
+/// vectored write: no copy.
+async fn send_stream<W: AsyncWrite + Unpin>(
+    io: &mut W,
+    write: &mut BytesMut,
+    mut body: BoxBody,
+    chunked: bool,
+) -> Result<(), Failure> {
+    loop {
+        let mut next_chunk = std::future::poll_fn(|cx| Pin::new(&mut body).poll_next(cx));
+        let next = match (&mut next_chunk).now_or_never() {
+            Some(next) => next,
+            None => {
+                // The client's next chunk is not here yet: what waits goes out first (the head
+                // at the start), so the backend sees a slow upload as it comes.
+                if !write.is_empty() {
+                    write_out(io, write).await?;
+                }
+                next_chunk.await
+            }
+        };
+        match next {
+            Some(Ok(chunk)) if chunk.len() >= DIRECT_WRITE => {
+                if chunked {
+                    let _ = write!(write, "{:X}\r\n", chunk.len());
+                }
+                let tail: &[u8] = if chunked { b"\r\n" } else { b"" };
+                write_parts(io, [&write[..], &chunk[..], tail])
+                    .await
+                    .map_err(Failure::Stale)?;
+                io.flush().await.map_err(Failure::Stale)?;
+                write.clear();
+            }
+            Some(Ok(chunk)) => {
+                if chunked {
+                    let _ = write!(write, "{:X}\r\n", chunk.len());
+                }
+                write.extend_from_slice(&chunk);
+                if chunked {
+                    write.extend_from_slice(b"\r\n");
+                }
+                if write.len() >= READ_CHUNK {
+                    write_out(io, write).await?;
+                }
+            }
+            Some(Err(err)) => return Err(Failure::RequestBody(err)),
+            None => break,
+        }
+    }
+    if chunked {
+        write.extend_from_slice(b"0\r\n\r\n");
+    }
+    write_out(io, write).await
+}
+
+/// Sends what waits in `write`, and flushes it out of TLS's buffer too: a body that streams
+/// must not sit there while the client's next chunk is awaited.
+async fn write_out<W: AsyncWrite + Unpin>(io: &mut W, write: &mut BytesMut) -> Result<(), Failure> {
+    io.write_all(write).await.map_err(Failure::Stale)?;
+    io.flush().await.map_err(Failure::Stale)?;
+    write.clear();
+    Ok(())
+}
+
 /// Writes `parts` in order, with as few vectored writes as the connection takes.
-async fn write_parts(io: &mut Io, mut parts: [&[u8]; 3]) -> io::Result<()> {
+async fn write_parts<W: AsyncWrite + Unpin>(io: &mut W, mut parts: [&[u8]; 3]) -> io::Result<()> {
     loop {
         let slices = parts.map(io::IoSlice::new);
         let mut written = io.write_vectored(&slices).await?;

@@ -9,6 +9,7 @@
 mod answer;
 mod connections;
 mod connector;
+mod early;
 mod error;
 mod exchange;
 mod idle;

@@ -21,7 +21,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use actix_web::http::Method;
+use actix_web::http::{ConnectionType, Method};
 use actix_web::web::BytesMut;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 
@@ -260,12 +260,19 @@ fn answered(req: &HttpRequest, state: &ProxyState, lease: Lease, answer: Answer)
             state.registry.report_outlier(lease.backend.id, run);
         }
     }
-    to_client(
+    let mut response = to_client(
         req.method(),
         answer.head.status,
         &answer.head.headers,
         answer.body,
         lease,
         state.send_timeout,
-    )
+    );
+    if answer.early {
+        // The rest of the client's body is never read: its connection ends with this answer.
+        response
+            .head_mut()
+            .set_connection_type(ConnectionType::Close);
+    }
+    response
 }
