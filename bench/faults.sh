@@ -14,6 +14,11 @@
 #   sigterm     wrk -c256 in front of nginx; SIGTERM after 5 s; the exit code is reported
 #   kill -9     wrk -c256 in front of nginx while clients are registered one after another;
 #               SIGKILL after 5 s, restart on the same database, count the registered clients
+#   slow        wrk -c64 for 15 s in front of two nginx backends and one 20 times slower (a
+#               small Python server answering after 20 ms), once with the defaults and once
+#               with max_connections = 4 and a queue (least loaded first is not needed: the
+#               limit makes round-robin pass over the slow one while it is full); outlier
+#               ejection is on in both and never acts (slow answers are not 5xx)
 # Columns: requests wrk completed, failures (non-2xx answers; for kill -9 the registered
 # clients missing after the restart), p99, and RSS and open file descriptors of the balancer
 # when the load starts and when it ends (for the soak: before the load, 5 s into it, 1 s
@@ -32,7 +37,7 @@ cargo build --release --quiet
 BIN=$PWD/target/release/loadbalancer
 make_workspace
 
-for port in 19001 19002 19003 19101 19102 19103 18090 18091 18092 18093; do
+for port in 19001 19002 19003 19004 19101 19102 19103 18090 18091 18092 18093 18094; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "port $port is taken; stop whatever listens there first" >&2
     exit 1
@@ -46,12 +51,15 @@ write_nginx_backends "$work/nginx"
 nginx -c "$work/nginx/nginx.conf" & pids+=($!)
 for port in 19001 19002 19003; do wait_port "$port"; done
 
-# Writes $work/$1/{Settings.toml,config.json}: balancer on port $2, simulation on if $3=sim.
+# Writes $work/$1/{Settings.toml,config.json}: balancer on port $2, simulation on if $3=sim,
+# the slow pool if $3=slow; $4: more lines of [backends].
 setup() {
-  local dir=$work/$1 port=$2 mode=$3
+  local dir=$work/$1 port=$2 mode=$3 more=${4:-}
   mkdir -p "$dir"
   if [ "$mode" = sim ]; then
     echo '{"backends": ["http://127.0.0.1:19101", "http://127.0.0.1:19102", "http://127.0.0.1:19103"]}' > "$dir/config.json"
+  elif [ "$mode" = slow ]; then
+    echo '{"backends": ["http://127.0.0.1:19001", "http://127.0.0.1:19002", "http://127.0.0.1:19004"]}' > "$dir/config.json"
   else
     echo '{"backends": ["http://127.0.0.1:19001", "http://127.0.0.1:19002", "http://127.0.0.1:19003"]}' > "$dir/config.json"
   fi
@@ -60,6 +68,7 @@ setup() {
 listen = "127.0.0.1:$port"
 [backends]
 file = "config.json"
+$more
 [rate_limit]
 default_capacity = 1000000000
 default_rate_per_sec = 1000000000
@@ -67,6 +76,7 @@ default_rate_per_sec = 1000000000
 path = "lb.sqlite3"
 [health]
 interval_ms = 500
+eject_consecutive_5xx = 5
 [simulation]
 enabled = $([ "$mode" = sim ] && echo true || echo false)
 mean_up_secs = 86400
@@ -202,6 +212,41 @@ lost=$(comm -23 <(sort "$work/kill9/registered") <(sort <<<"$listed") | wc -l)
 row "kill -9 after 5s of 256 conns; $registered clients registered, restart" \
   "$(cat "$work/kill9.out")" "$r0" "$r1" "$f0" "$f1" "$lost lost"
 kill -TERM "$LB_PID"; wait "$LB_PID" || true
+
+# slow: two nginx backends and one that answers after 20 ms (keep-alive, any request).
+python3 - 19004 0.02 <<'PY' & pids+=($!)
+import asyncio, sys
+port, delay = int(sys.argv[1]), float(sys.argv[2])
+async def serve(reader, writer):
+    try:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            if not head.startswith(b"GET / "):
+                await asyncio.sleep(delay)
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nok\n")
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        writer.close()
+async def main():
+    server = await asyncio.start_server(serve, "127.0.0.1", port, backlog=1024)
+    async with server:
+        await server.serve_forever()
+asyncio.run(main())
+PY
+wait_port 19004
+for variant in plain limited; do
+  more=""
+  [ "$variant" = limited ] && more=$'max_connections = 4\nqueue_size = 512\nqueue_timeout_ms = 1000'
+  setup "slow-$variant" 18094 slow "$more"
+  start_lb "slow-$variant" 18094
+  r0=$(rss_mb "$LB_PID"); f0=$(fds "$LB_PID")
+  out=$(wrk -t2 -c64 -d15s --latency http://127.0.0.1:18094/work)
+  r1=$(rss_mb "$LB_PID"); f1=$(fds "$LB_PID")
+  label="one backend 20× slower, 64 conns, defaults"
+  [ "$variant" = limited ] && label="one backend 20× slower, 64 conns, max_connections 4 + queue 512"
+  row "$label" "$out" "$r0" "$r1" "$f0" "$f1"
+  kill -TERM "$LB_PID"; wait "$LB_PID" || true
+done
 
 echo
 echo "| scenario | requests | failures | p99 | RSS start → end | fds start → end |"

@@ -4,7 +4,7 @@
 //! attempt on it, which therefore ends correctly even after the backend left the pool.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use super::capacity::Capacity;
 pub use super::outcome::{FailureKind, Outcome};
@@ -40,6 +40,10 @@ pub struct Member {
     consecutive_5xx: AtomicU32,
     /// Times ejected since it joined.
     ejections: AtomicU64,
+    /// Its pool's line and retry budget, which its leases give back to. Set when it enters a
+    /// pool; a member stays in one pool for life, and a pool keeps its capacity when its
+    /// settings change.
+    capacity: OnceLock<Arc<Capacity>>,
     /// Attempts sent to this backend.
     requests: AtomicU64,
     /// Attempts that failed before a response head.
@@ -109,6 +113,7 @@ impl Member {
             ramp: AtomicU32::new(FULL_RAMP),
             consecutive_5xx: AtomicU32::new(0),
             ejections: AtomicU64::new(0),
+            capacity: OnceLock::new(),
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
@@ -258,10 +263,15 @@ impl Member {
         }
     }
 
+    /// Enters the pool of `capacity` (once: later calls change nothing).
+    pub(super) fn join(&self, capacity: &Arc<Capacity>) {
+        let _ = self.capacity.set(Arc::clone(capacity));
+    }
+
     /// Counts a new attempt and hands out its lease; `None` when the member is at its limit.
-    /// `retry`: the attempt holds a place in `capacity`'s retry budget, given back with the
+    /// `retry`: the attempt holds a place in its pool's retry budget, given back with the
     /// lease.
-    pub(super) fn lease(self: &Arc<Self>, capacity: &Arc<Capacity>, retry: bool) -> Option<Lease> {
+    pub(super) fn lease(self: &Arc<Self>, retry: bool) -> Option<Lease> {
         let limit = u64::from(self.max_connections());
         if limit == 0 {
             self.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -278,7 +288,6 @@ impl Member {
         Some(Lease {
             backend: Arc::clone(&self.backend),
             member: Arc::clone(self),
-            capacity: (limit > 0 || retry).then(|| Arc::clone(capacity)),
             limited: limit > 0,
             retry,
         })
@@ -330,8 +339,6 @@ impl Member {
 pub struct Lease {
     pub backend: Arc<Backend>,
     member: Arc<Member>,
-    /// The pool's line and budget, when the lease must give something back to them.
-    capacity: Option<Arc<Capacity>>,
     /// Taken under a limit: its end may let a waiting request in.
     limited: bool,
     /// Holds a place in the retry budget.
@@ -363,7 +370,8 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        let Some(capacity) = &self.capacity else {
+        let capacity = self.member.capacity.get();
+        let Some(capacity) = capacity.filter(|_| self.limited || self.retry) else {
             self.member.in_flight.fetch_sub(1, Ordering::Relaxed);
             return;
         };

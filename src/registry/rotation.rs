@@ -141,6 +141,7 @@ impl Rotation {
         let cursor = Arc::new(AtomicUsize::new(0));
         let strategy = info.strategy;
         for member in &members {
+            member.join(&capacity);
             member.apply_limit(info.max_connections);
         }
         Self {
@@ -212,7 +213,7 @@ impl Rotation {
             let Some(at) = view.selection.select(&view.members, exclude, affinity) else {
                 break;
             };
-            if let Some(lease) = view.members[at].lease(&self.capacity, retry) {
+            if let Some(lease) = view.members[at].lease(retry) {
                 return Ok(lease);
             }
         }
@@ -236,6 +237,7 @@ impl Rotation {
     /// look again (a member may have come up, joined or got more room). Registry only.
     pub(super) fn publish(&self, members: Vec<Arc<Member>>) {
         for member in &members {
+            member.join(&self.capacity);
             member.apply_limit(self.info.max_connections);
         }
         self.view

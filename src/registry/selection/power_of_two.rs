@@ -95,12 +95,7 @@ mod tests {
                 ))
             })
             .collect();
-        let capacity = Arc::new(crate::registry::capacity::Capacity::new(
-            0,
-            std::time::Duration::from_secs(1),
-            20,
-        ));
-        let busy = members[0].lease(&capacity, false);
+        let busy = members[0].lease(false);
         let mut draws = [0, 0].into_iter();
         let chosen = pick(&members, &[], &mut |_| draws.next().expect("two draws"));
         assert_eq!(chosen, Some(1), "0 is busy, 1 is idle");
