@@ -212,14 +212,36 @@ async fn a_client_that_goes_away_leaves_the_queue() {
     assert_eq!(backend.arrived(), ["/held", "/next"]);
 }
 
-/// A pool whose one backend refuses connections: retries go to the held one only while the
-/// budget allows (at 0% only the 3 always allowed); the rest end at once with the failure,
-/// counted in `lb_retries_budget_exhausted_total`.
+/// A backend that reads each request's head and closes the connection without answering.
+fn resetting_backend() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0_u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match std::io::Read::read(&mut stream, &mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+/// A pool whose one backend breaks every connection after the request: retries go to the held
+/// one only while the budget allows (at 0% only the 3 always allowed); the rest end at once
+/// with the failure, counted in `lb_retries_budget_exhausted_total`. (A refused connect is
+/// moved on outside the budget: see `refused_connects_are_retried_outside_the_budget`.)
 #[actix_web::test]
 async fn the_retry_budget_caps_retries_in_flight() {
     let good = HeldBackend::start();
-    let dead = format!("http://{}", refused_addr());
-    let file = json!({"backends": [dead, good.url()]});
+    let file = json!({"backends": [resetting_backend(), good.url()]});
     let (mut settings, _) = settings_from_files(&file, "");
     settings.backends.retry_budget_percent = 0;
     settings.health.interval = Duration::from_secs(600);
@@ -236,7 +258,7 @@ async fn the_retry_budget_caps_retries_in_flight() {
         let counts = loop {
             let samples = metrics(&lb).await;
             let failed = samples
-                .get(r#"lb_upstream_failures_total{pool="default",backend="backend-1",kind="connect"}"#)
+                .get(r#"lb_upstream_failures_total{pool="default",backend="backend-1",kind="reset"}"#)
                 .copied()
                 .unwrap_or(0.0) as usize;
             let refused = samples[r#"lb_retries_budget_exhausted_total{pool="default"}"#] as usize;
@@ -252,7 +274,7 @@ async fn the_retry_budget_caps_retries_in_flight() {
     let (statuses, (failed, refused, retried)) = futures_util::join!(requests, releaser);
     assert_eq!(
         retried, 3,
-        "{failed} connect failures, {refused} not retried"
+        "{failed} broken attempts, {refused} not retried"
     );
     assert_eq!(statuses.iter().filter(|s| **s == 502).count(), refused);
     assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 20 - refused);
@@ -299,6 +321,41 @@ fn impatient_backend() -> String {
         }
     });
     url
+}
+
+/// With the budget at 0%, requests whose first backend refuses connections are all moved on to
+/// the other one while it holds them: a refused connect never reached a backend, so moving it
+/// adds no load and takes nothing of the budget.
+#[actix_web::test]
+async fn refused_connects_are_retried_outside_the_budget() {
+    let good = HeldBackend::start();
+    let dead = format!("http://{}", refused_addr());
+    let file = json!({"backends": [dead, good.url()]});
+    let (mut settings, _) = settings_from_files(&file, "");
+    settings.backends.retry_budget_percent = 0;
+    settings.health.interval = Duration::from_secs(600);
+    settings.health.passive_failures = NonZeroU32::new(1000).expect("nonzero");
+    let lb = start_balancer(&settings);
+    let requests = join_all((0..20).map(|i| {
+        let lb = &lb;
+        async move { get(lb, &format!("/r/{i}")).await.0 }
+    }));
+    let releaser = async {
+        eventually(
+            "every request at the good backend",
+            Duration::from_secs(20),
+            || (good.arrived().len() == 20).then_some(()),
+        )
+        .await;
+        good.release(20);
+    };
+    let (statuses, ()) = futures_util::join!(requests, releaser);
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let samples = metrics(&lb).await;
+    assert_eq!(
+        samples[r#"lb_retries_budget_exhausted_total{pool="default"}"#],
+        0.0
+    );
 }
 
 /// An upload of 5 MB sent slowly (1 KB every 100 ms) gets the backend's early 413 within a

@@ -168,8 +168,9 @@ impl Rotation {
     /// The backend for the next attempt, skipping `exclude` (backends this request already
     /// tried) and every member that is down, draining or at its limit; `affinity` is the
     /// client's hash for `consistent_hash` (without one it falls back to round-robin). The
-    /// returned [`Lease`] counts the attempt as in flight until it is dropped.
-    #[cfg(test)]
+    /// returned [`Lease`] counts the attempt as in flight until it is dropped. Never waits,
+    /// and takes nothing of the retry budget (a retry after a refused connect uses it: the
+    /// request never reached a backend, so it adds no load).
     pub fn pick(&self, exclude: &[BackendId], affinity: Option<u64>) -> Result<Lease, NoBackend> {
         self.lease(exclude, affinity, false)
     }

@@ -58,7 +58,8 @@ impl<'a> Attempts<'a> {
 
     /// The next backend to try (a failover is logged and published), or the answer when none
     /// is left. The first attempt may wait in the pool's line for a backend under its limit;
-    /// a retry never waits, and is taken only within the pool's retry budget.
+    /// a retry never waits, and one after a failure that may have reached the backend is taken
+    /// only within the pool's retry budget.
     pub async fn next(&mut self) -> Result<Lease, ProxyError> {
         let picked = if self.last_failure.is_none() {
             let waited = self.pool.pick_or_wait(self.affinity).await;
@@ -68,8 +69,16 @@ impl<'a> Attempts<'a> {
                     .record_queue_wait(self.pool.name(), waited);
             }
             waited.result
-        } else {
+        } else if self
+            .last_failure
+            .as_ref()
+            .is_some_and(|(_, f)| f.delivered())
+        {
             self.pool.pick_retry(&self.tried, self.affinity)
+        } else {
+            // A refused connect delivered nothing: moving it on adds no load, so it is not
+            // counted against the retry budget.
+            self.pool.pick(&self.tried, self.affinity)
         };
         let lease = match picked {
             Ok(lease) => lease,
@@ -233,6 +242,11 @@ impl From<UpstreamError> for AttemptError {
 }
 
 impl AttemptError {
+    /// Whether the request may have reached the backend (anything but a refused connect).
+    pub fn delivered(&self) -> bool {
+        !matches!(self, Self::Connect(_))
+    }
+
     /// The failure as the registry counts it; `None` when the client was at fault.
     pub fn kind(&self) -> Option<FailureKind> {
         match self {
