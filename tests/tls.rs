@@ -181,7 +181,7 @@ async fn sighup_reloads_the_certificate_for_new_handshakes() {
     };
     let url = format!("https://localhost:{tls_port}/");
     let answers = |ca: &TestCa| {
-        // HTTP/1.1: idle HTTP/2 connections would hold the drain at the end (see docs/tls.md).
+        // A client of its own per call: each one makes a new handshake.
         let request = ca.client(&[b"http/1.1"]).get(url.clone()).send();
         async move { request.await.is_ok_and(|res| res.status() == 200) }
     };
@@ -396,4 +396,78 @@ fn h2_get(
         }
     }
     seen
+}
+
+/// The TLS port the binary logs at start.
+fn logged_tls_port(log: &std::sync::mpsc::Receiver<String>) -> u16 {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let line = log.recv_timeout(Duration::from_secs(10)).expect("log line");
+        if let Some(rest) = line.split("TLS listening on ").nth(1) {
+            let addr: SocketAddr = rest
+                .split_whitespace()
+                .next()
+                .expect("addr")
+                .parse()
+                .expect("addr");
+            return addr.port();
+        }
+        assert!(Instant::now() < until, "no TLS address logged");
+    }
+}
+
+/// SIGTERM with an idle HTTP/2 client and one whose request is under way: the request is
+/// answered in full, both connections close, and the process exits well before its 10 s
+/// grace (idle HTTP/2 connections used to hold the drain to the end).
+#[actix_web::test]
+async fn sigterm_closes_idle_http2_connections_at_once() {
+    use common::process::{launch_logged, signal, slow_backend, wait_with_deadline, write_config};
+    let dir = fresh_dir();
+    let ca = TestCa::new("drain");
+    ca.server_files(&dir, "server");
+    let (backend, started) = slow_backend(Duration::from_millis(1500));
+    write_config(
+        &dir,
+        backend,
+        "",
+        "[tls]\nlisten = \"127.0.0.1:0\"\ncert = \"server.crt\"\nkey = \"server.key\"\n",
+    );
+    let (mut child, _, log) = launch_logged(&dir, &[]);
+    let url = format!("https://localhost:{}/", logged_tls_port(&log));
+    let idle = ca.client(&[b"h2"]);
+    let res = idle.get(format!("{url}first")).send().await.expect("first");
+    assert_eq!(
+        (res.status().as_u16(), res.version()),
+        (200, Version::HTTP_2)
+    );
+    let busy = ca.client(&[b"h2"]);
+    let request = busy.get(format!("{url}under-way")).send();
+    let in_flight = actix_rt::spawn(async move {
+        let mut res = request.await.expect("answered");
+        let body = res.body().await.expect("body");
+        (res.status().as_u16(), body)
+    });
+    common::eventually(
+        "the request under way at the backend",
+        Duration::from_secs(10),
+        || {
+            started
+                .try_iter()
+                .any(|line| line.contains("/under-way"))
+                .then_some(())
+        },
+    )
+    .await;
+    let signalled = Instant::now();
+    signal(&child, "TERM");
+    let (status, body) = in_flight.await.expect("request task");
+    assert_eq!((status, &body[..]), (200, &b"slow"[..]));
+    let exit = wait_with_deadline(&mut child, Duration::from_secs(15));
+    assert_eq!(exit.code(), Some(0));
+    let took = signalled.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "exited {took:?} after SIGTERM"
+    );
+    drop((idle, busy));
 }

@@ -10,6 +10,7 @@ pub mod client_id;
 pub mod client_routes;
 pub mod clients;
 pub mod error;
+pub mod h2_drain;
 pub mod json_body;
 pub mod page;
 pub mod proxy;

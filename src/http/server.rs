@@ -5,6 +5,7 @@
 
 use std::io;
 use std::net::TcpListener;
+use std::sync::Arc;
 
 use actix_web::dev::Server;
 use actix_web::http::KeepAlive;
@@ -14,6 +15,7 @@ use crate::draining::Draining;
 use crate::http::access_log::{AccessLog, AccessSink};
 use crate::http::api::{self, ApiState};
 use crate::http::clients::{self, ClientsState};
+use crate::http::h2_drain::H2Connections;
 use crate::http::proxy::{self, ProxyState};
 use crate::http::tls;
 use crate::settings::Settings;
@@ -38,6 +40,8 @@ pub struct Shared {
     pub access: AccessSink,
     /// `None`: tracing off.
     pub tracing: Option<Tracing>,
+    /// With a TLS listener: its HTTP/2 connections, for the drain.
+    pub h2: Option<Arc<H2Connections>>,
 }
 
 /// Starts serving `shared` on `listeners` with the `[server]` settings; the server runs until
@@ -82,10 +86,18 @@ pub fn serve(settings: &Settings, listeners: Listeners, shared: Shared) -> io::R
         .disable_signals();
     let server = match listeners.tls {
         // Only then do connections need telling apart (for X-Forwarded-Proto).
-        Some((tls_listener, config)) => server
-            .on_connect(tls::mark_tls)
-            .listen(listeners.plain)?
-            .listen_rustls_0_23(tls_listener, config)?,
+        Some((tls_listener, config)) => {
+            let h2 = shared.h2;
+            server
+                .on_connect(move |connection, extensions| {
+                    tls::mark_tls(connection, extensions);
+                    if let Some(h2) = &h2 {
+                        h2.track(connection, extensions);
+                    }
+                })
+                .listen(listeners.plain)?
+                .listen_rustls_0_23(tls_listener, config)?
+        }
         None => server.listen(listeners.plain)?,
     };
     Ok(server.run())

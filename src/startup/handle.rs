@@ -14,6 +14,7 @@ use crate::certs::CertError;
 use crate::draining::Draining;
 use crate::events::Events;
 use crate::http::access_log::AccessSink;
+use crate::http::h2_drain::H2Connections;
 use crate::http::proxy::Tunnels;
 use crate::http::tls::TlsReloader;
 use crate::limiter::Limiter;
@@ -70,6 +71,8 @@ pub struct BalancerHandle {
     /// Ended when the drain's grace is over.
     pub(super) tunnels: Arc<Tunnels>,
     pub(super) access: AccessSink,
+    /// With a TLS listener: its HTTP/2 connections, shut down as the drain empties them.
+    pub(super) h2: Option<Arc<H2Connections>>,
 }
 
 impl BalancerHandle {
@@ -103,6 +106,10 @@ impl BalancerHandle {
     /// every response closes its connection. [`Self::shutdown`] starts with this.
     pub fn begin_drain(&self) {
         self.draining.begin();
+        if let Some(h2) = &self.h2 {
+            let idle = h2.drain();
+            log::info!("drain: {idle} idle HTTP/2 connections closed; busy ones close after their last response");
+        }
     }
 
     /// Every backend with its health and counters, in pool order.

@@ -14,6 +14,7 @@ use crate::cluster;
 use crate::http::access_log::AccessSink;
 use crate::http::api::ApiState;
 use crate::http::clients::ClientsState;
+use crate::http::h2_drain::H2Connections;
 use crate::http::proxy::{ProxyState, Tunnels};
 use crate::http::server::{self, Listeners, Shared};
 use crate::http::tls;
@@ -88,7 +89,13 @@ pub fn start_listeners(
     );
     let domain = Domain::start(settings, opened);
     let tunnels = Arc::new(Tunnels::new(settings, domain.draining.clone()));
-    let shared = shared(settings, local_addr, &domain, connector, &tunnels);
+    let h2 = tls
+        .is_some()
+        .then(|| H2Connections::new(domain.draining.clone()));
+    let shared = Shared {
+        h2: h2.clone(),
+        ..shared(settings, local_addr, &domain, connector, &tunnels)
+    };
     let listeners = Listeners {
         plain: listener,
         tls,
@@ -107,6 +114,7 @@ pub fn start_listeners(
         tls: reloader,
         tunnels,
         access: domain.access.clone(),
+        h2,
     };
     let mut balancer = Balancer {
         local_addr,
@@ -216,6 +224,7 @@ fn shared(
         draining: domain.draining.clone(),
         access: domain.access.clone(),
         tracing: domain.tracing.clone(),
+        h2: None,
     }
 }
 

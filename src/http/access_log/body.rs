@@ -11,6 +11,7 @@ use actix_web::web::Bytes;
 use super::note::Served;
 use super::record::{self, Arrival, Outcome};
 use super::writer::LineWriter;
+use crate::http::h2_drain::H2Stream;
 use crate::trace::PendingSpan;
 
 /// What a JSON record still needs when the body ends.
@@ -44,15 +45,23 @@ pub struct LoggedBody<B> {
     finish: Option<Box<Finish>>,
     span: Option<Box<PendingSpan>>,
     bytes_out: u64,
+    /// On an HTTP/2 connection: its request counts as under way until the body is dropped.
+    _stream: Option<H2Stream>,
 }
 
 impl<B> LoggedBody<B> {
-    pub fn new(body: B, finish: Option<Finish>, span: Option<PendingSpan>) -> Self {
+    pub fn new(
+        body: B,
+        finish: Option<Finish>,
+        span: Option<PendingSpan>,
+        stream: Option<H2Stream>,
+    ) -> Self {
         Self {
             body,
             finish: finish.map(Box::new),
             span: span.map(Box::new),
             bytes_out: 0,
+            _stream: stream,
         }
     }
 

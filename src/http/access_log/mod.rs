@@ -22,6 +22,7 @@ use std::future::{ready, Future, Ready};
 use std::io;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::SystemTime;
 
@@ -35,6 +36,7 @@ use prometheus_client::metrics::counter::Counter;
 use super::error::own_error_body;
 use super::request_id::{self, X_REQUEST_ID};
 use crate::draining::Draining;
+use crate::http::h2_drain::{H2Connection, H2Stream};
 use crate::net::canonical;
 use crate::settings::{AccessFormat, LogSettings};
 use crate::trace::{PendingSpan, ServedRequest, SpanStart, Tracing};
@@ -176,12 +178,16 @@ where
         }
         let arrival = writes.then(|| Box::new(Arrival::capture(&req)));
         let asked_upgrade = req.head().upgrade();
+        let stream = req
+            .conn_data::<Arc<H2Connection>>()
+            .map(H2Connection::stream);
         Logged {
             inner: self.service.call(req),
             id,
             arrival,
             trace,
             asked_upgrade,
+            stream,
             shared: Rc::clone(shared),
         }
     }
@@ -197,6 +203,8 @@ pub struct Logged<F> {
     /// With tracing on: the request's place in its trace.
     trace: Option<Box<SpanStart>>,
     asked_upgrade: bool,
+    /// On an HTTP/2 connection: the request under way, until its response is out.
+    stream: Option<H2Stream>,
     shared: Rc<Shared>,
 }
 
@@ -248,12 +256,13 @@ where
             _ => None,
         };
         let own = own_error_body(res.response(), this.id.to_str().unwrap_or_default());
+        let stream = this.stream.take();
         let res = res.map_body(|_, body| {
             let body = match own {
                 Some(own) => EitherBody::right(BoxBody::new(own)),
                 None => EitherBody::left(body),
             };
-            LoggedBody::new(body, finish, span)
+            LoggedBody::new(body, finish, span, stream)
         });
         Poll::Ready(Ok(res))
     }
