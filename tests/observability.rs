@@ -3,36 +3,15 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use actix_web::web::Bytes;
 use common::backend::TestBackend;
-use common::{call, client, get_status, refused_addr, settings_for, start_balancer, TestBalancer};
+use common::{
+    call, client, get_status, metrics, refused_addr, settings_for, start_balancer, TestBalancer,
+};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
-
-/// Samples of a Prometheus text exposition: `name{labels}` → value.
-fn parse_metrics(text: &str) -> HashMap<String, f64> {
-    text.lines()
-        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
-        .filter_map(|line| {
-            let (key, value) = line.rsplit_once(' ')?;
-            Some((key.to_owned(), value.parse().ok()?))
-        })
-        .collect()
-}
-
-async fn metrics(lb: &TestBalancer) -> HashMap<String, f64> {
-    let mut res = client()
-        .get(lb.url("/lb/metrics"))
-        .send()
-        .await
-        .expect("metrics");
-    assert_eq!(res.status(), 200);
-    let body = res.body().await.expect("body");
-    parse_metrics(std::str::from_utf8(&body).expect("utf-8"))
-}
 
 /// Counters move with traffic: requests by backend and code, 429s, failures, gauges.
 #[actix_web::test]

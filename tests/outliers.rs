@@ -120,16 +120,8 @@ async fn a_backend_answering_5xx_in_a_row_is_ejected_longer_each_time() {
         second > first + Duration::from_millis(500),
         "1 s then 2 s: {first:?}, {second:?}"
     );
-    let mut res = client()
-        .get(lb.url("/lb/metrics"))
-        .send()
-        .await
-        .expect("metrics");
-    let text = String::from_utf8(res.body().await.expect("body").to_vec()).expect("utf-8");
-    assert!(
-        text.contains(r#"lb_backend_ejections_total{pool="default",backend="backend-1"} 2"#),
-        "{text}"
-    );
+    let ejections = common::metrics(&lb).await[r#"lb_backend_ejections_total{pool="default",backend="backend-1"}"#];
+    assert_eq!(ejections, 2.0);
 }
 
 /// With two sick backends of three and `max_ejected_percent = 50`, only one is ejected; the

@@ -5,34 +5,16 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::time::{Duration, Instant};
 
 use common::held::HeldBackend;
-use common::{client, eventually, refused_addr, settings_from_files, start_balancer, TestBalancer};
+use common::{
+    client, eventually, metrics, refused_addr, settings_from_files, start_balancer, TestBalancer,
+};
 use futures_util::future::join_all;
 use loadbalancer::Settings;
 use serde_json::{json, Value};
-
-/// Samples of `/lb/metrics`: `name{labels}` → value.
-async fn metrics(lb: &TestBalancer) -> HashMap<String, f64> {
-    let mut res = client()
-        .get(lb.url("/lb/metrics"))
-        .send()
-        .await
-        .expect("metrics");
-    let body = res.body().await.expect("body");
-    std::str::from_utf8(&body)
-        .expect("utf-8")
-        .lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| {
-            let (key, value) = line.rsplit_once(' ')?;
-            Some((key.to_owned(), value.parse().ok()?))
-        })
-        .collect()
-}
 
 async fn queued(lb: &TestBalancer) -> f64 {
     metrics(lb).await[r#"lb_queue_length{pool="default"}"#]
@@ -212,8 +194,9 @@ async fn a_client_that_goes_away_leaves_the_queue() {
     assert_eq!(backend.arrived(), ["/held", "/next"]);
 }
 
-/// A backend that reads each request's head and closes the connection without answering.
-fn resetting_backend() -> String {
+/// A backend on its own threads (one per connection) that reads each request's head and
+/// then does `answer(head, connection)`.
+fn raw_backend(answer: fn(&[u8], &mut std::net::TcpStream)) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     std::thread::spawn(move || {
@@ -228,10 +211,16 @@ fn resetting_backend() -> String {
                         _ => return,
                     }
                 }
+                answer(&head, &mut stream);
             });
         }
     });
     url
+}
+
+/// A backend that closes each connection after the request's head, without answering.
+fn resetting_backend() -> String {
+    raw_backend(|_, _| {})
 }
 
 /// A pool whose one backend breaks every connection after the request: retries go to the held
@@ -281,48 +270,6 @@ async fn the_retry_budget_caps_retries_in_flight() {
     assert!(refused > 0);
 }
 
-/// The status of a GET of `path` on a fresh connection.
-async fn fetch(addr: std::net::SocketAddr, path: &'static str) -> u16 {
-    client()
-        .get(format!("http://{addr}{path}"))
-        .send()
-        .await
-        .expect("response")
-        .status()
-        .as_u16()
-}
-
-/// A backend that answers every upload's head at once with a complete 413 and never reads the
-/// body (probes, `GET /`, get a 200); one thread per connection.
-fn impatient_backend() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            std::thread::spawn(move || {
-                let mut head = Vec::new();
-                let mut byte = [0_u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    match std::io::Read::read(&mut stream, &mut byte) {
-                        Ok(1) => head.push(byte[0]),
-                        _ => return,
-                    }
-                }
-                let answer: &[u8] = if head.starts_with(b"GET / ") {
-                    b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-                } else {
-                    b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 8\r\n\r\ntoo much"
-                };
-                let _ = std::io::Write::write_all(&mut stream, answer);
-                // Never reads the body; holds the connection a while.
-                std::thread::sleep(Duration::from_secs(10));
-            });
-        }
-    });
-    url
-}
-
 /// With the budget at 0%, requests whose first backend refuses connections are all moved on to
 /// the other one while it holds them: a refused connect never reached a backend, so moving it
 /// adds no load and takes nothing of the budget.
@@ -356,6 +303,32 @@ async fn refused_connects_are_retried_outside_the_budget() {
         samples[r#"lb_retries_budget_exhausted_total{pool="default"}"#],
         0.0
     );
+}
+
+/// The status of a GET of `path` on a fresh connection.
+async fn fetch(addr: std::net::SocketAddr, path: &'static str) -> u16 {
+    client()
+        .get(format!("http://{addr}{path}"))
+        .send()
+        .await
+        .expect("response")
+        .status()
+        .as_u16()
+}
+
+/// A backend that answers every upload's head at once with a complete 413 and never reads the
+/// body (probes, `GET /`, get a 200).
+fn impatient_backend() -> String {
+    raw_backend(|head, stream| {
+        let answer: &[u8] = if head.starts_with(b"GET / ") {
+            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        } else {
+            b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 8\r\n\r\ntoo much"
+        };
+        let _ = std::io::Write::write_all(stream, answer);
+        // Never reads the body; holds the connection a while.
+        std::thread::sleep(Duration::from_secs(10));
+    })
 }
 
 /// An upload of 5 MB sent slowly (1 KB every 100 ms) gets the backend's early 413 within a

@@ -151,34 +151,12 @@ fn a_bad_certificate_or_key_is_exit_2_naming_the_file() {
 /// the new CA gets through). A bad pair on the next SIGHUP is logged and the new one stays.
 #[actix_web::test]
 async fn sighup_reloads_the_certificate_for_new_handshakes() {
-    use common::process::{launch_logged, signal, write, write_config};
+    use common::process::{signal, write};
     let dir = fresh_dir();
     let (first_ca, second_ca) = (TestCa::new("first"), TestCa::new("second"));
     first_ca.server_files(&dir, "server");
     let backend = common::process::ok_backend();
-    write_config(
-        &dir,
-        backend,
-        "",
-        "[tls]\nlisten = \"127.0.0.1:0\"\ncert = \"server.crt\"\nkey = \"server.key\"\n",
-    );
-    let (mut child, _, log) = launch_logged(&dir, &[]);
-    let tls_port = {
-        let until = Instant::now() + Duration::from_secs(10);
-        loop {
-            let line = log.recv_timeout(Duration::from_secs(10)).expect("log line");
-            if let Some(rest) = line.split("TLS listening on ").nth(1) {
-                let addr: SocketAddr = rest
-                    .split_whitespace()
-                    .next()
-                    .expect("addr")
-                    .parse()
-                    .expect("addr");
-                break addr.port();
-            }
-            assert!(Instant::now() < until, "no TLS address logged");
-        }
-    };
+    let (mut child, log, tls_port) = launch_with_tls(&dir, backend);
     let url = format!("https://localhost:{tls_port}/");
     let answers = |ca: &TestCa| {
         // A client of its own per call: each one makes a new handshake.
@@ -398,6 +376,19 @@ fn h2_get(
     seen
 }
 
+/// Starts the binary in `dir` (where `server.crt` and `server.key` are) in front of `backend`
+/// with a TLS listener; its log, and the TLS port it logged.
+fn launch_with_tls(
+    dir: &std::path::Path,
+    backend: SocketAddr,
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>, u16) {
+    let tls = "[tls]\nlisten = \"127.0.0.1:0\"\ncert = \"server.crt\"\nkey = \"server.key\"\n";
+    common::process::write_config(dir, backend, "", tls);
+    let (child, _, log) = common::process::launch_logged(dir, &[]);
+    let port = logged_tls_port(&log);
+    (child, log, port)
+}
+
 /// The TLS port the binary logs at start.
 fn logged_tls_port(log: &std::sync::mpsc::Receiver<String>) -> u16 {
     let until = Instant::now() + Duration::from_secs(10);
@@ -421,19 +412,13 @@ fn logged_tls_port(log: &std::sync::mpsc::Receiver<String>) -> u16 {
 /// grace (idle HTTP/2 connections used to hold the drain to the end).
 #[actix_web::test]
 async fn sigterm_closes_idle_http2_connections_at_once() {
-    use common::process::{launch_logged, signal, slow_backend, wait_with_deadline, write_config};
+    use common::process::{signal, slow_backend, wait_with_deadline};
     let dir = fresh_dir();
     let ca = TestCa::new("drain");
     ca.server_files(&dir, "server");
     let (backend, started) = slow_backend(Duration::from_millis(1500));
-    write_config(
-        &dir,
-        backend,
-        "",
-        "[tls]\nlisten = \"127.0.0.1:0\"\ncert = \"server.crt\"\nkey = \"server.key\"\n",
-    );
-    let (mut child, _, log) = launch_logged(&dir, &[]);
-    let url = format!("https://localhost:{}/", logged_tls_port(&log));
+    let (mut child, _log, tls_port) = launch_with_tls(&dir, backend);
+    let url = format!("https://localhost:{tls_port}/");
     let idle = ca.client(&[b"h2"]);
     let res = idle.get(format!("{url}first")).send().await.expect("first");
     assert_eq!(

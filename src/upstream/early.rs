@@ -82,9 +82,10 @@ mod tests {
     }
 
     /// A head with all of its body is complete; part of it, a head alone, or a body that ends
-    /// with the connection is not.
-    #[test]
-    fn an_answer_is_complete_with_all_of_its_body() {
+    /// with the connection is not. (In a runtime: actix-http's configuration keeps a clock
+    /// task.)
+    #[actix_rt::test]
+    async fn an_answer_is_complete_with_all_of_its_body() {
         let post = || Method::POST;
         let head = "HTTP/1.1 413 Payload Too Large\r\ncontent-length: 5\r\n\r\n";
         assert!(complete(&format!("{head}large"), post()));

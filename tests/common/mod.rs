@@ -280,6 +280,26 @@ impl RawConnection {
     }
 }
 
+/// The balancer's `/lb/metrics` now, as samples: `name{labels}` → value.
+pub async fn metrics(lb: &TestBalancer) -> std::collections::HashMap<String, f64> {
+    let mut res = client()
+        .get(lb.url("/lb/metrics"))
+        .send()
+        .await
+        .expect("metrics");
+    assert_eq!(res.status(), 200);
+    let body = res.body().limit(1 << 22).await.expect("body");
+    std::str::from_utf8(&body)
+        .expect("utf-8")
+        .lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .filter_map(|line| {
+            let (key, value) = line.rsplit_once(' ')?;
+            Some((key.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
 /// The value of header `name` (lower-case) in a raw response head.
 pub fn header_value<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     head.lines().skip(1).find_map(|line| {
