@@ -17,6 +17,7 @@ use futures_util::Stream;
 
 use super::connector::Io;
 use super::exchange::{Connection, READ_CHUNK};
+use super::framing::has_body;
 use super::idle::Home;
 
 /// An answer's head, and its body streaming from the connection.
@@ -58,14 +59,6 @@ enum Framing {
     Codec(ClientPayloadCodec),
     /// When the backend closes the connection (RFC 9112 §6.3: neither a length nor chunks).
     ToClose,
-}
-
-/// Whether an answer with `status` to `method` has a body (RFC 9110 §6.4.1).
-pub(super) fn has_body(method: &Method, status: StatusCode) -> bool {
-    *method != Method::HEAD
-        && !status.is_informational()
-        && status != StatusCode::NO_CONTENT
-        && status != StatusCode::NOT_MODIFIED
 }
 
 /// The reply read on `conn` (whose `codec` has just read `head`) to a request that asked to

@@ -14,7 +14,7 @@ use actix_web::http::{header, Method};
 use actix_web::web::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::answer::has_body;
+use super::framing::has_body;
 
 /// Reads from `io` into `read` (`chunk` bytes at a time) until `read` holds a complete answer
 /// to a `method` request; never ends if the connection closes or fails first (the upload's

@@ -12,6 +12,7 @@ mod connector;
 mod early;
 mod error;
 mod exchange;
+mod framing;
 mod idle;
 mod tls;
 
