@@ -5,6 +5,7 @@
 //! once at start; the registry consumes it at run time and decides what a change means for the
 //! running pools. Health is not its business.
 
+mod names;
 mod parse;
 mod topology;
 mod watch;
@@ -16,6 +17,7 @@ use std::path::PathBuf;
 
 use crate::route::RouteEntry;
 
+pub use names::fill_names;
 pub use parse::{check_routes, parse, parse_pool, parse_pool_settings, resolve};
 pub use topology::{NamedPool, NamedTopology, PoolSettings, PoolSpec, Topology};
 pub use watch::FileWatch;

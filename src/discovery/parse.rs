@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::names::fill_names;
 use super::topology::{NamedPool, PoolSettings, PoolSpec, Topology};
 use crate::backend::{
-    check_max_connections, fill_names, Backend, BackendSpec, HostHeader, PoolEntry, Strategy,
-    DEFAULT_POOL,
+    check_max_connections, Backend, BackendSpec, HostHeader, PoolEntry, Strategy, DEFAULT_POOL,
 };
 use crate::route::{check_name, RouteEntry, RouteSpec};
 

@@ -11,7 +11,8 @@ use super::member::{Member, MemberStatus};
 use super::messages::{AddBackend, PoolError, RemoveBackend, UpdateBackend};
 use super::pools::PoolsView;
 use super::rotation::Rotation;
-use crate::backend::{fill_names, BackendSpec};
+use crate::backend::BackendSpec;
+use crate::discovery::fill_names;
 use crate::discovery::{FileEntry, FilePool};
 use crate::route::RouteEntry;
 

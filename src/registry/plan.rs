@@ -4,7 +4,8 @@
 //! with their URL; new unnamed entries take `backend-N` by position unless a running or leaving
 //! member has it. Plain and synchronous, so every rule is tested without a pool.
 
-use crate::backend::{fill_names, BackendId, BackendSpec};
+use crate::backend::{BackendId, BackendSpec};
+use crate::discovery::fill_names;
 
 /// A member of the running pool as the plan sees it.
 #[derive(Debug, Clone)]

@@ -36,6 +36,24 @@ fn validate(edit: impl FnOnce(&mut RawSettings)) -> Result<Settings, ConfigError
     )
 }
 
+/// Each case's edit makes validation fail naming its key, with words of its problem.
+fn check_cases(cases: Vec<Case>) {
+    for (key, edit, problem) in cases {
+        match validate(edit) {
+            Err(ConfigError::Invalid {
+                origin,
+                key: got,
+                problem: said,
+            }) => {
+                assert_eq!(got, key);
+                assert_eq!(origin, "Settings.toml");
+                assert!(said.contains(problem), "{key}: {said}");
+            }
+            other => panic!("{key}: expected Invalid, got {other:?}"),
+        }
+    }
+}
+
 /// The defaults are those of the settings table in docs/configuration.md.
 #[test]
 fn defaults_match_the_contract() {
@@ -139,46 +157,6 @@ fn bad_values_name_their_key() {
             "server.tunnel_idle_timeout_secs",
             Box::new(|r| r.server.tunnel_idle_timeout_secs = 0),
             "greater than 0",
-        ),
-        (
-            "server.max_connections",
-            Box::new(|r| r.server.max_connections = 0),
-            "at least 1",
-        ),
-        (
-            "backends.max_connections",
-            Box::new(|r| r.backends.max_connections = 2_000_000),
-            "more than the maximum",
-        ),
-        (
-            "backends.queue_timeout_ms",
-            Box::new(|r| r.backends.queue_timeout_ms = 0),
-            "greater than 0",
-        ),
-        (
-            "backends.retry_budget_percent",
-            Box::new(|r| r.backends.retry_budget_percent = 101),
-            "more than the maximum",
-        ),
-        (
-            "health.eject_base_secs",
-            Box::new(|r| r.health.eject_base_secs = 0),
-            "greater than 0",
-        ),
-        (
-            "health.eject_max_secs",
-            Box::new(|r| r.health.eject_max_secs = 10),
-            "below health.eject_base_secs",
-        ),
-        (
-            "health.max_ejected_percent",
-            Box::new(|r| r.health.max_ejected_percent = 150),
-            "more than the maximum",
-        ),
-        (
-            "health.slow_start_secs",
-            Box::new(|r| r.health.slow_start_secs = 100_000),
-            "more than the maximum",
         ),
         (
             "server.tunnel_idle_timeout_secs",
@@ -287,20 +265,7 @@ fn bad_values_name_their_key() {
             "must not be empty",
         ),
     ];
-    for (key, edit, problem) in cases {
-        match validate(edit) {
-            Err(ConfigError::Invalid {
-                origin,
-                key: got,
-                problem: said,
-            }) => {
-                assert_eq!(got, key);
-                assert_eq!(origin, "Settings.toml");
-                assert!(said.contains(problem), "{key}: {said}");
-            }
-            other => panic!("{key}: expected Invalid, got {other:?}"),
-        }
-    }
+    check_cases(cases);
 }
 
 /// With simulation on, a backend off this machine is refused, naming it; off, it is fine.
@@ -406,3 +371,6 @@ fn shipped_settings_turn_the_simulation_on() {
     let settings = load(&options).expect("the shipped settings are valid");
     assert!(settings.simulation.enabled);
 }
+
+#[path = "upstream_tests.rs"]
+mod upstream;

@@ -1,0 +1,52 @@
+//! Validation of the `[backends]` and `[health]` keys of the resilience work, and
+//! `server.max_connections`.
+
+use super::{check_cases, Case};
+
+/// A bad limit, queue, budget, ejection or slow-start value names its key.
+#[test]
+fn resilience_values_name_their_key() {
+    let cases: Vec<Case> = vec![
+        (
+            "server.max_connections",
+            Box::new(|r| r.server.max_connections = 0),
+            "at least 1",
+        ),
+        (
+            "backends.max_connections",
+            Box::new(|r| r.backends.max_connections = 2_000_000),
+            "more than the maximum",
+        ),
+        (
+            "backends.queue_timeout_ms",
+            Box::new(|r| r.backends.queue_timeout_ms = 0),
+            "greater than 0",
+        ),
+        (
+            "backends.retry_budget_percent",
+            Box::new(|r| r.backends.retry_budget_percent = 101),
+            "more than the maximum",
+        ),
+        (
+            "health.eject_base_secs",
+            Box::new(|r| r.health.eject_base_secs = 0),
+            "greater than 0",
+        ),
+        (
+            "health.eject_max_secs",
+            Box::new(|r| r.health.eject_max_secs = 10),
+            "below health.eject_base_secs",
+        ),
+        (
+            "health.max_ejected_percent",
+            Box::new(|r| r.health.max_ejected_percent = 150),
+            "more than the maximum",
+        ),
+        (
+            "health.slow_start_secs",
+            Box::new(|r| r.health.slow_start_secs = 100_000),
+            "more than the maximum",
+        ),
+    ];
+    check_cases(cases);
+}
