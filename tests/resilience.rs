@@ -223,6 +223,21 @@ fn resetting_backend() -> String {
     raw_backend(|_, _| {})
 }
 
+/// Settings for `file` with a retry budget of 0% (3 retries at once), no probes within the
+/// test and no passive removal: the failing backend stays in rotation.
+fn zero_budget(file: &Value) -> Settings {
+    let (mut settings, _) = settings_from_files(file, "");
+    settings.backends.retry_budget_percent = 0;
+    settings.health.interval = Duration::from_secs(600);
+    settings.health.passive_failures = NonZeroU32::new(1000).expect("nonzero");
+    settings
+}
+
+/// 20 GETs at once; their statuses.
+async fn twenty_gets(lb: &TestBalancer) -> Vec<u16> {
+    join_all((0..20).map(|i| async move { get(lb, &format!("/r/{i}")).await.0 })).await
+}
+
 /// A pool whose one backend breaks every connection after the request: retries go to the held
 /// one only while the budget allows (at 0% only the 3 always allowed); the rest end at once
 /// with the failure, counted in `lb_retries_budget_exhausted_total`. (A refused connect is
@@ -231,15 +246,8 @@ fn resetting_backend() -> String {
 async fn the_retry_budget_caps_retries_in_flight() {
     let good = HeldBackend::start();
     let file = json!({"backends": [resetting_backend(), good.url()]});
-    let (mut settings, _) = settings_from_files(&file, "");
-    settings.backends.retry_budget_percent = 0;
-    settings.health.interval = Duration::from_secs(600);
-    settings.health.passive_failures = NonZeroU32::new(1000).expect("nonzero");
-    let lb = start_balancer(&settings);
-    let requests = join_all((0..20).map(|i| {
-        let lb = &lb;
-        async move { get(lb, &format!("/r/{i}")).await.0 }
-    }));
+    let lb = start_balancer(&zero_budget(&file));
+    let requests = twenty_gets(&lb);
     let releaser = async {
         // Hold the good backend's answers until every request has either reached it or
         // been refused (the refused ones answer at once).
@@ -278,15 +286,8 @@ async fn refused_connects_are_retried_outside_the_budget() {
     let good = HeldBackend::start();
     let dead = format!("http://{}", refused_addr());
     let file = json!({"backends": [dead, good.url()]});
-    let (mut settings, _) = settings_from_files(&file, "");
-    settings.backends.retry_budget_percent = 0;
-    settings.health.interval = Duration::from_secs(600);
-    settings.health.passive_failures = NonZeroU32::new(1000).expect("nonzero");
-    let lb = start_balancer(&settings);
-    let requests = join_all((0..20).map(|i| {
-        let lb = &lb;
-        async move { get(lb, &format!("/r/{i}")).await.0 }
-    }));
+    let lb = start_balancer(&zero_budget(&file));
+    let requests = twenty_gets(&lb);
     let releaser = async {
         eventually(
             "every request at the good backend",
