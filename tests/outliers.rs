@@ -155,15 +155,22 @@ async fn a_new_backend_takes_a_growing_share() {
     let body = json!({"url": new.url()}).to_string();
     let (status, _) = call(&lb, "POST", "/lb/api/backends", Some(&body)).await;
     assert_eq!(status, 201);
+    // Batches of 40 until 3.5 s after the first that reached the new backend (the slow start
+    // is 3 s long), whatever the machine's pace.
     let started = Instant::now();
+    let mut joined: Option<Instant> = None;
     let mut shares = Vec::new();
-    while started.elapsed() < Duration::from_secs(5) {
+    while joined.is_none_or(|at| at.elapsed() < Duration::from_millis(3500)) {
+        assert!(started.elapsed() < Duration::from_secs(30), "{shares:?}");
         let mut to_new = 0;
         for _ in 0..40 {
             let res = client().get(lb.url("/")).send().await.expect("response");
             to_new += usize::from(res.headers().get("x-backend").is_some_and(|b| b == "new"));
         }
         shares.push(to_new as f64 / 40.0);
+        if to_new > 0 && joined.is_none() {
+            joined = Some(Instant::now());
+        }
         actix_rt::time::sleep(Duration::from_millis(200)).await;
     }
     let rising = shares
