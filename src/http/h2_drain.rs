@@ -69,7 +69,11 @@ impl H2Connections {
             all: Arc::clone(self),
         });
         if let Ok(mut open) = self.open.lock() {
-            open.retain(|c| c.strong_count() > 0);
+            // Closed connections are swept out only when the list would grow: amortized, a
+            // connection's accept costs a constant, however many are open.
+            if open.len() == open.capacity() {
+                open.retain(|c| c.strong_count() > 0);
+            }
             open.push(Arc::downgrade(&connection));
         }
         extensions.insert(connection);
