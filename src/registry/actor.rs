@@ -57,6 +57,9 @@ pub struct Registry {
     pub(super) next_id: BackendId,
     /// Leaving backends and when they go at the latest.
     pub(super) leaving: HashMap<BackendId, Instant>,
+    /// Members of pools a reload removed, and when they start leaving: a moment after the new
+    /// routes are out, so a request that chose their pool just before still finds them.
+    pub(super) retiring: Vec<(Instant, Arc<Member>)>,
     /// Kept alive while the actor runs.
     pub(super) _watch: Option<FileWatch>,
     /// The debounced reload waiting for the file to settle.
@@ -165,6 +168,18 @@ impl Registry {
         );
     }
 
+    /// Members of removed pools whose moment has come start leaving.
+    fn retire_due(&mut self) {
+        let now = Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.retiring)
+            .into_iter()
+            .partition(|(at, _)| *at <= now);
+        self.retiring = later;
+        for (_, member) in due {
+            self.start_leaving(&member, "its pool is no longer in the pool file");
+        }
+    }
+
     /// `member` left its pool: logged, published, and nothing kept about it.
     fn forget(&mut self, member: &Member) {
         self.leaving.remove(&member.id());
@@ -213,7 +228,10 @@ impl Actor for Registry {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.run_interval(SWEEP_EVERY, |registry, _| registry.sweep());
+        ctx.run_interval(SWEEP_EVERY, |registry, _| {
+            registry.retire_due();
+            registry.sweep();
+        });
         self.start_ramps(ctx);
     }
 }

@@ -81,6 +81,7 @@ impl Membership {
             options,
             next_id,
             leaving: HashMap::new(),
+            retiring: Vec::new(),
             pending_reload: None,
             outliers,
             ramping: HashMap::new(),

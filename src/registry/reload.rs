@@ -3,6 +3,7 @@
 //! outcome logged and published; a bad file changes nothing.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix::{ActorFutureExt, AsyncContext, AtomicResponse, Context, Handler, WrapFuture};
 
@@ -33,6 +34,10 @@ struct PoolPlan {
     running: Option<Arc<Rotation>>,
     plan: Plan,
 }
+
+/// How long the backends of a pool a reload removed go on taking requests, for those that
+/// chose the pool just before the new routes were out.
+const RETIRE_AFTER: Duration = Duration::from_millis(500);
 
 impl Registry {
     /// Plans every pool of `topology` against the running ones; `Err` (nothing may change)
@@ -73,19 +78,24 @@ impl Registry {
             pools.push(self.apply_pool(pool_plan, &mut report));
         }
         let mut retired: Vec<Arc<Rotation>> = view.retired().to_vec();
+        let mut leaving = Vec::new();
         for old in view.pools() {
             if pools.iter().any(|p| p.name() == old.name()) {
                 continue;
             }
-            for member in old.members().iter().filter(|m| !m.is_leaving()) {
-                self.start_leaving(member, "its pool is no longer in the pool file");
-                report.removed.push(qualified(member));
-            }
+            leaving.extend(old.members().into_iter().filter(|m| !m.is_leaving()));
             report.pools_removed.push(old.name().to_owned());
             retired.push(Arc::clone(old));
         }
         report.routes_changed = !same_routes(view.routes(), &routes);
         self.publish_view(pools, retired, routes);
+        // A moment after the new routes are out: a request that chose a removed pool just
+        // before still finds its backends taking requests.
+        let at = Instant::now() + RETIRE_AFTER;
+        for member in leaving {
+            report.removed.push(qualified(&member));
+            self.retiring.push((at, member));
+        }
         report
     }
 
