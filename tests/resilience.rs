@@ -122,11 +122,7 @@ async fn the_queue_is_first_come_first_served_and_bounded_in_size_and_time() {
     }
     assert_eq!(backend.arrived(), ["/0", "/1", "/2"], "arrival order");
 
-    let held = actix_rt::spawn(fetch(lb.addr, "/held"));
-    eventually("a request held", Duration::from_secs(10), || {
-        (backend.in_flight() == 1).then_some(())
-    })
-    .await;
+    let held = hold_one(lb, &backend).await;
     let started = Instant::now();
     let (status, retry_after, _) = get(lb, "/late").await;
     assert_eq!((status, retry_after.as_deref()), (503, Some("1")));
@@ -147,11 +143,7 @@ async fn without_a_queue_a_busy_pool_refuses_at_once() {
     let file = json!({"backends": [{"url": backend.url(), "max_connections": 1}]});
     let settings = limited(&file, 0, 0, 60_000);
     let lb = start_balancer(&settings);
-    let held = actix_rt::spawn(fetch(lb.addr, "/held"));
-    eventually("a request held", Duration::from_secs(10), || {
-        (backend.in_flight() == 1).then_some(())
-    })
-    .await;
+    let held = hold_one(&lb, &backend).await;
     let (_, status) = common::call(&lb, "GET", "/lb/api/status", None).await;
     assert_eq!(status["backends"][0]["max_connections"], 1, "{status}");
     assert_eq!(status["pools"][0]["max_connections"], 0, "{status}");
@@ -175,11 +167,7 @@ async fn a_client_that_goes_away_leaves_the_queue() {
     let file = json!({"backends": [backend.url()]});
     let settings = limited(&file, 1, 5, 30_000);
     let lb = start_balancer(&settings);
-    let held = actix_rt::spawn(fetch(lb.addr, "/held"));
-    eventually("a request held", Duration::from_secs(10), || {
-        (backend.in_flight() == 1).then_some(())
-    })
-    .await;
+    let held = hold_one(&lb, &backend).await;
     let mut leaving = std::net::TcpStream::connect(lb.addr).expect("connect");
     std::io::Write::write_all(&mut leaving, b"GET /gone HTTP/1.1\r\nHost: lb\r\n\r\n")
         .expect("send");
@@ -304,6 +292,16 @@ async fn refused_connects_are_retried_outside_the_budget() {
         samples[r#"lb_retries_budget_exhausted_total{pool="default"}"#],
         0.0
     );
+}
+
+/// Sends `GET /held` and waits until `backend` holds it; the request's task.
+async fn hold_one(lb: &TestBalancer, backend: &HeldBackend) -> actix_rt::task::JoinHandle<u16> {
+    let held = actix_rt::spawn(fetch(lb.addr, "/held"));
+    eventually("a request held", Duration::from_secs(10), || {
+        (backend.in_flight() == 1).then_some(())
+    })
+    .await;
+    held
 }
 
 /// The status of a GET of `path` on a fresh connection.
