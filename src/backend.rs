@@ -1,10 +1,10 @@
 //! A backend is an immutable value: where it is and what it is called. Its weight, health and
 //! counters live in the registry; the pool file is read by the settings. Also here: the small
 //! values both sides share — a validated pool-file entry ([`BackendSpec`]), how names default,
-//! the balancing [`Strategy`] and a probe's report.
+//! and a probe's report.
 
 use std::fmt;
-use std::str::FromStr;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use actix_web::http::uri::Authority;
@@ -47,6 +47,10 @@ pub struct Backend {
     pub name: String,
     /// The pool it is a member of (a URL in two pools is two backends).
     pub pool: Arc<str>,
+    /// A member found by DNS (`"discovery": "dns"`): the address it was found at, which
+    /// connections go to; `authority` stays the DNS name (TLS verifies and sends it, and it is
+    /// the backend's `Host`). `None`: connect to `authority`.
+    pub address: Option<SocketAddr>,
 }
 
 impl Backend {
@@ -61,6 +65,7 @@ impl Backend {
             tls,
             name: default_name(id),
             pool: Arc::from(DEFAULT_POOL),
+            address: None,
         })
     }
 
@@ -73,8 +78,41 @@ impl Backend {
             tls: spec.tls,
             name,
             pool: Arc::clone(pool),
+            address: None,
         }
     }
+
+    /// The member of DNS entry `entry` (called `entry_name`) found at `address`: named
+    /// `{entry_name}@{ip}`.
+    pub fn found_at(
+        id: BackendId,
+        entry: &BackendSpec,
+        entry_name: &str,
+        pool: &Arc<str>,
+        address: SocketAddr,
+    ) -> Self {
+        let name = format!("{entry_name}@{}", address.ip());
+        Self {
+            address: Some(address),
+            ..Self::from_spec(id, entry, name, pool)
+        }
+    }
+
+    /// Where connections go: the found address, else `authority` (resolved by the system).
+    pub fn connect_to(&self) -> ConnectTo<'_> {
+        match self.address {
+            Some(address) => ConnectTo::Address(address),
+            None => ConnectTo::Name(self.authority.as_str()),
+        }
+    }
+}
+
+/// Where a connection to a backend goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectTo<'a> {
+    Address(SocketAddr),
+    /// `host:port`.
+    Name(&'a str),
 }
 
 /// The URL without a trailing slash, the `host:port` to connect to, and whether it is
@@ -192,6 +230,8 @@ pub struct BackendSpec {
     pub name: Option<String>,
     /// Its own limit of requests in flight (0 = none); `None`: its pool's.
     pub max_connections: Option<u32>,
+    /// `"discovery": "dns"`: not one backend but one per address the host resolves to.
+    pub dns: bool,
 }
 
 impl BackendSpec {
@@ -215,6 +255,7 @@ impl BackendSpec {
             weight,
             name: name.map(str::to_owned),
             max_connections: None,
+            dns: false,
         })
     }
 
@@ -227,6 +268,22 @@ impl BackendSpec {
             .map(check_max_connections)
             .transpose()
             .map_err(|p| ("max_connections", p))?;
+        Ok(self)
+    }
+
+    /// The entry with its `discovery` (`"dns"`, or none), validated; `Err` is `(field, problem)`.
+    pub fn with_discovery(
+        mut self,
+        discovery: Option<&str>,
+    ) -> Result<Self, (&'static str, String)> {
+        match discovery {
+            None => {}
+            Some("dns") => self.dns = true,
+            Some(other) => {
+                let problem = format!("{other:?} is not a discovery: the one there is is \"dns\"");
+                return Err(("discovery", problem));
+            }
+        }
         Ok(self)
     }
 }
@@ -260,56 +317,6 @@ pub enum HostHeader {
     Client,
     /// The backend's `host:port`.
     Backend,
-}
-
-/// How the next backend is chosen (`backends.strategy`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Strategy {
-    /// Smooth weighted round-robin (weights 3:1 give a a b a); strict order when weights are equal.
-    #[default]
-    RoundRobin,
-    /// Fewest requests in flight relative to weight; ties in round-robin order.
-    LeastConnections,
-    /// Two random backends; the less loaded (in flight / weight) wins.
-    PowerOfTwo,
-    /// The client's key on a ring of virtual nodes: a client stays on one backend.
-    ConsistentHash,
-}
-
-impl Strategy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::RoundRobin => "round_robin",
-            Self::LeastConnections => "least_connections",
-            Self::PowerOfTwo => "power_of_two",
-            Self::ConsistentHash => "consistent_hash",
-        }
-    }
-}
-
-impl FromStr for Strategy {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        [
-            Self::RoundRobin,
-            Self::LeastConnections,
-            Self::PowerOfTwo,
-            Self::ConsistentHash,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == text)
-        .ok_or_else(|| {
-            format!("{text:?} is not one of \"round_robin\", \"least_connections\", \"power_of_two\", \"consistent_hash\"")
-        })
-    }
-}
-
-impl fmt::Display for Strategy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 impl fmt::Display for Backend {
@@ -434,7 +441,5 @@ mod tests {
         assert_eq!((spec.url.as_str(), spec.weight), ("http://a:1", 1000));
         let secure = BackendSpec::parse("https://a", None, None).expect("https");
         assert_eq!((secure.authority.as_str(), secure.tls), ("a:443", true));
-        assert_eq!("power_of_two".parse(), Ok(Strategy::PowerOfTwo));
-        assert!("random".parse::<Strategy>().is_err());
     }
 }

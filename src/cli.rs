@@ -167,6 +167,17 @@ fn describe_pools(settings: &Settings) -> Vec<String> {
                 own.map(in_flight_limit).unwrap_or_default()
             ));
         }
+        for entry in &pool.dns {
+            let own = entry.spec.max_connections.filter(|l| *l != pool_limit);
+            lines.push(format!(
+                "  {} {} weight {}{}, a member per address DNS finds (every {} s)",
+                entry.name,
+                entry.spec.url,
+                entry.spec.weight,
+                own.map(in_flight_limit).unwrap_or_default(),
+                settings.backends.dns_refresh.as_secs()
+            ));
+        }
     }
     lines
 }

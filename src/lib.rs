@@ -35,6 +35,7 @@ pub mod settings;
 mod simulation;
 mod startup;
 mod stats;
+mod strategy;
 mod trace;
 mod upstream;
 

@@ -301,7 +301,9 @@ fn check_prints_pools_and_routes_in_selection_order() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = r#"{"backends": ["http://127.0.0.1:9001"],
         "pools": {"api": {"backends": ["http://127.0.0.1:9002",
-                                       {"url": "http://127.0.0.1:9003", "max_connections": 5}],
+                                       {"url": "http://127.0.0.1:9003", "max_connections": 5},
+                                       {"url": "http://api.internal:8080", "discovery": "dns",
+                                        "name": "found"}],
                           "strategy": "least_connections", "max_connections": 20,
                           "health_path": "/healthz", "host_header": "backend"}},
         "routes": [
@@ -330,6 +332,12 @@ fn check_prints_pools_and_routes_in_selection_order() {
     assert!(
         stdout
             .contains("backend-2 http://127.0.0.1:9003 weight 1, at most 5 in flight per backend"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "found http://api.internal:8080 weight 1, a member per address DNS finds (every 5 s)"
+        ),
         "{stdout}"
     );
     assert!(

@@ -5,6 +5,7 @@
 //! once at start; the registry consumes it at run time and decides what a change means for the
 //! running pools. Health is not its business.
 
+pub mod dns;
 mod names;
 mod parse;
 mod topology;
@@ -19,7 +20,7 @@ use crate::route::RouteEntry;
 
 pub use names::fill_names;
 pub use parse::{check_routes, parse, parse_pool, parse_pool_settings, resolve};
-pub use topology::{NamedPool, NamedTopology, PoolSettings, PoolSpec, Topology};
+pub use topology::{DnsEntry, NamedPool, NamedTopology, PoolSettings, PoolSpec, Topology};
 pub use watch::FileWatch;
 pub use write::{FileEntry, FilePool};
 

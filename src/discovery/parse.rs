@@ -9,11 +9,12 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::names::fill_names;
-use super::topology::{NamedPool, PoolSettings, PoolSpec, Topology};
+use super::topology::{DnsEntry, NamedPool, PoolSettings, PoolSpec, Topology};
 use crate::backend::{
-    check_max_connections, Backend, BackendSpec, HostHeader, PoolEntry, Strategy, DEFAULT_POOL,
+    check_max_connections, Backend, BackendSpec, HostHeader, PoolEntry, DEFAULT_POOL,
 };
 use crate::route::{check_name, RouteEntry, RouteSpec};
+use crate::strategy::Strategy;
 
 /// An error: the path of what is wrong, and the problem.
 pub type Invalid = (String, String);
@@ -33,6 +34,7 @@ struct RawObject {
     weight: Option<u64>,
     name: Option<String>,
     max_connections: Option<u64>,
+    discovery: Option<String>,
 }
 
 /// A pool of `pools`, its backends still unread.
@@ -193,13 +195,14 @@ fn backends_of(path: &str, entries: &[Value]) -> Result<Vec<BackendSpec>, Invali
     for (index, value) in entries.iter().enumerate() {
         let key = format!("{path}[{index}]");
         let entry = read::<RawEntry>(&key, value).map_err(|(key, _)| {
-            let problem = r#"expected "http://host:port" or {"url": "http://host:port", "weight": 3, "name": "big", "max_connections": 100}"#;
+            let problem = r#"expected "http://host:port" or {"url": "http://host:port", "weight": 3, "name": "big", "max_connections": 100, "discovery": "dns"}"#;
             (key, problem.to_owned())
         })?;
         let spec = match &entry {
             RawEntry::Url(url) => BackendSpec::parse(url, None, None),
             RawEntry::Object(o) => BackendSpec::parse(&o.url, o.weight, o.name.as_deref())
-                .and_then(|spec| spec.with_max_connections(o.max_connections)),
+                .and_then(|spec| spec.with_max_connections(o.max_connections))
+                .and_then(|spec| spec.with_discovery(o.discovery.as_deref())),
         }
         .map_err(|(field, problem)| match entry {
             RawEntry::Url(_) => (key.clone(), problem),
@@ -270,23 +273,31 @@ pub fn resolve(pools: Vec<PoolSpec>) -> Result<Vec<NamedPool>, Invalid> {
             (format!("{path}[{second}].name"), problem)
         })?;
         let pool_name: std::sync::Arc<str> = pool.name.as_str().into();
-        let entries = pool
-            .backends
-            .iter()
-            .zip(names)
-            .map(|(spec, name)| {
-                next_id += 1;
-                PoolEntry {
-                    backend: Backend::from_spec(next_id - 1, spec, name, &pool_name),
-                    weight: spec.weight,
-                    max_connections: spec.max_connections,
-                }
-            })
-            .collect();
+        let (mut entries, mut dns) = (Vec::new(), Vec::new());
+        for (position, (spec, name)) in pool.backends.iter().zip(names).enumerate() {
+            next_id += 1;
+            let id = next_id - 1;
+            if spec.dns {
+                let spec = spec.clone();
+                dns.push(DnsEntry {
+                    id,
+                    name,
+                    spec,
+                    position,
+                });
+                continue;
+            }
+            entries.push(PoolEntry {
+                backend: Backend::from_spec(id, spec, name, &pool_name),
+                weight: spec.weight,
+                max_connections: spec.max_connections,
+            });
+        }
         named.push(NamedPool {
             name: pool.name,
             settings: pool.settings,
             entries,
+            dns,
         });
     }
     Ok(named)

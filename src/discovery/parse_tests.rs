@@ -34,6 +34,41 @@ fn parses_strings_and_objects_in_order() {
     assert_eq!(pool[2].backend.id, 2);
 }
 
+/// A `"discovery": "dns"` entry is kept apart from the backends at start, with its name, number
+/// and place in the file; another discovery is refused with its path.
+#[test]
+fn dns_entries_are_entries_of_their_own() {
+    let specs = parse_pool(
+        r#"{"backends": ["http://a:1", {"url": "http://web.test:8080", "discovery": "dns"},
+            "http://b:1"]}"#,
+    )
+    .expect("valid pool");
+    let pools = resolve(vec![PoolSpec {
+        name: DEFAULT_POOL.into(),
+        settings: PoolSettings::default(),
+        backends: specs,
+    }])
+    .expect("distinct names");
+    let names: Vec<&str> = pools[0]
+        .entries
+        .iter()
+        .map(|e| e.backend.name.as_str())
+        .collect();
+    assert_eq!(names, ["backend-1", "backend-3"]);
+    let entry = &pools[0].dns[0];
+    assert_eq!(
+        (entry.name.as_str(), entry.id, entry.position),
+        ("backend-2", 1, 1)
+    );
+    assert!(entry.spec.dns);
+    assert_eq!(pools[0].entries[1].backend.id, 2);
+    let (path, problem) =
+        parse_pool(r#"{"backends": [{"url": "http://a:1", "discovery": "srv"}]}"#)
+            .expect_err("unknown discovery");
+    assert_eq!(path, "backends[0].discovery");
+    assert!(problem.contains("\"dns\""), "{problem}");
+}
+
 /// Each kind of bad file is refused with the path of what is wrong and a reason.
 #[test]
 fn rejects_bad_files_with_the_path() {

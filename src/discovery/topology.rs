@@ -3,8 +3,9 @@
 //! backends named and numbered.
 
 pub use crate::backend::DEFAULT_POOL;
-use crate::backend::{BackendSpec, HostHeader, PoolEntry, Strategy};
+use crate::backend::{BackendId, BackendSpec, HostHeader, PoolEntry};
 use crate::route::RouteSpec;
+use crate::strategy::Strategy;
 
 /// A pool's own settings; `None` = the `[backends]`/`[health]` setting.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -31,12 +32,27 @@ pub struct Topology {
     pub routes: Vec<RouteSpec>,
 }
 
+/// An entry with `"discovery": "dns"`: its members are the addresses its host resolves to,
+/// found at run time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsEntry {
+    /// Its own number from the backends' sequence (never a member's).
+    pub id: BackendId,
+    /// Its members are `{name}@{ip}`.
+    pub name: String,
+    pub spec: BackendSpec,
+    /// Its index among the pool's entries, where the pool file lists it.
+    pub position: usize,
+}
+
 /// A pool at start: its backends named and numbered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NamedPool {
     pub name: String,
     pub settings: PoolSettings,
     pub entries: Vec<PoolEntry>,
+    /// Entries whose members DNS finds.
+    pub dns: Vec<DnsEntry>,
 }
 
 impl NamedPool {
@@ -46,6 +62,7 @@ impl NamedPool {
             name: DEFAULT_POOL.to_owned(),
             settings: PoolSettings::default(),
             entries,
+            dns: Vec::new(),
         }
     }
 }

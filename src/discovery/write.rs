@@ -13,8 +13,9 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 use super::topology::{PoolSettings, DEFAULT_POOL};
-use crate::backend::{default_name, HostHeader, Strategy};
+use crate::backend::{default_name, HostHeader};
 use crate::route::RouteEntry;
+use crate::strategy::Strategy;
 
 /// One backend as the file lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +24,8 @@ pub struct FileEntry {
     pub weight: u32,
     pub name: String,
     pub max_connections: Option<u32>,
+    /// `"discovery": "dns"`.
+    pub dns: bool,
 }
 
 /// One pool as the file lists it.
@@ -45,6 +48,8 @@ enum Written<'a> {
         name: Option<&'a str>,
         #[serde(skip_serializing_if = "Option::is_none")]
         max_connections: Option<u32>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        discovery: Option<&'static str>,
     },
 }
 
@@ -78,7 +83,8 @@ fn written(entries: &[FileEntry]) -> Vec<Written<'_>> {
         .enumerate()
         .map(|(position, entry)| {
             let own_name = (entry.name != default_name(position)).then_some(entry.name.as_str());
-            if entry.weight == 1 && own_name.is_none() && entry.max_connections.is_none() {
+            let plain = entry.weight == 1 && entry.max_connections.is_none() && !entry.dns;
+            if plain && own_name.is_none() {
                 Written::Url(&entry.url)
             } else {
                 Written::Object {
@@ -86,6 +92,7 @@ fn written(entries: &[FileEntry]) -> Vec<Written<'_>> {
                     weight: entry.weight,
                     name: own_name,
                     max_connections: entry.max_connections,
+                    discovery: entry.dns.then_some("dns"),
                 }
             }
         })
@@ -174,6 +181,7 @@ mod tests {
             weight,
             name: name.to_owned(),
             max_connections: None,
+            dns: false,
         }
     }
 
@@ -190,6 +198,10 @@ mod tests {
             FileEntry {
                 max_connections: Some(0),
                 ..entry("http://127.0.0.1:9004", 1, "backend-4")
+            },
+            FileEntry {
+                dns: true,
+                ..entry("http://web.test:9005", 1, "backend-5")
             },
         ];
         let pools = [
@@ -217,6 +229,7 @@ mod tests {
         assert_eq!(specs[0].name, None);
         assert_eq!(specs[3].max_connections, Some(0), "0 (no limit) is kept");
         assert_eq!(specs[0].max_connections, None);
+        assert!(specs[4].dns && !specs[0].dns, "discovery is kept");
         assert_eq!(topology.pools[1].settings.max_connections, Some(50));
         let leftovers = fs::read_dir(dir.path()).expect("list").count();
         assert_eq!(leftovers, 1, "no temporary file left");

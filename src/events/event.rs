@@ -71,6 +71,18 @@ pub enum LbEvent {
         /// Why, for people: `5 5xx answers in a row; ejection 2 of a streak, 60 s`.
         reason: String,
     },
+    /// A `"discovery": "dns"` entry's lookup: its addresses changed (`ok`), or it failed or
+    /// came back empty and the members found before stay (`ok: false`, `error`).
+    Dns {
+        pool: String,
+        /// The entry's name; its members are `{backend}@{ip}`.
+        backend: String,
+        url: String,
+        ok: bool,
+        /// The addresses it has members at now.
+        addresses: Vec<String>,
+        error: Option<String>,
+    },
     /// Left the pool (after draining).
     BackendRemoved {
         pool: String,

@@ -45,6 +45,9 @@ pub struct HealthChecker {
     settings: HealthSettings,
     /// Built on the actor's own thread (an awc Client is not Send); no redirects followed.
     prober: Client,
+    /// The same for members DNS found, apart so that a probe of one never takes a kept-alive
+    /// connection of a backend with the same `host:port` (awc's pool key).
+    found_prober: Client,
     /// Per member.
     probed: HashMap<BackendId, Probed>,
     /// Members seen at the first tick are spread over the interval; later ones are probed at once.
@@ -60,11 +63,12 @@ impl HealthChecker {
         connect_timeout: Duration,
         tls: &Arc<rustls::ClientConfig>,
     ) -> Self {
-        let prober = prober(connect_timeout.min(settings.timeout), settings.timeout, tls);
+        let connect_timeout = connect_timeout.min(settings.timeout);
         Self {
             pools,
             registry,
-            prober,
+            prober: prober(connect_timeout, settings.timeout, tls),
+            found_prober: prober(connect_timeout, settings.timeout, tls),
             probed: HashMap::new(),
             started: false,
             settings,
@@ -123,7 +127,11 @@ impl HealthChecker {
         let id = backend.id;
         let mut settings = self.settings.clone();
         path.clone_into(&mut settings.path);
-        let request = probe_once(self.prober.clone(), backend, settings);
+        let prober = match backend.address {
+            Some(_) => self.found_prober.clone(),
+            None => self.prober.clone(),
+        };
+        let request = probe_once(prober, backend, settings);
         let started = Instant::now();
         ctx.spawn(request.into_actor(self).map(move |result, checker, _| {
             if let Some((_, member)) = checker.pools.load().member(id) {

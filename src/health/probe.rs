@@ -39,7 +39,9 @@ pub fn prober(
         .finish()
 }
 
-/// One probe: `Ok` for a 2xx or 3xx answer, else why not.
+/// One probe: `Ok` for a 2xx or 3xx answer, else why not. A member DNS found is probed at its
+/// address under its entry's name (`Host`, TLS), on a connection of its own each time: awc
+/// keeps connections per `host:port`, which every member of an entry shares.
 pub async fn probe_once(
     prober: Client,
     backend: Arc<Backend>,
@@ -47,9 +49,13 @@ pub async fn probe_once(
 ) -> Result<(), String> {
     let scheme = if backend.tls { "https" } else { "http" };
     let url = format!("{scheme}://{}{}", backend.authority, settings.path);
-    let response = prober
+    let mut request = prober
         .get(url)
-        .insert_header((header::USER_AGENT, PROBE_USER_AGENT))
+        .insert_header((header::USER_AGENT, PROBE_USER_AGENT));
+    if let Some(address) = backend.address {
+        request = request.address(address).force_close();
+    }
+    let response = request
         .send()
         .await
         .map_err(|err| describe(err, settings.timeout))?;

@@ -3,7 +3,7 @@
 //! sweep that drops drained backends, and the watch's start. The changes from the backends API
 //! and reloads are in [`super::changes`]. Each change is logged and published once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -68,6 +68,8 @@ pub struct Registry {
     pub(super) outliers: Option<Outliers>,
     /// Backends starting slowly, and since when.
     pub(super) ramping: HashMap<BackendId, Instant>,
+    /// DNS entries whose last lookup failed (said once until one works).
+    pub(super) dns_failing: HashSet<BackendId>,
 }
 
 impl Registry {

@@ -44,6 +44,18 @@ impl Registry {
         Ok(member)
     }
 
+    /// Refuses to change what the pool file says about `member` when DNS found it: that is its
+    /// entry's (the file's) business.
+    fn not_found_by_dns(member: &Member, change: &str) -> Result<(), PoolError> {
+        match member.backend.address {
+            None => Ok(()),
+            Some(_) => Err(PoolError::Duplicate(format!(
+                "Backend {:?} was found by DNS for {}: {change} its entry in the pool file instead (draining it works)",
+                member.backend.name, member.backend.url
+            ))),
+        }
+    }
+
     /// The pool file's content for `view`, with `edit` applied to the entries of pool `pool`.
     pub(super) fn file_content(
         view: &PoolsView,
@@ -55,7 +67,7 @@ impl Registry {
             .pools()
             .iter()
             .map(|p| {
-                let mut entries = file_entries(&p.members());
+                let mut entries = file_entries(p);
                 if p.name() == pool {
                     if let Some(edit) = edit.take() {
                         edit(&mut entries);
@@ -106,18 +118,33 @@ impl Registry {
     }
 }
 
-/// The pool file's entries for `members` (those not leaving), in order.
-pub(super) fn file_entries(members: &[Arc<Member>]) -> Vec<FileEntry> {
-    members
+/// The pool file's entries for `pool`: its members (those not leaving, and not found by DNS)
+/// in order, and its DNS entries where the file had them.
+pub(super) fn file_entries(pool: &Rotation) -> Vec<FileEntry> {
+    let mut entries: Vec<FileEntry> = pool
+        .members()
         .iter()
-        .filter(|m| !m.is_leaving())
+        .filter(|m| !m.is_leaving() && m.backend.address.is_none())
         .map(|m| FileEntry {
             url: m.backend.url.clone(),
             weight: m.weight(),
             name: m.backend.name.clone(),
             max_connections: m.own_max_connections(),
+            dns: false,
         })
-        .collect()
+        .collect();
+    for entry in &pool.info().dns {
+        let at = entry.position.min(entries.len());
+        let written = FileEntry {
+            url: entry.spec.url.clone(),
+            weight: entry.spec.weight,
+            name: entry.name.clone(),
+            max_connections: entry.spec.max_connections,
+            dns: true,
+        };
+        entries.insert(at, written);
+    }
+    entries
 }
 
 /// An immediate refusal, in the shape of the handlers that write the file.
@@ -125,9 +152,20 @@ pub(super) fn refuse<T: 'static>(err: PoolError) -> AtomicResponse<Registry, Res
     AtomicResponse::new(Box::pin(actix::fut::ready(Err(err))))
 }
 
-/// The name a new backend `spec` gets beside `members`: its own, or `backend-N`; a URL or name
-/// already in the pool (leaving members included) is a duplicate.
-fn name_for_new(members: &[Arc<Member>], spec: &BackendSpec) -> Result<String, PoolError> {
+/// The name a new backend `spec` gets in `pool`: its own, or `backend-N`; a URL or name already
+/// in the pool (leaving members and DNS entries included) is a duplicate.
+fn name_for_new(pool: &Rotation, spec: &BackendSpec) -> Result<String, PoolError> {
+    let dns = &pool.info().dns;
+    if let Some(entry) = dns
+        .iter()
+        .find(|e| e.spec.authority == spec.authority || spec.name.as_ref() == Some(&e.name))
+    {
+        return Err(PoolError::Duplicate(format!(
+            "{} or its name is already in the pool as the DNS entry {:?}",
+            spec.url, entry.name
+        )));
+    }
+    let members = pool.members();
     if let Some(twin) = members
         .iter()
         .find(|m| m.backend.authority == spec.authority)
@@ -151,8 +189,9 @@ fn name_for_new(members: &[Arc<Member>], spec: &BackendSpec) -> Result<String, P
     }
     let mut fixed: Vec<Option<String>> = members
         .iter()
-        .filter(|m| !m.is_leaving())
+        .filter(|m| !m.is_leaving() && m.backend.address.is_none())
         .map(|m| Some(m.backend.name.clone()))
+        .chain(dns.iter().map(|e| Some(e.name.clone())))
         .collect();
     fixed.push(spec.name.clone());
     let reserved: Vec<String> = members
@@ -175,7 +214,7 @@ impl Handler<AddBackend> for Registry {
             Err(err) => return refuse(err),
         };
         let spec = msg.spec;
-        let name = match name_for_new(&pool.members(), &spec) {
+        let name = match name_for_new(&pool, &spec) {
             Ok(name) => name,
             Err(err) => return refuse(err),
         };
@@ -184,6 +223,7 @@ impl Handler<AddBackend> for Registry {
             weight: spec.weight,
             name: name.clone(),
             max_connections: spec.max_connections,
+            dns: false,
         };
         let content = Self::file_content(&self.pools.load(), pool.name(), |e| e.push(entry));
         self.write_then(Some(content), move |registry| {
@@ -210,6 +250,9 @@ impl Handler<UpdateBackend> for Registry {
             Err(err) => return refuse(err),
         };
         let weight = msg.weight.filter(|w| *w != member.weight());
+        if let Err(err) = weight.map_or(Ok(()), |_| Self::not_found_by_dns(&member, "weigh")) {
+            return refuse(err);
+        }
         // Only a new weight changes the file; draining is run-time state.
         let content = weight.map(|weight| {
             Self::file_content(&self.pools.load(), pool.name(), |entries| {
@@ -243,6 +286,9 @@ impl Handler<RemoveBackend> for Registry {
             Ok(found) => found,
             Err(err) => return refuse(err),
         };
+        if let Err(err) = Self::not_found_by_dns(&member, "remove") {
+            return refuse(err);
+        }
         let content = Self::file_content(&self.pools.load(), pool.name(), |entries| {
             entries.retain(|e| e.name != msg.name);
         });

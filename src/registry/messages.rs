@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::member::{FailureKind, MemberStatus};
 use super::rotation::Rotation;
 use crate::backend::{Backend, BackendId, BackendSpec};
+use crate::discovery::dns::Lookup;
 use crate::discovery::{PoolSettings, PoolSpec};
 use crate::route::RouteEntry;
 
@@ -30,6 +31,11 @@ pub struct ReportOutlier {
     pub backend: BackendId,
     pub run: u32,
 }
+
+/// From the DNS lookups: what a `"discovery": "dns"` entry's host resolved to, or why not.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Resolved(pub Lookup);
 
 /// From the health checker (and tests): put a backend in or out of rotation.
 #[derive(Debug, Message)]

@@ -9,6 +9,7 @@ mod actor;
 mod api;
 mod capacity;
 mod changes;
+mod discovered;
 mod member;
 mod messages;
 mod outcome;
@@ -22,13 +23,14 @@ pub mod rotation;
 mod selection;
 mod topology;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use actix::{Actor, Addr, AsyncContext};
 
 use crate::backend::{BackendId, BackendSpec};
+use crate::discovery::dns::Lookup;
 use crate::discovery::{PoolSettings, PoolSpec};
 use crate::events::Events;
 use crate::route::RouteEntry;
@@ -39,7 +41,7 @@ pub use member::Member;
 pub use member::{FailureKind, Lease, MemberStatus, Outcome};
 use messages::{
     AddBackend, AddPool, Reload, RemoveBackend, RemovePool, ReplaceRoutes, ReportFailure,
-    ReportOutlier, SetHealth, UpdateBackend, UpdatePool,
+    ReportOutlier, Resolved, SetHealth, UpdateBackend, UpdatePool,
 };
 pub use messages::{PoolChanged, PoolError, ReloadReport, ReloadTrigger};
 pub use outlier::Ejection;
@@ -63,10 +65,14 @@ impl Membership {
         passive_failures: NonZeroU32,
         options: PoolOptions,
     ) -> Self {
-        let next_id = pools
-            .snapshot()
+        let view = pools.load();
+        let entries = view
+            .pools()
             .iter()
-            .map(|m| m.backend.id + 1)
+            .flat_map(|p| p.info().dns.iter().map(|e| e.id));
+        let next_id = (view.snapshot().iter().map(|m| m.backend.id))
+            .chain(entries)
+            .map(|id| id + 1)
             .max()
             .unwrap_or(0);
         let shared = Arc::clone(&pools);
@@ -85,6 +91,7 @@ impl Membership {
             pending_reload: None,
             outliers,
             ramping: HashMap::new(),
+            dns_failing: HashSet::new(),
         });
         Self { actor, pools }
     }
@@ -129,6 +136,11 @@ impl Membership {
     /// `backend` answered `run` 5xx in a row.
     pub fn report_outlier(&self, backend: BackendId, run: u32) {
         self.actor.do_send(ReportOutlier { backend, run });
+    }
+
+    /// A DNS lookup's outcome, for the entry it was for.
+    pub fn tell_lookup(&self, lookup: Lookup) {
+        self.actor.do_send(Resolved(lookup));
     }
 
     /// Adds a backend to `pool` (written to the pool file first); it joins on its first good

@@ -2,7 +2,9 @@
 //! `host:port`. Matched members are kept (health, counters and in-flight requests with them;
 //! a new weight applies at once); the others leave by draining; new entries join. Names stay
 //! with their URL; new unnamed entries take `backend-N` by position unless a running or leaving
-//! member has it. Plain and synchronous, so every rule is tested without a pool.
+//! member has it. A `"discovery": "dns"` entry is planned as one thing (its members follow
+//! it) and matches only such an entry. Plain and synchronous, so every rule is tested without a
+//! pool.
 
 use crate::backend::{BackendId, BackendSpec};
 use crate::discovery::fill_names;
@@ -19,6 +21,8 @@ pub struct Running {
     pub max_connections: Option<u32>,
     /// Already on its way out (it comes back if the file lists it again).
     pub leaving: bool,
+    /// A `"discovery": "dns"` entry (its id is the entry's): it matches only such an entry.
+    pub dns: bool,
 }
 
 /// One entry of the new pool, in file order.
@@ -52,7 +56,7 @@ pub fn plan(running: &[Running], specs: &[BackendSpec]) -> Result<Plan, (String,
         .map(|spec| {
             running
                 .iter()
-                .find(|r| r.authority == spec.authority.as_str())
+                .find(|r| r.authority == spec.authority.as_str() && r.dns == spec.dns)
         })
         .collect();
     check_renames(specs, &matched)?;
@@ -171,6 +175,7 @@ mod tests {
                 weight: *weight,
                 max_connections: None,
                 leaving: false,
+                dns: false,
             })
             .collect()
     }
@@ -257,6 +262,22 @@ mod tests {
             ]),
         );
         assert_eq!(clash.expect_err("clash").0, "backends[1].name");
+    }
+
+    /// A URL that becomes a DNS entry is a new entry (and the old backend leaves), keeping
+    /// nothing of the backend it was.
+    #[test]
+    fn a_url_turned_dns_entry_is_new() {
+        let now = running(&[("a:1", "backend-1", 1)]);
+        let mut turned = specs(&[("http://a:1", 1, None)]);
+        turned[0].dns = true;
+        let plan = plan(&now, &turned).expect("ok");
+        assert_eq!(plan.removed, [0]);
+        let Planned::Add { spec, name } = &plan.entries[0] else {
+            panic!("a DNS entry is new");
+        };
+        assert!(spec.dns);
+        assert_eq!(name, "backend-2", "backend-1 still drains out");
     }
 
     /// A leaving backend listed again comes back (as a change), keeping its name.

@@ -11,7 +11,8 @@ use arc_swap::ArcSwap;
 use super::member::{Member, MemberStatus};
 use super::rotation::{PoolDefaults, PoolInfo, Rotation};
 use crate::backend::{BackendId, DEFAULT_POOL};
-use crate::discovery::NamedTopology;
+use crate::discovery::dns::DnsTarget;
+use crate::discovery::{DnsEntry, NamedTopology};
 use crate::route::RouteSpec;
 use crate::routing::{Route, RouteTable, Target};
 
@@ -128,6 +129,30 @@ impl PoolsView {
             .find_map(|pool| pool.member(id).map(|member| (pool, member)))
     }
 
+    /// The pool in service holding DNS entry `entry`, with the entry.
+    pub fn dns_entry(&self, entry: BackendId) -> Option<(&Arc<Rotation>, &DnsEntry)> {
+        self.pools
+            .iter()
+            .find_map(|pool| Some((pool, pool.info().dns.iter().find(|e| e.id == entry)?)))
+    }
+
+    /// What DNS should be asked: every entry of the pools in service.
+    pub fn dns_targets(&self) -> Vec<DnsTarget> {
+        self.pools
+            .iter()
+            .flat_map(|pool| pool.info().dns.iter())
+            .map(|entry| DnsTarget {
+                entry: entry.id,
+                host: entry
+                    .spec
+                    .authority
+                    .host()
+                    .trim_matches(['[', ']'])
+                    .to_owned(),
+            })
+            .collect()
+    }
+
     /// Every member's state, pool after pool.
     pub fn snapshot(&self) -> Vec<MemberStatus> {
         self.every_pool().flat_map(|pool| pool.snapshot()).collect()
@@ -154,7 +179,8 @@ impl Pools {
             .pools
             .iter()
             .map(|pool| {
-                let info = PoolInfo::new(&pool.name, pool.settings.clone(), defaults);
+                let info = PoolInfo::new(&pool.name, pool.settings.clone(), defaults)
+                    .with_dns(pool.dns.clone());
                 let members = pool
                     .entries
                     .iter()

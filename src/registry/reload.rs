@@ -8,13 +8,14 @@ use std::time::{Duration, Instant};
 use actix::{ActorFutureExt, AsyncContext, AtomicResponse, Context, Handler, WrapFuture};
 
 use super::actor::{Registry, WATCH_DEBOUNCE};
+use super::discovered::{entry_members, Applied};
 use super::member::Member;
 use super::messages::{PoolError, PoolFileTouched, Reload, ReloadReport, ReloadTrigger};
 use super::plan::{self, Plan, Planned, Running};
 use super::pools::PoolsView;
 use super::rotation::{PoolInfo, Rotation};
 use crate::backend::{BackendId, DEFAULT_POOL};
-use crate::discovery::{PoolFileError, PoolSpec, Topology};
+use crate::discovery::{DnsEntry, PoolFileError, PoolSpec, Topology};
 use crate::events::LbEvent;
 use crate::route::RouteSpec;
 use crate::routing::RouteTable;
@@ -49,16 +50,16 @@ impl Registry {
             .map(|spec| {
                 let running = view.named(&spec.name).cloned();
                 let members = running.as_ref().map(|p| p.members()).unwrap_or_default();
-                let plan = plan::plan(&running_of(&members), &spec.backends).map_err(
-                    |(key, problem)| {
-                        let path = if spec.name == DEFAULT_POOL {
-                            "backends".to_owned()
-                        } else {
-                            format!("pools.{}.backends", spec.name)
-                        };
-                        (key.replacen("backends", &path, 1), problem)
-                    },
-                )?;
+                let dns = running.as_ref().map(|p| p.info().dns.as_slice());
+                let running_now = running_of(&members, dns.unwrap_or_default());
+                let plan = plan::plan(&running_now, &spec.backends).map_err(|(key, problem)| {
+                    let path = if spec.name == DEFAULT_POOL {
+                        "backends".to_owned()
+                    } else {
+                        format!("pools.{}.backends", spec.name)
+                    };
+                    (key.replacen("backends", &path, 1), problem)
+                })?;
                 Ok(PoolPlan {
                     spec,
                     running,
@@ -107,9 +108,17 @@ impl Registry {
             plan,
         } = pool_plan;
         let current = running.as_ref().map(|p| p.members()).unwrap_or_default();
-        let (members, added) =
-            self.members_of(&spec.name, &plan, &current, running.is_none(), report);
-        let info = PoolInfo::new(&spec.name, spec.settings, &self.options.defaults);
+        let running_dns = running.as_ref().map(|p| p.info().dns.clone());
+        let applied = self.members_of(
+            &spec.name,
+            &plan,
+            (&current, running_dns.as_deref().unwrap_or_default()),
+            running.is_none(),
+            report,
+        );
+        let info =
+            PoolInfo::new(&spec.name, spec.settings, &self.options.defaults).with_dns(applied.dns);
+        let members = applied.members;
         let pool = match running {
             Some(pool) if *pool.info() == info => {
                 pool.publish(members);
@@ -124,72 +133,114 @@ impl Registry {
                 Arc::new(Rotation::of_pool(info, members, &self.options.defaults))
             }
         };
-        for member in &added {
+        for member in &applied.added {
             self.announce_added(member, "pool file reloaded");
         }
         pool
     }
 
-    /// The members of pool `name` after `plan` (in file order, those on their way out last),
-    /// and the new ones among them; kept members take their new weight, removed ones start
-    /// leaving.
+    /// Pool `name` after `plan`, from its `current` members and DNS entries: the members in file
+    /// order (those on their way out last), the new ones among them, and the DNS entries. Kept
+    /// members and entries take their new weight; removed ones start leaving.
     fn members_of(
         &mut self,
         name: &str,
         plan: &Plan,
-        current: &[Arc<Member>],
+        (current, running_dns): (&[Arc<Member>], &[DnsEntry]),
         new_pool: bool,
         report: &mut ReloadReport,
-    ) -> (Vec<Arc<Member>>, Vec<Arc<Member>>) {
+    ) -> Applied {
         let find = |id: BackendId| current.iter().find(|m| m.id() == id).cloned();
+        let entry_of = |id: BackendId| running_dns.iter().find(|e| e.id == id);
         let pool_name: Arc<str> = name.into();
-        let mut members = Vec::with_capacity(plan.entries.len());
-        let mut added = Vec::new();
-        for entry in &plan.entries {
+        let mut applied = Applied::default();
+        for (position, entry) in plan.entries.iter().enumerate() {
             match entry {
                 Planned::Keep {
                     id,
                     weight,
                     max_connections,
                 } => {
+                    if let Some(found) = entry_of(*id) {
+                        let limits = (*weight, *max_connections);
+                        let kept = self.keep_entry(found, position, limits, current, &mut applied);
+                        applied.dns.push(kept);
+                        continue;
+                    }
                     let Some(member) = find(*id) else { continue };
-                    if member.is_leaving() {
-                        self.leaving.remove(id);
-                        member.stay();
-                    }
-                    if member.set_weight(*weight) {
-                        self.announce_weight(&member);
-                    }
-                    member.set_own_limit(*max_connections);
-                    members.push(member);
+                    self.keep(&member, *weight, *max_connections);
+                    applied.members.push(member);
+                }
+                Planned::Add { spec, name } if spec.dns => {
+                    report.added.push(qualified_name(&pool_name, name));
+                    applied.dns.push(self.new_entry(spec, name, position));
                 }
                 Planned::Add { spec, name } => {
                     let member = self.new_member(&pool_name, spec, name.clone(), new_pool);
                     report.added.push(qualified(&member));
-                    added.push(Arc::clone(&member));
-                    members.push(member);
+                    applied.added.push(Arc::clone(&member));
+                    applied.members.push(member);
                 }
             }
         }
-        report.changed.extend(
-            plan.changed
-                .iter()
-                .filter_map(|id| find(*id))
-                .map(|m| qualified(&m)),
-        );
-        let removed: Vec<Arc<Member>> = plan.removed.iter().filter_map(|id| find(*id)).collect();
+        report.changed.extend(plan.changed.iter().filter_map(|id| {
+            find(*id)
+                .map(|m| qualified(&m))
+                .or_else(|| entry_of(*id).map(|e| qualified_name(&pool_name, &e.name)))
+        }));
+        self.leave_removed(name, plan, (current, running_dns), &mut applied, report);
+        applied
+    }
+
+    /// What `plan` removes starts leaving — members, and every member of a removed DNS entry —
+    /// and goes last in `applied`, after those already on their way out.
+    fn leave_removed(
+        &mut self,
+        pool: &str,
+        plan: &Plan,
+        (current, running_dns): (&[Arc<Member>], &[DnsEntry]),
+        applied: &mut Applied,
+        report: &mut ReloadReport,
+    ) {
+        let mut removed: Vec<Arc<Member>> = current
+            .iter()
+            .filter(|m| plan.removed.contains(&m.id()))
+            .cloned()
+            .collect();
+        for entry in running_dns.iter().filter(|e| plan.removed.contains(&e.id)) {
+            report.removed.push(qualified_name(pool, &entry.name));
+            removed.extend(
+                entry_members(current, &entry.spec)
+                    .filter(|m| !m.is_leaving())
+                    .cloned(),
+            );
+        }
         let still_leaving = current
             .iter()
-            .filter(|m| m.is_leaving() && !members.iter().any(|k| k.id() == m.id()))
+            .filter(|m| m.is_leaving() && !applied.members.iter().any(|k| k.id() == m.id()))
             .cloned()
             .collect::<Vec<_>>();
-        members.extend(still_leaving);
-        members.extend(removed.iter().cloned());
+        applied.members.extend(still_leaving);
+        applied.members.extend(removed.iter().cloned());
         for member in &removed {
             self.start_leaving(member, "no longer in the pool file");
-            report.removed.push(qualified(member));
+            if member.backend.address.is_none() {
+                report.removed.push(qualified(member));
+            }
         }
-        (members, added)
+    }
+
+    /// A member the new file keeps, with its weight and own limit from there (back from
+    /// leaving, if it was).
+    pub(super) fn keep(&mut self, member: &Member, weight: u32, max_connections: Option<u32>) {
+        if member.is_leaving() {
+            self.leaving.remove(&member.id());
+            member.stay();
+        }
+        if member.set_weight(weight) {
+            self.announce_weight(member);
+        }
+        member.set_own_limit(max_connections);
     }
 
     /// Logs and publishes a reload's outcome.
@@ -230,18 +281,23 @@ impl Registry {
 
 /// A backend's name in reports: `name` in the `default` pool, `pool/name` in others.
 fn qualified(member: &Member) -> String {
-    let backend = &member.backend;
-    if &*backend.pool == DEFAULT_POOL {
-        backend.name.clone()
+    qualified_name(&member.backend.pool, &member.backend.name)
+}
+
+fn qualified_name(pool: &str, name: &str) -> String {
+    if pool == DEFAULT_POOL {
+        name.to_owned()
     } else {
-        format!("{}/{}", backend.pool, backend.name)
+        format!("{pool}/{name}")
     }
 }
 
-/// A running pool's members as the reload plan sees them.
-fn running_of(members: &[Arc<Member>]) -> Vec<Running> {
-    members
+/// A running pool as the reload plan sees it: its members (those DNS found stand behind their
+/// entry) and its DNS entries.
+fn running_of(members: &[Arc<Member>], dns: &[DnsEntry]) -> Vec<Running> {
+    let members = members
         .iter()
+        .filter(|m| m.backend.address.is_none())
         .map(|m| Running {
             id: m.id(),
             authority: m.backend.authority.to_string(),
@@ -249,8 +305,18 @@ fn running_of(members: &[Arc<Member>]) -> Vec<Running> {
             weight: m.weight(),
             max_connections: m.own_max_connections(),
             leaving: m.is_leaving(),
-        })
-        .collect()
+            dns: false,
+        });
+    let entries = dns.iter().map(|e| Running {
+        id: e.id,
+        authority: e.spec.authority.to_string(),
+        name: e.name.clone(),
+        weight: e.spec.weight,
+        max_connections: e.spec.max_connections,
+        leaving: false,
+        dns: true,
+    });
+    members.chain(entries).collect()
 }
 
 impl Handler<Reload> for Registry {

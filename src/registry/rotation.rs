@@ -17,8 +17,9 @@ use super::selection::least_connections::LeastConnections;
 use super::selection::power_of_two::PowerOfTwo;
 use super::selection::round_robin::RoundRobin;
 use super::selection::Selection;
-use crate::backend::{BackendId, HostHeader, Strategy};
-use crate::discovery::PoolSettings;
+use crate::backend::{BackendId, HostHeader};
+use crate::discovery::{DnsEntry, PoolSettings};
+use crate::strategy::Strategy;
 
 /// One published state of the pool. Rebuilt (never edited) by the registry.
 #[derive(Debug)]
@@ -73,6 +74,8 @@ pub struct PoolInfo {
     pub host_header: HostHeader,
     /// Requests in flight per backend at most, where an entry sets none; 0 = no limit.
     pub max_connections: u32,
+    /// Entries whose members DNS finds (`"discovery": "dns"`), in file order.
+    pub dns: Vec<DnsEntry>,
 }
 
 impl PoolInfo {
@@ -89,7 +92,13 @@ impl PoolInfo {
             host_header: written.host_header,
             max_connections: written.max_connections.unwrap_or(defaults.max_connections),
             written,
+            dns: Vec::new(),
         }
+    }
+
+    /// The same, with these DNS entries.
+    pub fn with_dns(self, dns: Vec<DnsEntry>) -> Self {
+        Self { dns, ..self }
     }
 }
 

@@ -44,7 +44,7 @@ pub(super) fn content(pools: &[Arc<Rotation>], routes: Vec<RouteEntry>) -> FileC
         .map(|p| FilePool {
             name: p.name().to_owned(),
             settings: p.info().written.clone(),
-            entries: file_entries(&p.members()),
+            entries: file_entries(p),
         })
         .collect();
     (pools, routes)
@@ -91,13 +91,15 @@ impl Handler<AddPool> for Registry {
             }
         };
         let pool_name: Arc<str> = spec.name.as_str().into();
-        let members: Vec<Arc<Member>> = spec
-            .backends
-            .iter()
-            .zip(names)
-            .map(|(backend, name)| self.new_member(&pool_name, backend, name, true))
-            .collect();
-        let info = PoolInfo::new(&spec.name, spec.settings, &self.options.defaults);
+        let (mut members, mut dns): (Vec<Arc<Member>>, _) = (Vec::new(), Vec::new());
+        for (position, (backend, name)) in spec.backends.iter().zip(names).enumerate() {
+            if backend.dns {
+                dns.push(self.new_entry(backend, &name, position));
+            } else {
+                members.push(self.new_member(&pool_name, backend, name, true));
+            }
+        }
+        let info = PoolInfo::new(&spec.name, spec.settings, &self.options.defaults).with_dns(dns);
         let pool = Arc::new(Rotation::of_pool(info, members, &self.options.defaults));
         let mut pools = view.pools().to_vec();
         pools.push(Arc::clone(&pool));
@@ -123,7 +125,8 @@ impl Handler<UpdatePool> for Registry {
             Ok(pool) => pool,
             Err(err) => return refuse(err),
         };
-        let info = PoolInfo::new(&msg.name, msg.settings, &self.options.defaults);
+        let info = PoolInfo::new(&msg.name, msg.settings, &self.options.defaults)
+            .with_dns(current.info().dns.clone());
         if info == *current.info() {
             return refuse_nothing(current);
         }

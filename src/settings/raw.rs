@@ -82,6 +82,9 @@ impl Default for RawServer {
     }
 }
 
+/// `backends.dns_refresh_secs`.
+const DEFAULT_DNS_REFRESH_SECS: u64 = 5;
+
 /// `[backends]`: where the pool is listed and how it is reached.
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -103,6 +106,9 @@ pub struct RawBackends {
     pub queue_size: u32,
     pub queue_timeout_ms: u64,
     pub retry_budget_percent: u32,
+    pub dns_refresh_secs: u64,
+    /// `ip:port` (or `ip`, port 53) of UDP resolvers; empty = the system's.
+    pub dns_servers: Vec<String>,
 }
 
 impl Default for RawBackends {
@@ -122,6 +128,8 @@ impl Default for RawBackends {
             queue_size: 0,
             queue_timeout_ms: DEFAULT_QUEUE_TIMEOUT_MS,
             retry_budget_percent: DEFAULT_RETRY_BUDGET_PERCENT,
+            dns_refresh_secs: DEFAULT_DNS_REFRESH_SECS,
+            dns_servers: Vec::new(),
         }
     }
 }

@@ -225,6 +225,13 @@ fn simulable(check: &Checker, pools: &[NamedPool]) -> Result<(), ConfigError> {
         } else {
             format!("pools.{}.backends", pool.name)
         };
+        if let Some(entry) = pool.dns.first() {
+            let problem = format!(
+                "{path}[{}] {} is found by DNS, and simulated backends run on this machine; set simulation.enabled = false to use real backends",
+                entry.position, entry.spec.url
+            );
+            return Err(check.invalid("simulation.enabled", problem));
+        }
         for (index, entry) in pool.entries.iter().enumerate() {
             let backend = &entry.backend;
             let problem = if backend.tls {

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use super::*;
-use crate::backend::Strategy;
 use crate::fault::FaultMode;
+use crate::strategy::Strategy;
 
 /// One bad-value case: the key, how to break it, and words the message must contain.
 type Case = (

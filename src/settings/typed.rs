@@ -10,10 +10,11 @@ use std::time::Duration;
 use actix_web::http::header::HeaderName;
 use rustls::sign::CertifiedKey;
 
-use crate::backend::{PoolEntry, Strategy};
+use crate::backend::PoolEntry;
 use crate::discovery::NamedTopology;
 use crate::fault::FaultPlan;
 use crate::net::Cidr;
+use crate::strategy::Strategy;
 
 /// `[server]`.
 #[derive(Debug, Clone)]
@@ -78,6 +79,10 @@ pub struct BackendSettings {
     pub queue_timeout: Duration,
     /// Retries in flight at most this share (0–100) of a pool's requests in flight.
     pub retry_budget_percent: u32,
+    /// `"discovery": "dns"` entries are looked up again this often.
+    pub dns_refresh: Duration,
+    /// The UDP resolvers they are asked; empty = the system's (`/etc/resolv.conf`).
+    pub dns_servers: Vec<SocketAddr>,
 }
 
 /// `[health]` (used by the health checker).

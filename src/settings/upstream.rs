@@ -1,6 +1,7 @@
 //! Validation of the sections about reaching backends: `[backends]` (timeouts, retries, limits,
 //! the queue, trust roots) and `[health]` (probes, passive and outlier ejection, slow start).
 
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -63,7 +64,31 @@ pub fn backends(
             backends.retry_budget_percent.into(),
             100,
         )? as u32,
+        dns_refresh: check.nonzero_secs(
+            "backends.dns_refresh_secs",
+            check.at_most(
+                "backends.dns_refresh_secs",
+                backends.dns_refresh_secs,
+                86_400,
+            )?,
+        )?,
+        dns_servers: backends
+            .dns_servers
+            .iter()
+            .map(|text| dns_server(check, text))
+            .collect::<Result<_, _>>()?,
     })
+}
+
+/// A resolver of `backends.dns_servers`: `ip:port`, or an `ip` (port 53); never a name, which
+/// would need a resolver itself.
+fn dns_server(check: &Checker, text: &str) -> Result<SocketAddr, ConfigError> {
+    text.parse::<SocketAddr>()
+        .or_else(|_| text.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+        .map_err(|_| {
+            let problem = format!("{text:?} is not an ip:port address of a DNS server");
+            check.invalid("backends.dns_servers", problem)
+        })
 }
 
 /// `[health]`.

@@ -28,6 +28,16 @@ fn resilience_values_name_their_key() {
             "more than the maximum",
         ),
         (
+            "backends.dns_refresh_secs",
+            Box::new(|r| r.backends.dns_refresh_secs = 0),
+            "greater than 0",
+        ),
+        (
+            "backends.dns_servers",
+            Box::new(|r| r.backends.dns_servers = vec!["ns.example:53".to_owned()]),
+            "not an ip:port",
+        ),
+        (
             "health.eject_base_secs",
             Box::new(|r| r.health.eject_base_secs = 0),
             "greater than 0",

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use actix::Actor;
 
 use crate::cluster::Cluster;
-use crate::discovery::PoolFile;
+use crate::discovery::{dns, PoolFile};
 use crate::draining::Draining;
 use crate::events::Events;
 use crate::health::HealthChecker;
@@ -77,6 +77,7 @@ impl Domain {
             .simulator
             .map(|simulator| simulator.run(events.clone()));
         let membership = start_registry(settings, &pools, &events, simulation.as_ref());
+        start_dns(settings, &pools, &membership);
         HealthChecker::new(
             Arc::clone(&pools),
             membership.clone(),
@@ -147,6 +148,22 @@ fn start_registry(
             slow_start: settings.health.slow_start,
         },
     )
+}
+
+/// Looks up the pools' `"discovery": "dns"` entries for as long as the balancer runs.
+fn start_dns(settings: &Settings, pools: &Arc<Pools>, membership: &Membership) {
+    let resolver = dns::resolver(&settings.backends.dns_servers);
+    let wanted = !pools.load().dns_targets().is_empty();
+    if let (Err(problem), true) = (&resolver, wanted) {
+        log::warn!("{problem}: \"discovery\": \"dns\" entries will find no members");
+    }
+    let (pools, membership) = (Arc::clone(pools), membership.clone());
+    dns::keep_resolving(
+        resolver,
+        settings.backends.dns_refresh,
+        move || pools.load().dns_targets(),
+        move |lookup| membership.tell_lookup(lookup),
+    );
 }
 
 /// What every pool takes from the settings where it sets nothing of its own.

@@ -63,6 +63,14 @@ fn log_start(settings: &Settings, local_addr: SocketAddr) {
                 backend.pool, backend.name, backend.url, entry.weight
             )
         })
+        .chain(settings.backends.topology.pools.iter().flat_map(|pool| {
+            pool.dns.iter().map(|entry| {
+                format!(
+                    "{}/{} {} (weight {}, found by DNS)",
+                    pool.name, entry.name, entry.spec.url, entry.spec.weight
+                )
+            })
+        }))
         .collect();
     log::info!(
         "listening on {local_addr} with {} workers; {} over backends: {}",

@@ -1,6 +1,7 @@
 //! The one connector to backends: TCP (no Nagle: heads and small bodies should leave at once),
 //! and TLS over it for `https://` backends with the one client configuration (SNI and
-//! verification for the URL's host), all within `backends.connect_timeout_ms`. Pooled
+//! verification for the URL's host — for a member DNS found, the entry's name while the
+//! connection goes to the address found), all within `backends.connect_timeout_ms`. Pooled
 //! connections for proxied requests and the fresh ones of tunnels both come from here.
 
 use std::io;
@@ -17,7 +18,7 @@ use tokio_rustls::TlsConnector;
 
 use super::error::UpstreamError;
 use super::tls::server_name;
-use crate::backend::Backend;
+use crate::backend::{Backend, ConnectTo};
 
 /// Opens connections to backends; shared by every worker.
 #[derive(Clone)]
@@ -58,9 +59,11 @@ impl Connector {
 
     async fn connect_now(&self, backend: &Backend) -> Result<Io, UpstreamError> {
         let failed = |err: io::Error| UpstreamError::Connect(err.to_string());
-        let tcp = TcpStream::connect(backend.authority.as_str())
-            .await
-            .map_err(failed)?;
+        let tcp = match backend.connect_to() {
+            ConnectTo::Address(address) => TcpStream::connect(address).await,
+            ConnectTo::Name(authority) => TcpStream::connect(authority).await,
+        }
+        .map_err(failed)?;
         tcp.set_nodelay(true).map_err(failed)?;
         if !backend.tls {
             return Ok(Io::Plain(tcp));

@@ -53,6 +53,11 @@ impl TestBackend {
         Self::serve(name, listener, None)
     }
 
+    /// Starts a backend that speaks HTTPS with `config` on a given listener.
+    pub fn start_tls_on(name: &str, listener: TcpListener, config: rustls::ServerConfig) -> Self {
+        Self::serve(name, listener, Some(config))
+    }
+
     /// Starts a backend that speaks HTTPS with `config` (reached as `https://127.0.0.1:port`).
     pub fn start_tls(name: &str, config: rustls::ServerConfig) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");

@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod cluster;
+pub mod dns;
 pub mod held;
 pub mod otlp;
 pub mod process;

@@ -27,8 +27,13 @@ impl TestCa {
 
     /// Writes `{stem}.crt` and `{stem}.key` into `dir`: a server certificate signed by this CA.
     pub fn server_files(&self, dir: &Path, stem: &str) -> (PathBuf, PathBuf) {
-        let params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-            .expect("server params");
+        self.server_files_for(dir, stem, &["localhost", "127.0.0.1"])
+    }
+
+    /// The same for the names (DNS names or IP addresses) `names`.
+    pub fn server_files_for(&self, dir: &Path, stem: &str, names: &[&str]) -> (PathBuf, PathBuf) {
+        let names = names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+        let params = CertificateParams::new(names).expect("server params");
         let key = KeyPair::generate().expect("server key");
         let cert = params
             .signed_by(&key, &self.issuer)
@@ -63,8 +68,13 @@ impl TestCa {
 
     /// A server configuration with a fresh `localhost` certificate of this CA.
     pub fn server_config(&self) -> rustls::ServerConfig {
+        self.server_config_for(&["localhost", "127.0.0.1"])
+    }
+
+    /// The same with a certificate for `names` only.
+    pub fn server_config_for(&self, names: &[&str]) -> rustls::ServerConfig {
         let dir = super::fresh_dir();
-        let (cert, key) = self.server_files(&dir, "backend");
+        let (cert, key) = self.server_files_for(&dir, "backend", names);
         let chain = rustls::pki_types::CertificateDer::pem_file_iter(&cert)
             .expect("read")
             .collect::<Result<Vec<_>, _>>()

@@ -59,6 +59,12 @@ pub async fn add(
             "weight" => weight = Some(whole(key, value)?),
             "name" => name = Some(text(key, value)?),
             "max_connections" => max_connections = Some(whole(key, value)?),
+            "discovery" => {
+                return Err(ApiError::BadRequest(
+                    "discovery: entries found by DNS are listed in the pool file (then reload it)"
+                        .into(),
+                ))
+            }
             other => return Err(unknown(other)),
         }
     }

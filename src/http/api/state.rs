@@ -9,7 +9,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use serde_json::Value;
 
-use crate::backend::{Strategy, DEFAULT_POOL};
+use crate::backend::DEFAULT_POOL;
 use crate::cluster::Cluster;
 use crate::draining::Draining;
 use crate::events::Events;
@@ -22,6 +22,7 @@ use crate::registry::{Membership, PoolError, Pools, Rotation};
 use crate::settings::AdminSettings;
 use crate::simulation::Simulation;
 use crate::stats::StatsWindow;
+use crate::strategy::Strategy;
 
 /// What the `/lb/` handlers share.
 pub struct ApiState {

@@ -6,12 +6,13 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 
 use super::state::{ApiError, ApiState};
-use crate::backend::{BackendCounters, HostHeader, ProbeReport, Strategy};
+use crate::backend::{BackendCounters, HostHeader, ProbeReport};
 use crate::cluster::{self, ClusterStatus};
 use crate::http::admin;
 use crate::http::error::json_response;
 use crate::registry::{MemberStatus, PoolsView, Rotation};
 use crate::route::RouteEntry;
+use crate::strategy::Strategy;
 
 /// The body of `/lb/api/status`.
 #[derive(Debug, Serialize)]
@@ -79,6 +80,8 @@ pub struct BackendStatus {
     max_connections: u32,
     /// Removed (API or reload): drains, then leaves the pool.
     leaving: bool,
+    /// Where a member DNS found is (`ip:port`); `null` for the other backends.
+    address: Option<String>,
     simulated: bool,
     /// `up` or the failure mode, when simulated.
     simulation: Option<&'static str>,
@@ -154,6 +157,7 @@ pub fn backend_status(state: &ApiState, m: MemberStatus) -> BackendStatus {
         counters: m.counters(),
         max_connections: m.max_connections,
         leaving: m.leaving,
+        address: m.backend.address.map(|a| a.to_string()),
         simulated: simulation.is_some(),
         simulation,
         last_change_ms: (m.changed_at_ms > 0).then_some(m.changed_at_ms),

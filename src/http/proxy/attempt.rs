@@ -11,10 +11,11 @@ use actix_web::{HttpMessage, HttpRequest, ResponseError};
 use super::body::{self, RequestBody};
 use super::error::ProxyError;
 use super::state::ProxyState;
-use crate::backend::{Backend, BackendId, Strategy};
+use crate::backend::{Backend, BackendId};
 use crate::events::LbEvent;
 use crate::http::request_id::X_REQUEST_ID;
 use crate::registry::{FailureKind, Lease, NoBackend, Outcome, Rotation};
+use crate::strategy::Strategy;
 use crate::trace::{AttemptSpan, ServerSpan, Traceparent, Tracing};
 use crate::upstream::UpstreamError;
 

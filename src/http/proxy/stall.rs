@@ -251,7 +251,7 @@ mod tests {
         let backend = crate::backend::Backend::parse(0, "http://127.0.0.1:1").expect("url");
         let member = crate::registry::Member::new(backend, 1, true);
         let defaults =
-            crate::registry::PoolDefaults::of_strategy(crate::backend::Strategy::RoundRobin);
+            crate::registry::PoolDefaults::of_strategy(crate::strategy::Strategy::RoundRobin);
         let rotation = crate::registry::Rotation::new(vec![member], &defaults);
         rotation.pick(&[], None).expect("a healthy backend")
     }
