@@ -19,6 +19,10 @@
 #               with max_connections = 4 and a queue (least loaded first is not needed: the
 #               limit makes round-robin pass over the slow one while it is full); outlier
 #               ejection is on in both and never acts (slow answers are not 5xx)
+#   dns         wrk -c64 for 20 s through one `"discovery": "dns"` entry whose records a small
+#               Python DNS server (UDP 127.0.0.1:19053) changes under load: nginx on port 19005
+#               of 127.0.0.1 and .2, then .2 and .3, SERVFAIL, an empty answer, then .3 alone;
+#               dns_refresh_secs = 1
 # Columns: requests wrk completed, failures (non-2xx answers; for kill -9 the registered
 # clients missing after the restart), p99, and RSS and open file descriptors of the balancer
 # when the load starts and when it ends (for the soak: before the load, 5 s into it, 1 s
@@ -37,7 +41,7 @@ cargo build --release --quiet
 BIN=$PWD/target/release/loadbalancer
 make_workspace
 
-for port in 19001 19002 19003 19004 19101 19102 19103 18090 18091 18092 18093 18094; do
+for port in 19001 19002 19003 19004 19005 19053 19101 19102 19103 18090 18091 18092 18093 18094; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "port $port is taken; stop whatever listens there first" >&2
     exit 1
@@ -58,6 +62,8 @@ setup() {
   mkdir -p "$dir"
   if [ "$mode" = sim ]; then
     echo '{"backends": ["http://127.0.0.1:19101", "http://127.0.0.1:19102", "http://127.0.0.1:19103"]}' > "$dir/config.json"
+  elif [ "$mode" = dns ]; then
+    echo '{"backends": [{"url": "http://dns.test:19005", "discovery": "dns"}]}' > "$dir/config.json"
   elif [ "$mode" = slow ]; then
     echo '{"backends": ["http://127.0.0.1:19001", "http://127.0.0.1:19002", "http://127.0.0.1:19004"]}' > "$dir/config.json"
   else
@@ -247,6 +253,52 @@ for variant in plain limited; do
   row "$label" "$out" "$r0" "$r1" "$f0" "$f1"
   kill -TERM "$LB_PID"; wait "$LB_PID" || true
 done
+
+# dns: nginx on one port of three loopback addresses, a DNS server answering from a file.
+write_nginx_conf "$work/nginx-dns" 1 '
+  server { listen 127.0.0.1:19005; location / { return 200 "ok\n"; } }
+  server { listen 127.0.0.2:19005; location / { return 200 "ok\n"; } }
+  server { listen 127.0.0.3:19005; location / { return 200 "ok\n"; } }'
+nginx -c "$work/nginx-dns/nginx.conf" & pids+=($!)
+wait_port 19005
+records=$work/dns-records
+echo "127.0.0.1 127.0.0.2" > "$records"
+python3 - 19053 "$records" <<'PY' & pids+=($!)
+import socket, struct, sys
+port, records = int(sys.argv[1]), sys.argv[2]
+sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sock.bind(("127.0.0.1", port))
+while True:
+    query, peer = sock.recvfrom(1500)
+    ident, flags = struct.unpack(">HH", query[:4])
+    end = 12
+    while query[end]:
+        end += query[end] + 1
+    qtype = struct.unpack(">H", query[end + 1:end + 3])[0]
+    question = query[12:end + 5]
+    answer = open(records).read().split()
+    rcode, addresses = (2, []) if answer == ["SERVFAIL"] else (0, [] if answer == ["EMPTY"] else answer)
+    if qtype != 1:
+        addresses = []
+    head = struct.pack(">HHHHHH", ident, 0x8180 | (flags & 0x0100) | rcode, 1, len(addresses), 0, 0)
+    body = b"".join(struct.pack(">HHHIH", 0xC00C, 1, 1, 0, 4) + socket.inet_aton(a) for a in addresses)
+    sock.sendto(head + question + body, peer)
+PY
+setup dns 18095 dns $'dns_refresh_secs = 1\ndns_servers = ["127.0.0.1:19053"]'
+start_lb dns 18095
+sleep 2
+r0=$(rss_mb "$LB_PID"); f0=$(fds "$LB_PID")
+wrk -t2 -c64 -d20s --latency http://127.0.0.1:18095/ > "$work/dns.out" & wrk_pid=$!
+for step in "127.0.0.2 127.0.0.3" SERVFAIL EMPTY "127.0.0.2 127.0.0.3" 127.0.0.3; do
+  sleep 3
+  echo "$step" > "$records"
+done
+r1=$(rss_mb "$LB_PID"); f1=$(fds "$LB_PID")
+wait "$wrk_pid"
+members=$(curl -s http://127.0.0.1:18095/lb/api/status | python3 -c 'import json,sys; print(" ".join(b["name"] for b in json.load(sys.stdin)["backends"]))')
+row "DNS records changed 5 times under 64 conns (members at the end: $members)" \
+  "$(cat "$work/dns.out")" "$r0" "$r1" "$f0" "$f1"
+kill -TERM "$LB_PID"; wait "$LB_PID" || true
 
 echo
 echo "| scenario | requests | failures | p99 | RSS start → end | fds start → end |"
