@@ -339,6 +339,9 @@ function describe(e) {
     case "backend_draining": return [e.draining ? `${e.backend} is draining: no new requests` : `${e.backend} takes requests again`, e.draining ? "warn" : "up"];
     case "backend_removed": return [`${e.backend} left the pool (${e.reason})`, "warn"];
     case "backend_ejected": return [e.ejected ? `${e.backend} EJECTED: ${e.reason}` : `${e.backend} is back: ${e.reason}`, e.ejected ? "down" : "up"];
+    case "dns": return e.ok
+      ? [`DNS: ${e.backend} (${e.url}) has members at ${e.addresses.join(", ") || "no address"}`, ""]
+      : [`DNS lookup for ${e.backend} failed (${e.error}); its members at ${e.addresses.join(", ") || "no address"} stay`, "warn"];
     case "backend_weight": return [`${e.backend} now has weight ${e.weight}`, ""];
     case "pool": return [`pool ${e.pool} ${e.action}`, e.action === "removed" ? "warn" : ""];
     case "routes": return [`routes replaced: ${e.routes.join(", ") || "none"}`, ""];

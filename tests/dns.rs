@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+const SOON: Duration = Duration::from_secs(10);
+
 use common::backend::TestBackend;
 use common::dns::{Answer, DnsServer};
 use common::tls::TestCa;
@@ -389,4 +391,44 @@ async fn tls_to_a_member_verifies_the_dns_name() {
     let mut res = client().get(lb.url("/tls")).send().await.expect("answer");
     assert_eq!(res.status(), 200, "{:?}", res.body().await);
     assert_eq!(res.headers().get("x-backend").expect("X-Backend"), "secure");
+}
+
+/// The status page's event log says what DNS answered and, when a lookup fails, that the
+/// members stay; the member's card is there (real headless Chromium).
+#[actix_web::test]
+async fn the_page_logs_what_dns_answered() {
+    const TEST: &str = "the_page_logs_what_dns_answered";
+    if !common::webdriver::required_or_skip(TEST) {
+        return;
+    }
+    let dns = DnsServer::start();
+    let (port, listeners) = same_port_listeners(1);
+    let _backend = TestBackend::start_on("one", listeners.into_iter().next().expect("one"));
+    dns.set("web.test", Answer::Addresses(vec![ip(1)]));
+    let entry =
+        json!({"url": format!("http://web.test:{port}"), "discovery": "dns", "name": "web"});
+    let (settings, _) = asking(&json!({"backends": [entry]}), &dns);
+    let lb = start_balancer(&settings);
+    let browser = common::webdriver::Browser::start().await;
+    browser.open(&lb.url("/lb/")).await;
+    let says = |text: &str| {
+        format!("return document.getElementById('log').textContent.includes({text:?})")
+    };
+    let found = format!("DNS: web (http://web.test:{port}) has members at 127.0.0.1:{port}");
+    browser
+        .wait_until("the answer logged", SOON, &says(&found))
+        .await;
+    browser
+        .wait_until(
+            "the member's card",
+            SOON,
+            "return document.body.textContent.includes('web@127.0.0.1')",
+        )
+        .await;
+    dns.set("web.test", Answer::ServFail);
+    let kept = format!("DNS lookup for web failed (web.test: the DNS server answered Server Failure (ServFail)); its members at 127.0.0.1:{port} stay");
+    browser
+        .wait_until("the failure logged", SOON, &says(&kept))
+        .await;
+    browser.quit().await;
 }
