@@ -4,6 +4,16 @@ fn parse_pool(text: &str) -> Result<Vec<BackendSpec>, Invalid> {
     parse(text).map(|t| t.pools.into_iter().next().expect("a pool").backends)
 }
 
+/// The `default` pool of `specs`, named and numbered.
+fn resolve_default(specs: Vec<BackendSpec>) -> Vec<NamedPool> {
+    resolve(vec![PoolSpec {
+        name: DEFAULT_POOL.into(),
+        settings: PoolSettings::default(),
+        backends: specs,
+    }])
+    .expect("distinct names")
+}
+
 /// Strings and objects both work; names follow the file order.
 #[test]
 fn parses_strings_and_objects_in_order() {
@@ -12,12 +22,7 @@ fn parses_strings_and_objects_in_order() {
             {"url": "http://c:3", "weight": 3, "name": "backend-1"}]}"#,
     )
     .expect("valid pool");
-    let pools = resolve(vec![PoolSpec {
-        name: DEFAULT_POOL.into(),
-        settings: PoolSettings::default(),
-        backends: specs,
-    }])
-    .expect("distinct names");
+    let pools = resolve_default(specs);
     let pool = &pools[0].entries;
     assert_eq!(pool[0].backend.url, "http://127.0.0.1:9001");
     assert_eq!(pool[0].backend.authority, "127.0.0.1:9001");
@@ -43,12 +48,7 @@ fn dns_entries_are_entries_of_their_own() {
             "http://b:1"]}"#,
     )
     .expect("valid pool");
-    let pools = resolve(vec![PoolSpec {
-        name: DEFAULT_POOL.into(),
-        settings: PoolSettings::default(),
-        backends: specs,
-    }])
-    .expect("distinct names");
+    let pools = resolve_default(specs);
     let names: Vec<&str> = pools[0]
         .entries
         .iter()
