@@ -432,3 +432,30 @@ async fn the_page_logs_what_dns_answered() {
         .await;
     browser.quit().await;
 }
+
+/// A pool added through the API may hold DNS entries: their members come with the first lookup,
+/// and the pool file gets the entry as given.
+#[actix_rt::test]
+async fn a_pool_added_through_the_api_finds_its_members() {
+    let dns = DnsServer::start();
+    let (port, listeners) = same_port_listeners(2);
+    let _backends: Vec<TestBackend> = listeners
+        .into_iter()
+        .map(|l| TestBackend::start_on("member", l))
+        .collect();
+    let steady = TestBackend::start("steady");
+    dns.set("web.test", Answer::Addresses(vec![ip(1), ip(2)]));
+    let (settings, path) = asking(&json!({"backends": [steady.url()]}), &dns);
+    let lb = start_balancer(&settings);
+    let url = format!("http://web.test:{port}");
+    let pool = json!({"name": "web", "backends": [{"url": url, "discovery": "dns"}]});
+    let (status, body) = call(&lb, "POST", "/lb/api/pools", Some(&pool.to_string())).await;
+    assert_eq!(status, 201, "{body}");
+    wait_for_members(&lb, "web", &["backend-1@127.0.0.1", "backend-1@127.0.0.2"]).await;
+    let written: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
+    assert_eq!(
+        written["pools"]["web"]["backends"],
+        json!([{"url": url, "discovery": "dns"}])
+    );
+}

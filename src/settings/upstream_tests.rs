@@ -1,7 +1,7 @@
 //! Validation of the `[backends]` and `[health]` keys of the resilience work, and
 //! `server.max_connections`.
 
-use super::{check_cases, Case};
+use super::{check_cases, validate, Case};
 
 /// A bad limit, queue, budget, ejection or slow-start value names its key.
 #[test]
@@ -59,4 +59,22 @@ fn resilience_values_name_their_key() {
         ),
     ];
     check_cases(cases);
+}
+
+/// DNS servers are `ip:port`, or an `ip` on port 53; the refresh is in whole seconds.
+#[test]
+fn dns_servers_take_the_default_port() {
+    let settings = validate(|r| {
+        r.backends.dns_servers = vec!["127.0.0.1:5353".to_owned(), "::1".to_owned()];
+        r.backends.dns_refresh_secs = 30;
+    })
+    .expect("valid");
+    let servers: Vec<String> = settings
+        .backends
+        .dns_servers
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(servers, ["127.0.0.1:5353", "[::1]:53"]);
+    assert_eq!(settings.backends.dns_refresh.as_secs(), 30);
 }
