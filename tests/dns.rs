@@ -41,6 +41,21 @@ fn ip(last: u8) -> IpAddr {
     IpAddr::from([127, 0, 0, last])
 }
 
+/// A DNS server where `web.test` has an address per name of `names` (127.0.0.1, .2, …), and a
+/// backend of that name on each, all on one port.
+fn backends_behind_web_test(names: &[&str]) -> (DnsServer, u16, Vec<TestBackend>) {
+    let dns = DnsServer::start();
+    let count = u8::try_from(names.len()).expect("a few names");
+    let (port, listeners) = same_port_listeners(count);
+    let backends = listeners
+        .into_iter()
+        .zip(names)
+        .map(|(listener, name)| TestBackend::start_on(name, listener))
+        .collect();
+    dns.set("web.test", Answer::Addresses((1..=count).map(ip).collect()));
+    (dns, port, backends)
+}
+
 /// Settings for `file` asking `dns` every second, no rate limit.
 fn asking(file: &Value, dns: &DnsServer) -> (Settings, std::path::PathBuf) {
     let (mut settings, path) = settings_from_files(file, "");
@@ -166,13 +181,7 @@ impl Load {
 #[actix_rt::test]
 async fn members_follow_the_records_under_load_without_a_failed_request() {
     capture_logs();
-    let dns = DnsServer::start();
-    let (port, listeners) = same_port_listeners(3);
-    let backends: Vec<TestBackend> = listeners
-        .into_iter()
-        .zip(["one", "two", "three"])
-        .map(|(listener, name)| TestBackend::start_on(name, listener))
-        .collect();
+    let (dns, port, backends) = backends_behind_web_test(&["one", "two", "three"]);
     dns.set("web.test", Answer::Addresses(vec![ip(1), ip(2)]));
     let entry =
         json!({"url": format!("http://web.test:{port}"), "discovery": "dns", "name": "web"});
@@ -262,11 +271,8 @@ async fn members_follow_the_records_under_load_without_a_failed_request() {
 /// written back keeps the entry.
 #[actix_rt::test]
 async fn the_api_keeps_dns_entries_in_the_pool_file() {
-    let dns = DnsServer::start();
-    let (port, listeners) = same_port_listeners(1);
-    let _backend = TestBackend::start_on("one", listeners.into_iter().next().expect("one"));
+    let (dns, port, _backends) = backends_behind_web_test(&["one"]);
     let other = TestBackend::start("other");
-    dns.set("web.test", Answer::Addresses(vec![ip(1)]));
     let url = format!("http://web.test:{port}");
     let file = json!({"backends": [{"url": url, "discovery": "dns", "weight": 2}]});
     let (settings, path) = asking(&file, &dns);
@@ -325,14 +331,8 @@ async fn the_api_keeps_dns_entries_in_the_pool_file() {
 /// drains them out.
 #[actix_rt::test]
 async fn reloads_carry_an_entry_to_its_members() {
-    let dns = DnsServer::start();
-    let (port, listeners) = same_port_listeners(2);
-    let _backends: Vec<TestBackend> = listeners
-        .into_iter()
-        .map(|l| TestBackend::start_on("member", l))
-        .collect();
+    let (dns, port, _backends) = backends_behind_web_test(&["member", "member"]);
     let steady = TestBackend::start("steady");
-    dns.set("web.test", Answer::Addresses(vec![ip(1), ip(2)]));
     let entry = json!({"url": format!("http://web.test:{port}"), "discovery": "dns"});
     let (settings, path) = asking(&json!({"backends": [steady.url(), entry]}), &dns);
     let lb = start_balancer(&settings);
@@ -401,10 +401,7 @@ async fn the_page_logs_what_dns_answered() {
     if !common::webdriver::required_or_skip(TEST) {
         return;
     }
-    let dns = DnsServer::start();
-    let (port, listeners) = same_port_listeners(1);
-    let _backend = TestBackend::start_on("one", listeners.into_iter().next().expect("one"));
-    dns.set("web.test", Answer::Addresses(vec![ip(1)]));
+    let (dns, port, _backends) = backends_behind_web_test(&["one"]);
     let entry =
         json!({"url": format!("http://web.test:{port}"), "discovery": "dns", "name": "web"});
     let (settings, _) = asking(&json!({"backends": [entry]}), &dns);
@@ -437,14 +434,8 @@ async fn the_page_logs_what_dns_answered() {
 /// and the pool file gets the entry as given.
 #[actix_rt::test]
 async fn a_pool_added_through_the_api_finds_its_members() {
-    let dns = DnsServer::start();
-    let (port, listeners) = same_port_listeners(2);
-    let _backends: Vec<TestBackend> = listeners
-        .into_iter()
-        .map(|l| TestBackend::start_on("member", l))
-        .collect();
+    let (dns, port, _backends) = backends_behind_web_test(&["member", "member"]);
     let steady = TestBackend::start("steady");
-    dns.set("web.test", Answer::Addresses(vec![ip(1), ip(2)]));
     let (settings, path) = asking(&json!({"backends": [steady.url()]}), &dns);
     let lb = start_balancer(&settings);
     let url = format!("http://web.test:{port}");
