@@ -10,7 +10,7 @@ use clap::Parser;
 use crate::backend::{HostHeader, DEFAULT_POOL};
 use crate::route::RouteSpec;
 use crate::routing::in_selection_order;
-use crate::settings::{LoadOptions, Settings};
+use crate::settings::{LoadOptions, RedisTopology, Settings};
 
 /// The command's synopsis: the usage line of `--help`, and shown after an argument error.
 pub const SYNOPSIS: &str =
@@ -303,10 +303,12 @@ fn describe_state(settings: &Settings) -> String {
     } else {
         "off"
     };
-    let mode = if settings.cluster.redis.is_some() {
-        "cluster mode through Redis"
-    } else {
-        "single instance"
+    let mode = match &settings.cluster.redis {
+        Some(RedisTopology::Sentinel { master_name, .. }) => {
+            format!("cluster mode through Redis (master {master_name:?} behind Sentinel)")
+        }
+        Some(RedisTopology::Single(_)) => "cluster mode through Redis".to_owned(),
+        None => "single instance".to_owned(),
     };
     format!(
         "database {}; admin {admin}; simulation {simulation}; {mode}",

@@ -75,8 +75,11 @@ function renderCluster(c) {
     return;
   }
   const others = c.instances.map((i) => i.name === c.instance ? `${i.name} (this)` : i.name);
-  el.textContent = `cluster · Redis ${c.redis} · ${c.instances.length} instance${c.instances.length === 1 ? "" : "s"}`;
-  el.title = others.join("\n");
+  // Behind Sentinel the master moves: say which one this instance is on.
+  const master = c.topology === "sentinel" && c.server ? ` · master ${c.server}` : "";
+  el.textContent = `cluster · Redis ${c.redis}${master} · ${c.instances.length} instance${c.instances.length === 1 ? "" : "s"}`;
+  const server = c.server ? `Redis (${c.topology}) at ${c.server}` : `Redis (${c.topology})`;
+  el.title = [server, ...others].join("\n");
   el.className = c.redis === "up" ? "pill pill-up" : "pill pill-down";
   el.dataset.redis = c.redis;
 }

@@ -362,3 +362,57 @@ fn deny_mode_refuses_while_redis_is_down() {
     assert_eq!(reached.load(Ordering::SeqCst), 0);
     assert_eq!(instance.cluster()["redis"], "down");
 }
+
+/// One slow call is not an outage: with the default `redis_down_after = 3` an instance stays
+/// up through a single call that times out (counted in `lb_redis_failed_calls_total`), while
+/// one set to 1 counts Redis down at once and says why.
+#[test]
+fn one_slow_call_does_not_flip_an_instance() {
+    let _serial = serial();
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (backend, _) = counting_backend();
+    let limits = (1_000_000, 1_000_000.0);
+    let patient = Instance::start(&redis.url(), backend, limits, "");
+    let hasty = Instance::start(&redis.url(), backend, limits, "redis_down_after = 1");
+    for instance in [&patient, &hasty] {
+        within("Redis up", Duration::from_secs(5), || {
+            instance.cluster()["redis"] == "up"
+        });
+    }
+    let failed_before = metric(&patient, "lb_redis_failed_calls_total");
+    redis.pause();
+    for (n, instance) in [&patient, &hasty].into_iter().enumerate() {
+        // A new address: nothing to answer from a lease, so Redis is asked, and times out.
+        let forwarded = format!("10.7.0.{n}");
+        let headers = [("X-Forwarded-For", forwarded.as_str())];
+        assert_eq!(http(instance.addr, "GET", "/work", &headers, None).0, 200);
+    }
+    redis.resume();
+    assert!(metric(&patient, "lb_redis_failed_calls_total") > failed_before);
+    let marker = r#"{"client_id": "marker", "capacity": 5}"#;
+    within(
+        "a write through the patient one",
+        Duration::from_secs(2),
+        || patient.call("POST", "/clients", Some(marker)).0 == 201,
+    );
+    let seen = read_events(patient.addr, Duration::from_secs(5), |e| {
+        is_client_event(e, "created", "marker")
+    });
+    let down = |e: &&Value| e["type"] == "redis" && e["state"] == "down";
+    assert_eq!(seen.iter().filter(down).count(), 0, "{seen:?}");
+    let mut was_down = false;
+    let seen = read_events(hasty.addr, Duration::from_secs(5), |e| {
+        let redis = |state| e["type"] == "redis" && e["state"] == state;
+        was_down |= redis("down");
+        was_down && redis("up")
+    });
+    let reason = seen.iter().find(down).expect("down on one slow call")["reason"].clone();
+    assert!(
+        reason
+            .as_str()
+            .is_some_and(|r| r.contains("no answer within")),
+        "{reason}"
+    );
+}

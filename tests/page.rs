@@ -171,6 +171,15 @@ async fn the_page_follows_redis_in_cluster_mode() {
             &format!("return {pill} === 'cluster · Redis up · 1 instance'"),
         )
         .await;
+    let title = "document.querySelector('[data-testid=cluster]').title";
+    let server = format!("Redis (single) at {}", redis.addr);
+    browser
+        .wait_until(
+            "the server on hover",
+            SOON,
+            &format!("return {title}.startsWith('{server}')"),
+        )
+        .await;
     redis.kill();
     browser
         .wait_until(

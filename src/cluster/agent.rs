@@ -19,6 +19,7 @@ use redis::AsyncConnectionConfig;
 use super::clients::StoredClient;
 use super::handle::{Cluster, Down};
 use super::status::Instance;
+use super::target::Target;
 use crate::client::ClientRecord;
 
 /// How often the log is read, and a reconnect tried while Redis is down.
@@ -27,6 +28,8 @@ const TICK: Duration = Duration::from_millis(200);
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 /// An instance silent this long is no longer counted.
 const INSTANCE_TTL: Duration = Duration::from_secs(3);
+/// How often, behind Sentinel, the sentinels are asked whether the master moved.
+const MASTER_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// Log entries read per tick at most.
 const READ_COUNT: u64 = 1000;
 
@@ -53,6 +56,8 @@ struct Agent {
     last_id: String,
     /// Background calls may take longer than admissions: nobody waits on them.
     slow: Duration,
+    /// The sentinels are being asked for the master.
+    checking_master: bool,
 }
 
 /// Starts the agent on an arbiter of its own, as `instance` (unless the settings named this
@@ -66,6 +71,7 @@ pub fn start_agent(cluster: &Cluster, instance: String, replica: Box<dyn Replica
         replica,
         last_id: "0-0".to_owned(),
         slow,
+        checking_master: false,
     });
 }
 
@@ -80,6 +86,9 @@ impl Actor for Agent {
                 agent.heartbeat(ctx);
             }
         });
+        if matches!(self.cluster.inner.target, Target::Sentinel(_)) {
+            ctx.run_interval(MASTER_CHECK_EVERY, Self::check_master);
+        }
     }
 }
 
@@ -92,6 +101,33 @@ impl Agent {
         }
     }
 
+    /// Asks the sentinels for the master: another server than the one connected to means a
+    /// failover, and this instance moves (Redis down now, reconnected on the next tick). Not
+    /// reaching the sentinels is no reason to leave a master that answers.
+    fn check_master(&mut self, ctx: &mut Context<Self>) {
+        if self.checking_master || !self.cluster.is_up() {
+            return;
+        }
+        self.checking_master = true;
+        let cluster = self.cluster.clone();
+        let slow = self.slow;
+        let ask = async move {
+            let master = cluster.inner.target.server(slow).await.ok()?;
+            Some(master.get_connection_info().addr().to_string())
+        };
+        ctx.spawn(ask.into_actor(self).map(|master, agent, _| {
+            agent.checking_master = false;
+            let Some(master) = master else {
+                return;
+            };
+            if agent.cluster.is_up() && agent.cluster.server().as_deref() != Some(&master) {
+                agent
+                    .cluster
+                    .mark_down(&format!("the sentinels name another master, {master}"));
+            }
+        }));
+    }
+
     fn reconnect(&mut self, ctx: &mut Context<Self>) {
         let joined = join(
             self.cluster.clone(),
@@ -102,11 +138,16 @@ impl Agent {
             joined
                 .into_actor(self)
                 .map(|joined, agent, ctx| match joined {
-                    Ok((connection, clients, last_id)) => {
+                    Ok(Joined {
+                        connection,
+                        server,
+                        clients,
+                        last_id,
+                    }) => {
                         let records = clients.into_iter().map(StoredClient::into_record).collect();
                         agent.replica.apply(Change::Snapshot(records));
                         agent.last_id = last_id;
-                        agent.cluster.mark_up(connection);
+                        agent.cluster.mark_up(connection, server);
                         agent.heartbeat(ctx);
                     }
                     // Expected while Redis is away; the down transition was logged once.
@@ -215,18 +256,28 @@ fn parse_entry(fields: &[String]) -> Option<Entry> {
     })
 }
 
+/// A fresh connection, ready for shared limiting.
+struct Joined {
+    connection: MultiplexedConnection,
+    /// The server's `host:port`.
+    server: String,
+    /// The registry, and the log entry it is current to.
+    clients: Vec<StoredClient>,
+    last_id: String,
+}
+
 /// Connects afresh, loads the scripts and reads the registry whole, seeding it from `local`
-/// when Redis has lost it. Answers the connection, the clients and the log entry they are
-/// current to.
+/// when Redis has lost it.
 async fn join(
     cluster: Cluster,
     local: LocalBoxFuture<'static, Vec<ClientRecord>>,
     slow: Duration,
-) -> Result<(MultiplexedConnection, Vec<StoredClient>, String), Down> {
+) -> Result<Joined, Down> {
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(slow))
         .set_response_timeout(Some(slow));
-    let client = &cluster.inner.client;
+    let client = cluster.inner.target.server(slow).await.map_err(Down)?;
+    let server = client.get_connection_info().addr().to_string();
     let mut connection = within(
         slow,
         client.get_multiplexed_async_connection_with_config(&config),
@@ -255,7 +306,12 @@ async fn join(
     if last_id.is_empty() {
         last_id = "0-0".to_owned();
     }
-    Ok((connection, clients, last_id))
+    Ok(Joined {
+        connection,
+        server,
+        clients,
+        last_id,
+    })
 }
 
 /// The last log entry's id (empty if none), then every client, and whether the log exists.

@@ -3,7 +3,7 @@
 //! `cluster.redis_timeout_ms`, a failure marks Redis down), the keys, and this instance's view
 //! of the others. The calls themselves are in [`super::buckets`] and [`super::clients`].
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -12,6 +12,7 @@ use redis::{FromRedisValue, Pipeline};
 
 use super::scripts::Scripts;
 use super::status::{ClusterCounters, ClusterStatus, Instance};
+use super::target::Target;
 use crate::client::ClientKey;
 use crate::events::{Events, LbEvent};
 use crate::settings::{ClusterSettings, OnRedisDown};
@@ -31,14 +32,20 @@ pub struct Cluster {
 }
 
 pub(super) struct Inner {
-    pub(super) client: redis::Client,
+    pub(super) target: Target,
+    /// The server connected to (`host:port`), once connected.
+    server: Mutex<Option<String>>,
     prefix: String,
     pub(super) timeout: Duration,
     on_redis_down: OnRedisDown,
     pub(super) scripts: Scripts,
     connection: RwLock<Option<MultiplexedConnection>>,
     up: AtomicBool,
+    /// Consecutive failed or slow calls, and how many make Redis down.
+    failing: AtomicU32,
+    down_after: u32,
     calls: AtomicU64,
+    failed_calls: AtomicU64,
     decided_locally: AtomicU64,
     instance: Mutex<String>,
     instances: Mutex<Vec<Instance>>,
@@ -49,17 +56,21 @@ impl Cluster {
     /// The handle for `settings`, or `None` in single mode. Redis is down until the agent
     /// (started with [`super::start_agent`]) has connected.
     pub fn new(settings: &ClusterSettings, events: Events) -> Option<Self> {
-        let client = settings.redis.clone()?;
+        let topology = settings.redis.clone()?;
         Some(Self {
             inner: Arc::new(Inner {
-                client,
+                target: Target::new(&topology),
+                server: Mutex::new(None),
                 prefix: settings.key_prefix.clone(),
                 timeout: settings.redis_timeout,
                 on_redis_down: settings.on_redis_down,
                 scripts: Scripts::new(),
                 connection: RwLock::new(None),
                 up: AtomicBool::new(false),
+                failing: AtomicU32::new(0),
+                down_after: settings.redis_down_after.get(),
                 calls: AtomicU64::new(0),
+                failed_calls: AtomicU64::new(0),
                 decided_locally: AtomicU64::new(0),
                 instance: Mutex::new(settings.instance_name.clone().unwrap_or_default()),
                 instances: Mutex::new(Vec::new()),
@@ -105,6 +116,7 @@ impl Cluster {
         ClusterCounters {
             up: self.is_up(),
             calls: self.inner.calls.load(Ordering::Relaxed),
+            failed_calls: self.inner.failed_calls.load(Ordering::Relaxed),
             decided_locally: self.inner.decided_locally.load(Ordering::Relaxed),
         }
     }
@@ -113,6 +125,8 @@ impl Cluster {
         ClusterStatus {
             mode: "redis",
             redis: Some(if self.is_up() { "up" } else { "down" }),
+            topology: Some(self.inner.target.name()),
+            server: self.server(),
             instance: self.instance(),
             instances: self
                 .inner
@@ -144,7 +158,7 @@ impl Cluster {
     }
 
     /// Runs `pipe` (of `commands` commands) within `cluster.redis_timeout_ms`; a failure or a
-    /// timeout marks Redis down.
+    /// timeout fails this call, and the `cluster.redis_down_after`-th in a row marks Redis down.
     pub(super) async fn query<T: FromRedisValue>(
         &self,
         pipe: &Pipeline,
@@ -167,12 +181,30 @@ impl Cluster {
             .fetch_add(commands as u64, Ordering::Relaxed);
         let outcome = tokio::time::timeout(timeout, pipe.query_async::<T>(&mut connection)).await;
         let failure = match outcome {
-            Ok(Ok(answer)) => return Ok(answer),
+            Ok(Ok(answer)) => {
+                self.inner.failing.store(0, Ordering::Relaxed);
+                return Ok(answer);
+            }
             Ok(Err(err)) => err.to_string(),
             Err(_) => format!("no answer within {} ms", timeout.as_millis()),
         };
-        self.mark_down(&failure);
+        self.count_failure(&failure);
         Err(Down(failure))
+    }
+
+    /// One more failed or slow call in a row: at `down_after` of them Redis is down.
+    fn count_failure(&self, why: &str) {
+        self.inner.failed_calls.fetch_add(1, Ordering::Relaxed);
+        let in_a_row = self.inner.failing.fetch_add(1, Ordering::Relaxed) + 1;
+        if in_a_row >= self.inner.down_after {
+            let why = match self.inner.down_after {
+                1 => why.to_owned(),
+                n => format!("{n} calls in a row failed or were slow, the last: {why}"),
+            };
+            self.mark_down(&why);
+        } else {
+            log::debug!("Redis call failed ({in_a_row} in a row): {why}");
+        }
     }
 
     fn connection(&self) -> Option<MultiplexedConnection> {
@@ -182,8 +214,13 @@ impl Cluster {
         self.inner.connection.read().ok()?.clone()
     }
 
+    /// The server connected to, or last connected to.
+    pub(super) fn server(&self) -> Option<String> {
+        self.inner.server.lock().ok().and_then(|s| s.clone())
+    }
+
     /// Logs the transition once; the agent reconnects.
-    fn mark_down(&self, why: &str) {
+    pub(super) fn mark_down(&self, why: &str) {
         if self.inner.up.swap(false, Ordering::AcqRel) {
             let fallback = match self.inner.on_redis_down {
                 OnRedisDown::Local => "each instance limits on its own",
@@ -199,15 +236,20 @@ impl Cluster {
     }
 
     /// A fresh connection with the scripts loaded and the registry caught up: Redis is up.
-    pub(super) fn mark_up(&self, connection: MultiplexedConnection) {
+    /// `server` is the address connected to.
+    pub(super) fn mark_up(&self, connection: MultiplexedConnection, server: String) {
         if let Ok(mut slot) = self.inner.connection.write() {
             *slot = Some(connection);
         }
+        if let Ok(mut slot) = self.inner.server.lock() {
+            *slot = Some(server.clone());
+        }
+        self.inner.failing.store(0, Ordering::Relaxed);
         if !self.inner.up.swap(true, Ordering::AcqRel) {
-            log::info!("Redis is up: limits and clients are shared across instances");
+            log::info!("Redis is up at {server}: limits and clients are shared across instances");
             self.inner.events.publish(LbEvent::Redis {
                 state: "up",
-                reason: "connected, scripts loaded, registry read".to_owned(),
+                reason: format!("connected to {server}, scripts loaded, registry read"),
             });
         }
     }

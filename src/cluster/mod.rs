@@ -5,10 +5,13 @@
 //! client writes, [`clients`]). The
 //! connection itself — one multiplexed socket, its I/O task — lives on the cluster's own arbiter
 //! with the [`agent`], which heartbeats, follows the registry's change log and reconnects; a
-//! stopping HTTP worker cannot take it down. Any call slower than `cluster.redis_timeout_ms`
-//! or failing marks Redis down at once: the shards then decide locally (`cluster.on_redis_down`)
-//! without waiting on Redis, until the agent has reconnected, reloaded the scripts and caught
-//! up with the registry. The lease arithmetic is in [`lease`], the scripts in [`scripts`].
+//! stopping HTTP worker cannot take it down. Which server it connects to is the [`target`]'s
+//! answer: `cluster.redis_url`'s, or the master the sentinels name. A call slower than
+//! `cluster.redis_timeout_ms` or failing is decided locally; `cluster.redis_down_after` of
+//! them in a row (or the sentinels naming another master) mark Redis down: the shards then
+//! decide locally (`cluster.on_redis_down`) without asking Redis, until the agent has
+//! reconnected, reloaded the scripts and caught up with the registry. The lease arithmetic is
+//! in [`lease`], the scripts in [`scripts`].
 
 mod agent;
 mod buckets;
@@ -17,6 +20,7 @@ mod handle;
 pub mod lease;
 mod scripts;
 mod status;
+mod target;
 
 pub use agent::{start_agent, Change, Replica};
 pub use buckets::{RoutedAsk, RoutedGrant};

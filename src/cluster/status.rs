@@ -9,6 +9,11 @@ pub struct ClusterStatus {
     pub mode: &'static str,
     /// `"up"`, `"down"`, or `None` in single mode.
     pub redis: Option<&'static str>,
+    /// `"single"` or `"sentinel"`; `None` in single mode.
+    pub topology: Option<&'static str>,
+    /// The Redis server this instance is connected to (the master, behind Sentinel), or was
+    /// last; `None` before the first connection.
+    pub server: Option<String>,
     pub instance: String,
     /// Instances that heartbeat into Redis, as last seen from here.
     pub instances: Vec<Instance>,
@@ -28,6 +33,8 @@ pub struct ClusterCounters {
     pub up: bool,
     /// Commands sent to Redis (a pipeline of n bucket asks counts n).
     pub calls: u64,
+    /// Calls that failed or were slower than `cluster.redis_timeout_ms`.
+    pub failed_calls: u64,
     /// Admissions decided without Redis because it was down.
     pub decided_locally: u64,
 }
@@ -37,6 +44,8 @@ pub fn single_status(instance: String) -> ClusterStatus {
     ClusterStatus {
         mode: "single",
         redis: None,
+        topology: None,
+        server: None,
         instance,
         instances: Vec::new(),
     }

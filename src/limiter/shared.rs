@@ -316,13 +316,16 @@ mod tests {
     use super::*;
     use crate::events::Events;
     use crate::persistence::Database;
-    use crate::settings::{ClusterSettings, OnRedisDown};
+    use crate::settings::{ClusterSettings, OnRedisDown, RedisTopology};
 
     const LEASE: Duration = Duration::from_millis(100);
 
     fn shared_mode(dir: &Path, policy: OnRedisDown) -> SharedMode {
         let settings = ClusterSettings {
-            redis: Some(redis::Client::open("redis://127.0.0.1:1/").expect("url")),
+            redis: Some(RedisTopology::Single(
+                redis::Client::open("redis://127.0.0.1:1/").expect("url"),
+            )),
+            redis_down_after: std::num::NonZeroU32::MIN,
             key_prefix: "lb:".into(),
             lease: LEASE,
             on_redis_down: policy,

@@ -367,8 +367,14 @@ fn register_cluster(scraped: &mut Registry, counters: ClusterCounters) {
         ConstCounter::new(counters.calls),
     );
     scraped.register(
+        "lb_redis_failed_calls",
+        "Redis calls that failed or were slower than cluster.redis_timeout_ms; \
+         cluster.redis_down_after of them in a row make Redis down",
+        ConstCounter::new(counters.failed_calls),
+    );
+    scraped.register(
         "lb_admissions_decided_locally",
-        "Admissions decided without Redis because it was down (cluster mode)",
+        "Admissions decided without Redis because it was down or its call failed (cluster mode)",
         ConstCounter::new(counters.decided_locally),
     );
 }

@@ -5,6 +5,7 @@
 //! Every failure is a [`ConfigError`] naming the file (or variable), the key and the problem.
 
 mod checker;
+mod cluster;
 mod error;
 mod raw;
 mod read;
@@ -24,8 +25,8 @@ pub use raw::RawSettings;
 pub use read::DEFAULT_SETTINGS_FILE;
 pub use typed::{
     AccessFormat, AdminSettings, BackendSettings, ClusterSettings, HealthSettings, LogSettings,
-    OnRedisDown, PersistenceSettings, RateLimitSettings, ServerSettings, SimulationSettings,
-    TlsSettings, TracingSettings,
+    OnRedisDown, PersistenceSettings, RateLimitSettings, RedisTopology, ServerSettings,
+    SimulationSettings, TlsSettings, TracingSettings,
 };
 
 /// Where to read from: the CLI's `--settings` and `--backends`.
@@ -89,7 +90,7 @@ impl Settings {
     ) -> Result<Self, ConfigError> {
         let check = Checker { origin };
         let simulation = sections::simulation(&check, &raw.simulation, &topology.pools)?;
-        let cluster = sections::cluster(&check, &raw.cluster)?;
+        let cluster = cluster::cluster(&check, &raw.cluster)?;
         let tls = sections::tls(&check, &raw.tls, base_dir)?;
         Ok(Self {
             server: sections::server(&check, &raw.server)?,

@@ -303,8 +303,13 @@ impl Default for RawSimulation {
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RawCluster {
-    /// Empty: a single instance on SQLite alone.
+    /// Empty (and no sentinels): a single instance on SQLite alone.
     pub redis_url: String,
+    /// `host:port` of Redis Sentinels; the master named `redis_master_name` is found through them.
+    pub redis_sentinels: Vec<String>,
+    pub redis_master_name: String,
+    /// Consecutive failed or slow calls before Redis counts as down.
+    pub redis_down_after: u32,
     pub key_prefix: String,
     /// Longest an instance holds tokens taken from Redis; 0 = ask Redis for every admission.
     pub lease_ms: u64,
@@ -319,6 +324,9 @@ impl Default for RawCluster {
     fn default() -> Self {
         Self {
             redis_url: String::new(),
+            redis_sentinels: Vec::new(),
+            redis_master_name: "mymaster".to_owned(),
+            redis_down_after: 3,
             key_prefix: "lb:".to_owned(),
             lease_ms: 100,
             on_redis_down: "local".to_owned(),

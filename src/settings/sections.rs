@@ -10,12 +10,11 @@ use actix_web::http::Uri;
 use super::checker::Checker;
 use super::error::ConfigError;
 use super::raw::{
-    RawAdmin, RawCluster, RawLog, RawPersistence, RawRateLimit, RawServer, RawSimulation, RawTls,
-    RawTracing,
+    RawAdmin, RawLog, RawPersistence, RawRateLimit, RawServer, RawSimulation, RawTls, RawTracing,
 };
 use super::typed::{
-    AccessFormat, AdminSettings, ClusterSettings, LogSettings, OnRedisDown, PersistenceSettings,
-    RateLimitSettings, ServerSettings, SimulationSettings, TlsSettings, TracingSettings,
+    AccessFormat, AdminSettings, LogSettings, PersistenceSettings, RateLimitSettings,
+    ServerSettings, SimulationSettings, TlsSettings, TracingSettings,
 };
 use crate::backend::DEFAULT_POOL;
 use crate::certs;
@@ -278,46 +277,4 @@ pub fn tls(
         key,
         certified,
     }))
-}
-
-/// The cluster section; a malformed Redis URL is a configuration error, an unreachable Redis
-/// is not (the instance starts and joins when Redis appears).
-pub fn cluster(check: &Checker, raw: &RawCluster) -> Result<ClusterSettings, ConfigError> {
-    let url = raw.redis_url.trim();
-    let redis = if url.is_empty() {
-        None
-    } else {
-        Some(redis::Client::open(url).map_err(|e| {
-            check.invalid(
-                "cluster.redis_url",
-                format!("{url:?} is not a Redis URL: {e}"),
-            )
-        })?)
-    };
-    let on_redis_down = match raw.on_redis_down.as_str() {
-        "local" => OnRedisDown::Local,
-        "allow" => OnRedisDown::Allow,
-        "deny" => OnRedisDown::Deny,
-        other => {
-            return Err(check.invalid(
-                "cluster.on_redis_down",
-                format!("{other:?} is not one of \"local\", \"allow\", \"deny\""),
-            ))
-        }
-    };
-    if raw.key_prefix.is_empty() {
-        return Err(check.invalid(
-            "cluster.key_prefix",
-            "must not be empty (every key of this balancer carries it)",
-        ));
-    }
-    let name = raw.instance_name.trim();
-    Ok(ClusterSettings {
-        redis,
-        key_prefix: raw.key_prefix.clone(),
-        lease: Duration::from_millis(check.at_most("cluster.lease_ms", raw.lease_ms, 10_000)?),
-        on_redis_down,
-        redis_timeout: check.nonzero_ms("cluster.redis_timeout_ms", raw.redis_timeout_ms)?,
-        instance_name: (!name.is_empty()).then(|| name.to_owned()),
-    })
 }

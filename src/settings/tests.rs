@@ -134,6 +134,38 @@ fn a_redis_url_is_checked_not_connected() {
     assert_eq!(s.cluster.instance_name.as_deref(), Some("edge-1"));
 }
 
+/// Sentinels are `host:port` (an IPv6 address in brackets) with the master's name; one Redis
+/// URL and sentinels together is an error naming both.
+#[test]
+fn sentinels_or_a_url_not_both() {
+    let s = validate(|r| {
+        r.cluster.redis_sentinels = vec!["127.0.0.1:26380".into(), "[::1]:26381".into()];
+        r.cluster.redis_master_name = "edge".into();
+    })
+    .expect("valid");
+    let Some(RedisTopology::Sentinel {
+        sentinels,
+        master_name,
+    }) = s.cluster.redis
+    else {
+        panic!("sentinel topology");
+    };
+    let addrs: Vec<String> = sentinels.iter().map(|s| s.addr().to_string()).collect();
+    assert_eq!(addrs, ["127.0.0.1:26380", "::1:26381"]);
+    assert_eq!(master_name, "edge");
+    assert_eq!(s.cluster.redis_down_after.get(), 3);
+    let both = validate(|r| {
+        r.cluster.redis_url = "redis://127.0.0.1:6390/0".into();
+        r.cluster.redis_sentinels = vec!["127.0.0.1:26380".into()];
+    })
+    .expect_err("both set")
+    .to_string();
+    assert!(
+        both.contains("redis_url and redis_sentinels are both set"),
+        "{both}"
+    );
+}
+
 /// Each bad value names its key and says what is wrong.
 #[test]
 fn bad_values_name_their_key() {
@@ -207,6 +239,29 @@ fn bad_values_name_their_key() {
             "cluster.redis_url",
             Box::new(|r| r.cluster.redis_url = "http://127.0.0.1:6379".into()),
             "not a Redis URL",
+        ),
+        (
+            "cluster.redis_sentinels",
+            Box::new(|r| r.cluster.redis_sentinels = vec!["127.0.0.1".into()]),
+            "no port",
+        ),
+        (
+            "cluster.redis_sentinels",
+            Box::new(|r| r.cluster.redis_sentinels = vec!["127.0.0.1:0".into()]),
+            "1 to 65535",
+        ),
+        (
+            "cluster.redis_master_name",
+            Box::new(|r| {
+                r.cluster.redis_sentinels = vec!["127.0.0.1:26380".into()];
+                r.cluster.redis_master_name = " ".into();
+            }),
+            "must not be empty",
+        ),
+        (
+            "cluster.redis_down_after",
+            Box::new(|r| r.cluster.redis_down_after = 0),
+            "at least 1",
         ),
         (
             "cluster.on_redis_down",

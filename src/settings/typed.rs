@@ -189,9 +189,11 @@ pub enum AccessFormat {
 /// `[cluster]`.
 #[derive(Debug, Clone)]
 pub struct ClusterSettings {
-    /// `None`: a single instance (SQLite alone); else the client for `cluster.redis_url` (the
-    /// URL is checked; nothing is connected yet).
-    pub redis: Option<redis::Client>,
+    /// `None`: a single instance (SQLite alone); else where Redis is (checked for its form;
+    /// nothing is connected yet).
+    pub redis: Option<RedisTopology>,
+    /// Consecutive failed or slow calls before Redis counts as down.
+    pub redis_down_after: NonZeroU32,
     /// Every Redis key this balancer writes starts with it.
     pub key_prefix: String,
     /// Longest an instance holds tokens taken from Redis; zero = ask Redis for every admission.
@@ -202,6 +204,19 @@ pub struct ClusterSettings {
     /// Shown in status and in Redis's list of instances; `None` = the address the listener
     /// bound (resolved at start, so `127.0.0.1:0` becomes the port actually taken).
     pub instance_name: Option<String>,
+}
+
+/// How the instances reach Redis.
+#[derive(Debug, Clone)]
+pub enum RedisTopology {
+    /// One server, `cluster.redis_url`.
+    Single(redis::Client),
+    /// The master named `master_name`, asked of these sentinels at every (re)connect, so a
+    /// failover is followed.
+    Sentinel {
+        sentinels: Vec<redis::ConnectionInfo>,
+        master_name: String,
+    },
 }
 
 /// What admissions do while Redis cannot be reached.

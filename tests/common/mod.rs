@@ -10,6 +10,7 @@ pub mod otlp;
 pub mod process;
 pub mod prometheus;
 pub mod redis;
+pub mod sentinel;
 pub mod tls;
 pub mod webdriver;
 pub mod ws;

@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 
 pub struct RedisServer {
     pub addr: SocketAddr,
-    dir: PathBuf,
+    pub dir: PathBuf,
+    /// Arguments before the usual ones (a config file, `--sentinel`) and after them.
+    pub args_before: Vec<String>,
+    pub args_after: Vec<String>,
     child: Option<Child>,
 }
 
@@ -24,6 +27,14 @@ impl RedisServer {
     /// Starts one, or `None` (after one line on stderr) when there is no `redis-server` and
     /// `CI` is unset.
     pub fn start() -> Option<Self> {
+        let mut server = Self::unstarted()?;
+        server.restart();
+        Some(server)
+    }
+
+    /// A free port and a directory, not started yet (for arguments of its own; then
+    /// [`Self::restart`]), or `None` as [`Self::start`].
+    pub fn unstarted() -> Option<Self> {
         if !super::installed(&binary(), "redis-server") {
             return None;
         }
@@ -33,13 +44,13 @@ impl RedisServer {
             .port();
         assert_ne!(port, 6379, "never the default port");
         let dir = super::fresh_dir();
-        let mut server = Self {
+        Some(Self {
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
             dir,
+            args_before: Vec::new(),
+            args_after: Vec::new(),
             child: None,
-        };
-        server.restart();
-        Some(server)
+        })
     }
 
     pub fn url(&self) -> String {
@@ -67,6 +78,7 @@ impl RedisServer {
     /// Starts the server (again) on its port, and waits until it answers.
     pub fn restart(&mut self) {
         let child = Command::new(binary())
+            .args(&self.args_before)
             .args([
                 "--bind",
                 "127.0.0.1",
@@ -76,6 +88,7 @@ impl RedisServer {
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
             .arg("--dir")
             .arg(&self.dir)
+            .args(&self.args_after)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
