@@ -308,6 +308,10 @@ fn describe_state(settings: &Settings) -> String {
             format!("cluster mode through Redis (master {master_name:?} behind Sentinel)")
         }
         Some(RedisTopology::Single(_)) => "cluster mode through Redis".to_owned(),
+        Some(RedisTopology::Cluster(nodes)) => format!(
+            "cluster mode through a Redis Cluster ({} seed nodes)",
+            nodes.len()
+        ),
         None => "single instance".to_owned(),
     };
     format!(

@@ -145,22 +145,28 @@ fn traffic(instances: &[Instance], stop: &Arc<AtomicBool>) -> thread::JoinHandle
     })
 }
 
-/// A Redis URL and sentinels together is a configuration error naming both: exit 2.
+/// Two of a Redis URL, sentinels and a Redis Cluster's nodes is a configuration error naming
+/// both: exit 2.
 #[test]
-fn a_url_and_sentinels_together_exit_2() {
-    let dir = common::fresh_dir();
-    let backend = SocketAddr::from(([127, 0, 0, 1], 9));
-    let extra = "redis_sentinels = [\"127.0.0.1:26390\"]";
-    common::process::write_config(
-        &dir,
-        backend,
-        "",
-        &format!("[cluster]\nredis_url = \"redis://127.0.0.1:6390/0\"\n{extra}\n"),
-    );
-    let (code, stderr) = common::process::run_to_exit(&dir, &["--check"], &[]);
-    assert_eq!(code, Some(2), "{stderr}");
-    assert!(
-        stderr.contains("redis_url and redis_sentinels are both set"),
-        "{stderr}"
-    );
+fn two_ways_to_redis_exit_2() {
+    let url = "redis_url = \"redis://127.0.0.1:6390/0\"";
+    let sentinels = "redis_sentinels = [\"127.0.0.1:26390\"]";
+    let nodes = "redis_cluster_nodes = [\"127.0.0.1:7390\"]";
+    for (first, second, named) in [
+        (url, sentinels, "redis_url and redis_sentinels are both set"),
+        (url, nodes, "redis_url and redis_cluster_nodes are both set"),
+        (
+            sentinels,
+            nodes,
+            "redis_sentinels and redis_cluster_nodes are both set",
+        ),
+    ] {
+        let dir = common::fresh_dir();
+        let backend = SocketAddr::from(([127, 0, 0, 1], 9));
+        let cluster = format!("[cluster]\n{first}\n{second}\n");
+        common::process::write_config(&dir, backend, "", &cluster);
+        let (code, stderr) = common::process::run_to_exit(&dir, &["--check"], &[]);
+        assert_eq!(code, Some(2), "{stderr}");
+        assert!(stderr.contains(named), "{stderr}");
+    }
 }

@@ -13,10 +13,9 @@ use std::time::Duration;
 
 use actix::{Actor, ActorFutureExt, Arbiter, AsyncContext, Context, WrapFuture};
 use futures_util::future::LocalBoxFuture;
-use redis::aio::MultiplexedConnection;
-use redis::AsyncConnectionConfig;
 
 use super::clients::StoredClient;
+use super::connection::Connection;
 use super::handle::{Cluster, Down};
 use super::status::Instance;
 use super::target::Target;
@@ -111,10 +110,7 @@ impl Agent {
         self.checking_master = true;
         let cluster = self.cluster.clone();
         let slow = self.slow;
-        let ask = async move {
-            let master = cluster.inner.target.server(slow).await.ok()?;
-            Some(master.get_connection_info().addr().to_string())
-        };
+        let ask = async move { cluster.inner.target.master_now(slow).await };
         ctx.spawn(ask.into_actor(self).map(|master, agent, _| {
             agent.checking_master = false;
             let Some(master) = master else {
@@ -258,9 +254,9 @@ fn parse_entry(fields: &[String]) -> Option<Entry> {
 
 /// A fresh connection, ready for shared limiting.
 struct Joined {
-    connection: MultiplexedConnection,
-    /// The server's `host:port`.
-    server: String,
+    connection: Connection,
+    /// The server's `host:port` (none on a Redis Cluster).
+    server: Option<String>,
     /// The registry, and the log entry it is current to.
     clients: Vec<StoredClient>,
     last_id: String,
@@ -273,18 +269,9 @@ async fn join(
     local: LocalBoxFuture<'static, Vec<ClientRecord>>,
     slow: Duration,
 ) -> Result<Joined, Down> {
-    let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(slow))
-        .set_response_timeout(Some(slow));
-    let client = cluster.inner.target.server(slow).await.map_err(Down)?;
-    let server = client.get_connection_info().addr().to_string();
-    let mut connection = within(
-        slow,
-        client.get_multiplexed_async_connection_with_config(&config),
-    )
-    .await?;
+    let (mut connection, server) = cluster.inner.target.connect(slow).await.map_err(Down)?;
     for script in cluster.inner.scripts.all() {
-        within(slow, script.load_async(&mut connection)).await?;
+        within(slow, connection.load(script)).await?;
     }
     let (mut clients, mut last_id, log_exists) =
         read_registry(&cluster, &mut connection, slow).await?;
@@ -293,7 +280,7 @@ async fn join(
         if !local.is_empty() {
             for record in &local {
                 let create = cluster.create_pipe(&StoredClient::from_record(record))?;
-                within(slow, create.query_async::<(u8,)>(&mut connection)).await?;
+                within(slow, connection.query::<(u8,)>(&create)).await?;
             }
             log::warn!(
                 "Redis holds no registry (restarted without persistence?): seeded it with this instance's {} clients",
@@ -317,7 +304,7 @@ async fn join(
 /// The last log entry's id (empty if none), then every client, and whether the log exists.
 async fn read_registry(
     cluster: &Cluster,
-    connection: &mut MultiplexedConnection,
+    connection: &mut Connection,
     slow: Duration,
 ) -> Result<(Vec<StoredClient>, String, bool), Down> {
     let mut pipe = redis::pipe();
@@ -332,7 +319,7 @@ async fn read_registry(
         .cmd("EXISTS")
         .arg(cluster.log_key());
     type Answer = (Vec<(String, Vec<String>)>, HashMap<String, String>, u8);
-    let (last, all, exists): Answer = within(slow, pipe.query_async(connection)).await?;
+    let (last, all, exists): Answer = within(slow, connection.query(&pipe)).await?;
     let last_id = last
         .into_iter()
         .next()

@@ -123,19 +123,19 @@ impl Cluster {
         Ok(json.as_deref().and_then(StoredClient::parse))
     }
 
-    /// Removes a client and its bucket; `Ok(false)` when there was none.
+    /// Removes a client, then its bucket (a key of another slot on a Redis Cluster, so not in
+    /// the script); `Ok(false)` when there was none.
     pub async fn delete(&self, client_id: &str) -> Result<bool, Down> {
         let bucket = self.bucket_key(&ClientKey::Registered(client_id.to_owned()));
         let mut invocation = self.inner.scripts.delete.key(self.clients_key());
         invocation
             .key(self.log_key())
-            .key(bucket)
             .arg(client_id)
             .arg(LOG_LENGTH)
             .arg(self.instance());
         let mut pipe = redis::pipe();
-        pipe.invoke_script(&invocation);
-        let (deleted,): (u8,) = self.query(&pipe, 1).await?;
+        pipe.invoke_script(&invocation).cmd("DEL").arg(bucket);
+        let (deleted, _): (u8, u8) = self.query(&pipe, 2).await?;
         Ok(deleted == 1)
     }
 }

@@ -7,15 +7,15 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
 use redis::{FromRedisValue, Pipeline};
 
+use super::connection::Connection;
 use super::scripts::Scripts;
 use super::status::{ClusterCounters, ClusterStatus, Instance};
 use super::target::Target;
 use crate::client::ClientKey;
 use crate::events::{Events, LbEvent};
-use crate::settings::{ClusterSettings, OnRedisDown};
+use crate::settings::{ClusterSettings, OnRedisDown, RedisTopology};
 
 /// Entries the registry's change log keeps (roughly); an instance away longer resyncs anyway.
 pub(super) const LOG_LENGTH: u64 = 10_000;
@@ -37,9 +37,11 @@ pub(super) struct Inner {
     server: Mutex<Option<String>>,
     prefix: String,
     pub(super) timeout: Duration,
+    /// Keys carry hash tags (a Redis Cluster).
+    tagged: bool,
     on_redis_down: OnRedisDown,
     pub(super) scripts: Scripts,
-    connection: RwLock<Option<MultiplexedConnection>>,
+    connection: RwLock<Option<Connection>>,
     up: AtomicBool,
     /// Consecutive failed or slow calls, and how many make Redis down.
     failing: AtomicU32,
@@ -60,6 +62,7 @@ impl Cluster {
         Some(Self {
             inner: Arc::new(Inner {
                 target: Target::new(&topology),
+                tagged: matches!(topology, RedisTopology::Cluster(_)),
                 server: Mutex::new(None),
                 prefix: settings.key_prefix.clone(),
                 timeout: settings.redis_timeout,
@@ -179,7 +182,7 @@ impl Cluster {
         self.inner
             .calls
             .fetch_add(commands as u64, Ordering::Relaxed);
-        let outcome = tokio::time::timeout(timeout, pipe.query_async::<T>(&mut connection)).await;
+        let outcome = tokio::time::timeout(timeout, connection.query::<T>(pipe)).await;
         let failure = match outcome {
             Ok(Ok(answer)) => {
                 self.inner.failing.store(0, Ordering::Relaxed);
@@ -207,7 +210,7 @@ impl Cluster {
         }
     }
 
-    fn connection(&self) -> Option<MultiplexedConnection> {
+    fn connection(&self) -> Option<Connection> {
         if !self.is_up() {
             return None;
         }
@@ -236,20 +239,23 @@ impl Cluster {
     }
 
     /// A fresh connection with the scripts loaded and the registry caught up: Redis is up.
-    /// `server` is the address connected to.
-    pub(super) fn mark_up(&self, connection: MultiplexedConnection, server: String) {
+    /// `server` is the address connected to (none on a Redis Cluster).
+    pub(super) fn mark_up(&self, connection: Connection, server: Option<String>) {
         if let Ok(mut slot) = self.inner.connection.write() {
             *slot = Some(connection);
         }
+        let at = server
+            .clone()
+            .unwrap_or_else(|| "the Redis Cluster".to_owned());
         if let Ok(mut slot) = self.inner.server.lock() {
-            *slot = Some(server.clone());
+            *slot = server;
         }
         self.inner.failing.store(0, Ordering::Relaxed);
         if !self.inner.up.swap(true, Ordering::AcqRel) {
-            log::info!("Redis is up at {server}: limits and clients are shared across instances");
+            log::info!("Redis is up ({at}): limits and clients are shared across instances");
             self.inner.events.publish(LbEvent::Redis {
                 state: "up",
-                reason: format!("connected to {server}, scripts loaded, registry read"),
+                reason: format!("connected to {at}, scripts loaded, registry read"),
             });
         }
     }
@@ -260,32 +266,58 @@ impl Cluster {
         }
     }
 
+    /// A client's bucket. On a Redis Cluster the client's identity is the key's hash tag, so
+    /// that its buckets on routes share the slot (one script takes from both).
     pub(super) fn bucket_key(&self, key: &ClientKey) -> String {
+        let prefix = &self.inner.prefix;
         match key {
-            ClientKey::Registered(id) => format!("{}bucket:client:{id}", self.inner.prefix),
-            ClientKey::Ip(ip) => format!("{}bucket:ip:{ip}", self.inner.prefix),
+            ClientKey::Registered(id) => format!("{prefix}bucket:client:{}", self.tag(id)),
+            ClientKey::Ip(ip) => format!("{prefix}bucket:ip:{}", self.tag(&ip.to_string())),
         }
     }
 
     /// `key`'s bucket on `route` (a route with limits).
     pub(super) fn route_bucket_key(&self, route: &str, key: &ClientKey) -> String {
+        let prefix = &self.inner.prefix;
         match key {
             ClientKey::Registered(id) => {
-                format!("{}bucket:route:{route}:client:{id}", self.inner.prefix)
+                format!("{prefix}bucket:route:{route}:client:{}", self.tag(id))
             }
-            ClientKey::Ip(ip) => format!("{}bucket:route:{route}:ip:{ip}", self.inner.prefix),
+            ClientKey::Ip(ip) => {
+                format!(
+                    "{prefix}bucket:route:{route}:ip:{}",
+                    self.tag(&ip.to_string())
+                )
+            }
         }
     }
 
     pub(super) fn clients_key(&self) -> String {
-        format!("{}clients", self.inner.prefix)
+        self.registry_key("clients")
     }
 
     pub(super) fn log_key(&self) -> String {
-        format!("{}clients:log", self.inner.prefix)
+        self.registry_key("clients:log")
     }
 
     pub(super) fn instances_key(&self) -> String {
-        format!("{}instances", self.inner.prefix)
+        self.registry_key("instances")
+    }
+
+    /// `{id}` on a Redis Cluster (a hash tag: the slot is the tag's), else `id`. Client ids,
+    /// addresses and route names hold no braces; the prefix is checked for them.
+    fn tag(&self, id: &str) -> String {
+        if self.inner.tagged {
+            format!("{{{id}}}")
+        } else {
+            id.to_owned()
+        }
+    }
+
+    /// The registry's keys share one slot on a Redis Cluster (`{registry}`): reading it whole
+    /// is one pipeline, and each write script touches the hash and its log together.
+    fn registry_key(&self, name: &str) -> String {
+        let tag = if self.inner.tagged { "{registry}" } else { "" };
+        format!("{}{tag}{name}", self.inner.prefix)
     }
 }

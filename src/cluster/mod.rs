@@ -16,6 +16,7 @@
 mod agent;
 mod buckets;
 mod clients;
+mod connection;
 mod handle;
 pub mod lease;
 mod scripts;

@@ -149,13 +149,12 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], '*', 'op', 'put', 'id', ARGV
 return json
 ";
 
-/// Removes a client and its bucket. KEYS: the clients hash, the change log, the bucket.
+/// Removes a client (its bucket is deleted apart). KEYS: the clients hash, the change log.
 /// ARGV: id, the log's length cap, the writing instance. Answers 1, or 0 if there was none.
 const DELETE: &str = r"
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then
   return 0
 end
-redis.call('DEL', KEYS[3])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'op', 'del', 'id', ARGV[1], 'action', 'deleted', 'by', ARGV[3])
 return 1
 ";

@@ -39,18 +39,36 @@ pub fn cluster(check: &Checker, raw: &RawCluster) -> Result<ClusterSettings, Con
     })
 }
 
-/// One Redis URL, or sentinels and a master's name, or neither (a single instance); both is
-/// an error naming both keys.
+/// One Redis URL, sentinels and a master's name, or a Redis Cluster's seed nodes — or none
+/// (a single instance). Two of them is an error naming both keys.
 fn topology(check: &Checker, raw: &RawCluster) -> Result<Option<RedisTopology>, ConfigError> {
     let url = raw.redis_url.trim();
-    match (url.is_empty(), raw.redis_sentinels.is_empty()) {
-        (true, true) => Ok(None),
-        (false, false) => Err(check.invalid(
+    let set: Vec<&str> = [
+        ("redis_url", !url.is_empty()),
+        ("redis_sentinels", !raw.redis_sentinels.is_empty()),
+        ("redis_cluster_nodes", !raw.redis_cluster_nodes.is_empty()),
+    ]
+    .into_iter()
+    .filter_map(|(key, is_set)| is_set.then_some(key))
+    .collect();
+    if let [first, second, ..] = set[..] {
+        return Err(check.invalid(
             "cluster",
-            "redis_url and redis_sentinels are both set; set exactly one of them \
-             (redis_url for one Redis server, redis_sentinels for a master behind Sentinel)",
-        )),
-        (false, true) => {
+            format!(
+                "{first} and {second} are both set; set exactly one of redis_url (one Redis \
+                 server), redis_sentinels (a master behind Sentinel), redis_cluster_nodes \
+                 (a Redis Cluster)"
+            ),
+        ));
+    }
+    let addresses = |key: &str, list: &[String]| -> Result<Vec<_>, ConfigError> {
+        list.iter()
+            .map(|text| host_port(check, key, text))
+            .collect()
+    };
+    match set.first().copied() {
+        None => Ok(None),
+        Some("redis_url") => {
             let client = redis::Client::open(url).map_err(|e| {
                 check.invalid(
                     "cluster.redis_url",
@@ -59,12 +77,8 @@ fn topology(check: &Checker, raw: &RawCluster) -> Result<Option<RedisTopology>, 
             })?;
             Ok(Some(RedisTopology::Single(client)))
         }
-        (true, false) => {
-            let sentinels = raw
-                .redis_sentinels
-                .iter()
-                .map(|text| host_port(check, "cluster.redis_sentinels", text))
-                .collect::<Result<_, _>>()?;
+        Some("redis_sentinels") => {
+            let sentinels = addresses("cluster.redis_sentinels", &raw.redis_sentinels)?;
             let master_name = raw.redis_master_name.trim();
             if master_name.is_empty() {
                 return Err(check.invalid(
@@ -76,6 +90,16 @@ fn topology(check: &Checker, raw: &RawCluster) -> Result<Option<RedisTopology>, 
                 sentinels,
                 master_name: master_name.to_owned(),
             }))
+        }
+        Some(_) => {
+            if raw.key_prefix.contains(['{', '}']) {
+                return Err(check.invalid(
+                    "cluster.key_prefix",
+                    "must not contain { or } on a Redis Cluster (the keys' hash tags use them)",
+                ));
+            }
+            let nodes = addresses("cluster.redis_cluster_nodes", &raw.redis_cluster_nodes)?;
+            Ok(Some(RedisTopology::Cluster(nodes)))
         }
     }
 }

@@ -308,6 +308,8 @@ pub struct RawCluster {
     /// `host:port` of Redis Sentinels; the master named `redis_master_name` is found through them.
     pub redis_sentinels: Vec<String>,
     pub redis_master_name: String,
+    /// `host:port` seed nodes of a Redis Cluster.
+    pub redis_cluster_nodes: Vec<String>,
     /// Consecutive failed or slow calls before Redis counts as down.
     pub redis_down_after: u32,
     pub key_prefix: String,
@@ -326,6 +328,7 @@ impl Default for RawCluster {
             redis_url: String::new(),
             redis_sentinels: Vec::new(),
             redis_master_name: "mymaster".to_owned(),
+            redis_cluster_nodes: Vec::new(),
             redis_down_after: 3,
             key_prefix: "lb:".to_owned(),
             lease_ms: 100,

@@ -134,8 +134,9 @@ fn a_redis_url_is_checked_not_connected() {
     assert_eq!(s.cluster.instance_name.as_deref(), Some("edge-1"));
 }
 
-/// Sentinels are `host:port` (an IPv6 address in brackets) with the master's name; one Redis
-/// URL and sentinels together is an error naming both.
+/// Sentinels are `host:port` (an IPv6 address in brackets) with the master's name, a Redis
+/// Cluster's seeds the same; two of URL, sentinels and seeds is an error naming both, and a
+/// Redis Cluster's key prefix holds no braces (the hash tags' own).
 #[test]
 fn sentinels_or_a_url_not_both() {
     let s = validate(|r| {
@@ -164,6 +165,29 @@ fn sentinels_or_a_url_not_both() {
         both.contains("redis_url and redis_sentinels are both set"),
         "{both}"
     );
+    let nodes = || vec!["127.0.0.1:7001".to_owned(), "localhost:7002".to_owned()];
+    let s = validate(|r| r.cluster.redis_cluster_nodes = nodes()).expect("valid");
+    let Some(RedisTopology::Cluster(seeds)) = s.cluster.redis else {
+        panic!("cluster topology");
+    };
+    assert_eq!(seeds.len(), 2);
+    let both = validate(|r| {
+        r.cluster.redis_sentinels = vec!["127.0.0.1:26380".into()];
+        r.cluster.redis_cluster_nodes = nodes();
+    })
+    .expect_err("both set")
+    .to_string();
+    assert!(
+        both.contains("redis_sentinels and redis_cluster_nodes are both set"),
+        "{both}"
+    );
+    let braces = validate(|r| {
+        r.cluster.redis_cluster_nodes = nodes();
+        r.cluster.key_prefix = "{lb}:".into();
+    })
+    .expect_err("braces in the prefix")
+    .to_string();
+    assert!(braces.contains("cluster.key_prefix"), "{braces}");
 }
 
 /// Each bad value names its key and says what is wrong.
@@ -249,6 +273,11 @@ fn bad_values_name_their_key() {
             "cluster.redis_sentinels",
             Box::new(|r| r.cluster.redis_sentinels = vec!["127.0.0.1:0".into()]),
             "1 to 65535",
+        ),
+        (
+            "cluster.redis_cluster_nodes",
+            Box::new(|r| r.cluster.redis_cluster_nodes = vec![":7001".into()]),
+            "no host",
         ),
         (
             "cluster.redis_master_name",

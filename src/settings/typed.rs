@@ -217,6 +217,8 @@ pub enum RedisTopology {
         sentinels: Vec<redis::ConnectionInfo>,
         master_name: String,
     },
+    /// A Redis Cluster, found through these seed nodes; keys carry hash tags.
+    Cluster(Vec<redis::ConnectionInfo>),
 }
 
 /// What admissions do while Redis cannot be reached.

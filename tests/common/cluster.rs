@@ -95,9 +95,19 @@ impl Instance {
 
     /// As [`Self::start`], on the pool file `pool` (JSON) instead of one backend.
     pub fn start_with_pool(redis_url: &str, pool: &str, limits: (u64, f64)) -> Self {
+        Self::start_with_pool_and(redis_url, pool, limits, "")
+    }
+
+    /// As [`Self::start_with_pool`], with `extra` lines in `[cluster]`.
+    pub fn start_with_pool_and(
+        redis_url: &str,
+        pool: &str,
+        limits: (u64, f64),
+        extra: &str,
+    ) -> Self {
         let dir = super::fresh_dir();
         let unused = SocketAddr::from(([127, 0, 0, 1], 9));
-        write_config(&dir, unused, "", &sections(redis_url, limits, ""));
+        write_config(&dir, unused, "", &sections(redis_url, limits, extra));
         write(&dir, "pool.json", pool);
         let (child, addr) = launch(&dir, &[]);
         Self { child, addr }

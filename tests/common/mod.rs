@@ -10,6 +10,7 @@ pub mod otlp;
 pub mod process;
 pub mod prometheus;
 pub mod redis;
+pub mod redis_cluster;
 pub mod sentinel;
 pub mod tls;
 pub mod webdriver;
