@@ -8,8 +8,9 @@
 //! `capacity + rate * (T + lease)`. How many tokens a shard asks for adapts to its demand: it
 //! doubles while leases run out before they end and halves when tokens come back unused, up to
 //! a quarter of the capacity, so a quiet instance holds little that a busy one could use. When
-//! Redis says the bucket is empty, the shard refuses locally until Redis's next token is due
-//! instead of asking again for every refused request.
+//! Redis says the bucket has no whole token left, it also says when this shard's turn for the
+//! next one is (turns go to the instances one after the other), and the shard refuses locally
+//! until then instead of asking again for every refused request.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -59,7 +60,7 @@ pub struct Ask {
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Grant {
     pub granted: u64,
-    /// Until Redis's bucket has a whole token again (zero when it has one now).
+    /// Until this shard's turn for a whole token (zero when the bucket has one left).
     pub wait: Duration,
     /// Whole tokens left in Redis's bucket.
     pub level: u64,
@@ -70,9 +71,6 @@ pub struct Grant {
 pub struct LeaseBook {
     lease: Duration,
     leases: HashMap<ClientKey, Lease>,
-    /// Instances that may be waiting for the same token (the live instances last seen).
-    contenders: u64,
-    rng: fastrand::Rng,
 }
 
 impl LeaseBook {
@@ -81,16 +79,7 @@ impl LeaseBook {
         Self {
             lease,
             leases: HashMap::new(),
-            contenders: 1,
-            rng: fastrand::Rng::new(),
         }
-    }
-
-    /// How many instances share the buckets. When Redis says a bucket is empty, each instance
-    /// waits for the next token plus a random part of up to one token's time per other
-    /// instance (at most one lease), so they do not all ask for the same token at once.
-    pub fn set_contenders(&mut self, instances: usize) {
-        self.contenders = (instances as u64).max(1);
     }
 
     /// Answers from what this shard holds, if it can: a held token, or a refusal while Redis
@@ -171,12 +160,8 @@ impl LeaseBook {
             // Granted in full, and the last lease was spent before it ended: ask for more.
             lease.size = (lease.size * 2).min(max_size);
         }
-        let others = (self.contenders - 1) as f64;
-        let spread = (others / limits.rate_per_sec).min(self.lease.as_secs_f64());
-        let stagger = Duration::from_secs_f64(self.rng.f64() * spread);
-        lease.empty_until = (grant.granted < ask.want && holding)
-            .then(|| now + grant.wait + stagger)
-            .filter(|_| !grant.wait.is_zero());
+        // No whole token left: until this shard's turn, refuse here without asking.
+        lease.empty_until = (holding && !grant.wait.is_zero()).then(|| now + grant.wait);
         let mut remaining_tokens = served;
         (0..waiting)
             .map(|_| {
@@ -322,47 +307,26 @@ mod tests {
         );
     }
 
-    /// With other instances waiting for the same bucket, the local refusal lasts the wait plus
-    /// a random stagger of up to one token's time per other instance, never more than a lease.
+    /// A grant in full that leaves no whole token still says when this shard's turn is: the
+    /// next request is refused here until then, without asking Redis.
     #[test]
-    fn refusals_are_staggered_between_instances() {
+    fn a_grant_that_empties_the_bucket_waits_for_the_turn() {
         let now = Instant::now();
-        let wait = Duration::from_millis(20);
-        let empty = Grant {
-            granted: 0,
-            wait,
+        let mut book = LeaseBook::new(LEASE);
+        let ask = book.ask(&key(1), 1, LIMITS, now);
+        let turn = Duration::from_millis(250);
+        let answer = Grant {
+            granted: 1,
+            wait: turn,
             level: 0,
         };
-        let fast = Limits::new(100, 100.0);
-        let mut until = Vec::new();
-        for n in 0..200u8 {
-            let mut book = LeaseBook::new(LEASE);
-            book.set_contenders(3);
-            let limits = if n % 2 == 0 {
-                fast
-            } else {
-                Limits::new(100, 0.001)
-            };
-            let ask = book.ask(&key(n), 1, limits, now);
-            book.grant(&key(n), ask, empty, 1, limits, now);
-            let refused = book.take(&key(n), now).expect("refused locally");
-            until.push((n % 2, refused.retry_after));
-        }
-        let fast_max = Duration::from_millis(20 + 20);
-        assert!(until.iter().all(|(_, d)| *d >= wait));
-        assert!(until
-            .iter()
-            .filter(|(slow, _)| *slow == 0)
-            .all(|(_, d)| *d <= fast_max));
-        assert!(
-            until.iter().all(|(_, d)| *d <= wait + LEASE),
-            "a slow rate waits one lease at most"
-        );
-        assert!(until.iter().any(|(_, d)| *d > wait), "staggered");
-        let mut alone = LeaseBook::new(LEASE);
-        let ask = alone.ask(&key(1), 1, fast, now);
-        alone.grant(&key(1), ask, empty, 1, fast, now);
-        assert_eq!(alone.take(&key(1), now).map(|d| d.retry_after), Some(wait));
+        let decisions = book.grant(&key(1), ask, answer, 1, LIMITS, now);
+        assert!(decisions[0].allowed);
+        let later = now + Duration::from_millis(100);
+        let refused = book.take(&key(1), later).expect("answered locally");
+        assert!(!refused.allowed);
+        assert_eq!(refused.retry_after, Duration::from_millis(150));
+        assert_eq!(book.take(&key(1), now + turn), None, "its turn: ask");
     }
 
     /// With `lease_ms = 0` nothing is held and nothing refused locally: every admission asks.

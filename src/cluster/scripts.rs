@@ -5,9 +5,16 @@
 use redis::Script;
 
 /// Takes tokens from a shared bucket. KEYS: the bucket. ARGV: capacity, rate per second,
-/// tokens wanted, tokens given back (an ended lease). Answers {granted, ms until a whole token,
-/// whole tokens left, the exact level as text} (asking for 0 reads the level). A missing key is a full bucket; a bucket that would be full again is
-/// deleted, otherwise it expires when it would be full, so idle clients leave nothing behind.
+/// tokens wanted, tokens given back (an ended lease). Answers {granted, ms until the caller's
+/// turn for a whole token, whole tokens left, the exact level as text} (asking for 0 reads the
+/// level and takes no turn).
+///
+/// Turns: an ask that leaves no whole token is promised the next token nobody else was
+/// promised (`p`, when the token after the last promised one is due), so instances waiting
+/// at a client's limit come back one after the other instead of all asking for each token.
+/// A promise is advice, not a hold: whoever asks when a token is there gets it. A missing key
+/// is a full bucket; a bucket that would be full again is deleted, otherwise it expires when
+/// it would be full, so idle clients leave nothing behind.
 const BUCKET: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
@@ -15,9 +22,10 @@ local capacity = tonumber(ARGV[1])
 local rate = tonumber(ARGV[2]) / 1000
 local want = tonumber(ARGV[3])
 local refund = tonumber(ARGV[4])
-local saved = redis.call('HMGET', KEYS[1], 't', 'at')
+local saved = redis.call('HMGET', KEYS[1], 't', 'at', 'p')
 local tokens = tonumber(saved[1])
 local at = tonumber(saved[2])
+local promised = tonumber(saved[3]) or 0
 if tokens == nil or at == nil then
   tokens = capacity
 elseif now > at then
@@ -28,12 +36,17 @@ local granted = math.min(want, math.floor(tokens))
 tokens = tokens - granted
 local wait = 0
 if tokens < 1 then
-  wait = math.ceil((1 - tokens) / rate)
+  local due = now + (1 - tokens) / rate
+  if want > 0 then
+    due = math.max(due, promised)
+    promised = due + 1 / rate
+  end
+  wait = math.ceil(due - now)
 end
 if tokens >= capacity then
   redis.call('DEL', KEYS[1])
 else
-  redis.call('HSET', KEYS[1], 't', tostring(tokens), 'at', tostring(now))
+  redis.call('HSET', KEYS[1], 't', tostring(tokens), 'at', tostring(now), 'p', tostring(promised))
   redis.call('PEXPIRE', KEYS[1], math.ceil((capacity - tokens) / rate) + 1)
 end
 return {granted, wait, math.floor(tokens), tostring(tokens)}

@@ -165,7 +165,6 @@ impl Mode for SharedMode {
         let batch = {
             let mut held = self.held.borrow_mut();
             held.alone = None;
-            held.leases.set_contenders(self.cluster.live_instances());
             plan(&mut held.leases, &mut self.known.map.lock(), charges, now)
         };
         if batch.pending.is_empty() && batch.routed.is_empty() {
