@@ -351,6 +351,7 @@ function describe(e) {
     case "reload": return e.ok
       ? [`pool reloaded (${e.trigger}): added ${e.added.join(", ") || "none"}, removed ${e.removed.join(", ") || "none"}, changed ${e.changed.join(", ") || "none"}`, ""]
       : [`pool reload refused (${e.trigger}), nothing changed: ${e.error}`, "down"];
+    case "config": return [e.action === "published" ? `configuration v${e.version} shared with the cluster` : `configuration v${e.version} from ${e.by} applied`, ""];
     case "redis": return [e.state === "up" ? `Redis is UP: limits shared again` : `Redis is DOWN (${e.reason}): limiting alone`, e.state];
     default: return null;
   }

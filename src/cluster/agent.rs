@@ -15,6 +15,7 @@ use actix::{Actor, ActorFutureExt, Arbiter, AsyncContext, Context, WrapFuture};
 use futures_util::future::LocalBoxFuture;
 
 use super::clients::StoredClient;
+use super::config::ConfigReplica;
 use super::connection::Connection;
 use super::handle::{Cluster, Down};
 use super::status::Instance;
@@ -51,6 +52,8 @@ pub trait Replica: Send + 'static {
 struct Agent {
     cluster: Cluster,
     replica: Box<dyn Replica>,
+    /// Where the cluster's configuration goes (`cluster.share_config`), if shared.
+    config: Option<Box<dyn ConfigReplica>>,
     /// The last log entry applied.
     last_id: String,
     /// Background calls may take longer than admissions: nobody waits on them.
@@ -60,14 +63,22 @@ struct Agent {
 }
 
 /// Starts the agent on an arbiter of its own, as `instance` (unless the settings named this
-/// instance; the server passes the bound address). `replica` receives the registry's changes.
-pub fn start_agent(cluster: &Cluster, instance: String, replica: Box<dyn Replica>) {
+/// instance; the server passes the bound address). `replica` receives the registry's changes,
+/// `config` the cluster's configuration (ignored unless `cluster.share_config`).
+pub fn start_agent(
+    cluster: &Cluster,
+    instance: String,
+    replica: Box<dyn Replica>,
+    config: Box<dyn ConfigReplica>,
+) {
     cluster.name_unless_named(instance);
     let cluster = cluster.clone();
+    let config = cluster.inner.share_config.then_some(config);
     let slow = (cluster.inner.timeout * 4).max(Duration::from_secs(1));
     Agent::start_in_arbiter(&Arbiter::new().handle(), move |_| Agent {
         cluster,
         replica,
+        config,
         last_id: "0-0".to_owned(),
         slow,
         checking_master: false,
@@ -95,6 +106,7 @@ impl Agent {
     fn tick(&mut self, ctx: &mut Context<Self>) {
         if self.cluster.is_up() {
             self.follow_log(ctx);
+            self.sync_config(ctx);
         } else {
             self.reconnect(ctx);
         }
@@ -183,6 +195,21 @@ impl Agent {
                     }
                     agent.last_id = id;
                 }
+            }
+        }));
+    }
+
+    /// Publishes a configuration changed here, or applies the cluster's newer one.
+    fn sync_config(&mut self, ctx: &mut Context<Self>) {
+        if self.config.is_none() {
+            return;
+        }
+        let cluster = self.cluster.clone();
+        let slow = self.slow;
+        let sync = async move { cluster.sync_config(slow).await };
+        ctx.wait(sync.into_actor(self).map(|synced, agent, _| {
+            if let (Ok(Some(text)), Some(config)) = (synced, &agent.config) {
+                config.apply(text);
             }
         }));
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use redis::{FromRedisValue, Pipeline};
 
+use super::config_state::SharedConfig;
 use super::connection::Connection;
 use super::scripts::Scripts;
 use super::status::{ClusterCounters, ClusterStatus, Instance};
@@ -52,6 +53,9 @@ pub(super) struct Inner {
     instance: Mutex<String>,
     instances: Mutex<Vec<Instance>>,
     pub(super) events: Events,
+    /// `cluster.share_config`'s side of this instance.
+    pub(super) config: SharedConfig,
+    pub(super) share_config: bool,
 }
 
 impl Cluster {
@@ -78,6 +82,8 @@ impl Cluster {
                 instance: Mutex::new(settings.instance_name.clone().unwrap_or_default()),
                 instances: Mutex::new(Vec::new()),
                 events,
+                config: SharedConfig::default(),
+                share_config: settings.share_config,
             }),
         })
     }
@@ -130,6 +136,7 @@ impl Cluster {
             redis: Some(if self.is_up() { "up" } else { "down" }),
             topology: Some(self.inner.target.name()),
             server: self.server(),
+            config_version: self.config_version(),
             instance: self.instance(),
             instances: self
                 .inner
@@ -302,6 +309,14 @@ impl Cluster {
 
     pub(super) fn instances_key(&self) -> String {
         self.registry_key("instances")
+    }
+
+    pub(super) fn config_key(&self) -> String {
+        self.registry_key("config")
+    }
+
+    pub(super) fn config_log_key(&self) -> String {
+        self.registry_key("config:log")
     }
 
     /// `{id}` on a Redis Cluster (a hash tag: the slot is the tag's), else `id`. Client ids,

@@ -16,6 +16,8 @@
 mod agent;
 mod buckets;
 mod clients;
+mod config;
+mod config_state;
 mod connection;
 mod handle;
 pub mod lease;
@@ -26,5 +28,6 @@ mod target;
 pub use agent::{start_agent, Change, Replica};
 pub use buckets::{RoutedAsk, RoutedGrant};
 pub use clients::{NameChange, StoredClient};
+pub use config::ConfigReplica;
 pub use handle::{Cluster, Down};
 pub use status::{single_status, ClusterCounters, ClusterStatus};

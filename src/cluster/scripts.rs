@@ -185,6 +185,16 @@ redis.call('PEXPIRE', KEYS[1], ttl * 2)
 return redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
 ";
 
+/// Publishes the pools and routes as the cluster's next configuration version. KEYS: the
+/// configuration hash, its log. ARGV: the pool file's text, the writing instance, the log's
+/// length cap. Answers the new version.
+const PUBLISH: &str = r"
+local version = redis.call('HINCRBY', KEYS[1], 'version', 1)
+redis.call('HSET', KEYS[1], 'text', ARGV[1], 'by', ARGV[2])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'version', version, 'by', ARGV[2])
+return version
+";
+
 /// The scripts, hashed once.
 pub struct Scripts {
     pub bucket: Script,
@@ -193,6 +203,7 @@ pub struct Scripts {
     pub update: Script,
     pub delete: Script,
     pub heartbeat: Script,
+    pub publish: Script,
 }
 
 impl Scripts {
@@ -204,11 +215,12 @@ impl Scripts {
             update: Script::new(UPDATE),
             delete: Script::new(DELETE),
             heartbeat: Script::new(HEARTBEAT),
+            publish: Script::new(PUBLISH),
         }
     }
 
     /// All of them, for loading after a (re)connect.
-    pub fn all(&self) -> [&Script; 6] {
+    pub fn all(&self) -> [&Script; 7] {
         [
             &self.bucket,
             &self.routed,
@@ -216,6 +228,7 @@ impl Scripts {
             &self.update,
             &self.delete,
             &self.heartbeat,
+            &self.publish,
         ]
     }
 }

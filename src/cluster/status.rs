@@ -14,6 +14,9 @@ pub struct ClusterStatus {
     /// The Redis server this instance is connected to (the master, behind Sentinel), or was
     /// last; `None` before the first connection.
     pub server: Option<String>,
+    /// The cluster's configuration version this instance runs (`cluster.share_config`); `None`
+    /// when it shares none (yet).
+    pub config_version: Option<u64>,
     pub instance: String,
     /// Instances that heartbeat into Redis, as last seen from here.
     pub instances: Vec<Instance>,
@@ -46,6 +49,7 @@ pub fn single_status(instance: String) -> ClusterStatus {
         redis: None,
         topology: None,
         server: None,
+        config_version: None,
         instance,
         instances: Vec::new(),
     }

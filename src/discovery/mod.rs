@@ -22,7 +22,7 @@ pub use names::fill_names;
 pub use parse::{check_routes, parse, parse_pool, parse_pool_settings, resolve};
 pub use topology::{DnsEntry, NamedPool, NamedTopology, PoolSettings, PoolSpec, Topology};
 pub use watch::FileWatch;
-pub use write::{FileEntry, FilePool};
+pub use write::{render, FileEntry, FilePool};
 
 /// Why the pool file could not be used; each renders as one line naming the file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -82,6 +82,12 @@ impl PoolFile {
     /// Replaces the file with `pools` and `routes`, atomically (see [`write`]). Blocking.
     pub fn write(&self, pools: &[FilePool], routes: &[RouteEntry]) -> io::Result<()> {
         write::write_atomically(&self.path, &write::render(pools, routes))
+    }
+
+    /// Replaces the file with `text` (another instance's, already validated), atomically.
+    /// Blocking.
+    pub fn replace(&self, text: &str) -> io::Result<()> {
+        write::write_atomically(&self.path, text)
     }
 
     /// Calls `touched` (on the watch's thread) whenever the file may have changed, until the

@@ -144,6 +144,13 @@ pub enum LbEvent {
     },
     /// Cluster mode: Redis stopped answering (`down`) or this instance rejoined it (`up`).
     Redis { state: &'static str, reason: String },
+    /// Cluster mode with `share_config`: this instance `published` its pools and routes as the
+    /// cluster's configuration `version`, or `applied` a version another instance (`by`) wrote.
+    Config {
+        version: u64,
+        by: String,
+        action: &'static str,
+    },
     /// Once a second: totals so far and per backend.
     Stats {
         requests: u64,

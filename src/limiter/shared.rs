@@ -325,6 +325,7 @@ mod tests {
                 redis::Client::open("redis://127.0.0.1:1/").expect("url"),
             )),
             redis_down_after: std::num::NonZeroU32::MIN,
+            share_config: false,
             key_prefix: "lb:".into(),
             lease: LEASE,
             on_redis_down: policy,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use actix::{Actor, AsyncContext, Context, Handler, Recipient, SpawnHandle};
 
 use super::member::Member;
-use super::messages::{PoolChanged, PoolFileTouched, ReportFailure, SetHealth};
+use super::messages::{PoolChanged, PoolFileNews, PoolFileTouched, ReportFailure, SetHealth};
 use super::outlier::{Ejection, Outliers};
 use super::pools::{Pools, PoolsView};
 use super::rotation::PoolDefaults;
@@ -43,6 +43,8 @@ pub struct PoolOptions {
     pub ejection: Option<Ejection>,
     /// `health.slow_start_secs`: `None` = a backend takes all its weight at once.
     pub slow_start: Option<Duration>,
+    /// Told the pool file's text whenever it may have changed (a cluster sharing it).
+    pub pool_file_news: Option<PoolFileNews>,
 }
 
 /// Actor that owns the pools ([`Pools`]) and the routes between them.
@@ -235,6 +237,7 @@ impl Actor for Registry {
             registry.sweep();
         });
         self.start_ramps(ctx);
+        self.tell_pool_file(false);
     }
 }
 

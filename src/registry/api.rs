@@ -112,7 +112,9 @@ impl Registry {
         AtomicResponse::new(Box::pin(write.into_actor(self).map(
             |written, registry, _| {
                 written.inspect_err(|err| log::error!("pool change refused: {err}"))?;
-                apply(registry)
+                let applied = apply(registry)?;
+                registry.tell_pool_file(true);
+                Ok(applied)
             },
         )))
     }

@@ -130,6 +130,8 @@ pub enum ReloadTrigger {
     Signal,
     Api,
     Watch,
+    /// Another instance's configuration, from the cluster (`cluster.share_config`).
+    Cluster,
 }
 
 impl ReloadTrigger {
@@ -139,6 +141,7 @@ impl ReloadTrigger {
             Self::Signal => "signal",
             Self::Api => "api",
             Self::Watch => "watch",
+            Self::Cluster => "cluster",
         }
     }
 
@@ -148,6 +151,7 @@ impl ReloadTrigger {
             Self::Signal => "SIGHUP",
             Self::Api => "the API",
             Self::Watch => "a change of the file",
+            Self::Cluster => "the cluster's configuration",
         }
     }
 }
@@ -192,4 +196,14 @@ pub enum PoolError {
     /// The registry has stopped (503).
     #[error("The pool registry has stopped")]
     Stopped,
+}
+
+/// Told the pool file's text, and whether it changed here (not applied from the cluster).
+#[derive(Clone)]
+pub struct PoolFileNews(pub Arc<dyn Fn(String, bool) + Send + Sync>);
+
+impl std::fmt::Debug for PoolFileNews {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PoolFileNews")
+    }
 }

@@ -21,6 +21,7 @@ mod recovery;
 mod reload;
 pub mod rotation;
 mod selection;
+mod shared;
 mod topology;
 
 use std::collections::{HashMap, HashSet};
@@ -39,6 +40,7 @@ pub use capacity::NoBackend;
 #[cfg(test)]
 pub use member::Member;
 pub use member::{FailureKind, Lease, MemberStatus, Outcome};
+pub use messages::PoolFileNews;
 use messages::{
     AddBackend, AddPool, Reload, RemoveBackend, RemovePool, ReplaceRoutes, ReportFailure,
     ReportOutlier, Resolved, SetHealth, UpdateBackend, UpdatePool,
@@ -136,6 +138,12 @@ impl Membership {
     /// `backend` answered `run` 5xx in a row.
     pub fn report_outlier(&self, backend: BackendId, run: u32) {
         self.actor.do_send(ReportOutlier { backend, run });
+    }
+
+    /// The cluster's pool file text (`cluster.share_config`): written to the pool file, then
+    /// reloaded from it.
+    pub fn apply_shared(&self, text: String) {
+        self.actor.do_send(shared::ApplyShared(text));
     }
 
     /// A DNS lookup's outcome, for the entry it was for.

@@ -362,7 +362,9 @@ impl Handler<Reload> for Registry {
                             if unchanged {
                                 ReloadReport::default()
                             } else {
-                                registry.apply(plans, routes)
+                                let report = registry.apply(plans, routes);
+                                registry.tell_pool_file(trigger != ReloadTrigger::Cluster);
+                                report
                             }
                         })
                 });

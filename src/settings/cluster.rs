@@ -31,6 +31,7 @@ pub fn cluster(check: &Checker, raw: &RawCluster) -> Result<ClusterSettings, Con
     Ok(ClusterSettings {
         redis: topology(check, raw)?,
         redis_down_after: check.nonzero("cluster.redis_down_after", raw.redis_down_after)?,
+        share_config: raw.share_config,
         key_prefix: raw.key_prefix.clone(),
         lease: Duration::from_millis(check.at_most("cluster.lease_ms", raw.lease_ms, 10_000)?),
         on_redis_down,

@@ -312,6 +312,8 @@ pub struct RawCluster {
     pub redis_cluster_nodes: Vec<String>,
     /// Consecutive failed or slow calls before Redis counts as down.
     pub redis_down_after: u32,
+    /// Pools and routes changed on one instance apply on every instance.
+    pub share_config: bool,
     pub key_prefix: String,
     /// Longest an instance holds tokens taken from Redis; 0 = ask Redis for every admission.
     pub lease_ms: u64,
@@ -330,6 +332,7 @@ impl Default for RawCluster {
             redis_master_name: "mymaster".to_owned(),
             redis_cluster_nodes: Vec::new(),
             redis_down_after: 3,
+            share_config: true,
             key_prefix: "lb:".to_owned(),
             lease_ms: 100,
             on_redis_down: "local".to_owned(),

@@ -194,6 +194,8 @@ pub struct ClusterSettings {
     pub redis: Option<RedisTopology>,
     /// Consecutive failed or slow calls before Redis counts as down.
     pub redis_down_after: NonZeroU32,
+    /// Pools and routes changed on one instance (API, reload, file) apply on every instance.
+    pub share_config: bool,
     /// Every Redis key this balancer writes starts with it.
     pub key_prefix: String,
     /// Longest an instance holds tokens taken from Redis; zero = ask Redis for every admission.

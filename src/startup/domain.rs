@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use actix::Actor;
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, ConfigReplica};
 use crate::discovery::{dns, PoolFile};
 use crate::draining::Draining;
 use crate::events::Events;
@@ -15,7 +15,7 @@ use crate::http::access_log::AccessSink;
 use crate::limiter::Limiter;
 use crate::metrics::Metrics;
 use crate::persistence::{Database, SavedClient, Store};
-use crate::registry::{Ejection, Membership, PoolDefaults, PoolOptions, Pools};
+use crate::registry::{Ejection, Membership, PoolDefaults, PoolFileNews, PoolOptions, Pools};
 use crate::settings::Settings;
 use crate::simulation::{Simulation, Simulator};
 use crate::stats::{StatsTicker, StatsWindow};
@@ -76,7 +76,13 @@ impl Domain {
         let simulation = opened
             .simulator
             .map(|simulator| simulator.run(events.clone()));
-        let membership = start_registry(settings, &pools, &events, simulation.as_ref());
+        let membership = start_registry(
+            settings,
+            &pools,
+            &events,
+            simulation.as_ref(),
+            pool_file_news(settings, &cluster),
+        );
         start_dns(settings, &pools, &membership);
         HealthChecker::new(
             Arc::clone(&pools),
@@ -125,6 +131,7 @@ fn start_registry(
     pools: &Arc<Pools>,
     events: &Events,
     simulation: Option<&Simulation>,
+    pool_file_news: Option<PoolFileNews>,
 ) -> Membership {
     Membership::start(
         Arc::clone(pools),
@@ -146,8 +153,37 @@ fn start_registry(
                     max_percent: settings.health.max_ejected_percent,
                 }),
             slow_start: settings.health.slow_start,
+            pool_file_news,
         },
     )
+}
+
+/// In cluster mode with `cluster.share_config` and a pool file, the registry tells the cluster
+/// its pool file's text.
+fn pool_file_news(settings: &Settings, cluster: &Option<Cluster>) -> Option<PoolFileNews> {
+    let cluster = cluster.clone()?;
+    if !settings.cluster.share_config || settings.backends.file.is_none() {
+        return None;
+    }
+    Some(PoolFileNews(Arc::new(move |text, changed_here| {
+        cluster.tell_pool_file(text, changed_here);
+    })))
+}
+
+/// The registry as the place the cluster's configuration goes.
+struct SharedPoolFile(Membership);
+
+impl ConfigReplica for SharedPoolFile {
+    fn apply(&self, text: String) {
+        self.0.apply_shared(text);
+    }
+}
+
+impl Domain {
+    /// Where the cluster's configuration goes: the registry.
+    pub fn config_replica(&self) -> Box<dyn ConfigReplica> {
+        Box::new(SharedPoolFile(self.membership.clone()))
+    }
 }
 
 /// Looks up the pools' `"discovery": "dns"` entries for as long as the balancer runs.

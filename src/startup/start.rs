@@ -102,7 +102,12 @@ pub fn start_listeners(
     };
     let server = server::serve(settings, listeners, shared)?;
     if let Some(cluster) = &domain.cluster {
-        cluster::start_agent(cluster, local_addr.to_string(), domain.limiter.replica());
+        cluster::start_agent(
+            cluster,
+            local_addr.to_string(),
+            domain.limiter.replica(),
+            domain.config_replica(),
+        );
     }
     let handle = BalancerHandle {
         server: server.handle(),
