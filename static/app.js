@@ -74,13 +74,18 @@ function renderCluster(c) {
     el.className = "pill pill-quiet";
     return;
   }
-  const others = c.instances.map((i) => i.name === c.instance ? `${i.name} (this)` : i.name);
+  const version = (v) => (v == null ? "no config" : `config v${v}`);
+  const others = c.instances.map((i) => `${i.name}${i.name === c.instance ? " (this)" : ""}: ${version(i.config_version)}`);
   // Behind Sentinel the master moves: say which one this instance is on.
   const master = c.topology === "sentinel" && c.server ? ` · master ${c.server}` : "";
-  el.textContent = `cluster · Redis ${c.redis}${master} · ${c.instances.length} instance${c.instances.length === 1 ? "" : "s"}`;
+  // With a shared configuration, instances running different versions (while a change travels).
+  const versions = [...new Set(c.instances.map((i) => i.config_version).filter((v) => v != null))].sort((a, b) => a - b);
+  const mismatch = versions.length > 1 ? ` · config versions differ: ${versions.map((v) => `v${v}`).join(", ")}` : "";
+  el.textContent = `cluster · Redis ${c.redis}${master} · ${c.instances.length} instance${c.instances.length === 1 ? "" : "s"}${mismatch}`;
+  el.dataset.mismatch = mismatch ? "yes" : "no";
   const server = c.server ? `Redis (${c.topology}) at ${c.server}` : `Redis (${c.topology})`;
   el.title = [server, ...others].join("\n");
-  el.className = c.redis === "up" ? "pill pill-up" : "pill pill-down";
+  el.className = c.redis === "up" && !mismatch ? "pill pill-up" : "pill pill-down";
   el.dataset.redis = c.redis;
 }
 

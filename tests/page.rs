@@ -148,8 +148,9 @@ async fn the_page_icon_comes_from_the_balancer_not_a_backend() {
     );
 }
 
-/// In cluster mode the page shows Redis's state and the instances, and follows Redis going
-/// down and coming back (the `redis` events).
+/// In cluster mode the page shows Redis's state, the server, the instances and whether their
+/// configuration versions differ, and follows Redis going down and coming back (the `redis`
+/// events).
 #[actix_web::test]
 async fn the_page_follows_redis_in_cluster_mode() {
     const TEST: &str = "the_page_follows_redis_in_cluster_mode";
@@ -178,6 +179,22 @@ async fn the_page_follows_redis_in_cluster_mode() {
             "the server on hover",
             SOON,
             &format!("return {title}.startsWith('{server}')"),
+        )
+        .await;
+    // Two more instances, as their heartbeats would say, on different configuration versions.
+    let time = redis.lines("TIME");
+    let secs: u64 = time[2].parse().expect("seconds");
+    let micros: u64 = time[4].parse().expect("microseconds");
+    let now_ms = secs * 1000 + micros / 1000;
+    for (name, version) in [("edge-a", 7), ("edge-b", 8)] {
+        redis.command(&format!("ZADD lb:instances {now_ms} {name}"));
+        redis.command(&format!("HSET lb:instances:config {name} {version}"));
+    }
+    browser
+        .wait_until(
+            "the versions' mismatch in the header",
+            SOON,
+            &format!("return {pill}.includes('3 instances · config versions differ: v7, v8')"),
         )
         .await;
     redis.kill();

@@ -95,6 +95,16 @@ fn a_backend_added_on_one_instance_serves_on_all() {
     for instance in &instances {
         assert_eq!(version(instance), Some(before + 1));
     }
+    within(
+        "every instance's version in the list",
+        Duration::from_secs(3),
+        || {
+            let listed = instances[0].cluster()["instances"].clone();
+            listed.as_array().is_some_and(|all| {
+                all.len() == 3 && all.iter().all(|i| i["config_version"] == before + 1)
+            })
+        },
+    );
     let seen = read_events(instances[2].addr, Duration::from_secs(5), |e| {
         e["type"] == "config" && e["action"] == "applied"
     });

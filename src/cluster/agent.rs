@@ -220,17 +220,23 @@ impl Agent {
         let beat = async move {
             let mut invocation = cluster.inner.scripts.heartbeat.key(cluster.instances_key());
             invocation
+                .key(cluster.instance_versions_key())
                 .arg(cluster.instance())
-                .arg(INSTANCE_TTL.as_millis() as u64);
+                .arg(INSTANCE_TTL.as_millis() as u64)
+                .arg(cluster.config_version().unwrap_or(0));
             let mut pipe = redis::pipe();
             pipe.invoke_script(&invocation);
             let answer = cluster
-                .query_within::<(Vec<(String, u64)>,)>(&pipe, 1, slow)
+                .query_within::<(Vec<(String, u64, u64)>,)>(&pipe, 1, slow)
                 .await;
             if let Ok((live,)) = answer {
                 let instances = live
                     .into_iter()
-                    .map(|(name, last_seen_ms)| Instance { name, last_seen_ms })
+                    .map(|(name, last_seen_ms, version)| Instance {
+                        name,
+                        last_seen_ms,
+                        config_version: (version > 0).then_some(version),
+                    })
                     .collect();
                 cluster.set_instances(instances);
             }

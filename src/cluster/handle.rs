@@ -311,6 +311,10 @@ impl Cluster {
         self.registry_key("instances")
     }
 
+    pub(super) fn instance_versions_key(&self) -> String {
+        self.registry_key("instances:config")
+    }
+
     pub(super) fn config_key(&self) -> String {
         self.registry_key("config")
     }

@@ -172,17 +172,29 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'op', 'del', 'id', ARGV
 return 1
 ";
 
-/// An instance says it is alive. KEYS: the instances sorted set. ARGV: name, ms after which a
-/// silent instance is dropped. Answers every live instance with when it was last seen
-/// (Redis's clock, unix ms).
+/// An instance says it is alive, and which configuration version it runs. KEYS: the instances
+/// sorted set, their versions (hash). ARGV: name, ms after which a silent instance is dropped,
+/// its configuration version (0: none). Answers every live instance as {name, when it was last
+/// seen (Redis's clock, unix ms), its version}.
 const HEARTBEAT: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local ttl = tonumber(ARGV[2])
 redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+for _, gone in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - ttl)) do
+  redis.call('HDEL', KEYS[2], gone)
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - ttl)
 redis.call('PEXPIRE', KEYS[1], ttl * 2)
-return redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+redis.call('PEXPIRE', KEYS[2], ttl * 2)
+local live = {}
+local seen = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+for i = 1, #seen, 2 do
+  local version = redis.call('HGET', KEYS[2], seen[i]) or '0'
+  live[#live + 1] = {seen[i], seen[i + 1], version}
+end
+return live
 ";
 
 /// Publishes the pools and routes as the cluster's next configuration version. KEYS: the

@@ -28,6 +28,8 @@ pub struct Instance {
     pub name: String,
     /// Its last heartbeat, unix ms on Redis's clock.
     pub last_seen_ms: u64,
+    /// The cluster's configuration version it runs (`cluster.share_config`), if any.
+    pub config_version: Option<u64>,
 }
 
 /// The counters `/lb/metrics` shows.

@@ -93,6 +93,8 @@ fn defaults_match_the_contract() {
     assert_eq!(s.cluster.on_redis_down, OnRedisDown::Local);
     assert_eq!(s.cluster.redis_timeout, Duration::from_millis(50));
     assert!(s.cluster.instance_name.is_none());
+    assert!(s.cluster.share_config, "one configuration for the cluster");
+    assert_eq!(s.cluster.redis_down_after.get(), 3);
     assert!(s.tracing.is_none(), "no endpoint: tracing off");
     assert_eq!(s.backends.max_connections, 0, "no limit");
     assert_eq!(s.server.max_connections, 25_000);
