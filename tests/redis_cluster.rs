@@ -160,3 +160,76 @@ fn a_node_restart_is_an_outage_not_a_failure() {
         instances[2].call("GET", "/clients/after", None).0 == 200
     });
 }
+
+/// Every slot of one master moves to another under load (`redis-cli --cluster reshard`),
+/// with the buckets of the clients in use: the client follows `ASK` and `MOVED` itself — no
+/// request fails and no Redis call fails.
+#[test]
+fn a_reshard_under_load_never_surfaces() {
+    let _serial = serial();
+    let Some(cluster) = RedisCluster::start() else {
+        return;
+    };
+    let (backend, _) = counting_backend();
+    let instances = three_on(&cluster, backend);
+    // Clients whose buckets live on the first node (slots 0-5460, as `--cluster create` gives
+    // it), all of whose slots move to the second below.
+    let slot = |key: &str| -> u64 {
+        let answer = cluster.nodes[0].command(&format!("CLUSTER KEYSLOT {key}"));
+        answer
+            .and_then(|a| a.trim_start_matches(':').parse().ok())
+            .expect("a slot")
+    };
+    let ids: Vec<String> = (0..100)
+        .map(|i| format!("moving-{i}"))
+        .filter(|id| slot(id) <= 5460)
+        .take(8)
+        .collect();
+    assert_eq!(ids.len(), 8);
+    for id in &ids {
+        register_everywhere(&instances, id, 1_000_000, 1_000_000);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let traffic = {
+        let addrs: Vec<SocketAddr> = instances.iter().map(|i| i.addr).collect();
+        let (stop, ids) = (Arc::clone(&stop), ids.clone());
+        thread::spawn(move || {
+            let mut statuses = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                for (n, id) in ids.iter().enumerate() {
+                    let headers = [("X-API-Key", id.as_str())];
+                    statuses.push(http(addrs[n % 3], "GET", "/work", &headers, None).0);
+                }
+            }
+            statuses
+        })
+    };
+    let node_id = |n: usize| cluster.nodes[n].lines("CLUSTER MYID")[1].clone();
+    let (from, to) = (node_id(0), node_id(1));
+    let moved = std::process::Command::new("redis-cli")
+        .args(["--cluster", "reshard", &cluster.nodes[0].addr.to_string()])
+        .args(["--cluster-from", &from, "--cluster-to", &to])
+        .args(["--cluster-slots", "5461", "--cluster-yes"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("redis-cli");
+    assert!(moved.success(), "redis-cli --cluster reshard");
+    for node in &cluster.nodes {
+        within("the Redis Cluster ok", Duration::from_secs(10), || {
+            cluster_ok(node)
+        });
+    }
+    stop.store(true, Ordering::SeqCst);
+    let statuses = traffic.join().expect("traffic");
+    assert!(statuses.len() > 100, "{} requests", statuses.len());
+    assert!(statuses.iter().all(|s| *s == 200), "every request admitted");
+    for instance in &instances {
+        assert_eq!(metric(instance, "lb_redis_failed_calls_total"), 0);
+        assert_eq!(instance.cluster()["redis"], "up");
+    }
+    let nodes = cluster.nodes[0].lines("CLUSTER NODES");
+    let myself = nodes.iter().find(|l| l.contains("myself")).expect("itself");
+    // id, address, flags, master, ping, pong, epoch, link state — and no slot ranges.
+    assert_eq!(myself.split_whitespace().count(), 8, "slots left: {myself}");
+}

@@ -129,18 +129,24 @@ fn a_planned_failover_moves_to_the_new_master() {
     assert_eq!(stored.as_deref(), Some(":1"), "on the new master");
 }
 
-/// `GET /work` with the key `kept`, round robin over `instances`, until `stop`.
+/// `GET /work` with the key `kept`, round robin over `instances`, until `stop`; no request
+/// may take a second (Redis calls give up after `REDIS_TIMEOUT_MS`).
 fn traffic(instances: &[Instance], stop: &Arc<AtomicBool>) -> thread::JoinHandle<Vec<u16>> {
     let addrs: Vec<SocketAddr> = instances.iter().map(|i| i.addr).collect();
     let stop = Arc::clone(stop);
     thread::spawn(move || {
         let mut statuses = Vec::new();
+        let mut slowest = Duration::ZERO;
         while !stop.load(Ordering::SeqCst) {
             for addr in &addrs {
                 let headers = [("X-API-Key", "kept")];
+                let started = Instant::now();
                 statuses.push(http(*addr, "GET", "/work", &headers, None).0);
+                slowest = slowest.max(started.elapsed());
             }
         }
+        eprintln!("{} requests, the slowest {slowest:?}", statuses.len());
+        assert!(slowest < Duration::from_secs(1), "slowest {slowest:?}");
         statuses
     })
 }

@@ -215,3 +215,57 @@ fn share_config_false_keeps_instances_apart() {
         assert_eq!(version(instance), None);
     }
 }
+
+/// Two instances add different backends at the same moment: the cluster settles on one whole
+/// version — every instance's pool file the same, with one of the two backends, never both
+/// (the last writer wins, each version a whole file).
+#[test]
+fn concurrent_changes_settle_on_one_whole_version() {
+    let _serial = serial();
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (first, _) = counting_backend();
+    let (left, _) = counting_backend();
+    let (right, _) = counting_backend();
+    let (instances, dirs) = three(&redis, &one_backend(first));
+    within("one version everywhere", Duration::from_secs(2), || {
+        instances.iter().all(|i| version(i).is_some())
+    });
+    let adds: Vec<_> = [(instances[0].addr, left), (instances[1].addr, right)]
+        .into_iter()
+        .map(|(addr, backend)| {
+            std::thread::spawn(move || {
+                let body = format!(r#"{{"url": "http://{backend}"}}"#);
+                http(addr, "POST", "/lb/api/backends", &[], Some(&body)).0
+            })
+        })
+        .collect();
+    for add in adds {
+        assert_eq!(add.join().expect("add"), 201);
+    }
+    let files = || -> Vec<String> {
+        dirs.iter()
+            .map(|d| std::fs::read_to_string(d.join("pool.json")).unwrap_or_default())
+            .collect()
+    };
+    within("one file everywhere", Duration::from_secs(2), || {
+        let files = files();
+        let versions: Vec<Option<u64>> = instances.iter().map(version).collect();
+        files.iter().all(|f| *f == files[0]) && versions.iter().all(|v| *v == versions[0])
+    });
+    let file = &files()[0];
+    let has = |backend: SocketAddr| file.contains(&backend.to_string());
+    assert!(has(first), "{file}");
+    assert!(has(left) != has(right), "one of the two, not a mix: {file}");
+    // The other one, if an instance took it meanwhile, is removed: it drains, then leaves.
+    for instance in &instances {
+        let staying = |b: SocketAddr| {
+            let url = format!("http://{b}");
+            status(instance)["backends"]
+                .as_array()
+                .is_some_and(|all| all.iter().any(|x| x["url"] == url && x["leaving"] == false))
+        };
+        assert_eq!((staying(left), staying(right)), (has(left), has(right)));
+    }
+}
