@@ -14,8 +14,14 @@
 #    admitted (2xx) against capacity + rate * (T + lease).
 # 4. Outage: the unlimited client on the three while Redis is killed and started again on
 #    its port (empty); non-2xx answers and the slowest request.
-# Installs wrk, nginx and redis-server from Debian if missing. Traffic stays on 127.0.0.1;
-# Redis runs on port 16390 (never 6379) in the scratch folder.
+# 5. Redis Cluster: an instance on a three-master Redis Cluster (K) against the one on a single
+#    Redis (C), the hot client, wrk at 64 connections on C, K, K, C per round; K ÷ C.
+# 6. Sentinel failover: two instances on a master, a replica and three sentinels, the hot
+#    client on both while the master is SIGKILLed at 3 s of 12 s; requests, non-2xx, and the
+#    seconds from the kill until both run on the promoted replica again.
+# Installs wrk, nginx and redis-server (with redis-tools) from Debian if missing. Traffic stays
+# on 127.0.0.1; Redis runs on ports 16390-16399 and 16490-16499 (never 6379 or 26379) in the
+# scratch folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=$(realpath "${1:-target/release/loadbalancer}")
@@ -41,12 +47,13 @@ start_redis() {
 }
 start_redis
 
-# start_instance NAME PORT CLUSTER(true/false): a balancer with its own folder.
+# start_instance NAME PORT [CLUSTER_SECTION]: a balancer with its own folder; with the
+# section's lines (TOML) in [cluster], in cluster mode.
 start_instance() {
   mkdir -p "$work/$1"
   write_balancer_settings "$work/$1/Settings.toml" "$2" true
-  if [ "$3" = true ]; then
-    printf '[cluster]\nredis_url = "redis://127.0.0.1:%s/0"\n' "$REDIS_PORT" >> "$work/$1/Settings.toml"
+  if [ -n "${3:-}" ]; then
+    printf '[cluster]\n%s\n' "$3" >> "$work/$1/Settings.toml"
   fi
   (cd "$work/$1" && RUST_LOG=warn exec "$BIN" --settings Settings.toml --backends ../config.json \
     2> log) & pids+=($!)
@@ -101,8 +108,9 @@ PY
 }
 
 echo "== 1. throughput, one instance each: single (S) vs cluster (C), 64 connections" >&2
-start_instance single 18090 false
-start_instance clustered 18091 true
+ON_REDIS="redis_url = \"redis://127.0.0.1:$REDIS_PORT/0\""
+start_instance single 18090
+start_instance clustered 18091 "$ON_REDIS"
 register 18090 hot 1000000000 1000000000
 register 18091 hot 1000000000 1000000000
 results=$work/throughput.tsv
@@ -132,8 +140,8 @@ for side in "SC":
 PY
 
 echo "== 2. three cluster instances, one unlimited hot client" >&2
-start_instance c2 18092 true
-start_instance c3 18093 true
+start_instance c2 18092 "$ON_REDIS"
+start_instance c3 18093 "$ON_REDIS"
 ports=(18091 18092 18093)
 sleep 1   # the registry change log reaches the new instances within a second
 before=$(redis_calls "${ports[@]}")
@@ -179,3 +187,91 @@ local_decided=$(curl -sf http://127.0.0.1:18091/lb/metrics | awk '/^lb_admission
 echo "4. Redis down from 3 s to 6 s of 10 s of load on three instances"
 echo "   $total requests, $non2xx non-2xx, slowest ${worst} ms; Redis afterwards: $up;" \
   "decided locally on one instance: $local_decided"
+
+# A redis-server of the bench on port $1 in folder $2, with more arguments after.
+redis_node() {
+  local port=$1 dir=$2
+  shift 2
+  mkdir -p "$dir"
+  redis-server --bind 127.0.0.1 --port "$port" --save "" --appendonly no --protected-mode no \
+    --dir "$dir" --logfile "$dir/redis.log" "$@" & pids+=($!)
+  wait_port "$port"
+}
+
+echo "== 5. Redis Cluster (K) against a single Redis (C)" >&2
+nodes=()
+for i in 1 2 3; do
+  redis_node $((16390 + i)) "$work/k$i" --cluster-enabled yes --cluster-port $((16490 + i)) \
+    --cluster-config-file "$work/k$i/nodes.conf" --cluster-node-timeout 2000
+  nodes+=("127.0.0.1:$((16390 + i))")
+done
+redis-cli --cluster create "${nodes[@]}" --cluster-yes > "$work/cluster-create.log"
+until redis-cli -p 16391 cluster info | grep -q cluster_state:ok; do sleep 0.1; done
+start_instance on_cluster 18094 "redis_cluster_nodes = [\"${nodes[0]}\", \"${nodes[1]}\", \"${nodes[2]}\"]"
+until curl -sf http://127.0.0.1:18094/lb/api/status | grep -q '"redis":"up"'; do sleep 0.1; done
+register 18094 hot 1000000000 1000000000 || true   # 409: the registry is shared already
+results=$work/cluster-throughput.tsv
+: > "$results"
+for round in $(seq 1 "$ROUNDS"); do
+  for side in C K K C; do
+    port=$([ "$side" = C ] && echo 18091 || echo 18094)
+    rps=$(wrk -t2 -c64 -d"${SECS}s" -H 'X-API-Key: hot' "http://127.0.0.1:$port/" \
+      | awk '/^Requests\/sec/ {print $2}')
+    printf '%s\t%s\t%s\n' "$round" "$side" "$rps" >> "$results"
+  done
+  echo "round $round done" >&2
+done
+python3 - "$results" <<'PY'
+import statistics, sys
+from collections import defaultdict
+runs = defaultdict(lambda: defaultdict(list))
+for line in open(sys.argv[1]):
+    rnd, side, rps = line.split()
+    runs[rnd][side].append(float(rps))
+ratios = [statistics.mean(r["K"]) / statistics.mean(r["C"]) for r in runs.values()]
+print("5. throughput at 64 connections, one hot client: Redis Cluster (K) ÷ single Redis (C)")
+print("   K ÷ C per round: " + " ".join(f"{r:.3f}" for r in ratios))
+print(f"   median K ÷ C: {statistics.median(ratios):.3f}")
+PY
+
+echo "== 6. Sentinel failover under load" >&2
+redis_node 16395 "$work/master"
+master_pid=${pids[-1]}
+disown "$master_pid"   # killed on purpose: no "Killed" line from the shell
+redis_node 16396 "$work/replica" --replicaof 127.0.0.1 16395
+sentinels=()
+for i in 1 2 3; do
+  mkdir -p "$work/s$i"
+  printf 'sentinel monitor mymaster 127.0.0.1 16395 2\nsentinel down-after-milliseconds mymaster 1000\nsentinel failover-timeout mymaster 5000\n' \
+    > "$work/s$i/sentinel.conf"
+  redis-server "$work/s$i/sentinel.conf" --sentinel --bind 127.0.0.1 --port $((16496 + i)) \
+    --protected-mode no --dir "$work/s$i" --logfile "$work/s$i/sentinel.log" & pids+=($!)
+  wait_port $((16496 + i))
+  sentinels+=("\"127.0.0.1:$((16496 + i))\"")
+done
+# Wait until the sentinels know each other and the replica (a failover needs their agreement).
+until [ "$(redis-cli -p 16497 sentinel master mymaster | awk 'p {print; exit} /^num-other-sentinels$/ {p=1}')" = 2 ] \
+  && [ "$(redis-cli -p 16497 sentinel master mymaster | awk 'p {print; exit} /^num-slaves$/ {p=1}')" = 1 ]; do
+  sleep 0.2
+done
+behind="redis_sentinels = [$(IFS=,; echo "${sentinels[*]}")]"
+start_instance sentinel1 18095 "$behind"
+start_instance sentinel2 18096 "$behind"
+for port in 18095 18096; do
+  until curl -sf "http://127.0.0.1:$port/lb/api/status" | grep -q '"redis":"up"'; do sleep 0.1; done
+done
+register 18095 hot 1000000000 1000000000
+sleep 1
+( sleep 3; kill -KILL "$master_pid"; killed=$(date +%s.%N)
+  for port in 18095 18096; do
+    until curl -sf "http://127.0.0.1:$port/lb/api/status" \
+      | grep -q '"redis":"up","topology":"sentinel","server":"127.0.0.1:16396"'; do sleep 0.05; done
+  done
+  python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" \
+    "$killed" "$(date +%s.%N)" > "$work/failover.secs" ) &
+watcher=$!
+read -r total non2xx worst <<<"$(wrk_all 12 hot 18095 18096)"
+wait "$watcher" || true
+echo "6. Sentinel: the master SIGKILLed at 3 s of 12 s of load on two instances"
+echo "   $total requests, $non2xx non-2xx, slowest ${worst} ms;" \
+  "both on the promoted replica $(cat "$work/failover.secs" 2>/dev/null || echo '?') s after the kill"
