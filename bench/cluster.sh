@@ -107,37 +107,44 @@ PY
   rm -f "$work"/wrk.*
 }
 
+# side_by_side TITLE A A_PORT B B_PORT: ROUNDS rounds of wrk at 64 connections for the hot
+# client on A, B, B, A; prints B ÷ A per round, the median, and each side's median req/s.
+side_by_side() {
+  local title=$1 a=$2 a_port=$3 b=$4 b_port=$5 results=$work/side_by_side.tsv round side port rps
+  : > "$results"
+  for round in $(seq 1 "$ROUNDS"); do
+    for side in "$a" "$b" "$b" "$a"; do
+      port=$([ "$side" = "$a" ] && echo "$a_port" || echo "$b_port")
+      rps=$(wrk -t2 -c64 -d"${SECS}s" -H 'X-API-Key: hot' "http://127.0.0.1:$port/" \
+        | awk '/^Requests\/sec/ {print $2}')
+      printf '%s\t%s\t%s\n' "$round" "$side" "$rps" >> "$results"
+    done
+    echo "round $round done" >&2
+  done
+  python3 - "$results" "$title" "$a" "$b" <<'PY'
+import statistics, sys
+from collections import defaultdict
+path, title, a, b = sys.argv[1:]
+runs = defaultdict(lambda: defaultdict(list))
+for line in open(path):
+    rnd, side, rps = line.split()
+    runs[rnd][side].append(float(rps))
+ratios = [statistics.mean(r[b]) / statistics.mean(r[a]) for r in runs.values()]
+print(title)
+print(f"   {b} ÷ {a} per round: " + " ".join(f"{r:.3f}" for r in ratios))
+print(f"   median {b} ÷ {a}: {statistics.median(ratios):.3f}")
+for side in (a, b):
+    print(f"   {side}: {statistics.median(statistics.mean(r[side]) for r in runs.values()):.0f} req/s")
+PY
+}
+
 echo "== 1. throughput, one instance each: single (S) vs cluster (C), 64 connections" >&2
 ON_REDIS="redis_url = \"redis://127.0.0.1:$REDIS_PORT/0\""
 start_instance single 18090
 start_instance clustered 18091 "$ON_REDIS"
 register 18090 hot 1000000000 1000000000
 register 18091 hot 1000000000 1000000000
-results=$work/throughput.tsv
-: > "$results"
-for round in $(seq 1 "$ROUNDS"); do
-  for side in S C C S; do
-    port=$([ "$side" = S ] && echo 18090 || echo 18091)
-    rps=$(wrk -t2 -c64 -d"${SECS}s" -H 'X-API-Key: hot' "http://127.0.0.1:$port/" \
-      | awk '/^Requests\/sec/ {print $2}')
-    printf '%s\t%s\t%s\n' "$round" "$side" "$rps" >> "$results"
-  done
-  echo "round $round done" >&2
-done
-python3 - "$results" <<'PY'
-import statistics, sys
-from collections import defaultdict
-runs = defaultdict(lambda: defaultdict(list))
-for line in open(sys.argv[1]):
-    rnd, side, rps = line.split()
-    runs[rnd][side].append(float(rps))
-ratios = [statistics.mean(r["C"]) / statistics.mean(r["S"]) for r in runs.values()]
-print("1. throughput at 64 connections, one hot client")
-print("   C ÷ S per round: " + " ".join(f"{r:.3f}" for r in ratios))
-print(f"   median C ÷ S: {statistics.median(ratios):.3f}")
-for side in "SC":
-    print(f"   {side}: {statistics.median(statistics.mean(r[side]) for r in runs.values()):.0f} req/s")
-PY
+side_by_side "1. throughput at 64 connections, one hot client" S 18090 C 18091
 
 echo "== 2. three cluster instances, one unlimited hot client" >&2
 start_instance c2 18092 "$ON_REDIS"
@@ -210,29 +217,8 @@ until redis-cli -p 16391 cluster info | grep -q cluster_state:ok; do sleep 0.1; 
 start_instance on_cluster 18094 "redis_cluster_nodes = [\"${nodes[0]}\", \"${nodes[1]}\", \"${nodes[2]}\"]"
 until curl -sf http://127.0.0.1:18094/lb/api/status | grep -q '"redis":"up"'; do sleep 0.1; done
 register 18094 hot 1000000000 1000000000 || true   # 409: the registry is shared already
-results=$work/cluster-throughput.tsv
-: > "$results"
-for round in $(seq 1 "$ROUNDS"); do
-  for side in C K K C; do
-    port=$([ "$side" = C ] && echo 18091 || echo 18094)
-    rps=$(wrk -t2 -c64 -d"${SECS}s" -H 'X-API-Key: hot' "http://127.0.0.1:$port/" \
-      | awk '/^Requests\/sec/ {print $2}')
-    printf '%s\t%s\t%s\n' "$round" "$side" "$rps" >> "$results"
-  done
-  echo "round $round done" >&2
-done
-python3 - "$results" <<'PY'
-import statistics, sys
-from collections import defaultdict
-runs = defaultdict(lambda: defaultdict(list))
-for line in open(sys.argv[1]):
-    rnd, side, rps = line.split()
-    runs[rnd][side].append(float(rps))
-ratios = [statistics.mean(r["K"]) / statistics.mean(r["C"]) for r in runs.values()]
-print("5. throughput at 64 connections, one hot client: Redis Cluster (K) ÷ single Redis (C)")
-print("   K ÷ C per round: " + " ".join(f"{r:.3f}" for r in ratios))
-print(f"   median K ÷ C: {statistics.median(ratios):.3f}")
-PY
+side_by_side "5. throughput at 64 connections, one hot client: Redis Cluster (K) ÷ single Redis (C)" \
+  C 18091 K 18094
 
 echo "== 6. Sentinel failover under load" >&2
 redis_node 16395 "$work/master"

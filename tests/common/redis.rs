@@ -160,6 +160,12 @@ impl RedisServer {
     }
 }
 
+/// `host:port` of each server as a TOML list (`cluster.redis_sentinels`, `redis_cluster_nodes`).
+pub fn toml_list(servers: &[RedisServer]) -> String {
+    let quoted: Vec<String> = servers.iter().map(|s| format!("\"{}\"", s.addr)).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
 /// How many lines a RESP answer starting with `first` has: `*N` an array of N bulk strings
 /// (two lines each), `$N` one bulk string, anything else (or a nil) one line.
 fn expected_lines(first: &str) -> usize {

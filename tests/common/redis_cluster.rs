@@ -64,12 +64,7 @@ impl RedisCluster {
 
     /// `host:port` of every node, as `cluster.redis_cluster_nodes` takes them (TOML).
     pub fn toml_list(&self) -> String {
-        let quoted: Vec<String> = self
-            .nodes
-            .iter()
-            .map(|n| format!("\"{}\"", n.addr))
-            .collect();
-        format!("[{}]", quoted.join(", "))
+        super::redis::toml_list(&self.nodes)
     }
 
     /// Every key of every node, with the node's index.

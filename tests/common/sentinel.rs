@@ -56,12 +56,7 @@ impl Sentinels {
 
     /// `host:port` of every sentinel, as `cluster.redis_sentinels` takes them (TOML).
     pub fn toml_list(&self) -> String {
-        let quoted: Vec<String> = self
-            .sentinels
-            .iter()
-            .map(|s| format!("\"{}\"", s.addr))
-            .collect();
-        format!("[{}]", quoted.join(", "))
+        super::redis::toml_list(&self.sentinels)
     }
 
     /// The master's address as the first sentinel sees it now.
