@@ -62,47 +62,59 @@ fn topology(check: &Checker, raw: &RawCluster) -> Result<Option<RedisTopology>, 
             ),
         ));
     }
-    let addresses = |key: &str, list: &[String]| -> Result<Vec<_>, ConfigError> {
-        list.iter()
-            .map(|text| host_port(check, key, text))
-            .collect()
-    };
-    match set.first().copied() {
-        None => Ok(None),
-        Some("redis_url") => {
-            let client = redis::Client::open(url).map_err(|e| {
-                check.invalid(
-                    "cluster.redis_url",
-                    format!("{url:?} is not a Redis URL: {e}"),
-                )
-            })?;
-            Ok(Some(RedisTopology::Single(client)))
-        }
-        Some("redis_sentinels") => {
-            let sentinels = addresses("cluster.redis_sentinels", &raw.redis_sentinels)?;
-            let master_name = raw.redis_master_name.trim();
-            if master_name.is_empty() {
-                return Err(check.invalid(
-                    "cluster.redis_master_name",
-                    "must not be empty with redis_sentinels (it is the name the sentinels monitor)",
-                ));
-            }
-            Ok(Some(RedisTopology::Sentinel {
-                sentinels,
-                master_name: master_name.to_owned(),
-            }))
-        }
-        Some(_) => {
-            if raw.key_prefix.contains(['{', '}']) {
-                return Err(check.invalid(
-                    "cluster.key_prefix",
-                    "must not contain { or } on a Redis Cluster (the keys' hash tags use them)",
-                ));
-            }
-            let nodes = addresses("cluster.redis_cluster_nodes", &raw.redis_cluster_nodes)?;
-            Ok(Some(RedisTopology::Cluster(nodes)))
-        }
+    if !url.is_empty() {
+        let client = redis::Client::open(url).map_err(|e| {
+            check.invalid(
+                "cluster.redis_url",
+                format!("{url:?} is not a Redis URL: {e}"),
+            )
+        })?;
+        return Ok(Some(RedisTopology::Single(client)));
     }
+    if !raw.redis_sentinels.is_empty() {
+        return sentinels(check, raw).map(Some);
+    }
+    if !raw.redis_cluster_nodes.is_empty() {
+        if raw.key_prefix.contains(['{', '}']) {
+            return Err(check.invalid(
+                "cluster.key_prefix",
+                "must not contain { or } on a Redis Cluster (the keys' hash tags use them)",
+            ));
+        }
+        let nodes = addresses(
+            check,
+            "cluster.redis_cluster_nodes",
+            &raw.redis_cluster_nodes,
+        )?;
+        return Ok(Some(RedisTopology::Cluster(nodes)));
+    }
+    Ok(None)
+}
+
+/// The sentinels and the master's name they know it by.
+fn sentinels(check: &Checker, raw: &RawCluster) -> Result<RedisTopology, ConfigError> {
+    let sentinels = addresses(check, "cluster.redis_sentinels", &raw.redis_sentinels)?;
+    let master_name = raw.redis_master_name.trim();
+    if master_name.is_empty() {
+        return Err(check.invalid(
+            "cluster.redis_master_name",
+            "must not be empty with redis_sentinels (it is the name the sentinels monitor)",
+        ));
+    }
+    Ok(RedisTopology::Sentinel {
+        sentinels,
+        master_name: master_name.to_owned(),
+    })
+}
+
+fn addresses(
+    check: &Checker,
+    key: &str,
+    list: &[String],
+) -> Result<Vec<redis::ConnectionInfo>, ConfigError> {
+    list.iter()
+        .map(|text| host_port(check, key, text))
+        .collect()
 }
 
 /// `host:port` (a name or an IP address, an IPv6 one in brackets) as a Redis address.
