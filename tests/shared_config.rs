@@ -269,3 +269,72 @@ fn concurrent_changes_settle_on_one_whole_version() {
         assert_eq!((staying(left), staying(right)), (has(left), has(right)));
     }
 }
+
+/// Redis lost the versions (restored from an older state: the same file as version 1): every
+/// instance follows it down, and a change made afterwards still reaches every instance,
+/// although they ran a higher version before.
+#[test]
+fn a_redis_that_lost_the_versions_counts_again() {
+    let _serial = serial();
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let (first, _) = counting_backend();
+    let (second, _) = counting_backend();
+    let (third, _) = counting_backend();
+    let (instances, dirs) = three(&redis, &one_backend(first));
+    within("one version everywhere", Duration::from_secs(2), || {
+        agreed(&instances, &redis)
+    });
+    let body = format!(r#"{{"url": "http://{second}"}}"#);
+    assert_eq!(
+        instances[0].call("POST", "/lb/api/backends", Some(&body)).0,
+        201
+    );
+    within(
+        "the second backend on one version everywhere",
+        Duration::from_secs(2),
+        || {
+            let url = format!("http://{second}");
+            agreed(&instances, &redis) && instances.iter().all(|i| serves_url(i, &url))
+        },
+    );
+    assert!(stored(&redis) > Some(1));
+    // Redis loses everything and comes back holding the same file as version 1 (as from an
+    // older snapshot), in one step.
+    let restore = "EVAL \"local t = redis.call('HGET', KEYS[1], 'text') \
+                   redis.call('FLUSHALL') \
+                   redis.call('HSET', KEYS[1], 'version', 1, 'text', t, 'by', 'restored') \
+                   return 1\" 1 lb:config";
+    assert_eq!(redis.command(restore).as_deref(), Some(":1"));
+    within(
+        "every instance on Redis's version 1",
+        Duration::from_secs(2),
+        || agreed(&instances, &redis),
+    );
+    let body = format!(r#"{{"url": "http://{third}"}}"#);
+    assert_eq!(
+        instances[1].call("POST", "/lb/api/backends", Some(&body)).0,
+        201
+    );
+    let url = format!("http://{third}");
+    for (instance, dir) in instances.iter().zip(&dirs) {
+        within(
+            "the change after the restart everywhere",
+            Duration::from_secs(1),
+            || serves_url(instance, &url) && on_disk(dir, &third.to_string()),
+        );
+    }
+}
+
+/// The configuration version Redis holds.
+fn stored(redis: &RedisServer) -> Option<u64> {
+    let answer = redis.lines("HGET lb:config version");
+    answer.get(1).and_then(|v| v.parse().ok())
+}
+
+/// Every instance runs the version Redis holds.
+fn agreed(instances: &[Instance], redis: &RedisServer) -> bool {
+    let now = stored(redis);
+    now.is_some() && instances.iter().all(|i| version(i) == now)
+}

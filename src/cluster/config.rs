@@ -49,9 +49,12 @@ impl Cluster {
                 pipe.cmd("HGET").arg(self.config_key()).arg("version");
                 let (version,): (Option<u64>,) = self.query_within(&pipe, 1, slow).await?;
                 match version {
-                    // The first instance to share: its file becomes version 1.
+                    // The first instance to share (or Redis lost its data): its file becomes
+                    // version 1.
                     None => self.publish_config(local, slow).await.map(|()| None),
-                    Some(version) if version > running => self.take_config(slow).await,
+                    // Newer — or older than ours: Redis lost the versions since, and the
+                    // cluster counts again from what it holds now.
+                    Some(version) if version != running => self.take_config(slow).await,
                     Some(_) => Ok(None),
                 }
             }
