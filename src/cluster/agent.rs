@@ -199,7 +199,7 @@ impl Agent {
         }));
     }
 
-    /// Publishes a configuration changed here, or applies the cluster's newer one.
+    /// Publishes a configuration changed here, or applies another version of the cluster's.
     fn sync_config(&mut self, ctx: &mut Context<Self>) {
         if self.config.is_none() {
             return;

@@ -1,7 +1,7 @@
 //! The cluster's handle on Redis: the connection (installed by the agent once it is usable),
 //! whether Redis is up, the one way calls are made ([`Cluster::query`]: within
-//! `cluster.redis_timeout_ms`, a failure marks Redis down), the keys, and this instance's view
-//! of the others. The calls themselves are in [`super::buckets`] and [`super::clients`].
+//! `cluster.redis_timeout_ms`; `cluster.redis_down_after` failures in a row mark Redis down),
+//! the keys, and this instance's view of the others. The calls themselves are in [`super::buckets`] and [`super::clients`].
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -16,7 +16,7 @@ use super::status::{ClusterCounters, ClusterStatus, Instance};
 use super::target::Target;
 use crate::client::ClientKey;
 use crate::events::{Events, LbEvent};
-use crate::settings::{ClusterSettings, OnRedisDown, RedisTopology};
+use crate::settings::{ClusterSettings, OnRedisDown};
 
 /// Entries the registry's change log keeps (roughly); an instance away longer resyncs anyway.
 pub(super) const LOG_LENGTH: u64 = 10_000;
@@ -38,8 +38,6 @@ pub(super) struct Inner {
     server: Mutex<Option<String>>,
     prefix: String,
     pub(super) timeout: Duration,
-    /// Keys carry hash tags (a Redis Cluster).
-    tagged: bool,
     on_redis_down: OnRedisDown,
     pub(super) scripts: Scripts,
     connection: RwLock<Option<Connection>>,
@@ -66,7 +64,6 @@ impl Cluster {
         Some(Self {
             inner: Arc::new(Inner {
                 target: Target::new(&topology),
-                tagged: matches!(topology, RedisTopology::Cluster(_)),
                 server: Mutex::new(None),
                 prefix: settings.key_prefix.clone(),
                 timeout: settings.redis_timeout,
@@ -326,17 +323,22 @@ impl Cluster {
     /// `{id}` on a Redis Cluster (a hash tag: the slot is the tag's), else `id`. Client ids,
     /// addresses and route names hold no braces; the prefix is checked for them.
     fn tag(&self, id: &str) -> String {
-        if self.inner.tagged {
+        if self.tagged() {
             format!("{{{id}}}")
         } else {
             id.to_owned()
         }
     }
 
+    /// Keys carry hash tags on a Redis Cluster.
+    fn tagged(&self) -> bool {
+        matches!(self.inner.target, Target::Cluster(_))
+    }
+
     /// The registry's keys share one slot on a Redis Cluster (`{registry}`): reading it whole
     /// is one pipeline, and each write script touches the hash and its log together.
     fn registry_key(&self, name: &str) -> String {
-        let tag = if self.inner.tagged { "{registry}" } else { "" };
+        let tag = if self.tagged() { "{registry}" } else { "" };
         format!("{}{tag}{name}", self.inner.prefix)
     }
 }
