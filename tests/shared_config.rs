@@ -34,6 +34,13 @@ fn start(redis: &RedisServer, dir: &Path, pool: &str, extra: &str) -> Instance {
     instance
 }
 
+/// Adds `backend` through the backends API of the instance at `addr`.
+fn add_backend(addr: SocketAddr, backend: SocketAddr) {
+    let body = format!(r#"{{"url": "http://{backend}"}}"#);
+    let (code, answer) = http(addr, "POST", "/lb/api/backends", &[], Some(&body));
+    assert_eq!(code, 201, "{answer}");
+}
+
 fn one_backend(backend: SocketAddr) -> String {
     format!(r#"{{"backends": ["http://{backend}"]}}"#)
 }
@@ -83,9 +90,7 @@ fn a_backend_added_on_one_instance_serves_on_all() {
     });
     let before = version(&instances[0]).expect("a version");
     let url = format!("http://{second}");
-    let body = format!(r#"{{"url": "{url}"}}"#);
-    let (code, answer) = instances[0].call("POST", "/lb/api/backends", Some(&body));
-    assert_eq!(code, 201, "{answer}");
+    add_backend(instances[0].addr, second);
     for (instance, dir) in instances.iter().zip(&dirs) {
         let took = within("the backend everywhere", Duration::from_secs(1), || {
             serves_url(instance, &url) && on_disk(dir, &second.to_string())
@@ -169,8 +174,7 @@ fn a_joining_instance_takes_the_clusters_version() {
         version(&early).is_some()
     });
     let url = format!("http://{second}");
-    let body = format!(r#"{{"url": "{url}"}}"#);
-    assert_eq!(early.call("POST", "/lb/api/backends", Some(&body)).0, 201);
+    add_backend(early.addr, second);
     within("the new version", Duration::from_secs(2), || {
         version(&early) == Some(2)
     });
@@ -203,11 +207,7 @@ fn share_config_false_keeps_instances_apart() {
         start(&redis, &common::fresh_dir(), &pool, apart),
     ];
     let url = format!("http://{second}");
-    let body = format!(r#"{{"url": "{url}"}}"#);
-    assert_eq!(
-        instances[0].call("POST", "/lb/api/backends", Some(&body)).0,
-        201
-    );
+    add_backend(instances[0].addr, second);
     register_everywhere(&instances, "marker", 5, 1);
     assert!(!serves_url(&instances[1], &url));
     assert_eq!(redis.command("EXISTS lb:config").as_deref(), Some(":0"));
@@ -234,15 +234,10 @@ fn concurrent_changes_settle_on_one_whole_version() {
     });
     let adds: Vec<_> = [(instances[0].addr, left), (instances[1].addr, right)]
         .into_iter()
-        .map(|(addr, backend)| {
-            std::thread::spawn(move || {
-                let body = format!(r#"{{"url": "http://{backend}"}}"#);
-                http(addr, "POST", "/lb/api/backends", &[], Some(&body)).0
-            })
-        })
+        .map(|(addr, backend)| std::thread::spawn(move || add_backend(addr, backend)))
         .collect();
     for add in adds {
-        assert_eq!(add.join().expect("add"), 201);
+        add.join().expect("add");
     }
     let files = || -> Vec<String> {
         dirs.iter()
@@ -286,11 +281,7 @@ fn a_redis_that_lost_the_versions_counts_again() {
     within("one version everywhere", Duration::from_secs(2), || {
         agreed(&instances, &redis)
     });
-    let body = format!(r#"{{"url": "http://{second}"}}"#);
-    assert_eq!(
-        instances[0].call("POST", "/lb/api/backends", Some(&body)).0,
-        201
-    );
+    add_backend(instances[0].addr, second);
     within(
         "the second backend on one version everywhere",
         Duration::from_secs(2),
@@ -312,11 +303,7 @@ fn a_redis_that_lost_the_versions_counts_again() {
         Duration::from_secs(2),
         || agreed(&instances, &redis),
     );
-    let body = format!(r#"{{"url": "http://{third}"}}"#);
-    assert_eq!(
-        instances[1].call("POST", "/lb/api/backends", Some(&body)).0,
-        201
-    );
+    add_backend(instances[1].addr, third);
     let url = format!("http://{third}");
     for (instance, dir) in instances.iter().zip(&dirs) {
         within(
