@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use redis::{FromRedisValue, Pipeline};
+use redis::{ErrorKind, FromRedisValue, Pipeline, RedisError, ServerErrorKind};
 
 use super::config_state::SharedConfig;
 use super::connection::Connection;
@@ -192,6 +192,13 @@ impl Cluster {
                 self.inner.failing.store(0, Ordering::Relaxed);
                 return Ok(answer);
             }
+            Ok(Err(err)) if is_no_script(&err) => {
+                // Every call fails until the scripts are loaded again, which the agent's
+                // reconnect does: no point waiting for more failures in a row.
+                self.inner.failed_calls.fetch_add(1, Ordering::Relaxed);
+                self.mark_down("NOSCRIPT: it lost the scripts, the reconnect loads them");
+                return Err(Down(err.to_string()));
+            }
             Ok(Err(err)) => err.to_string(),
             Err(_) => format!("no answer within {} ms", timeout.as_millis()),
         };
@@ -341,4 +348,10 @@ impl Cluster {
         let tag = if self.tagged() { "{registry}" } else { "" };
         format!("{}{tag}{name}", self.inner.prefix)
     }
+}
+
+/// Redis lost the scripts (`SCRIPT FLUSH`, or a restart behind a proxy that kept the
+/// connection).
+fn is_no_script(err: &RedisError) -> bool {
+    err.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
 }
