@@ -1,22 +1,21 @@
 //! Spans off the workers: a bounded queue to one thread, which posts them to the collector in
-//! batches (at most [`MAX_BATCH`], or what arrived within [`BATCH_DELAY`] of the first) through
-//! the OTLP exporter. A worker never waits: a span that does not fit is dropped and counted in
-//! `lb_trace_spans_dropped_total`, as are the spans of a batch the collector did not take
-//! (after the exporter's own retries).
+//! batches (at most [`MAX_BATCH`], or what arrived within [`BATCH_DELAY`] of the first) as
+//! OTLP/HTTP protobuf ([`super::encode`]). A worker never waits: a span that does not fit is
+//! dropped and counted in `lb_trace_spans_dropped_total`, as are the spans of a batch the
+//! collector did not take (after [`Collector::post`]'s retries).
 
 use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::Duration;
 
-use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
-use opentelemetry_sdk::trace::{SpanData, SpanExporter};
-use opentelemetry_sdk::Resource;
 use prometheus_client::metrics::counter::Counter;
 use rustls::ClientConfig;
 use tokio::sync::mpsc::{error::TrySendError, Receiver, Sender};
 use tokio::time::Instant;
 
-use super::transport::{self, AwcTransport};
+use super::encode::export_body;
+use super::record::FinishedSpan;
+use super::transport::{headers_from_env, Collector};
 use crate::settings::TracingSettings;
 
 /// Spans the queue holds before new ones are dropped (the SDK's batch processor's default).
@@ -31,20 +30,20 @@ const BATCH_DELAY: Duration = Duration::from_secs(1);
 /// How long the exporting thread sleeps between looks at the queue while it gathers a batch.
 const BUSY_PAUSE: Duration = Duration::from_millis(5);
 
-/// Longest one export (with the exporter's retries) may take.
+/// Longest one post (with its retries) may take.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why tracing could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum TraceError {
-    #[error("tracing.otlp_endpoint: {0}")]
+    #[error("tracing: {0}")]
     Exporter(String),
     #[error("cannot start the trace exporter's thread: {0}")]
     Thread(#[from] std::io::Error),
 }
 
 enum Message {
-    Span(Box<SpanData>),
+    Span(FinishedSpan),
     /// Export what came before, then answer.
     Flush(mpsc::Sender<()>),
 }
@@ -56,8 +55,8 @@ pub struct Queue {
 }
 
 impl Queue {
-    pub fn push(&self, span: SpanData) {
-        match self.sender.try_send(Message::Span(Box::new(span))) {
+    pub fn push(&self, span: FinishedSpan) {
+        match self.sender.try_send(Message::Span(span)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 self.dropped.inc();
@@ -75,36 +74,27 @@ impl Queue {
     }
 }
 
-/// Builds the exporter for `settings` and starts the exporting thread.
+/// Starts the exporting thread, posting to `settings.otlp_endpoint` (through `tls` for an
+/// `https://` collector).
 pub fn start(
     settings: &TracingSettings,
     tls: &Arc<ClientConfig>,
     dropped: Counter,
 ) -> Result<Queue, TraceError> {
-    let (transport, posts) = AwcTransport::new();
-    let mut exporter = opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
-        .with_http_client(transport)
-        .with_protocol(Protocol::HttpBinary)
-        .with_endpoint(settings.otlp_endpoint.clone())
-        .with_timeout(EXPORT_TIMEOUT)
-        .build()
-        .map_err(|err| TraceError::Exporter(err.to_string()))?;
-    exporter.set_resource(
-        &Resource::builder_empty()
-            .with_service_name(settings.service_name.clone())
-            .build(),
-    );
+    let headers = headers_from_env().map_err(TraceError::Exporter)?;
     let (sender, spans) = tokio::sync::mpsc::channel(QUEUE_SPANS);
     let tls = Arc::clone(tls);
     let failed = dropped.clone();
+    let (endpoint, service) = (
+        settings.otlp_endpoint.clone(),
+        settings.service_name.clone(),
+    );
     thread::Builder::new()
         .name("trace-export".into())
         .spawn(move || {
             actix_rt::System::new().block_on(async move {
-                let client = transport::client(&tls, EXPORT_TIMEOUT);
-                actix_rt::spawn(transport::serve(posts, client));
-                run(spans, exporter, failed).await;
+                let collector = Collector::new(&tls, endpoint, headers, EXPORT_TIMEOUT);
+                run(spans, collector, &service, failed).await;
             });
         })?;
     Ok(Queue { sender, dropped })
@@ -116,14 +106,14 @@ pub fn start(
 async fn gather(
     first: Message,
     spans: &mut Receiver<Message>,
-) -> (Vec<SpanData>, Vec<mpsc::Sender<()>>) {
-    let (mut batch, mut flushes) = (Vec::new(), Vec::new());
+) -> (Vec<FinishedSpan>, Vec<mpsc::Sender<()>>) {
+    let (mut batch, mut flushes) = (Vec::with_capacity(MAX_BATCH), Vec::new());
     let deadline = Instant::now() + BATCH_DELAY;
     let mut next = Some(first);
     loop {
         while let Some(message) = next.take() {
             match message {
-                Message::Span(span) => batch.push(*span),
+                Message::Span(span) => batch.push(span),
                 Message::Flush(done) => flushes.push(done),
             }
             if batch.len() < MAX_BATCH {
@@ -140,17 +130,13 @@ async fn gather(
 }
 
 /// The exporting loop: batches until every sender is gone.
-async fn run(
-    mut spans: Receiver<Message>,
-    exporter: opentelemetry_otlp::SpanExporter,
-    dropped: Counter,
-) {
+async fn run(mut spans: Receiver<Message>, collector: Collector, service: &str, dropped: Counter) {
     let mut failing = false;
     while let Some(first) = spans.recv().await {
         let (batch, flushes) = gather(first, &mut spans).await;
         if !batch.is_empty() {
             let count = batch.len() as u64;
-            match exporter.export(batch).await {
+            match collector.post(export_body(batch, service)).await {
                 Ok(()) => failing = false,
                 Err(err) => {
                     dropped.inc_by(count);

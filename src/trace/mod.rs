@@ -7,7 +7,9 @@
 //! through a bounded queue to the exporting thread ([`export`]), so a slow or absent collector
 //! never holds a request. Without an endpoint there is no [`Tracing`] and no span work at all.
 
+mod encode;
 mod export;
+mod record;
 mod span;
 mod transport;
 
@@ -18,10 +20,9 @@ use actix_web::http::header::{HeaderMap, HeaderName};
 use actix_web::http::Method;
 use opentelemetry::propagation::{Extractor, TextMapPropagator};
 use opentelemetry::trace::{SpanContext, SpanKind, TraceContextExt, TraceFlags, TraceState};
-use opentelemetry::InstrumentationScope;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{
-    IdGenerator, RandomIdGenerator, Sampler, SamplingDecision, ShouldSample, SpanData,
+    IdGenerator, RandomIdGenerator, Sampler, SamplingDecision, ShouldSample,
 };
 use prometheus_client::metrics::counter::Counter;
 use rustls::ClientConfig;
@@ -29,6 +30,7 @@ use rustls::ClientConfig;
 use crate::backend::Backend;
 use crate::settings::TracingSettings;
 pub use export::TraceError;
+use record::FinishedSpan;
 pub use span::{AttemptSpan, ServedRequest, ServerSpan, SpanStart, Traceparent};
 
 /// The W3C header naming a request's trace and parent span.
@@ -44,22 +46,18 @@ struct Inner {
     sampler: Sampler,
     propagator: TraceContextPropagator,
     ids: RandomIdGenerator,
-    scope: InstrumentationScope,
     queue: export::Queue,
 }
 
 impl Tracing {
-    /// Builds the OTLP exporter (posting through awc with `tls` for `https://` collectors) and
-    /// starts its thread; spans the queue cannot take are counted in `dropped`.
+    /// Starts the exporting thread (posting through awc, with `tls` for `https://`
+    /// collectors); spans the queue cannot take are counted in `dropped`.
     pub fn start(
         settings: &TracingSettings,
         tls: &Arc<ClientConfig>,
         dropped: Counter,
     ) -> Result<Self, TraceError> {
         let queue = export::start(settings, tls, dropped)?;
-        let scope = InstrumentationScope::builder("loadbalancer")
-            .with_version(env!("CARGO_PKG_VERSION"))
-            .build();
         let sampler =
             Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(settings.sample_ratio)));
         Ok(Self {
@@ -67,7 +65,6 @@ impl Tracing {
                 sampler,
                 propagator: TraceContextPropagator::new(),
                 ids: RandomIdGenerator::default(),
-                scope,
                 queue,
             }),
         })
@@ -109,7 +106,7 @@ impl Tracing {
     /// The SERVER span of a proxied request, to be ended when its body has gone out; `None`
     /// when the trace is not sampled.
     pub fn served(&self, start: SpanStart, served: &ServedRequest<'_>) -> Option<PendingSpan> {
-        let span = start.served(served, self.inner.scope.clone())?;
+        let span = start.served(served)?;
         Some(PendingSpan {
             span,
             tracing: self.clone(),
@@ -129,11 +126,8 @@ impl Tracing {
         backend: &Backend,
         result: Result<u16, &str>,
     ) {
-        if span.sampled() {
-            let scope = self.inner.scope.clone();
-            if let Some(span) = span.finish(method, backend, result, scope) {
-                self.inner.queue.push(span);
-            }
+        if let Some(span) = span.finish(method, backend, result) {
+            self.inner.queue.push(span);
         }
     }
 
@@ -146,14 +140,14 @@ impl Tracing {
 
 /// A recorded SERVER span waiting for its end.
 pub struct PendingSpan {
-    span: SpanData,
+    span: FinishedSpan,
     tracing: Tracing,
 }
 
 impl PendingSpan {
     /// Ends the span now and queues it for export.
     pub fn end(mut self) {
-        self.span.end_time = SystemTime::now();
+        self.span.ended = SystemTime::now();
         self.tracing.inner.queue.push(self.span);
     }
 }

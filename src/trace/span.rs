@@ -4,14 +4,12 @@
 //! `traceparent`. Spans of unsampled traces are never built; their ids still travel, with the
 //! sampled flag off.
 
-use std::borrow::Cow;
 use std::time::SystemTime;
 
 use actix_web::http::Method;
-use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId};
-use opentelemetry::{InstrumentationScope, KeyValue};
-use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
+use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId};
 
+use super::record::{Attribute, FinishedSpan, Kind};
 use crate::backend::Backend;
 use crate::digits::lower_hex;
 
@@ -66,20 +64,16 @@ impl SpanStart {
 
     /// The SERVER span of a proxied request (its end time to be set); `None` when the trace
     /// is not sampled.
-    pub(super) fn served(
-        self,
-        served: &ServedRequest<'_>,
-        scope: InstrumentationScope,
-    ) -> Option<SpanData> {
+    pub(super) fn served(self, served: &ServedRequest<'_>) -> Option<FinishedSpan> {
         if !self.context.is_sampled() {
             return None;
         }
         let name = span_name(served.method, served.route.or(served.pool));
         let mut attributes = vec![
-            KeyValue::new("http.request.method", served.method.as_str().to_owned()),
-            KeyValue::new("url.path", served.path.to_owned()),
-            KeyValue::new("http.response.status_code", i64::from(served.status)),
-            KeyValue::new("lb.rate_limited", served.rate_limited),
+            ("http.request.method", text(served.method.as_str())),
+            ("url.path", text(served.path)),
+            ("http.response.status_code", status_code(served.status)),
+            ("lb.rate_limited", Attribute::Bool(served.rate_limited)),
         ];
         let strings = [
             ("http.route", served.route),
@@ -88,22 +82,20 @@ impl SpanStart {
         ];
         for (key, value) in strings {
             if let Some(value) = value {
-                attributes.push(KeyValue::new(key, value.to_owned()));
+                attributes.push((key, text(value)));
             }
         }
-        let status = if served.status >= 500 {
-            Status::error(format!("status {}", served.status))
-        } else {
-            Status::Unset
-        };
-        let span = span_data(scope, self.context, SpanKind::Server, name, self.started);
-        Some(SpanData {
-            parent_span_id: self.parent.unwrap_or(SpanId::INVALID),
-            parent_span_is_remote: self.parent.is_some(),
+        let error = (served.status >= 500).then(|| format!("status {}", served.status));
+        let parent = self.parent.map(|parent| (parent.to_bytes(), true));
+        Some(finished(
+            &self.context,
+            parent,
+            Kind::Server,
+            name,
+            self.started,
             attributes,
-            status,
-            ..span
-        })
+            error,
+        ))
     }
 }
 
@@ -141,11 +133,6 @@ impl AttemptSpan {
         }
     }
 
-    /// Whether the trace is recorded (else no span is built for it).
-    pub fn sampled(&self) -> bool {
-        self.context.is_sampled()
-    }
-
     /// The `traceparent` the backend receives: this attempt's span as its parent.
     pub fn traceparent(&self) -> Traceparent {
         // `00-{trace id}-{span id}-{flags}`, written digit by digit: the formatting machinery
@@ -165,40 +152,35 @@ impl AttemptSpan {
         method: &Method,
         backend: &Backend,
         result: Result<u16, &str>,
-        scope: InstrumentationScope,
-    ) -> Option<SpanData> {
+    ) -> Option<FinishedSpan> {
         if !self.context.is_sampled() {
             return None;
         }
-        let mut attributes = vec![KeyValue::new(
-            "server.address",
-            backend.authority.host().to_owned(),
-        )];
+        let mut attributes = vec![("server.address", text(backend.authority.host()))];
         if let Some(port) = backend.authority.port_u16() {
-            attributes.push(KeyValue::new("server.port", i64::from(port)));
+            attributes.push(("server.port", Attribute::Int(i64::from(port))));
         }
-        let status = match result {
+        let error = match result {
             Ok(code) => {
-                attributes.push(KeyValue::new("http.response.status_code", i64::from(code)));
-                if code >= 400 {
-                    Status::error(format!("status {code}"))
-                } else {
-                    Status::Unset
-                }
+                attributes.push(("http.response.status_code", status_code(code)));
+                (code >= 400).then(|| format!("status {code}"))
             }
             Err(kind) => {
-                attributes.push(KeyValue::new("error.type", kind.to_owned()));
-                Status::error(kind.to_owned())
+                attributes.push(("error.type", text(kind)));
+                Some(kind.to_owned())
             }
         };
         let name = span_name(method, Some(&backend.name));
-        let span = span_data(scope, self.context, SpanKind::Client, name, self.started);
-        Some(SpanData {
-            parent_span_id: self.parent,
+        let parent = Some((self.parent.to_bytes(), false));
+        Some(finished(
+            &self.context,
+            parent,
+            Kind::Client,
+            name,
+            self.started,
             attributes,
-            status,
-            ..span
-        })
+            error,
+        ))
     }
 }
 
@@ -214,28 +196,35 @@ fn span_name(method: &Method, target: Option<&str>) -> String {
     name
 }
 
-/// A span's data with no attributes yet, ending now.
-fn span_data(
-    scope: InstrumentationScope,
-    context: SpanContext,
-    kind: SpanKind,
+fn text(value: &str) -> Attribute {
+    Attribute::Text(value.to_owned())
+}
+
+fn status_code(code: u16) -> Attribute {
+    Attribute::Int(i64::from(code))
+}
+
+/// The span of `context`, ending now.
+fn finished(
+    context: &SpanContext,
+    parent: Option<([u8; 8], bool)>,
+    kind: Kind,
     name: String,
     started: SystemTime,
-) -> SpanData {
-    SpanData {
-        span_context: context,
-        parent_span_id: SpanId::INVALID,
-        parent_span_is_remote: false,
-        span_kind: kind,
-        name: Cow::Owned(name),
-        start_time: started,
-        end_time: SystemTime::now(),
-        attributes: Vec::new(),
-        dropped_attributes_count: 0,
-        events: SpanEvents::default(),
-        links: SpanLinks::default(),
-        status: Status::Unset,
-        instrumentation_scope: scope,
+    attributes: Vec<(&'static str, Attribute)>,
+    error: Option<String>,
+) -> FinishedSpan {
+    FinishedSpan {
+        trace_id: context.trace_id().to_bytes(),
+        span_id: context.span_id().to_bytes(),
+        parent,
+        flags: context.trace_flags().to_u8(),
+        kind,
+        name,
+        started,
+        ended: SystemTime::now(),
+        attributes,
+        error,
     }
 }
 
