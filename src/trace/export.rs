@@ -136,7 +136,7 @@ async fn run(mut spans: Receiver<Message>, collector: Collector, service: &str, 
         let (batch, flushes) = gather(first, &mut spans).await;
         if !batch.is_empty() {
             let count = batch.len() as u64;
-            match collector.post(export_body(batch, service)).await {
+            match collector.post(export_body(&batch, service)).await {
                 Ok(()) => failing = false,
                 Err(err) => {
                     dropped.inc_by(count);
