@@ -67,6 +67,17 @@ fn bad_configuration_exits_2_with_a_clear_message() {
             &["unknown.toml", "colour", "server"],
         ),
         (
+            &["--backends", "good.json"],
+            &[
+                ("LB__SERVER__LISTEN", "127.0.0.1:0"),
+                ("LB__SIMULATION__ENABLED", "false"),
+                ("LB__TRACING__OTLP_ENDPOINT", "http://127.0.0.1:9/v1/traces"),
+                ("OTEL_EXPORTER_OTLP_HEADERS", "api-key"),
+                ("RUST_LOG", "warn"),
+            ],
+            &["OTEL_EXPORTER_OTLP_HEADERS", "`api-key` is not name=value"],
+        ),
+        (
             &["--settings", "zero.toml", "--backends", "good.json"],
             &[],
             &["zero.toml", "backends.connect_timeout_ms", "greater than 0"],

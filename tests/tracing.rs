@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use common::backend::TestBackend;
 use common::otlp::{Receiver, Span};
+use common::process;
 use common::{client, eventually, refused_addr, settings_for, start_balancer, TestBalancer};
 use loadbalancer::settings::{AccessFormat, LogSettings, TracingSettings};
 use loadbalancer::Settings;
@@ -135,7 +136,7 @@ async fn a_client_trace_is_continued_to_the_backend() {
     assert_eq!(attempt.attribute("server.port"), Some(port.as_str()));
     assert_eq!(attempt.attribute("http.response.status_code"), Some("200"));
     assert!(receiver.trace(own).is_empty(), "no span for /lb/");
-    assert!(receiver.refused.lock().expect("lock").is_empty());
+    assert!(receiver.refused().is_empty());
 
     let record: Value = eventually("the access record", Duration::from_secs(5), || {
         let text = std::fs::read_to_string(&log_path).ok()?;
@@ -316,4 +317,51 @@ async fn a_websocket_handshake_is_traced_to_its_backend() {
     assert_eq!(attempt.attribute("http.response.status_code"), Some("101"));
     assert_eq!(attempt.span_id, sent[2]);
     assert_eq!(attempt.parent_span_id, server.span_id);
+}
+
+/// A collector that answers 503 is asked again (the exporter backs off and retries), and
+/// nothing is lost: the spans arrive with the third post.
+#[actix_web::test]
+async fn a_busy_collector_is_posted_to_again() {
+    let app = TestBackend::start("app");
+    let receiver = Receiver::start();
+    receiver.answer_unavailable(2);
+    let lb = start_balancer(&traced(&[app.url()], receiver.endpoint(), 1.0));
+    let (status, trace_id) = get(&lb, "/busy", None).await;
+    assert_eq!(status, 200);
+    let spans = spans_of(&receiver, &trace_id, 2).await;
+    one_of_kind(&spans, SERVER);
+    let posts = receiver.header_values("content-type");
+    assert!(
+        posts.len() >= 3,
+        "two refused posts, then the one taken: {posts:?}"
+    );
+}
+
+/// The standard `OTEL_EXPORTER_OTLP_HEADERS` goes with every post, its values percent-decoded
+/// (the real binary: it is read from the environment).
+#[actix_web::test]
+async fn headers_from_the_environment_go_with_every_post() {
+    let receiver = Receiver::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sections = format!("[tracing]\notlp_endpoint = \"{}\"\n", receiver.endpoint());
+    process::write_config(dir.path(), process::ok_backend(), "", &sections);
+    let headers = "OTEL_EXPORTER_OTLP_HEADERS=api-key=s%20t, x-tenant=blue";
+    let (mut child, addr) = process::launch(dir.path(), &["env", headers]);
+    let (status, _) = process::http(addr, "GET", "/with-headers", &[], None);
+    assert_eq!(status, 200);
+    eventually("a post at the collector", Duration::from_secs(15), || {
+        (!receiver.header_values("api-key").is_empty()).then_some(())
+    })
+    .await;
+    assert!(receiver.header_values("api-key").iter().all(|v| v == "s t"));
+    assert_eq!(
+        receiver
+            .header_values("x-tenant")
+            .first()
+            .map(String::as_str),
+        Some("blue")
+    );
+    let _ = child.kill();
+    let _ = child.wait();
 }

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
@@ -41,21 +42,29 @@ impl Span {
 /// The receiver; its server runs inside the current actix system.
 pub struct Receiver {
     pub addr: SocketAddr,
-    spans: Arc<Mutex<Vec<Span>>>,
+    state: Arc<State>,
+}
+
+#[derive(Default)]
+struct State {
+    spans: Mutex<Vec<Span>>,
     /// Requests that were not OTLP protobuf (a wrong content type, an undecodable body).
-    pub refused: Arc<Mutex<Vec<String>>>,
+    refused: Mutex<Vec<String>>,
+    /// Every post's headers, as name and value.
+    headers: Mutex<Vec<(String, String)>>,
+    /// Posts still to be answered 503 Service Unavailable, unread.
+    unavailable: AtomicUsize,
 }
 
 impl Receiver {
     pub fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let spans = Arc::new(Mutex::new(Vec::new()));
-        let refused = Arc::new(Mutex::new(Vec::new()));
-        let state = web::Data::new((Arc::clone(&spans), Arc::clone(&refused)));
+        let state = Arc::new(State::default());
+        let data = web::Data::from(Arc::clone(&state));
         let server = HttpServer::new(move || {
             App::new()
-                .app_data(state.clone())
+                .app_data(data.clone())
                 .app_data(web::PayloadConfig::new(16 << 20))
                 .route("/v1/traces", web::post().to(export))
         })
@@ -65,11 +74,7 @@ impl Receiver {
         .expect("listen")
         .run();
         actix_rt::spawn(server);
-        Self {
-            addr,
-            spans,
-            refused,
-        }
+        Self { addr, state }
     }
 
     /// The endpoint for `tracing.otlp_endpoint`.
@@ -78,7 +83,24 @@ impl Receiver {
     }
 
     pub fn spans(&self) -> Vec<Span> {
-        self.spans.lock().expect("lock").clone()
+        self.state.spans.lock().expect("lock").clone()
+    }
+
+    /// Requests that were not OTLP protobuf.
+    pub fn refused(&self) -> Vec<String> {
+        self.state.refused.lock().expect("lock").clone()
+    }
+
+    /// The values of header `name` on every post so far.
+    pub fn header_values(&self, name: &str) -> Vec<String> {
+        let headers = self.state.headers.lock().expect("lock");
+        let named = headers.iter().filter(|(header, _)| header == name);
+        named.map(|(_, value)| value.clone()).collect()
+    }
+
+    /// The next `posts` posts are answered 503, as a collector that is busy.
+    pub fn answer_unavailable(&self, posts: usize) {
+        self.state.unavailable.store(posts, Ordering::SeqCst);
     }
 
     /// The spans of one trace.
@@ -91,9 +113,25 @@ impl Receiver {
     }
 }
 
-type State = (Arc<Mutex<Vec<Span>>>, Arc<Mutex<Vec<String>>>);
-
 async fn export(req: HttpRequest, body: web::Bytes, state: web::Data<State>) -> HttpResponse {
+    state
+        .headers
+        .lock()
+        .expect("lock")
+        .extend(req.headers().iter().map(|(name, value)| {
+            (
+                name.to_string(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        }));
+    let busy = state
+        .unavailable
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+            left.checked_sub(1)
+        });
+    if busy.is_ok() {
+        return HttpResponse::ServiceUnavailable().finish();
+    }
     let content_type = req
         .headers()
         .get("content-type")
@@ -101,7 +139,7 @@ async fn export(req: HttpRequest, body: web::Bytes, state: web::Data<State>) -> 
         .unwrap_or_default();
     if content_type != "application/x-protobuf" {
         state
-            .1
+            .refused
             .lock()
             .expect("lock")
             .push(format!("content type {content_type:?}"));
@@ -111,14 +149,14 @@ async fn export(req: HttpRequest, body: web::Bytes, state: web::Data<State>) -> 
         Ok(request) => request,
         Err(err) => {
             state
-                .1
+                .refused
                 .lock()
                 .expect("lock")
                 .push(format!("undecodable: {err}"));
             return HttpResponse::BadRequest().finish();
         }
     };
-    let mut spans = state.0.lock().expect("lock");
+    let mut spans = state.spans.lock().expect("lock");
     for resource_spans in request.resource_spans {
         let resource = resource_spans.resource.unwrap_or_default().attributes;
         let service = texts(&resource).remove("service.name").unwrap_or_default();
