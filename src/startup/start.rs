@@ -40,7 +40,7 @@ pub enum StartError {
     /// `log.access_path` cannot be opened for appending: exit 2.
     #[error("{0}")]
     AccessLog(io::Error),
-    /// The trace exporter cannot be built for `tracing.otlp_endpoint`: exit 2.
+    /// Tracing cannot start: the OTLP headers variable is malformed. Exit 2.
     #[error("{0}")]
     Tracing(String),
 }
@@ -49,7 +49,7 @@ impl From<TraceError> for StartError {
     fn from(err: TraceError) -> Self {
         match err {
             TraceError::Thread(err) => Self::Io(err),
-            TraceError::Exporter(_) => Self::Tracing(err.to_string()),
+            TraceError::Headers(_) => Self::Tracing(err.to_string()),
         }
     }
 }

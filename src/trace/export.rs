@@ -37,7 +37,7 @@ const EXPORT_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, thiserror::Error)]
 pub enum TraceError {
     #[error("tracing: {0}")]
-    Exporter(String),
+    Headers(String),
     #[error("cannot start the trace exporter's thread: {0}")]
     Thread(#[from] std::io::Error),
 }
@@ -81,7 +81,7 @@ pub fn start(
     tls: &Arc<ClientConfig>,
     dropped: Counter,
 ) -> Result<Queue, TraceError> {
-    let headers = headers_from_env().map_err(TraceError::Exporter)?;
+    let headers = headers_from_env().map_err(TraceError::Headers)?;
     let (sender, spans) = tokio::sync::mpsc::channel(QUEUE_SPANS);
     let tls = Arc::clone(tls);
     let failed = dropped.clone();
